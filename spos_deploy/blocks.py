@@ -1,0 +1,217 @@
+"""Gluon building blocks of the search space. All of them hybridize and export to a symbol.
+
+Names are given explicitly (``b03_pw1_fwd``, ``b03_se_squeeze_fwd`` ...) so that exported graphs,
+ONNX nodes and profiler rows say which position and which op they come from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mxnet import init as mx_init
+from mxnet.gluon import HybridBlock, nn
+
+from .space import BLOCK_KERNELS, BLOCK_KINDS, Position, se_channels
+
+BN_MOMENTUM = 0.9  # MXNet semantics: running = 0.9 * running + 0.1 * batch
+BN_EPS = 1e-5
+
+
+class HardSigmoid(HybridBlock):
+    """``clip(x + 3, 0, 6) / 6`` as one ``hard_sigmoid`` op (exports to ONNX HardSigmoid)."""
+
+    def hybrid_forward(self, F, x):
+        return F.hard_sigmoid(x, alpha=1.0 / 6, beta=0.5)
+
+
+class HardSwish(HybridBlock):
+    """``x * hard_sigmoid(x)``."""
+
+    def hybrid_forward(self, F, x):
+        return x * F.hard_sigmoid(x, alpha=1.0 / 6, beta=0.5)
+
+
+def activation(kind: str, prefix: str) -> HybridBlock:
+    if kind == "relu":
+        return nn.Activation("relu", prefix=prefix)
+    if kind == "hswish":
+        return HardSwish(prefix=prefix)
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def shuffle_permutation(channels: int) -> np.ndarray:
+    """Index ``idx`` with ``y[i] = x[idx[i]]``: ``y[2j] = x[j]``, ``y[2j+1] = x[C/2 + j]``."""
+    half = channels // 2
+    idx = np.empty(channels, dtype=np.int64)
+    idx[0::2] = np.arange(half)
+    idx[1::2] = half + np.arange(half)
+    return idx
+
+
+def shuffle_kernel(channels: int) -> np.ndarray:
+    """The frozen 1x1 conv weight (C, C, 1, 1) that applies :func:`shuffle_permutation`."""
+    w = np.zeros((channels, channels, 1, 1), dtype=np.float32)
+    w[np.arange(channels), shuffle_permutation(channels), 0, 0] = 1.0
+    return w
+
+
+@mx_init.register
+class ShufflePermutation(mx_init.Initializer):
+    """Initialiser that writes :func:`shuffle_kernel` (any square 1x1 weight)."""
+
+    def _init_weight(self, name, arr):
+        arr[:] = shuffle_kernel(arr.shape[0])
+
+    _init_default = _init_weight
+
+
+class ShuffleChannels(HybridBlock):
+    """Channel shuffle (2 groups) followed by the split into project and main halves.
+
+    ``mode="reshape"`` uses reshape/transpose with explicit shapes (the MXNet special codes such as
+    -4 do not export to ONNX); ``mode="conv"`` uses a frozen 1x1 permutation conv. Both give the same
+    permutation; only the first is free of arithmetic, only the second avoids 5-D tensors.
+    """
+
+    def __init__(self, channels: int, size: int, mode: str = "reshape", **kwargs):
+        super().__init__(**kwargs)
+        if channels % 2:
+            raise ValueError("channel shuffle needs an even channel count")
+        self.channels, self.size, self.mode = channels, size, mode
+        if mode == "conv":
+            with self.name_scope():
+                self.conv = nn.Conv2D(
+                    channels,
+                    1,
+                    use_bias=False,
+                    in_channels=channels,
+                    prefix="conv_",
+                    weight_initializer=ShufflePermutation(),
+                )
+            self.conv.weight.grad_req = "null"
+        elif mode != "reshape":
+            raise ValueError(f"unknown shuffle mode {mode!r}")
+
+    def hybrid_forward(self, F, x):
+        c, s = self.channels, self.size
+        if self.mode == "conv":
+            y = self.conv(x)
+        else:
+            y = F.reshape(x, shape=(-1, 2, c // 2, s, s))
+            y = F.transpose(y, axes=(0, 2, 1, 3, 4))
+            y = F.reshape(y, shape=(-1, c, s, s))
+        project = F.slice_axis(y, axis=1, begin=0, end=c // 2)
+        main = F.slice_axis(y, axis=1, begin=c // 2, end=c)
+        return project, main
+
+
+class ConvBN(HybridBlock):
+    """Conv (no bias) + BatchNorm (+ activation). ``groups == channels`` makes it depthwise."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, act: str | None, depthwise: bool, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.conv = nn.Conv2D(
+                cout,
+                kernel,
+                strides=stride,
+                padding=kernel // 2,
+                groups=cin if depthwise else 1,
+                use_bias=False,
+                in_channels=cin,
+                prefix="",
+            )
+            self.bn = nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPS, in_channels=cout, prefix="bn_")
+            self.act = activation(act, "act_") if act else None
+
+    def hybrid_forward(self, F, x):
+        x = self.bn(self.conv(x))
+        return self.act(x) if self.act is not None else x
+
+
+class SqueezeExcite(HybridBlock):
+    """GAP -> 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> hard-sigmoid -> channel-wise scale."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        r = se_channels(channels)
+        with self.name_scope():
+            self.pool = nn.GlobalAvgPool2D(prefix="pool_")
+            self.squeeze = nn.Conv2D(r, 1, use_bias=True, in_channels=channels, prefix="squeeze_")
+            self.relu = nn.Activation("relu", prefix="relu_")
+            self.excite = nn.Conv2D(channels, 1, use_bias=True, in_channels=r, prefix="excite_")
+            self.gate = HardSigmoid(prefix="hsigmoid_")
+
+    def hybrid_forward(self, F, x):
+        s = self.gate(self.excite(self.relu(self.squeeze(self.pool(x)))))
+        return F.broadcast_mul(x, s)
+
+
+class ChoiceBlock(HybridBlock):
+    """One block of the search space at one position (SNB-3/5/7 or SXB-3) with ``mid`` channels.
+
+    With ``masked=True`` it is a supernet choice block: ``mid`` is the widest choice and
+    ``forward(x, mask)`` zeroes the channels beyond the chosen width *after* every BatchNorm (and
+    activation) of the mid channels. Zeroed channels then contribute exactly nothing to the next
+    convolution, so a masked path computes what the slim fixed block computes (masking before BN,
+    as the seed project did, leaves them at about beta).
+    """
+
+    def __init__(
+        self,
+        pos: Position,
+        block_choice: int,
+        mid: int,
+        shuffle: str = "reshape",
+        masked: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.pos, self.block_choice, self.mid, self.masked = pos, block_choice, mid, masked
+        k, kind = BLOCK_KERNELS[block_choice], BLOCK_KINDS[block_choice]
+        cin, cm, cout, s = pos.main_in, mid, pos.main_out, pos.stride
+        act = pos.act
+        with self.name_scope():
+            if pos.stride == 1:
+                self.shuffle = ShuffleChannels(pos.in_channels, pos.in_size, shuffle, prefix="shuffle_")
+                self.proj = None
+            else:
+                self.shuffle = None
+                self.proj = nn.HybridSequential(prefix="proj_")
+                with self.proj.name_scope():
+                    self.proj.add(ConvBN(pos.in_channels, pos.in_channels, k, 2, None, True, prefix="dw_"))
+                    self.proj.add(ConvBN(pos.in_channels, pos.in_channels, 1, 1, act, False, prefix="pw_"))
+            # (layer, mask after it?)
+            if kind == "snb":
+                layers = [
+                    (ConvBN(cin, cm, 1, 1, act, False, prefix="pw1_"), True),
+                    (ConvBN(cm, cm, k, s, None, True, prefix="dw1_"), True),
+                    (ConvBN(cm, cout, 1, 1, act, False, prefix="pw2_"), False),
+                ]
+            else:
+                layers = [
+                    (ConvBN(cin, cin, 3, s, None, True, prefix="dw1_"), False),
+                    (ConvBN(cin, cm, 1, 1, act, False, prefix="pw1_"), True),
+                    (ConvBN(cm, cm, 3, 1, None, True, prefix="dw2_"), True),
+                    (ConvBN(cm, cm, 1, 1, act, False, prefix="pw2_"), True),
+                    (ConvBN(cm, cm, 3, 1, None, True, prefix="dw3_"), True),
+                    (ConvBN(cm, cout, 1, 1, act, False, prefix="pw3_"), False),
+                ]
+            self.main = nn.HybridSequential(prefix="")
+            for layer, _ in layers:
+                self.main.add(layer)
+            self._mask_after = [m for _, m in layers]
+            self.se = SqueezeExcite(cout, prefix="se_") if pos.use_se else None
+
+    def hybrid_forward(self, F, x, mask=None):
+        if self.shuffle is not None:
+            project, main = self.shuffle(x)
+        else:
+            project, main = self.proj(x), x
+        for i, mask_after in enumerate(self._mask_after):
+            layer = self.main[i]
+            main = layer(main)
+            if self.masked and mask_after and mask is not None:
+                main = F.broadcast_mul(main, mask)
+        if self.se is not None:
+            main = self.se(main)
+        return F.concat(project, main, dim=1)

@@ -1,0 +1,198 @@
+"""``spos-lut``: build, validate and show lookup tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from ..errors import BadInputError
+from ..flops_table import FlopsTable, default_table_name
+from ..model_spec import ModelSpec, load_spec, spec_from_dict
+from ..space import BLOCK_NAMES, SearchSpace
+from .common import add_common, print_json, run
+
+DEFAULT_DIR = Path("lookup_tables")
+
+
+def add_space_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)")
+    g.add_argument("--from-model", metavar="MODEL", help="take the configuration of a model.json or built-in")
+    g.add_argument("--layout", choices=["OneShot", "ShuffleNetV2+"])
+    g.add_argument("--se", dest="use_se", action=argparse.BooleanOptionalAction, default=None, help="SE in stages 2-3")
+    g.add_argument(
+        "--lcap",
+        dest="last_conv_after_pooling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="last conv after pooling (MobileNetV3 style)",
+    )
+    g.add_argument("--input-size", type=int)
+    g.add_argument("--num-classes", type=int)
+    g.add_argument("--stage-repeats", type=int, nargs="+")
+    g.add_argument("--stage-out-channels", type=int, nargs="+")
+    g.add_argument("--channel-scales", type=float, nargs="+")
+    g.add_argument("--first-conv-channels", type=int)
+    g.add_argument("--last-conv-channels", type=int)
+
+
+_SPACE_KEYS = (
+    "layout",
+    "use_se",
+    "last_conv_after_pooling",
+    "input_size",
+    "num_classes",
+    "stage_repeats",
+    "stage_out_channels",
+    "channel_scales",
+    "first_conv_channels",
+    "last_conv_channels",
+)
+
+
+def space_from_args(args: argparse.Namespace) -> SearchSpace:
+    """The configuration asked for on the command line, validated like a model.json."""
+    base: dict = {}
+    if args.from_model:
+        base = load_spec(args.from_model).to_json()
+    for key in _SPACE_KEYS:
+        v = getattr(args, key, None)
+        if v is not None:
+            base[key] = v
+    n = sum(base.get("stage_repeats", (4, 4, 8, 4)))
+    base["block_choices"] = [0] * n
+    base["channel_choices"] = [len(base.get("channel_scales", range(10))) - 1] * n
+    base.pop("name", None)
+    base.pop("shuffle", None)
+    return spec_from_dict(base, "configuration").space
+
+
+def _random_archs(space: SearchSpace, n: int, seed: int, table: FlopsTable) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
+    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
+    valid = table.valid[np.arange(space.num_positions)[None, :], blocks, channels]
+    channels = np.where(valid, channels, int(np.argmax(space.channel_scales)))
+    return blocks, channels
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if args.kind != "flops":
+        raise BadInputError(f"--kind {args.kind}: latency tables need the deployment pipeline (not available yet)")
+    from ..table_build import build_flops_table
+
+    space = space_from_args(args)
+    out = Path(args.output) if args.output else DEFAULT_DIR / default_table_name(space)
+    t0 = time.perf_counter()
+    table = build_flops_table(space, progress=not args.no_progress)
+    table.save(out)
+    result = {"table": str(out), "kind": "flops", "config": space.to_config(), "seconds": time.perf_counter() - t0}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"wrote {out} ({space.describe()}) in {result['seconds']:.1f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """FLOPs tables: compare table counting with graph counting on random architectures (must be exact)."""
+    from ..table_build import count_spec_parts
+
+    table = FlopsTable.load(args.table)
+    space = table.space
+    blocks, channels = _random_archs(space, args.samples, args.seed, table)
+    t_flops, t_params = table.count(blocks, channels)
+    mismatches = []
+    from tqdm import tqdm
+
+    for i in tqdm(range(args.samples), desc="graph counts", disable=args.no_progress):
+        spec = ModelSpec(space, tuple(map(int, blocks[i])), tuple(map(int, channels[i])))
+        parts = count_spec_parts(spec)
+        g_flops = sum(c.flops for c in parts.values())
+        g_params = sum(c.params for c in parts.values())
+        if (g_flops, g_params) != (int(t_flops[i]), int(t_params[i])):
+            mismatches.append(
+                {"model": spec.to_json(), "graph": [g_flops, g_params], "table": [int(t_flops[i]), int(t_params[i])]}
+            )
+    result = {
+        "table": args.table,
+        "kind": "flops",
+        "samples": args.samples,
+        "exact": not mismatches,
+        "mismatches": mismatches,
+        "config": space.to_config(),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{args.table}: {args.samples} random architectures, "
+            f"{'all exact' if not mismatches else f'{len(mismatches)} MISMATCHES'}"
+        )
+    return 0 if not mismatches else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    table = FlopsTable.load(args.table)
+    space = table.space
+    if args.json:
+        print_json(table.to_json())
+        return 0
+    print(f"{args.table}: FLOPs/params table, {space.describe()}")
+    print(
+        f"stem {table.stem_flops:,} FLOPs / {table.stem_params:,} params; "
+        f"head {table.head_flops:,} / {table.head_params:,}"
+    )
+    rows = []
+    for pos in space.positions():
+        for b, name in enumerate(BLOCK_NAMES):
+            f = table.flops[pos.index, b]
+            rows.append(
+                [pos.index, name, pos.stride, pos.in_size, f"{f[f >= 0].min() / 1e6:.3f}", f"{f.max() / 1e6:.3f}"]
+            )
+    print(
+        tabulate(
+            rows,
+            headers=["pos", "block", "stride", "inp_size", "min MFLOPs", "max MFLOPs"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spos-lut", description="Build, validate and show lookup tables.")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build a table for a configuration")
+    b.add_argument("--kind", choices=["flops", "latency"], default="flops")
+    b.add_argument("-o", "--output", help=f"output file (default {DEFAULT_DIR}/<kind>_<config>.json)")
+    b.add_argument("--no-progress", action="store_true")
+    add_space_options(b)
+    add_common(b)
+    b.set_defaults(func=cmd_build)
+    v = sub.add_parser("validate", help="check a table against whole-network measurements or counts")
+    v.add_argument("table")
+    v.add_argument("--samples", type=int, default=50)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--no-progress", action="store_true")
+    add_common(v)
+    v.set_defaults(func=cmd_validate)
+    s = sub.add_parser("show", help="summarise a table")
+    s.add_argument("table")
+    add_common(s)
+    s.set_defaults(func=cmd_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run("spos-lut", build_parser(), lambda a: a.func(a), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

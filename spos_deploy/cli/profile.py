@@ -1,0 +1,188 @@
+"""``spos-profile``: FLOPs, params and MicroNet ops of a model, op by op and block by block."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from ..model_spec import load_spec
+from ..profile import COMPARE_MODELS, Profile, profile_spec, profile_zoo
+from .common import add_common, print_json, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spos-profile",
+        description="Count FLOPs (SPOS paper convention), params and MicroNet ops/score of a model.json "
+        "or a built-in model (oneshot, oneshot+, oneshot-s+).",
+    )
+    p.add_argument("model", help="model.json path or built-in name")
+    p.add_argument("--input-size", type=int, help="override the model's input size (a multiple of 32)")
+    p.add_argument("--shuffle", choices=["reshape", "conv"], help="override the channel-shuffle form")
+    p.add_argument("--table", choices=["ops", "blocks", "none"], default="blocks", help="which table to print")
+    p.add_argument("--bits", type=int, choices=[32, 16, 8], default=32, help="precision for the MicroNet numbers")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="NAME",
+        help=f"also profile gluoncv networks side by side (e.g. {', '.join(COMPARE_MODELS)}); 'all' for those",
+    )
+    p.add_argument("--plot", metavar="PNG", help="write a per-block FLOPs/params bar chart")
+    add_common(p)
+    return p
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:.3f}"
+
+
+def _int(x: int | None) -> str:
+    return "" if x is None else f"{x:,}"
+
+
+def _ops_table(prof: Profile, bits: int) -> str:
+    from ..micronet import at_bits
+
+    rows = []
+    for r in prof.rows:
+        params, mults, adds = at_bits(r, bits)
+        rows.append(
+            [
+                r.name,
+                r.quantizable,
+                r.inp_size,
+                r.kernel,
+                r.cin,
+                r.cout,
+                _m(params),
+                _m(mults),
+                _m(adds),
+                _m(mults + adds),
+            ]
+        )
+    headers = ["op", "quantizable", "inp_size", "kernel", "Cin", "Cout", "params(M)", "mults(M)", "adds(M)", "MFLOPs"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _blocks_table(prof: Profile, bits: int) -> str:
+    blocks = {f"b{b['position']:02d}": b for b in prof.blocks()}
+    rows = []
+    for r in prof.block_rows(bits):
+        b = blocks.get(r["part"], {})
+        rows.append(
+            [
+                r["part"],
+                r["block"],
+                b.get("mid_channels", ""),
+                b.get("stride", ""),
+                b.get("input_size", ""),
+                _int(r["flops"]),
+                _int(r["params"]),
+                _m(r["mults"]),
+                _m(r["adds"]),
+                _m(r["ops"]),
+            ]
+        )
+    headers = [
+        "part",
+        "block",
+        "mid",
+        "stride",
+        "inp_size",
+        "FLOPs",
+        "params",
+        "mults(M)",
+        "adds(M)",
+        "MicroNet ops(M)",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _summary(prof: Profile, bits: int) -> list:
+    mn = prof.micronet(bits)
+    return [
+        prof.name,
+        prof.input_size,
+        f"{prof.flops:,}",
+        f"{prof.params:,}",
+        _m(mn["ops"]),
+        _m(mn["params"]),
+        f"{mn['score']:.4f}",
+    ]
+
+
+def _plot(prof: Profile, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import atomic_path
+
+    parts = prof.block_rows(32)
+    names = [p["part"] for p in parts]
+    fig, ax = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    ax[0].bar(names, [(p["flops"] or 0) / 1e6 for p in parts], color="tab:blue")
+    ax[0].set_ylabel("MFLOPs (paper)")
+    ax[1].bar(names, [(p["params"] or 0) / 1e6 for p in parts], color="tab:orange")
+    ax[1].set_ylabel("params (M)")
+    ax[1].tick_params(axis="x", rotation=90)
+    ax[0].set_title(f"{prof.name}: {prof.flops / 1e6:.1f} MFLOPs, {prof.params / 1e6:.3f} M params")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def body(args: argparse.Namespace) -> int:
+    spec = load_spec(args.model, input_size=args.input_size)
+    if args.shuffle:
+        spec = spec.with_(shuffle=args.shuffle)
+    prof = profile_spec(spec)
+    compare: list[Profile] = []
+    if args.compare:
+        names = list(COMPARE_MODELS) if args.compare == ["all"] else args.compare
+        compare = [profile_zoo(n, spec.space.input_size) for n in names]
+    if args.plot:
+        _plot(prof, args.plot)
+    if args.json:
+        out = prof.to_json(args.bits)
+        if compare:
+            out["compare"] = [c.to_json(args.bits, include_ops=False) for c in compare]
+        print_json(out)
+        return 0
+    headers = [
+        "model",
+        "input",
+        "FLOPs (paper)",
+        "params",
+        f"MicroNet ops(M) @{args.bits}b",
+        "MicroNet params(M)",
+        "score",
+    ]
+    print(
+        tabulate(
+            [_summary(prof, args.bits)] + [_summary(c, args.bits) for c in compare],
+            headers=headers,
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
+    if args.table != "none":
+        print()
+        print(_ops_table(prof, args.bits) if args.table == "ops" else _blocks_table(prof, args.bits))
+    for p in [prof, *compare]:
+        if p.unknown_ops:
+            print(f"note: {p.name}: op types counted as free (no rule): {', '.join(p.unknown_ops)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run("spos-profile", build_parser(), body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""``model.json``: one architecture of the search space, loaded and validated.
+
+Validation is two steps: a JSON Schema for shapes and types (unknown keys, non-integers), then the
+rules that need the whole object (list lengths against the stage repeats, ids against the number of
+scales, the input size against the network's total stride). Every failure is a
+:class:`BadInputError` whose one-line message names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import BadInputError
+from .space import BLOCK_NAMES, DEFAULT_REPEATS, DEFAULT_SCALES, LAYOUTS, SearchSpace
+
+_INT = {"type": "integer"}
+_POS_INT = {"type": "integer", "minimum": 1}
+_INT_LIST = {"type": "array", "items": _INT, "minItems": 1}
+
+MODEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["block_choices", "channel_choices"],
+    "properties": {
+        "name": {"type": "string"},
+        "layout": {"enum": list(LAYOUTS)},
+        "block_choices": _INT_LIST,
+        "channel_choices": _INT_LIST,
+        "use_se": {"type": "boolean"},
+        "last_conv_after_pooling": {"type": "boolean"},
+        "input_size": _POS_INT,
+        "num_classes": _POS_INT,
+        "stage_repeats": {"type": "array", "items": _POS_INT, "minItems": 1},
+        "stage_out_channels": {"type": "array", "items": _POS_INT, "minItems": 1},
+        "channel_scales": {
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0},
+            "minItems": 1,
+        },
+        "first_conv_channels": _POS_INT,
+        "last_conv_channels": _POS_INT,
+        "shuffle": {"enum": ["reshape", "conv"]},
+        # Written by our own tools next to the architecture; accepted and ignored.
+        "accuracy": {"type": "number"},
+        "flops": {"type": "integer"},
+        "params": {"type": "integer"},
+        "latency_ms": {"type": "number"},
+    },
+}
+
+ONESHOT_BLOCKS = [0, 0, 3, 1, 1, 1, 0, 0, 2, 0, 2, 1, 1, 0, 2, 0, 2, 1, 3, 2]
+ONESHOT_CHANNELS = [6, 5, 3, 5, 2, 6, 3, 4, 2, 5, 7, 5, 4, 6, 7, 4, 4, 5, 4, 3]
+
+BUILTINS: dict[str, dict[str, Any]] = {
+    "oneshot": {
+        "name": "oneshot",
+        "layout": "OneShot",
+        "block_choices": ONESHOT_BLOCKS,
+        "channel_choices": ONESHOT_CHANNELS,
+        "use_se": False,
+        "last_conv_after_pooling": False,
+    },
+    "oneshot+": {
+        "name": "oneshot+",
+        "layout": "OneShot",
+        "block_choices": ONESHOT_BLOCKS,
+        "channel_choices": ONESHOT_CHANNELS,
+        "use_se": True,
+        "last_conv_after_pooling": True,
+    },
+    "oneshot-s+": {
+        "name": "oneshot-s+",
+        "layout": "OneShot",
+        "block_choices": [0, 0, 0, 1, 0, 0, 1, 0, 3, 2, 0, 1, 2, 2, 1, 2, 0, 0, 2, 0],
+        "channel_choices": [8, 7, 6, 8, 5, 7, 3, 4, 2, 4, 2, 3, 4, 5, 6, 6, 3, 3, 4, 6],
+        "use_se": True,
+        "last_conv_after_pooling": True,
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture: a search space plus a block and a channel choice per position."""
+
+    space: SearchSpace
+    block_choices: tuple[int, ...]
+    channel_choices: tuple[int, ...]
+    name: str = "model"
+    shuffle: str = "reshape"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def mids(self) -> list[int]:
+        return [self.space.mid(p, c) for p, c in zip(self.space.positions(), self.channel_choices)]
+
+    def with_(self, **changes: Any) -> ModelSpec:
+        d = {
+            "space": self.space,
+            "block_choices": self.block_choices,
+            "channel_choices": self.channel_choices,
+            "name": self.name,
+            "shuffle": self.shuffle,
+        }
+        d.update(changes)
+        return ModelSpec(**d)
+
+    def to_json(self) -> dict[str, Any]:
+        """The model.json object (custom-space keys only where they differ from the layout's default)."""
+        s = self.space
+        d: dict[str, Any] = {
+            "name": self.name,
+            "layout": s.layout,
+            "block_choices": list(self.block_choices),
+            "channel_choices": list(self.channel_choices),
+            "use_se": s.use_se,
+            "last_conv_after_pooling": s.last_conv_after_pooling,
+            "input_size": s.input_size,
+            "num_classes": s.num_classes,
+        }
+        if s.stage_repeats != DEFAULT_REPEATS:
+            d["stage_repeats"] = list(s.stage_repeats)
+        if s.stage_out_channels != LAYOUTS[s.layout]:
+            d["stage_out_channels"] = list(s.stage_out_channels)
+        if s.channel_scales != DEFAULT_SCALES:
+            d["channel_scales"] = list(s.channel_scales)
+        if s.first_conv_channels != 16:
+            d["first_conv_channels"] = s.first_conv_channels
+        if s.last_conv_channels != 1024:
+            d["last_conv_channels"] = s.last_conv_channels
+        if self.shuffle != "reshape":
+            d["shuffle"] = self.shuffle
+        return d
+
+
+def _field_of(error: jsonschema.ValidationError) -> str:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        return "(top level)"
+    if error.validator == "required":
+        return "(top level)"
+    if not path:
+        return "(top level)"
+    head, rest = path[0], path[1:]
+    return head + "".join(f"[{p}]" for p in rest)
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(MODEL_SCHEMA["properties"])
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"unknown key(s) {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
+    if v == "required":
+        return f"missing required field {error.message.split(' ')[0]}"
+    if v == "type":
+        want = error.validator_value
+        return f"field '{_field_of(error)}' must be of type {want}, got {json.dumps(error.instance)}"
+    if v == "enum":
+        return f"field '{_field_of(error)}' must be one of {error.validator_value}, got {json.dumps(error.instance)}"
+    if v in ("minimum", "exclusiveMinimum"):
+        return f"field '{_field_of(error)}' must be > 0, got {json.dumps(error.instance)}"
+    if v == "minItems":
+        return f"field '{_field_of(error)}' must not be empty"
+    return f"field '{_field_of(error)}': {error.message}"
+
+
+def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
+    """Validate a parsed model.json object and build the :class:`ModelSpec`."""
+
+    def fail(msg: str) -> BadInputError:
+        return BadInputError(f"{source}: {msg}")
+
+    if not isinstance(d, dict):
+        raise fail(f"must be a JSON object, got {type(d).__name__}")
+    validator = jsonschema.Draft7Validator(MODEL_SCHEMA)
+    errors = sorted(validator.iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise fail(_schema_message(errors[0]))
+
+    layout = d.get("layout", "OneShot")
+    repeats = tuple(d.get("stage_repeats", DEFAULT_REPEATS))
+    channels = tuple(d.get("stage_out_channels", LAYOUTS[layout]))
+    scales = tuple(float(s) for s in d.get("channel_scales", DEFAULT_SCALES))
+    if len(channels) != len(repeats):
+        raise fail(f"field 'stage_out_channels' has {len(channels)} entries but 'stage_repeats' has {len(repeats)}")
+    for i, c in enumerate(channels):
+        if c % 4:
+            raise fail(f"field 'stage_out_channels[{i}]' must be a multiple of 4 (channel split), got {c}")
+    first = d.get("first_conv_channels", 16)
+    if first % 2:
+        raise fail(f"field 'first_conv_channels' must be even, got {first}")
+    input_size = d.get("input_size", 224)
+    stride = 2 ** (len(repeats) + 1)
+    if input_size % stride:
+        raise fail(f"field 'input_size' must be a multiple of {stride} (the network's total stride), got {input_size}")
+    n = sum(repeats)
+    for key in ("block_choices", "channel_choices"):
+        if len(d[key]) != n:
+            raise fail(f"field '{key}' must have {n} entries (sum of stage_repeats), got {len(d[key])}")
+    for i, b in enumerate(d["block_choices"]):
+        if not 0 <= b < len(BLOCK_NAMES):
+            raise fail(f"field 'block_choices[{i}]' must be in 0..{len(BLOCK_NAMES) - 1}, got {b}")
+    for i, c in enumerate(d["channel_choices"]):
+        if not 0 <= c < len(scales):
+            raise fail(f"field 'channel_choices[{i}]' must be in 0..{len(scales) - 1}, got {c}")
+    space = SearchSpace(
+        layout=layout,
+        use_se=d.get("use_se", True),
+        last_conv_after_pooling=d.get("last_conv_after_pooling", True),
+        input_size=input_size,
+        num_classes=d.get("num_classes", 1000),
+        stage_repeats=repeats,
+        stage_out_channels=channels,
+        channel_scales=scales,
+        first_conv_channels=first,
+        last_conv_channels=d.get("last_conv_channels", 1024),
+    )
+    for pos, c in zip(space.positions(), d["channel_choices"]):
+        if space.mid(pos, c) < 1:
+            raise fail(
+                f"field 'channel_choices[{pos.index}]' gives 0 mid channels "
+                f"(scale {scales[c]} of {pos.out_channels // 2})"
+            )
+    extra = {k: d[k] for k in ("accuracy", "flops", "params", "latency_ms") if k in d}
+    return ModelSpec(
+        space=space,
+        block_choices=tuple(d["block_choices"]),
+        channel_choices=tuple(d["channel_choices"]),
+        name=d.get("name", "model"),
+        shuffle=d.get("shuffle", "reshape"),
+        extra=extra,
+    )
+
+
+def load_spec(ref: str | Path, input_size: int | None = None) -> ModelSpec:
+    """Load a model.json path or a built-in name (``oneshot``, ``oneshot+``, ``oneshot-s+``).
+
+    ``input_size`` overrides the file's value (validated the same way).
+    """
+    ref_s = str(ref)
+    if ref_s in BUILTINS:
+        d: Any = dict(BUILTINS[ref_s])
+        source = f"built-in '{ref_s}'"
+    else:
+        path = Path(ref_s)
+        source = str(path)
+        if not path.exists():
+            names = ", ".join(BUILTINS)
+            raise BadInputError(f"{ref_s}: no such file, and not a built-in model name ({names})")
+        if path.is_dir():
+            raise BadInputError(f"{ref_s}: is a folder, expected a model.json file")
+        try:
+            d = json.loads(path.read_text())
+        except UnicodeDecodeError:
+            raise BadInputError(f"{source}: not a text file (expected JSON)") from None
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if input_size is not None:
+        if not isinstance(d, dict):
+            raise BadInputError(f"{source}: must be a JSON object")
+        d = dict(d, input_size=input_size)
+    return spec_from_dict(d, source)

@@ -1,0 +1,93 @@
+"""A supernet path computes exactly what the equivalent fixed subnet computes; networks hybridize and export."""
+
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from spos_deploy.blocks import shuffle_kernel, shuffle_permutation
+from spos_deploy.model_spec import ModelSpec, load_spec
+from spos_deploy.network import build_subnet
+from spos_deploy.space import space_for_layout
+from spos_deploy.supernet import build_supernet, extract_subnet
+
+REL_TOL = 1e-5
+
+
+def _randomise_bn(net, rng):
+    """Non-trivial BN statistics, so that masking before instead of after BN would show."""
+    for name, p in net.collect_params().items():
+        if name.endswith(("running_mean", "beta")):
+            p.set_data(mx.nd.array(rng.normal(0, 0.5, p.shape)))
+        elif name.endswith(("running_var", "gamma")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+
+
+def _rel(a: mx.nd.NDArray, b: mx.nd.NDArray) -> float:
+    return float(mx.nd.abs(a - b).max().asscalar() / mx.nd.abs(b).max().asscalar())
+
+
+@pytest.mark.parametrize("layout", ["OneShot", "ShuffleNetV2+"])
+@pytest.mark.parametrize("use_se", [False, True])
+def test_supernet_path_equals_fixed_subnet(layout, use_se):
+    rng = np.random.default_rng(3)
+    space = space_for_layout(layout, use_se=use_se, last_conv_after_pooling=use_se, input_size=64, num_classes=10)
+    supernet = build_supernet(space, seed=1)
+    _randomise_bn(supernet, rng)
+    supernet.hybridize_blocks()
+    x = mx.nd.array(rng.normal(size=(2, 3, 64, 64)))
+    for _ in range(4):
+        blocks = rng.integers(0, 4, space.num_positions)
+        channels = rng.integers(0, space.num_scales, space.num_positions)
+        spec = ModelSpec(space, tuple(map(int, blocks)), tuple(map(int, channels)))
+        y_path = supernet(x, blocks, channels)
+        subnet = extract_subnet(supernet, spec)
+        subnet.hybridize()
+        y_fixed = subnet(x)
+        assert _rel(y_path, y_fixed) < REL_TOL
+        # The widest path differs: the mask really selects channels.
+        y_wide = supernet(x, blocks, [space.num_scales - 1] * space.num_positions)
+        if any(c != space.num_scales - 1 for c in channels):
+            assert _rel(y_wide, y_fixed) > 1e-3
+
+
+def test_shuffle_permutation_matches_the_spec():
+    idx = shuffle_permutation(8)
+    assert idx.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    w = shuffle_kernel(8)[:, :, 0, 0]
+    x = np.arange(8.0)
+    assert (w @ x).tolist() == x[idx].tolist()
+
+
+@pytest.mark.parametrize("name", ["oneshot", "oneshot-s+"])
+def test_both_shuffle_forms_compute_the_same(name):
+    rng = np.random.default_rng(0)
+    spec = load_spec(name, input_size=64)
+    a = build_subnet(spec, seed=5)
+    b = build_subnet(spec.with_(shuffle="conv"), seed=5)
+    _randomise_bn(a, np.random.default_rng(1))
+    for ka, pa in a.collect_params().items():
+        b.collect_params()[ka].set_data(pa.data())
+    a.hybridize()
+    b.hybridize()
+    x = mx.nd.array(rng.normal(size=(2, 3, 64, 64)))
+    assert _rel(a(x), b(x)) < 1e-6
+
+
+def test_hybridize_export_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    spec = load_spec("oneshot-s+", input_size=96)
+    net = build_subnet(spec, seed=2)
+    _randomise_bn(net, rng)
+    x = mx.nd.array(rng.normal(size=(1, 3, 96, 96)))
+    y_imperative = net(x)
+    net.hybridize()
+    y_hybrid = net(x)
+    net.export(str(tmp_path / "net"))
+    loaded = mx.gluon.SymbolBlock.imports(
+        str(tmp_path / "net-symbol.json"), ["data"], str(tmp_path / "net-0000.params")
+    )
+    y_loaded = loaded(x)
+    assert _rel(y_hybrid, y_imperative) < 1e-6
+    assert _rel(y_loaded, y_imperative) < 1e-6
