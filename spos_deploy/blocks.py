@@ -105,9 +105,22 @@ class ShuffleChannels(HybridBlock):
 
 
 class ConvBN(HybridBlock):
-    """Conv (no bias) + BatchNorm (+ activation). ``groups == channels`` makes it depthwise."""
+    """Conv + BatchNorm (+ activation). ``groups == channels`` makes it depthwise.
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, act: str | None, depthwise: bool, **kwargs):
+    ``merged=True`` is the deployed form: BatchNorm folded into the conv, which then has a bias.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        act: str | None,
+        depthwise: bool,
+        merged: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         with self.name_scope():
             self.conv = nn.Conv2D(
@@ -116,15 +129,19 @@ class ConvBN(HybridBlock):
                 strides=stride,
                 padding=kernel // 2,
                 groups=cin if depthwise else 1,
-                use_bias=False,
+                use_bias=merged,
                 in_channels=cin,
                 prefix="",
             )
-            self.bn = nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPS, in_channels=cout, prefix="bn_")
+            self.bn = (
+                None if merged else nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPS, in_channels=cout, prefix="bn_")
+            )
             self.act = activation(act, "act_") if act else None
 
     def hybrid_forward(self, F, x):
-        x = self.bn(self.conv(x))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
         return self.act(x) if self.act is not None else x
 
 
@@ -163,6 +180,7 @@ class ChoiceBlock(HybridBlock):
         mid: int,
         shuffle: str = "reshape",
         masked: bool = False,
+        merged: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -178,23 +196,27 @@ class ChoiceBlock(HybridBlock):
                 self.shuffle = None
                 self.proj = nn.HybridSequential(prefix="proj_")
                 with self.proj.name_scope():
-                    self.proj.add(ConvBN(pos.in_channels, pos.in_channels, k, 2, None, True, prefix="dw_"))
-                    self.proj.add(ConvBN(pos.in_channels, pos.in_channels, 1, 1, act, False, prefix="pw_"))
+                    self.proj.add(
+                        ConvBN(pos.in_channels, pos.in_channels, k, 2, None, True, merged=merged, prefix="dw_")
+                    )
+                    self.proj.add(
+                        ConvBN(pos.in_channels, pos.in_channels, 1, 1, act, False, merged=merged, prefix="pw_")
+                    )
             # (layer, mask after it?)
             if kind == "snb":
                 layers = [
-                    (ConvBN(cin, cm, 1, 1, act, False, prefix="pw1_"), True),
-                    (ConvBN(cm, cm, k, s, None, True, prefix="dw1_"), True),
-                    (ConvBN(cm, cout, 1, 1, act, False, prefix="pw2_"), False),
+                    (ConvBN(cin, cm, 1, 1, act, False, merged=merged, prefix="pw1_"), True),
+                    (ConvBN(cm, cm, k, s, None, True, merged=merged, prefix="dw1_"), True),
+                    (ConvBN(cm, cout, 1, 1, act, False, merged=merged, prefix="pw2_"), False),
                 ]
             else:
                 layers = [
-                    (ConvBN(cin, cin, 3, s, None, True, prefix="dw1_"), False),
-                    (ConvBN(cin, cm, 1, 1, act, False, prefix="pw1_"), True),
-                    (ConvBN(cm, cm, 3, 1, None, True, prefix="dw2_"), True),
-                    (ConvBN(cm, cm, 1, 1, act, False, prefix="pw2_"), True),
-                    (ConvBN(cm, cm, 3, 1, None, True, prefix="dw3_"), True),
-                    (ConvBN(cm, cout, 1, 1, act, False, prefix="pw3_"), False),
+                    (ConvBN(cin, cin, 3, s, None, True, merged=merged, prefix="dw1_"), False),
+                    (ConvBN(cin, cm, 1, 1, act, False, merged=merged, prefix="pw1_"), True),
+                    (ConvBN(cm, cm, 3, 1, None, True, merged=merged, prefix="dw2_"), True),
+                    (ConvBN(cm, cm, 1, 1, act, False, merged=merged, prefix="pw2_"), True),
+                    (ConvBN(cm, cm, 3, 1, None, True, merged=merged, prefix="dw3_"), True),
+                    (ConvBN(cm, cout, 1, 1, act, False, merged=merged, prefix="pw3_"), False),
                 ]
             self.main = nn.HybridSequential(prefix="")
             for layer, _ in layers:

@@ -189,12 +189,21 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
     scales = tuple(float(s) for s in d.get("channel_scales", DEFAULT_SCALES))
     if len(channels) != len(repeats):
         raise fail(f"field 'stage_out_channels' has {len(channels)} entries but 'stage_repeats' has {len(repeats)}")
-    for i, c in enumerate(channels):
-        if c % 4:
-            raise fail(f"field 'stage_out_channels[{i}]' must be a multiple of 4 (channel split), got {c}")
+    # Multiples of 16: MXNet 1.9's oneDNN kernels fail (SIGFPE, "could not construct a sub-memory") on
+    # channel splits and depthwise convs that are not 8-channel aligned.
     first = d.get("first_conv_channels", 16)
-    if first % 2:
-        raise fail(f"field 'first_conv_channels' must be even, got {first}")
+    if first % 16:
+        raise fail(f"field 'first_conv_channels' must be a multiple of 16, got {first}")
+    c_in = first
+    for i, c in enumerate(channels):
+        if c % 16:
+            raise fail(f"field 'stage_out_channels[{i}]' must be a multiple of 16, got {c}")
+        if c <= c_in:
+            raise fail(
+                f"field 'stage_out_channels[{i}]' must exceed the stage's input channels {c_in} "
+                f"(a stride-2 block concatenates its input with the main branch), got {c}"
+            )
+        c_in = c
     input_size = d.get("input_size", 224)
     stride = 2 ** (len(repeats) + 1)
     if input_size % stride:

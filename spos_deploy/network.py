@@ -13,10 +13,10 @@ from .space import SearchSpace, make_divisible
 class Stem(HybridBlock):
     """3x3 stride-2 conv (no bias) + BN + activation."""
 
-    def __init__(self, space: SearchSpace, **kwargs):
+    def __init__(self, space: SearchSpace, merged: bool = False, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.conv = ConvBN(3, space.first_conv_channels, 3, 2, space.stem_act, False, prefix="")
+            self.conv = ConvBN(3, space.first_conv_channels, 3, 2, space.stem_act, False, merged, prefix="")
 
     def hybrid_forward(self, F, x):
         return self.conv(x)
@@ -29,7 +29,7 @@ class Head(HybridBlock):
     ``v2plus``: last conv (0.75 width) + BN + hard-swish, pool, SE, conv_fc (bias), hard-swish.
     """
 
-    def __init__(self, space: SearchSpace, **kwargs):
+    def __init__(self, space: SearchSpace, merged: bool = False, **kwargs):
         super().__init__(**kwargs)
         c_last = space.stage_out_channels[-1]
         last = space.last_conv_channels
@@ -43,11 +43,11 @@ class Head(HybridBlock):
                     self.features.add(nn.Conv2D(last, 1, use_bias=True, in_channels=c_last, prefix="conv_fc_"))
                     self.features.add(activation(act, "conv_fc_act_"))
                 elif variant == "original":
-                    self.features.add(ConvBN(c_last, last, 1, 1, "relu", False, prefix="last_conv_"))
+                    self.features.add(ConvBN(c_last, last, 1, 1, "relu", False, merged, prefix="last_conv_"))
                     self.features.add(nn.GlobalAvgPool2D(prefix="pool_"))
                 else:
                     mid = make_divisible(last * 0.75)
-                    self.features.add(ConvBN(c_last, mid, 1, 1, "hswish", False, prefix="last_conv_"))
+                    self.features.add(ConvBN(c_last, mid, 1, 1, "hswish", False, merged, prefix="last_conv_"))
                     self.features.add(nn.GlobalAvgPool2D(prefix="pool_"))
                     self.features.add(SqueezeExcite(mid, prefix="se_"))
                     self.features.add(nn.Conv2D(last, 1, use_bias=True, in_channels=mid, prefix="conv_fc_"))
@@ -65,20 +65,25 @@ def position_prefix(index: int) -> str:
 
 
 class SposNet(HybridBlock):
-    """A fixed architecture of the search space (what is trained, exported and deployed)."""
+    """A fixed architecture of the search space (what is trained, exported and deployed).
 
-    def __init__(self, spec: ModelSpec, **kwargs):
+    ``merged=True`` builds the deployed form without BatchNorm (see :func:`spos_deploy.transforms.merge_bn`).
+    """
+
+    def __init__(self, spec: ModelSpec, merged: bool = False, **kwargs):
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         self.spec = spec
+        self.merged = merged
         space = spec.space
         with self.name_scope():
-            self.stem = Stem(space, prefix="stem_")
+            self.stem = Stem(space, merged, prefix="stem_")
             self.features = nn.HybridSequential(prefix="")
             with self.features.name_scope():
                 for pos, b, mid in zip(space.positions(), spec.block_choices, spec.mids):
-                    self.features.add(ChoiceBlock(pos, b, mid, spec.shuffle, prefix=position_prefix(pos.index)))
-            self.head = Head(space, prefix="head_")
+                    block = ChoiceBlock(pos, b, mid, spec.shuffle, merged=merged, prefix=position_prefix(pos.index))
+                    self.features.add(block)
+            self.head = Head(space, merged, prefix="head_")
 
     def hybrid_forward(self, F, x):
         return self.head(self.features(self.stem(x)))

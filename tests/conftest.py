@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("SPOS_SHARED", ROOT.parent / "shared"))
 REFERENCE_TABLE = SHARED / "reference" / "seed_flops_params_lookup_table.json"
 
 
@@ -27,6 +27,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     module = {
         "spos-profile": "spos_deploy.cli.profile",
         "spos-lut": "spos_deploy.cli.lut",
+        "spos-export": "spos_deploy.cli.export",
+        "spos-bench": "spos_deploy.cli.bench",
     }[args[0]]
     env = dict(os.environ)
     env.pop("SPOS_DEBUG", None)

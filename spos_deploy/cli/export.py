@@ -1,0 +1,106 @@
+"""``spos-export``: deployable files (ONNX or MXNet, fp32 and int8) with a verified report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..export import ExportOptions, run_export
+from ..model_spec import load_spec
+from ..quantize import CALIBRATION_METHODS, MXNET_CALIB_MODES, OrtQuantConfig
+from .common import add_common, print_json, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spos-export",
+        description="Merge BN, choose the shuffle form, export to ONNX or MXNet, optionally quantize to int8; every "
+        "step is checked on real images and summarised in DIR/report.json and DIR/report.md.",
+    )
+    p.add_argument("model", help="model.json path or built-in name")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--params", help="trained weights (.params from save_parameters or export)")
+    w.add_argument("--random-init", action="store_true", help="random weights, for profiling/benchmarking only")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
+    p.add_argument("--format", dest="fmt", choices=["onnx", "mxnet"], default="onnx")
+    p.add_argument("--merge-bn", action=argparse.BooleanOptionalAction, default=True, help="fold BN into convs")
+    p.add_argument("--shuffle", choices=["reshape", "conv"], help="channel-shuffle form of the deployed graph")
+    p.add_argument("--input-size", type=int, help="override the model's input size")
+    p.add_argument("--int8", action="store_true", help="also write an int8 model")
+    p.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibration images: image folder, .rec, .npz, 'imagenet-samples' or 'fashion-mnist' "
+        "(default: the 20 bundled ImageNet samples)",
+    )
+    p.add_argument("--calib-count", type=int, default=64, help="calibration images to use")
+    p.add_argument(
+        "--eval",
+        dest="eval_data",
+        metavar="DATA",
+        help="labelled images for the parity and accuracy checks (default: bundled ImageNet samples)",
+    )
+    p.add_argument("--eval-count", type=int, default=500)
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="onnxruntime calibration")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    p.add_argument("--keep-float", type=int, default=2, help="most sensitive convs kept in float (0: none)")
+    p.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="7-bit weights (default: on for CPUs without VNNI int8 instructions)",
+    )
+    p.add_argument("--mxnet-calib", choices=MXNET_CALIB_MODES, default="naive", help="MXNet contrib calibration")
+    p.add_argument("--no-bench", action="store_true", help="skip the latency measurement in the report")
+    add_common(p)
+    return p
+
+
+def body(args: argparse.Namespace) -> int:
+    spec = load_spec(args.model, input_size=args.input_size)
+    opts = ExportOptions(
+        params=args.params,
+        random_init=args.random_init,
+        merge_bn=args.merge_bn,
+        shuffle=args.shuffle,
+        fmt=args.fmt,
+        int8=args.int8,
+        calib=args.calib,
+        calib_count=args.calib_count,
+        eval_data=args.eval_data,
+        eval_count=args.eval_count,
+        ort_quant=OrtQuantConfig(
+            per_channel=not args.per_tensor,
+            method=args.calib_method,
+            reduce_range=args.reduce_range,
+            keep_float=args.keep_float,
+        ),
+        mxnet_calib_mode=args.mxnet_calib,
+        bench=not args.no_bench,
+    )
+    report = run_export(spec, args.output, opts)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"wrote {args.output}/ ({', '.join(f['name'] for f in report['files'].values())})")
+        for c in report["checks"]:
+            print(f"  check {c['check']}: max rel {c['max_rel']:.2e} <= {c['tolerance']:g}  ok")
+        if "int8" in report:
+            a = report["int8"]["accuracy"]
+            print(
+                f"  int8: top-1 agreement {a['top1_agreement']:.3f}, top-1 fp32 {a['top1_fp32']}, "
+                f"int8 {a['top1_int8']} on {a['images']} images"
+            )
+        for k, v in report.get("latency", {}).items():
+            print(f"  latency {k}: p50 {v['p50_ms']:.2f} ms")
+        print(f"  report: {args.output}/report.md")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run("spos-export", build_parser(), body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

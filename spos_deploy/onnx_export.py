@@ -1,0 +1,156 @@
+"""ONNX export of fixed subnets, with a parity check against MXNet on real images.
+
+MXNet's exporter writes every weight as a graph input as well as an initializer; onnxruntime then
+cannot constant-fold and its quantization pre-processing cannot fold anything. The exported graph is
+therefore cleaned (weights are initializers only), stamped with the architecture, and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import onnx
+
+from .atomic import atomic_path
+from .errors import SposError
+from .network import SposNet
+
+INPUT_NAME = "data"
+PARITY_RTOL = 1e-4
+
+
+def _silence_ort() -> None:
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+
+
+def remove_initializers_from_inputs(model: onnx.ModelProto) -> int:
+    """Drop graph inputs that are initializers (the weights); returns how many were removed."""
+    init_names = {i.name for i in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name not in init_names]
+    removed = len(model.graph.input) - len(keep)
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    return removed
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node (the exporter leaves convs unnamed) the name of its output, e.g. ``b03_pw1_fwd``."""
+    for node in model.graph.node:
+        if not node.name:
+            node.name = node.output[0]
+
+
+def export_symbol(net: mx.gluon.HybridBlock, prefix: str | Path, input_size: int) -> tuple[Path, Path]:
+    """Hybridize and export ``prefix-symbol.json`` / ``prefix-0000.params``."""
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, input_size, input_size)))
+    net.export(str(prefix))
+    return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
+
+
+def export_onnx(net: SposNet, path: str | Path, metadata: dict | None = None) -> Path:
+    """Export ``net`` to ONNX at ``path`` (dynamic batch, weights as initializers, checked by onnx.checker)."""
+    size = net.spec.space.input_size
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        sym_file, params_file = export_symbol(net, Path(tmp) / "net", size)
+        raw = Path(tmp) / "raw.onnx"
+        mx.onnx.export_model(
+            str(sym_file),
+            str(params_file),
+            [(1, 3, size, size)],
+            np.float32,
+            str(raw),
+            dynamic=True,
+            dynamic_input_shapes=[(None, 3, size, size)],
+        )
+        model = onnx.load(str(raw))
+    remove_initializers_from_inputs(model)
+    name_nodes(model)
+    model.graph.name = net.spec.name
+    model.producer_name = "spos-deploy"
+    meta = {"model": json.dumps(net.spec.to_json()), "bn_merged": str(net.merged).lower(), "shuffle": net.spec.shuffle}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp_path:
+        onnx.save(model, str(tmp_path))
+    return path
+
+
+@dataclass
+class Parity:
+    """How far two runtimes' outputs are apart on the same images.
+
+    ``max_rel`` = max |a - b| / max |b| over all logits (b = the reference), which is robust to
+    logits near zero; ``top1_agreement`` = share of images with the same arg-max.
+    """
+
+    images: int
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    top1_agreement: float
+    tolerance: float
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_outputs(out: np.ndarray, ref: np.ndarray, tolerance: float) -> Parity:
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    max_rel = float(diff.max() / scale)
+    return Parity(
+        images=int(ref.shape[0]),
+        max_abs=float(diff.max()),
+        max_rel=max_rel,
+        mean_abs=float(diff.mean()),
+        top1_agreement=float((out.argmax(1) == ref.argmax(1)).mean()),
+        tolerance=tolerance,
+        passed=max_rel <= tolerance,
+    )
+
+
+def mxnet_logits(net: mx.gluon.HybridBlock, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    outs = [net(mx.nd.array(images[i : i + batch])).asnumpy() for i in range(0, len(images), batch)]
+    return np.concatenate(outs)
+
+
+def ort_logits(session, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
+
+
+def cpu_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    _silence_ort()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def check_onnx_parity(
+    net: mx.gluon.HybridBlock, onnx_path: str | Path, images: np.ndarray, tolerance: float = PARITY_RTOL
+) -> Parity:
+    """onnxruntime vs MXNet on ``images``; raises :class:`SposError` when they differ beyond ``tolerance``."""
+    parity = compare_outputs(ort_logits(cpu_session(onnx_path), images), mxnet_logits(net, images), tolerance)
+    if not parity.passed:
+        raise SposError(
+            f"ONNX parity check failed: max relative difference {parity.max_rel:.3g} > {tolerance:g} "
+            f"on {parity.images} images"
+        )
+    return parity

@@ -1,0 +1,291 @@
+"""Deployment pipeline: merge BN, shuffle by conv, ONNX parity, int8 with accuracy on real data, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import onnx
+import pytest
+
+from spos_deploy.data import fashion_mnist, imagenet_samples
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
+from spos_deploy.network import build_subnet
+from spos_deploy.onnx_export import check_onnx_parity, export_onnx
+from spos_deploy.space import space_for_layout
+from spos_deploy.transforms import merge_bn, set_shuffle_form
+from spos_deploy.weights import load_subnet, save_subnet
+
+from .conftest import run_cli
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def _randomise_bn(net, seed=0):
+    rng = np.random.default_rng(seed)
+    for name, p in net.collect_params().items():
+        if name.endswith(("running_mean", "beta")):
+            p.set_data(mx.nd.array(rng.normal(0, 0.5, p.shape)))
+        elif name.endswith(("running_var", "gamma")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+
+
+@pytest.fixture(scope="module")
+def images64():
+    return imagenet_samples(64).images[:8]
+
+
+@pytest.mark.parametrize("name", ["oneshot", "oneshot+", "oneshot-s+"])
+def test_merge_bn_equivalence_on_real_images(name, images64):
+    net = build_subnet(load_spec(name, input_size=64), seed=1)
+    _randomise_bn(net)
+    merged = merge_bn(net)
+    assert not any("bn" in k for k in merged.collect_params().keys())
+    x = mx.nd.array(images64)
+    assert _rel(merged(x).asnumpy(), net(x).asnumpy()) < 1e-5
+
+
+def test_shuffle_by_conv_and_back(images64):
+    net = build_subnet(load_spec("oneshot-s+", input_size=64), seed=2)
+    _randomise_bn(net)
+    x = mx.nd.array(images64)
+    conv = set_shuffle_form(net, "conv")
+    back = set_shuffle_form(conv, "reshape")
+    assert conv.spec.shuffle == "conv" and back.spec.shuffle == "reshape"
+    assert _rel(conv(x).asnumpy(), net(x).asnumpy()) < 1e-6
+    assert np.array_equal(back(x).asnumpy(), net(x).asnumpy())
+
+
+CASES = [
+    (layout, se, shuffle, merged)
+    for layout in ("OneShot", "ShuffleNetV2+")
+    for se in (False, True)
+    for shuffle, merged in (("reshape", False), ("conv", True))
+]
+
+
+@pytest.mark.parametrize("layout,use_se,shuffle,merged", CASES)
+def test_onnx_parity_random_architectures(layout, use_se, shuffle, merged, tmp_path, images64):
+    rng = np.random.default_rng(hash((layout, use_se, shuffle)) % 2**32)
+    space = space_for_layout(layout, use_se=use_se, last_conv_after_pooling=not use_se, input_size=64)
+    spec = ModelSpec(
+        space, tuple(map(int, rng.integers(0, 4, 20))), tuple(map(int, rng.integers(0, 10, 20))), shuffle=shuffle
+    )
+    net = build_subnet(spec, seed=3)
+    _randomise_bn(net, 4)
+    if merged:
+        net = merge_bn(net)
+    path = export_onnx(net, tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 13
+    assert [i.name for i in model.graph.input] == ["data"]  # weights are initializers only
+    assert all(n.name for n in model.graph.node) and any(n.name.startswith("b05_") for n in model.graph.node)
+    ops = {n.op_type for n in model.graph.node}
+    assert ("Transpose" in ops) == (shuffle == "reshape")
+    assert ("BatchNormalization" in ops) == (not merged)
+    parity = check_onnx_parity(net, path, images64)
+    assert parity.passed and parity.max_rel < 1e-4
+
+
+def test_weights_round_trip_and_bad_weights(tmp_path):
+    spec = load_spec("oneshot", input_size=64)
+    net = build_subnet(spec, seed=5)
+    save_subnet(net, tmp_path / "w.params")
+    again = load_subnet(spec, tmp_path / "w.params")
+    x = mx.nd.ones((1, 3, 64, 64))
+    assert np.array_equal(again(x).asnumpy(), net(x).asnumpy())
+    other = load_spec("oneshot-s+", input_size=64)
+    with pytest.raises(BadInputError, match="do not match architecture"):
+        load_subnet(other, tmp_path / "w.params")
+    data = (tmp_path / "w.params").read_bytes()
+    (tmp_path / "cut.params").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInputError, match="corrupt or truncated"):
+        load_subnet(spec, tmp_path / "cut.params")
+    (tmp_path / "junk.params").write_bytes(b"not a params file at all")
+    with pytest.raises(BadInputError, match="corrupt or truncated"):
+        load_subnet(spec, tmp_path / "junk.params")
+
+
+# ---- a small model trained here on real data ----------------------------------------------------------------
+TINY = {
+    "name": "tiny-fmnist",
+    "layout": "OneShot",
+    "stage_repeats": [1, 1, 2, 1],
+    "stage_out_channels": [32, 64, 128, 256],
+    "first_conv_channels": 16,
+    "last_conv_channels": 128,
+    "block_choices": [0, 1, 3, 2, 0],
+    "channel_choices": [9, 9, 9, 9, 9],
+    "use_se": True,
+    "last_conv_after_pooling": True,
+    "input_size": 32,
+    "num_classes": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train the tiny model on 4,000 Fashion-MNIST images for 3 epochs (real data, real optimiser)."""
+    folder = tmp_path_factory.mktemp("trained")
+    spec = spec_from_dict(TINY)
+    (folder / "model.json").write_text(json.dumps(TINY))
+    train = fashion_mnist("train", 32, limit=4000)
+    net = build_subnet(spec, seed=0)
+    net.hybridize()
+    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 3e-3})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        order = rng.permutation(len(train))
+        for i in range(0, len(order), 64):
+            idx = order[i : i + 64]
+            x, y = mx.nd.array(train.images[idx]), mx.nd.array(train.labels[idx])
+            with mx.autograd.record():
+                loss = loss_fn(net(x), y)
+            loss.backward()
+            trainer.step(len(idx))
+    save_subnet(net, folder / "w.params")
+    test = fashion_mnist("test", 32, limit=500)
+    acc = float((net(mx.nd.array(test.images)).asnumpy().argmax(1) == test.labels).mean())
+    assert acc > 0.6, f"the tiny model did not learn ({acc:.3f})"
+    return folder, acc
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "mxnet"])
+def test_int8_export_reports_accuracy_on_real_labelled_data(trained, tmp_path, fmt):
+    folder, fp32_acc = trained
+    out = tmp_path / "out"
+    proc = run_cli(
+        "spos-export",
+        str(folder / "model.json"),
+        "--params",
+        str(folder / "w.params"),
+        "-o",
+        str(out),
+        "--int8",
+        "--calib",
+        "fashion-mnist:train",
+        "--calib-count",
+        "64",
+        "--eval",
+        "fashion-mnist:test",
+        "--eval-count",
+        "300",
+        "--format",
+        fmt,
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    assert (out / "report.md").read_text().startswith("# Export report")
+    acc = report["int8"]["accuracy"]
+    assert acc["labelled"] and acc["images"] == 300
+    assert abs(acc["top1_fp32"] - fp32_acc) < 0.1  # 300 of the same 500 test images
+    assert acc["top1_int8"] > acc["top1_fp32"] - 0.05, acc
+    assert acc["top1_agreement"] > 0.9
+    assert all(c["passed"] for c in report["checks"])
+    names = {f["name"] for f in report["files"].values()}
+    if fmt == "onnx":
+        assert names == {"model.onnx", "model.int8.onnx"}
+        q = onnx.load(str(out / "model.int8.onnx"))
+        assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
+        assert len(report["int8"]["excluded"]) == 2
+    else:
+        assert "model-int8-symbol.json" in names
+        sym = json.loads((out / "model-int8-symbol.json").read_text())
+        assert any("quantized" in n["op"] for n in sym["nodes"])
+    assert report["counts"]["micronet_int8"]["score"] < report["counts"]["micronet_fp32"]["score"]
+    assert set(report["latency"]) and all(v["p50_ms"] > 0 for v in report["latency"].values())
+
+
+def test_export_bad_inputs(trained, tmp_path):
+    folder, _ = trained
+    model, weights = str(folder / "model.json"), str(folder / "w.params")
+
+    def export(*extra):
+        return run_cli("spos-export", model, "--no-bench", *extra)
+
+    # params of another architecture
+    other = dict(TINY, block_choices=[1, 1, 1, 1, 1])
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    p = run_cli("spos-export", str(tmp_path / "other.json"), "--params", weights, "-o", str(tmp_path / "a"))
+    assert p.returncode == 2 and "do not match" in p.stderr and not (tmp_path / "a").exists()
+    # truncated params
+    cut = tmp_path / "cut.params"
+    cut.write_bytes(Path(weights).read_bytes()[:1000])
+    p = export("--params", str(cut), "-o", str(tmp_path / "b"))
+    assert p.returncode == 2 and "truncated" in p.stderr and not (tmp_path / "b").exists()
+    # calibration data of the wrong shape
+    np.savez(tmp_path / "calib.npz", images=np.zeros((16, 3, 64, 64), np.float32))
+    p = export(
+        "--params",
+        weights,
+        "-o",
+        str(tmp_path / "c"),
+        "--int8",
+        "--calib",
+        str(tmp_path / "calib.npz"),
+        "--eval",
+        "fashion-mnist:test",
+        "--eval-count",
+        "20",
+    )
+    assert p.returncode == 2 and "calib.npz" in p.stderr and not (tmp_path / "c").exists()
+    # too few calibration images
+    p = export(
+        "--params",
+        weights,
+        "-o",
+        str(tmp_path / "d"),
+        "--int8",
+        "--calib",
+        "fashion-mnist:train",
+        "--calib-count",
+        "3",
+        "--eval",
+        "fashion-mnist:test",
+        "--eval-count",
+        "20",
+    )
+    assert p.returncode == 2 and "at least" in p.stderr and not (tmp_path / "d").exists()
+    # output folder that exists
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "keep.txt").write_text("mine")
+    p = export("--params", weights, "-o", str(tmp_path / "e"))
+    assert p.returncode == 2 and "exists" in p.stderr and (tmp_path / "e" / "keep.txt").read_text() == "mine"
+    # neither weights nor --random-init
+    p = export("-o", str(tmp_path / "f"))
+    assert p.returncode == 2 and "--random-init" in p.stderr
+    for line in (p.stderr,):
+        assert "Traceback" not in line
+    # nothing half-written anywhere
+    assert not [x for x in tmp_path.iterdir() if x.name.startswith(".")]
+
+
+def test_random_init_export_says_so(tmp_path):
+    p = run_cli(
+        "spos-export",
+        "oneshot",
+        "--input-size",
+        "64",
+        "--random-init",
+        "-o",
+        str(tmp_path / "r"),
+        "--shuffle",
+        "conv",
+        "--no-bench",
+        "--json",
+    )
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["random_weights"] is True
+    assert "Random weights" in (tmp_path / "r" / "report.md").read_text()
+    assert report["deployed"]["shuffle"] == "conv" and report["deployed"]["bn_merged"] is True
