@@ -31,7 +31,9 @@ def _bn_eps(net: SposNet) -> dict[str, float]:
 
 
 def merge_bn(net: SposNet, ctx: mx.Context | None = None) -> SposNet:
-    """Fold every BatchNorm into the conv before it: ``W' = W s``, ``b' = beta - mean s``, ``s = gamma / sqrt(var + eps)``.
+    """Fold every BatchNorm into the conv before it.
+
+    ``W' = W s`` and ``b' = beta - mean s`` with ``s = gamma / sqrt(var + eps)``.
 
     The arithmetic runs in float64 and is rounded once to float32, so the merged network matches the
     original in inference mode to float rounding.
