@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"also profile gluoncv networks side by side (e.g. {', '.join(COMPARE_MODELS)}); 'all' for those",
     )
     p.add_argument("--plot", metavar="PNG", help="write a per-block FLOPs/params bar chart")
+    p.add_argument(
+        "--measure",
+        choices=["cpu", "gpu"],
+        help="also measure time per op and per block (onnxruntime profiler, deployed form, random weights)",
+    )
+    p.add_argument("--measure-runs", type=int, default=30, help="profiled runs for --measure")
     add_common(p)
     return p
 
@@ -148,8 +154,15 @@ def body(args: argparse.Namespace) -> int:
         compare = [profile_zoo(n, spec.space.input_size) for n in names]
     if args.plot:
         _plot(prof, args.plot)
+    measured = None
+    if args.measure:
+        from ..measured_profile import measure_spec
+
+        measured = measure_spec(spec, device=args.measure, runs=args.measure_runs)
     if args.json:
         out = prof.to_json(args.bits)
+        if measured is not None:
+            out["measured"] = measured
         if compare:
             out["compare"] = [c.to_json(args.bits, include_ops=False) for c in compare]
         print_json(out)
@@ -173,7 +186,15 @@ def body(args: argparse.Namespace) -> int:
     )
     if args.table != "none":
         print()
-        print(_ops_table(prof, args.bits) if args.table == "ops" else _blocks_table(prof, args.bits))
+        if args.table == "ops":
+            print(_ops_table(prof, args.bits, measured))
+        else:
+            print(_blocks_table(prof, args.bits, measured))
+    if measured is not None:
+        print(
+            f"\nmeasured ({measured['runtime']}, {measured['device']}, BN merged, random weights): end to end "
+            f"{measured['end_to_end_p50_ms']:.3f} ms p50, sum of nodes {measured['nodes_total_ms']:.3f} ms"
+        )
     for p in [prof, *compare]:
         if p.unknown_ops:
             print(f"note: {p.name}: op types counted as free (no rule): {', '.join(p.unknown_ops)}", file=sys.stderr)

@@ -1,0 +1,87 @@
+"""Supernet training speed: hybridized choice blocks (static graphs per block) vs a plain imperative per-path loop.
+
+Same supernet (default OneShot space at 32x32, 10 classes), same Fashion-MNIST batches, same paths, one run.
+
+    python benchmarks/train_throughput.py [--steps 60] [--batch-size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spos_deploy.atomic import write_json, write_text  # noqa: E402
+from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.space import SearchSpace  # noqa: E402
+from spos_deploy.supernet import build_supernet  # noqa: E402
+from training.data import load_dataset, train_batches  # noqa: E402
+from training.sampling import UniformSampler  # noqa: E402
+
+
+def run(hybrid: bool, batches, paths, warmup: int) -> float:
+    space = SearchSpace(input_size=32, num_classes=10)
+    net = build_supernet(space, seed=0)
+    if hybrid:
+        net.hybridize_blocks(static_alloc=True, static_shape=True)
+    trainer = mx.gluon.Trainer(net.collect_params(), "nag", {"learning_rate": 0.05, "momentum": 0.9})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    t0, images = None, 0
+    for i, ((x, y), (b, c)) in enumerate(zip(batches, paths)):
+        if i == warmup:
+            mx.nd.waitall()
+            t0 = time.perf_counter()
+        with mx.autograd.record():
+            loss = loss_fn(net(mx.nd.array(x), b, c), mx.nd.array(y))
+        loss.backward()
+        trainer.step(len(y), ignore_stale_grad=True)
+        loss.wait_to_read()
+        if i >= warmup:
+            images += len(y)
+    mx.nd.waitall()
+    return images / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=128)
+    args = ap.parse_args()
+    space = SearchSpace(input_size=32, num_classes=10)
+    ds = load_dataset("fashion-mnist:train", 32, train=True, limit=args.batch_size * (args.steps + args.warmup))
+    batches = [(x, y) for _, x, y in train_batches(ds, args.batch_size, 0, seed=0)]
+    b, c = UniformSampler(space, np.random.default_rng(0)).sample(len(batches), np.arange(space.num_scales))
+    paths = list(zip(b, c))
+    imperative = run(False, batches, paths, args.warmup)
+    hybrid = run(True, batches, paths, args.warmup)
+    rows = [["imperative per-path loop", f"{imperative:.1f}", "1.00x"],
+            ["hybridized choice blocks (spos-train)", f"{hybrid:.1f}", f"{hybrid / imperative:.2f}x"]]
+    text = tabulate(rows, headers=["supernet training", "images / s", "speed-up"], tablefmt="github",
+                    disable_numparse=True)
+    print(text)
+    m = machine_record()
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    out = ROOT / "benchmarks" / "results"
+    write_json(out / "train_throughput.json", {"benchmark": "train_throughput", "date": date, "machine": m,
+                                               "batch_size": args.batch_size, "steps": len(batches) - args.warmup,
+                                               "imperative_images_per_s": imperative, "hybrid_images_per_s": hybrid,
+                                               "speedup": hybrid / imperative})
+    write_text(out / "train_throughput.md",
+               f"# Supernet training throughput (OneShot space, 32x32, Fashion-MNIST, batch {args.batch_size})\n\n"
+               f"{date} on {m['cpu']} ({m['usable_cores']} cores), MXNet {m.get('mxnet')}; the same batches and "
+               f"paths for both, {len(batches) - args.warmup} timed steps after {args.warmup} warm-up steps.\n\n"
+               f"{text}\n")
+
+
+if __name__ == "__main__":
+    main()

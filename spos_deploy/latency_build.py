@@ -1,0 +1,453 @@
+"""Measure latency lookup tables on this machine: every (position, block, channel) in its deployed form.
+
+How (onnxruntime): one uniform network per (block, channel) choice is built with BN merged, exported
+to ONNX (and quantized to int8 QDQ for ``--precision int8``), and each position's block is cut out of
+it between its input and output tensors, so every entry runs the exact nodes that ship, with its real
+input shape. The stem and the head are cut the same way. A few random whole networks are measured at
+the end to fit the table's correction. Progress goes to a ``.partial.jsonl`` file after every entry:
+a crash or Ctrl-C loses at most the entry being timed, and ``resume=True`` continues.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .bench import ort_session, summarize, time_fn
+from .errors import BadInputError
+from .latency_table import LatencyTable, fingerprint_diff, fit_correction
+from .machine import cpu_info
+from .model_spec import ModelSpec
+from .space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("ort-cpu", "ort-cuda", "mxnet-cpu", "mxnet-gpu")
+
+
+@dataclass
+class LatencySetup:
+    runtime: str = "ort-cpu"
+    precision: str = "fp32"
+    batch: int = 1
+    threads: int | None = None  # None: every core this process may use
+    shuffle: str = "reshape"
+    warmup: int = 10
+    repeats: int = 40
+    min_seconds: float = 0.05
+    network_repeats: int = 100  # whole networks (calibration, validation): fewer of them, each timed longer
+    network_min_seconds: float = 0.5
+    max_dispersion: float = 0.10  # relative IQR above which an entry is measured again
+    retries: int = 2
+    calibration_networks: int = 12
+    seed: int = 0
+
+    def resolved_threads(self) -> int:
+        return self.threads or len(os.sched_getaffinity(0))
+
+    def check(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise BadInputError(f"--runtime {self.runtime}: use one of {', '.join(RUNTIMES)}")
+        if self.precision not in ("fp32", "int8"):
+            raise BadInputError(f"--precision {self.precision}: use fp32 or int8")
+        if self.runtime.startswith("mxnet") and self.precision == "int8":
+            raise BadInputError("--precision int8 is measured with onnxruntime (--runtime ort-cpu or ort-cuda)")
+        if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3:
+            raise BadInputError("--batch and --threads must be >= 1 and --repeats >= 3")
+
+
+def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
+    """What a table was measured on; :data:`spos_deploy.latency_table.MATCH_KEYS` must match to use it."""
+    info = cpu_info()
+    runtime, device = setup.runtime.split("-")
+    fp: dict[str, Any] = {
+        "cpu": info["cpu"],
+        "cpu_flags": info["cpu_flags"],
+        "cores": info["usable_cores"],
+        "threads": setup.resolved_threads(),
+        "gpu": None,
+        "runtime": "onnxruntime" if runtime == "ort" else "mxnet",
+        "runtime_option": setup.runtime,
+        "precision": setup.precision,
+        "batch": setup.batch,
+        "input_size": space.input_size,
+        "shuffle": setup.shuffle,
+        "bn_merged": True,
+        "config": space.describe(),
+    }
+    if runtime == "ort":
+        import onnxruntime
+
+        fp["runtime_version"] = onnxruntime.__version__
+        fp["provider"] = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    else:
+        import mxnet
+
+        fp["runtime_version"] = mxnet.__version__
+        fp["provider"] = "gpu" if device == "gpu" else "cpu"
+    if device in ("cuda", "gpu"):
+        fp["gpu"] = gpu_name()
+    return fp
+
+
+def gpu_name() -> str | None:
+    try:
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# ---- progress file ----------------------------------------------------------------------------------
+class Progress:
+    """Append-only record of measured entries (JSON lines, flushed and synced after each)."""
+
+    def __init__(self, path: Path, header: dict[str, Any], resume: bool):
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            if not resume:
+                raise BadInputError(f"{path}: an interrupted build left this; rerun with --resume, or delete it")
+            lines = path.read_text().splitlines()
+            try:
+                old = json.loads(lines[0])
+            except (IndexError, json.JSONDecodeError):
+                raise BadInputError(f"{path}: unreadable progress file; delete it to start over") from None
+            diff = fingerprint_diff(old["fingerprint"], header["fingerprint"])
+            if old.get("config") != header["config"] or old.get("setup") != header["setup"] or diff:
+                raise BadInputError(
+                    f"{path}: the interrupted build used other settings or hardware; delete it to start over"
+                )
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by the crash: measured again
+                self.done[rec["key"]] = rec
+            log.info("resuming: %d measurements already done", len(self.done))
+            self._f = path.open("a")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = path.open("w")
+            self._write(header)
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self._f.write(json.dumps(obj) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.done[rec["key"]] = rec
+        self._write(rec)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# ---- measuring ----------------------------------------------------------------------------------------
+def _stable_time(fn: Callable[[], Any], setup: LatencySetup) -> tuple[float, float]:
+    """(median ms, relative IQR), measured again up to ``retries`` times while too dispersed."""
+    best: tuple[float, float] | None = None
+    for _ in range(1 + setup.retries):
+        times = np.array(time_fn(fn, warmup=setup.warmup, repeats=setup.repeats, min_seconds=setup.min_seconds))
+        ms = times * 1e3
+        q1, med, q3 = np.percentile(ms, [25, 50, 75])
+        disp = float((q3 - q1) / med) if med > 0 else 0.0
+        if best is None or disp < best[1]:
+            best = (float(med), disp)
+        if disp <= setup.max_dispersion:
+            break
+    assert best is not None
+    return best
+
+
+def _uniform_spec(space: SearchSpace, b: int, c: int, shuffle: str) -> tuple[ModelSpec, list[bool]]:
+    positions = space.positions()
+    valid = [space.mid(p, c) >= 1 for p in positions]
+    fallback = int(np.argmax(space.channel_scales))
+    channels = tuple(c if ok else fallback for ok in valid)
+    spec = ModelSpec(space, (b,) * space.num_positions, channels, name=f"uniform-{b}-{c}", shuffle=shuffle)
+    return spec, valid
+
+
+def _calibration_images(space: SearchSpace, n: int = 4) -> np.ndarray:
+    s = space.input_size
+    return np.random.default_rng(0).standard_normal((max(n, 8), 3, s, s)).astype(np.float32)
+
+
+def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0) -> Path:
+    """Random-weight network of ``spec`` in deployed form (BN merged) as ONNX, int8 QDQ if asked."""
+    from .network import build_subnet
+    from .onnx_export import export_onnx
+    from .quantize import OrtQuantConfig, quantize_onnx
+    from .transforms import merge_bn
+
+    net = merge_bn(build_subnet(spec, seed=seed))
+    fp32 = export_onnx(net, folder / f"{spec.name}.onnx")
+    if precision == "fp32":
+        return fp32
+    q = quantize_onnx(
+        fp32,
+        folder / f"{spec.name}.int8.onnx",
+        _calibration_images(spec.space),
+        spec.space.input_size,
+        OrtQuantConfig(keep_float=0, calib_batch=4),
+    )
+    os.remove(q.preprocessed)
+    return Path(q.path)
+
+
+def part_boundaries(model) -> dict[str, tuple[str, str]]:
+    """Input and output tensor of every part (stem, bNN, head) of an exported chain network."""
+    from .counting import owner
+
+    last_out: dict[str, str] = {}
+    for node in model.graph.node:
+        part = owner(node.name)
+        # weight dequantizers can sit anywhere in a QDQ graph: only compute nodes mark where a part ends
+        if part != "other" and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            last_out[part] = node.output[0]
+    order = ["stem"] + sorted(p for p in last_out if p.startswith("b")) + ["head"]
+    bounds: dict[str, tuple[str, str]] = {}
+    prev = model.graph.input[0].name
+    for part in order:
+        out = model.graph.output[0].name if part == "head" else last_out[part]
+        bounds[part] = (prev, out)
+        prev = out
+    return bounds
+
+
+class OrtPartTimer:
+    """Times parts of one exported network with onnxruntime (cut with onnx's Extractor)."""
+
+    def __init__(self, path: Path, setup: LatencySetup):
+        import onnx
+
+        self.model = onnx.load(str(path))
+        self.extractor = onnx.utils.Extractor(self.model)
+        self.bounds = part_boundaries(self.model)
+        self.setup = setup
+        self.shapes = {v.name: v for v in list(self.model.graph.value_info) + list(self.model.graph.input)}
+        self.device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
+
+    def time_part(self, part: str, input_shape: tuple[int, ...]) -> tuple[float, float]:
+        src, dst = self.bounds[part]
+        sub = self.extractor.extract_model([src], [dst])
+        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+            f.write(sub.SerializeToString())
+            f.flush()
+            sess = ort_session(f.name, device=self.device, threads=self.setup.resolved_threads())
+        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+        name = sess.get_inputs()[0].name
+        sess.run(None, {name: x})
+        return _stable_time(lambda: sess.run(None, {name: x}), self.setup)
+
+
+def _part_input_shapes(space: SearchSpace, batch: int) -> dict[str, tuple[int, ...]]:
+    s = space.input_size
+    shapes = {"stem": (batch, 3, s, s)}
+    for p in space.positions():
+        shapes[f"b{p.index:02d}"] = (batch, p.in_channels, p.in_size, p.in_size)
+    last = space.positions()[-1]
+    shapes["head"] = (batch, last.out_channels, last.out_size, last.out_size)
+    return shapes
+
+
+def _whole(setup: LatencySetup) -> LatencySetup:
+    """Settings for timing a whole network: many more runs (a 2-core VM swings by several % over 20 runs)."""
+    return replace(
+        setup,
+        repeats=max(setup.repeats, setup.network_repeats),
+        min_seconds=max(setup.min_seconds, setup.network_min_seconds),
+    )
+
+
+def _time_whole_ort(path: Path, setup: LatencySetup, shape: tuple[int, ...]) -> tuple[float, float]:
+    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
+    setup = _whole(setup)
+    sess = ort_session(path, device=device, threads=setup.resolved_threads())
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: x})
+    return _stable_time(lambda: sess.run(None, {name: x}), setup)
+
+
+def measure_network(spec: ModelSpec, setup: LatencySetup) -> float:
+    """Median end-to-end latency (ms) of ``spec`` in its deployed form, with random weights."""
+    shape = (setup.batch, 3, spec.space.input_size, spec.space.input_size)
+    if setup.runtime.startswith("ort"):
+        with tempfile.TemporaryDirectory() as tmp:
+            return _time_whole_ort(export_deployed(spec, Path(tmp), setup.precision, setup.seed), setup, shape)[0]
+    return _time_mxnet(_mxnet_deployed(spec, setup), shape, _whole(setup))[0]
+
+
+def _mxnet_ctx(setup: LatencySetup):
+    from .bench import mxnet_context
+
+    return mxnet_context("gpu" if setup.runtime == "mxnet-gpu" else "cpu")
+
+
+def _mxnet_deployed(spec: ModelSpec, setup: LatencySetup):
+    from .network import build_subnet
+    from .transforms import merge_bn
+
+    ctx = _mxnet_ctx(setup)
+    net = merge_bn(build_subnet(spec, seed=setup.seed, ctx=ctx), ctx=ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def _time_mxnet(block, shape: tuple[int, ...], setup: LatencySetup) -> tuple[float, float]:
+    import mxnet as mx
+
+    ctx = _mxnet_ctx(setup)
+    x = mx.nd.random.normal(shape=shape, ctx=ctx)
+    block(x).wait_to_read()
+    return _stable_time(lambda: block(x).wait_to_read(), setup)
+
+
+def _part_measurer(
+    spec: ModelSpec, setup: LatencySetup, tmp: Path, shapes: dict[str, tuple[int, ...]]
+) -> Callable[[str], tuple[float, float]]:
+    """A function timing one part (stem, bNN, head) of ``spec``'s deployed network."""
+    if setup.runtime.startswith("ort"):
+        timer = OrtPartTimer(export_deployed(spec, tmp, setup.precision, setup.seed), setup)
+        return lambda part: timer.time_part(part, shapes[part])
+    net = _mxnet_deployed(spec, setup)
+    parts = {"stem": net.stem, "head": net.head, **{f"b{i:02d}": blk for i, blk in enumerate(net.features)}}
+    return lambda part: _time_mxnet(parts[part], shapes[part], setup)
+
+
+def _entry_key(part: str, b: int | None = None, c: int | None = None) -> str:
+    return part if b is None else f"{part}:{b}:{c}"
+
+
+def _jobs(space: SearchSpace) -> Iterator[tuple[int, int]]:
+    for b in range(space.num_blocks):
+        for c in range(space.num_scales):
+            yield b, c
+
+
+def build_latency_table(
+    space: SearchSpace, setup: LatencySetup, out: Path, resume: bool = False, progress: bool = True
+) -> LatencyTable:
+    """Measure every entry (checkpointed to ``out.partial.jsonl``) and write the table to ``out`` atomically."""
+    setup.check()
+    fp = fingerprint(setup, space)
+    header = {"fingerprint": fp, "config": space.to_config(), "setup": asdict(setup)}
+    partial = out.with_name(out.name + ".partial.jsonl")
+    prog = Progress(partial, header, resume)
+    shapes = _part_input_shapes(space, setup.batch)
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    positions = space.positions()
+    total = sum(space.mid(p, c) >= 1 for p in positions for c in range(S)) * B + 2 + setup.calibration_networks
+    bar = tqdm(
+        total=total,
+        initial=len(prog.done),
+        desc=f"latency table ({setup.runtime}, {setup.precision})",
+        unit="entry",
+        disable=not progress,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for b, c in _jobs(space):
+                spec, valid = _uniform_spec(space, b, c, setup.shuffle)
+                keys = [_entry_key(f"b{p.index:02d}", b, c) for p, ok in zip(positions, valid) if ok]
+                if b == 0 and c == 0:
+                    keys += ["stem", "head"]
+                todo = [k for k in keys if k not in prog.done]
+                if not todo:
+                    continue
+                measure = _part_measurer(spec, setup, Path(tmp), shapes)
+                for key in todo:
+                    ms, disp = measure(key.split(":")[0])
+                    prog.add({"key": key, "ms": ms, "dispersion": disp})
+                    bar.update(1)
+            rng = np.random.default_rng(setup.seed + 1)
+            for k in range(setup.calibration_networks):
+                key = f"net:{k}"
+                blocks = rng.integers(0, B, L)
+                channels = rng.integers(0, S, L)
+                channels = np.array([c if space.mid(p, int(c)) >= 1 else S - 1 for p, c in zip(positions, channels)])
+                if key in prog.done:
+                    continue
+                spec = ModelSpec(
+                    space, tuple(map(int, blocks)), tuple(map(int, channels)), f"calib{k}", shuffle=setup.shuffle
+                )
+                prog.add(
+                    {
+                        "key": key,
+                        "ms": measure_network(spec, setup),
+                        "blocks": spec.block_choices,
+                        "channels": spec.channel_choices,
+                    }
+                )
+                bar.update(1)
+    finally:
+        bar.close()
+        prog.close()
+    table = assemble(space, fp, prog.done)
+    table.save(out)
+    partial.unlink()
+    return table
+
+
+def assemble(space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, Any]]) -> LatencyTable:
+    """The table from measured records: entries, then the correction fitted on the whole networks."""
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    entries = np.full((L, B, S), np.nan)
+    disp = np.full((L, B, S), np.nan)
+    for key, rec in done.items():
+        parts = key.split(":")
+        if parts[0].startswith("b") and len(parts) == 3:
+            i, b, c = int(parts[0][1:]), int(parts[1]), int(parts[2])
+            entries[i, b, c], disp[i, b, c] = rec["ms"], rec["dispersion"]
+    fp = dict(fp, date=now())
+    table = LatencyTable(space, fp, done["stem"]["ms"], done["head"]["ms"], entries, disp)
+    nets = [rec for key, rec in done.items() if key.startswith("net:")]
+    if nets:
+        raw = np.array([table.raw_sum(r["blocks"], r["channels"]) for r in nets])
+        measured = np.array([r["ms"] for r in nets])
+        table.slope, table.intercept = fit_correction(raw, measured)
+        table.calibration = [
+            {
+                "blocks": list(r["blocks"]),
+                "channels": list(r["channels"]),
+                "measured_ms": r["ms"],
+                "raw_sum_ms": float(s),
+            }
+            for r, s in zip(nets, raw)
+        ]
+    return table
+
+
+def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:
+    host = cpu_info()["cpu"].replace("(R)", "").replace("(TM)", "").replace("CPU", "")
+    host = "-".join(host.split()).lower()[:40] if setup.runtime.endswith("cpu") else (gpu_name() or "gpu")
+    host = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
+    return (
+        f"latency_{space.describe()}_{setup.runtime}_{setup.precision}_b{setup.batch}"
+        f"_t{setup.resolved_threads()}_{host}.json"
+    )
+
+
+def summarize_times(times_s: list[float], batch: int) -> dict[str, Any]:
+    return summarize(times_s, batch, 0).as_dict()

@@ -1,0 +1,210 @@
+"""Measured latency lookup tables: file format, fingerprint check, predictor and validation statistics.
+
+Pure numpy: search checks millions of architectures per second with :meth:`LatencyTable.predict`.
+Measuring lives in :mod:`spos_deploy.latency_build`.
+
+Prediction = ``slope * (stem + sum of the chosen entries + head) + intercept``. Entries are measured on
+each block alone, so every entry carries one session call's fixed overhead and misses what a whole
+network gains from a warm cache; a least-squares line fitted at build time against a few whole
+networks measured end to end absorbs both (documented in docs/latency.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_json
+from .errors import BadInputError
+from .flops_table import config_diff
+from .space import SearchSpace
+
+FORMAT_VERSION = 1
+
+# Fingerprint keys that must match the machine a prediction is made for (the date need not).
+MATCH_KEYS = (
+    "cpu",
+    "cpu_flags",
+    "gpu",
+    "runtime",
+    "runtime_version",
+    "provider",
+    "precision",
+    "batch",
+    "threads",
+    "shuffle",
+    "bn_merged",
+)
+
+
+@dataclass
+class LatencyTable:
+    """Median latencies in milliseconds: ``entries[position, block, channel]`` (NaN where a choice does not exist)."""
+
+    space: SearchSpace
+    fingerprint: dict[str, Any]
+    stem_ms: float
+    head_ms: float
+    entries: np.ndarray
+    dispersion: np.ndarray  # relative interquartile range of each entry's timed runs
+    slope: float = 1.0
+    intercept: float = 0.0
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # whole networks measured at build time
+
+    def __post_init__(self) -> None:
+        L, B, S = self.entries.shape
+        self._flat = np.where(np.isnan(self.entries), 0.0, self.entries).reshape(-1)
+        self._offsets = (np.arange(L, dtype=np.int64) * B * S)[None, :]
+        self._bstride = S
+
+    def raw_sum(self, blocks: Any, channels: Any) -> np.ndarray:
+        """stem + entries + head, without the fitted correction (``[N]`` or a scalar for one architecture)."""
+        b = np.atleast_2d(np.asarray(blocks, dtype=np.int64))
+        c = np.atleast_2d(np.asarray(channels, dtype=np.int64))
+        s = self._flat.take(self._offsets[:, : b.shape[1]] + b * self._bstride + c).sum(axis=1)
+        s = s + (self.stem_ms + self.head_ms)
+        return s[0] if np.ndim(blocks) == 1 else s
+
+    def predict(self, blocks: Any, channels: Any) -> np.ndarray:
+        """Predicted end-to-end latency (ms) of one (``[L]``) or many (``[N, L]``) architectures."""
+        return self.slope * self.raw_sum(blocks, channels) + self.intercept
+
+    # ---- files ----------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        def nested(a: np.ndarray) -> list:
+            return [[[None if np.isnan(v) else round(float(v), 6) for v in row] for row in pos] for pos in a]
+
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": "latency",
+            "config": self.space.to_config(),
+            "fingerprint": self.fingerprint,
+            "units": "milliseconds, median of the timed runs",
+            "layout": "[position][block choice][channel choice]; null where the choice gives 0 mid channels",
+            "stem_ms": self.stem_ms,
+            "head_ms": self.head_ms,
+            "entries": nested(self.entries),
+            "dispersion": nested(self.dispersion),
+            "correction": {
+                "model": "predicted = slope * (stem + sum of entries + head) + intercept",
+                "slope": self.slope,
+                "intercept": self.intercept,
+                "calibration_networks": self.calibration,
+            },
+        }
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json(), indent=None)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "table") -> LatencyTable:
+        if d.get("kind") != "latency":
+            raise BadInputError(f"{source}: not a latency table (kind {d.get('kind')!r})")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise BadInputError(f"{source}: format_version {d.get('format_version')!r}, expected {FORMAT_VERSION}")
+        try:
+            space = SearchSpace.from_config(d["config"])
+
+            def arr(x: list) -> np.ndarray:
+                return np.array([[[np.nan if v is None else v for v in row] for row in pos] for pos in x], float)
+
+            corr = d.get("correction", {})
+            table = cls(
+                space=space,
+                fingerprint=dict(d["fingerprint"]),
+                stem_ms=float(d["stem_ms"]),
+                head_ms=float(d["head_ms"]),
+                entries=arr(d["entries"]),
+                dispersion=arr(d["dispersion"]),
+                slope=float(corr.get("slope", 1.0)),
+                intercept=float(corr.get("intercept", 0.0)),
+                calibration=list(corr.get("calibration_networks", [])),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadInputError(f"{source}: malformed latency table ({type(e).__name__}: {e})") from None
+        want = (space.num_positions, space.num_blocks, space.num_scales)
+        if table.entries.shape != want:
+            raise BadInputError(f"{source}: table shape {table.entries.shape} does not match its config {want}")
+        return table
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        expect_space: SearchSpace | None = None,
+        expect_fingerprint: dict[str, Any] | None = None,
+        allow_mismatch: bool = False,
+    ) -> LatencyTable:
+        """Read a table; refuse one made for another configuration or other hardware unless ``allow_mismatch``."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise BadInputError(f"{p}: no such latency table") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadInputError(f"{p}: not a JSON latency table ({e})") from None
+        table = cls.from_json(d, str(p))
+        if expect_space is not None:
+            diff = config_diff(table.space.to_config(), expect_space.to_config())
+            if diff:
+                raise BadInputError(f"{p}: table made for another configuration ({'; '.join(diff)})")
+        if expect_fingerprint is not None and not allow_mismatch:
+            diff = fingerprint_diff(table.fingerprint, expect_fingerprint)
+            if diff:
+                raise BadInputError(
+                    f"{p}: table measured on other hardware or settings ({'; '.join(diff)}); "
+                    "build a table here (spos-lut build --kind latency) or pass --allow-table-mismatch"
+                )
+        return table
+
+
+def fingerprint_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """Differences on the keys that decide whether measured latencies carry over."""
+    out = []
+    for k in MATCH_KEYS:
+        if k in want and have.get(k) != want.get(k):
+            out.append(f"{k}: table {have.get(k)!r}, here {want.get(k)!r}")
+    return out
+
+
+def fit_correction(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``measured = slope * raw + intercept`` (slope 1, intercept mean residual for < 2 points)."""
+    raw_ms, measured_ms = np.asarray(raw_ms, float), np.asarray(measured_ms, float)
+    if len(raw_ms) < 2 or np.ptp(raw_ms) == 0:
+        return 1.0, float(np.mean(measured_ms - raw_ms)) if len(raw_ms) else 0.0
+    slope, intercept = np.polyfit(raw_ms, measured_ms, 1)
+    return float(slope), float(intercept)
+
+
+# ---- validation statistics (pure) ---------------------------------------------------------------------
+def kendall_tau(x: Any, y: Any) -> float:
+    """Kendall's tau-b rank correlation (ties handled), O(n^2): validation sets are small."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    i, j = np.triu_indices(n, k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    concordant_minus_discordant = float((dx * dy).sum())
+    n0 = len(i)
+    tx, ty = float((dx == 0).sum()), float((dy == 0).sum())
+    denom = np.sqrt((n0 - tx) * (n0 - ty))
+    return concordant_minus_discordant / denom if denom else float("nan")
+
+
+def validation_stats(predicted: Any, measured: Any) -> dict[str, float]:
+    """MAPE and max error (percent of measured), shares within 5% and 10%, Kendall tau."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = np.abs(p - m) / m * 100
+    return {
+        "samples": int(len(m)),
+        "mape": float(err.mean()),
+        "max_error": float(err.max()),
+        "within_5": float((err <= 5).mean()),
+        "within_10": float((err <= 10).mean()),
+        "kendall_tau": kendall_tau(p, m),
+    }

@@ -1,0 +1,133 @@
+"""Check a latency table against whole networks measured end to end on the same machine."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .bench import time_fn
+from .errors import BadInputError
+from .latency_build import LatencySetup, export_deployed, fingerprint, measure_network
+from .latency_table import LatencyTable, fingerprint_diff, validation_stats
+from .model_spec import ModelSpec
+
+
+def setup_of(table: LatencyTable) -> LatencySetup:
+    """The measurement settings a table was built with (from its fingerprint)."""
+    fp = table.fingerprint
+    return LatencySetup(
+        runtime=fp["runtime_option"],
+        precision=fp["precision"],
+        batch=fp["batch"],
+        threads=fp["threads"],
+        shuffle=fp["shuffle"],
+        calibration_networks=0,
+    )
+
+
+def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    space = table.space
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
+    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
+    valid = ~np.isnan(table.entries[np.arange(space.num_positions)[None, :], blocks, channels])
+    return blocks, np.where(valid, channels, int(np.argmax(space.channel_scales)))
+
+
+def _interleaved_ort(specs: list[ModelSpec], setup: LatencySetup, rounds: int, progress: bool) -> list[float]:
+    """End-to-end medians measured in ``rounds`` interleaved passes over all networks.
+
+    A shared 2-core VM drifts by several percent over minutes; timing each network once, one after the
+    other, turns that drift into ranking errors (two such passes agreed only to Kendall tau 0.85 here).
+    Interleaving spreads the drift over all networks alike, and the median of the per-round medians is
+    what a network costs.
+    """
+    from .bench import ort_session
+
+    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in tqdm(specs, desc="export", unit="net", disable=not progress):
+            path = export_deployed(spec, Path(tmp), setup.precision, setup.seed)
+            sess = ort_session(path, device=device, threads=setup.resolved_threads())
+            size = spec.space.input_size
+            x = np.random.default_rng(0).standard_normal((setup.batch, 3, size, size)).astype(np.float32)
+            name = sess.get_inputs()[0].name
+            sess.run(None, {name: x})
+            runs.append(lambda s=sess, n=name, a=x: s.run(None, {n: a}))
+        per_round = np.zeros((rounds, len(specs)))
+        order_rng = np.random.default_rng(0)
+        for r in tqdm(range(rounds), desc="interleaved rounds", unit="round", disable=not progress):
+            for i in order_rng.permutation(len(specs)):
+                times = time_fn(runs[i], warmup=3, repeats=max(10, setup.network_repeats // rounds))
+                per_round[r, i] = np.median(times) * 1e3
+    return [float(v) for v in np.median(per_round, axis=0)]
+
+
+def validate_table(
+    table: LatencyTable,
+    samples: int,
+    seed: int = 1000,
+    allow_mismatch: bool = False,
+    progress: bool = True,
+    rounds: int = 5,
+) -> dict[str, Any]:
+    setup = setup_of(table)
+    here = fingerprint(setup, table.space)
+    diff = fingerprint_diff(table.fingerprint, here)
+    if diff and not allow_mismatch:
+        raise BadInputError(
+            f"table measured on other hardware or settings ({'; '.join(diff)}); validation must run "
+            "where the table was built (or pass --allow-table-mismatch)"
+        )
+    blocks, channels = random_architectures(table, samples, seed)
+    predicted = table.predict(blocks, channels)
+    specs = [
+        ModelSpec(
+            table.space, tuple(map(int, blocks[i])), tuple(map(int, channels[i])), f"val{i}", shuffle=setup.shuffle
+        )
+        for i in range(samples)
+    ]
+    if setup.runtime.startswith("ort"):
+        measured = _interleaved_ort(specs, setup, rounds, progress)
+    else:
+        measured = [measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]
+    stats = validation_stats(predicted, measured)
+    stats["points"] = [
+        {"blocks": list(map(int, b)), "channels": list(map(int, c)), "predicted_ms": float(p), "measured_ms": float(m)}
+        for b, c, p, m in zip(blocks, channels, predicted, measured)
+    ]
+    stats["fingerprint_here"] = here
+    return stats
+
+
+def scatter_plot(stats: dict[str, Any], path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = np.array([x["predicted_ms"] for x in stats["points"]])
+    m = np.array([x["measured_ms"] for x in stats["points"]])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    lo, hi = min(p.min(), m.min()) * 0.95, max(p.max(), m.max()) * 1.05
+    xs = np.linspace(lo, hi, 2)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10%")
+    ax.plot(xs, xs, "k--", lw=1, label="predicted = measured")
+    ax.scatter(m, p, s=18)
+    ax.set_xlabel("measured end to end (ms)")
+    ax.set_ylabel("predicted from the table (ms)")
+    ax.set_title(
+        f"{title}\nMAPE {stats['mape']:.2f}%, within 10% {stats['within_10']:.0%}, tau {stats['kendall_tau']:.3f}",
+        fontsize=9,
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""Measured time per op and per block, from onnxruntime's own profiler, mapped back to the model's blocks.
+
+The network is deployed as it would ship (BN merged, ONNX, onnxruntime with all graph optimisations);
+node names survive export (``b03_pw1_fwd``), so each profiled node is attributed to its block. Fused
+nodes keep the name of their first member.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bench import ort_session, summarize, time_fn
+from .counting import owner
+from .model_spec import ModelSpec
+
+
+def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, float]:
+    """Mean milliseconds per run of every node, from an onnxruntime profile trace (pure)."""
+    total: dict[str, float] = defaultdict(float)
+    for ev in events:
+        if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+            continue
+        total[ev["name"][: -len("_kernel_time")]] += ev.get("dur", 0) / 1e3
+    return {k: v / runs for k, v in total.items()}
+
+
+def measure_spec(spec: ModelSpec, device: str = "cpu", runs: int = 30, threads: int | None = None) -> dict[str, Any]:
+    """Per-node and per-block times of ``spec`` (random weights; time does not depend on them)."""
+    from .network import build_subnet
+    from .onnx_export import export_onnx
+    from .transforms import merge_bn
+
+    size = spec.space.input_size
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(merge_bn(build_subnet(spec, seed=0)), Path(tmp) / "m.onnx")
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        plain = ort_session(path, device=device, threads=threads)
+        name = plain.get_inputs()[0].name
+        e2e = summarize(time_fn(lambda: plain.run(None, {name: x}), warmup=5, repeats=runs), 1, 5)
+        sess = ort_session(path, device=device, threads=threads, profile=True)
+        for _ in range(5):
+            sess.run(None, {name: x})
+        trace_file = sess.end_profiling()
+        os.remove(trace_file)
+        sess = ort_session(path, device=device, threads=threads, profile=True)
+        for _ in range(runs):
+            sess.run(None, {name: x})
+        trace_file = sess.end_profiling()
+        events = json.loads(Path(trace_file).read_text())
+        os.remove(trace_file)
+    ops = parse_ort_profile(events, runs)
+    blocks: dict[str, float] = defaultdict(float)
+    for node, ms in ops.items():
+        blocks[owner(node)] += ms
+    return {
+        "runtime": "onnxruntime",
+        "device": device,
+        "runs": runs,
+        "end_to_end_p50_ms": e2e.p50_ms,
+        "nodes_total_ms": float(sum(ops.values())),
+        "blocks_ms": dict(blocks),
+        "ops_ms": ops,
+    }

@@ -1,0 +1,280 @@
+"""Training: warm-up schedule, constrained sampling, real supernet runs, crash/resume, dist_sync, bad data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from spos_deploy.errors import BadInputError
+from spos_deploy.flops_table import FlopsTable
+from spos_deploy.space import SearchSpace
+from training.sampling import (
+    Constraint,
+    RejectionSampler,
+    StrollingEvolution,
+    UniformSampler,
+    WarmupSchedule,
+    coverage_cv,
+)
+from training.trainer import TrainConfig, train
+
+from .conftest import ROOT
+
+SEED_SCHEDULE = {
+    59: 9,
+    60: 8,
+    61: 7,
+    62: 6,
+    63: 5,
+    64: 4,
+    65: 4,
+    66: 3,
+    68: 3,
+    69: 2,
+    72: 2,
+    73: 1,
+    77: 1,
+    78: 0,
+    120: 0,
+}
+
+
+def test_warmup_schedule_matches_the_seed():
+    s = WarmupSchedule(num_scales=10, cs_start_epoch=60)
+    for epoch, first in SEED_SCHEDULE.items():
+        assert s.allowed(epoch).tolist() == list(range(first, 10)), epoch
+    assert WarmupSchedule(10, 60, min_choice=2).allowed(100).tolist() == list(range(2, 10))
+    assert WarmupSchedule(10, 5, warmup=False).allowed(5).tolist() == list(range(10))
+    assert WarmupSchedule(10, 5, warmup=False).allowed(4).tolist() == [9]
+    paced = WarmupSchedule(10, 0, pace=3)
+    assert [paced.allowed(e)[0] for e in (0, 2, 3, 6, 30)] == [8, 8, 7, 6, 0]
+    v2 = WarmupSchedule(10, 0, v2plus_table=True)
+    assert v2.allowed(26).tolist() == list(range(2, 10))  # the seed's table has no entry for 26 (KeyError)
+
+
+@pytest.fixture(scope="module")
+def constraint():
+    table = FlopsTable.load(ROOT / "lookup_tables" / "flops_OneShot_se_lcap_224.json")
+    return Constraint(
+        {"flops": lambda b, c: table.count(b, c)[0], "params": lambda b, c: table.count(b, c)[1]},
+        {"flops": (190e6, 330e6), "params": (2.8e6, 5.0e6)},
+    ), table.space
+
+
+def test_constrained_samplers_stay_inside_and_strolling_is_more_even(constraint):
+    cons, space = constraint
+    allowed = np.arange(10)
+    rej_b, rej_c = RejectionSampler(UniformSampler(space, np.random.default_rng(0)), cons).sample(1500, allowed)
+    evo = StrollingEvolution(UniformSampler(space, np.random.default_rng(1)), cons, grid=6)
+    evo_b, evo_c = evo.sample(1500, allowed)
+    assert cons.inside(rej_b, rej_c).all() and cons.inside(evo_b, evo_c).all()
+    assert ((0 <= evo_b) & (evo_b < 4)).all() and ((0 <= evo_c) & (evo_c < 10)).all()
+    # Statistic: coefficient of variation of sample counts over the 6 x 6 cells of the region.
+    cv_rej = coverage_cv(cons.values(rej_b, rej_c), cons.bounds, 6)
+    cv_evo = coverage_cv(cons.values(evo_b, evo_c), cons.bounds, 6)
+    assert cv_evo < 0.5 * cv_rej, (cv_evo, cv_rej)
+    # unconstrained uniform sampling leaves about half of the paths outside this region
+    uni_b, uni_c = UniformSampler(space, np.random.default_rng(2)).sample(2000, allowed)
+    assert 0.2 < 1 - cons.inside(uni_b, uni_c).mean() < 0.8
+
+
+def test_warmup_restricts_constrained_samples(constraint):
+    cons, space = constraint
+    allowed = np.arange(6, 10)
+    evo = StrollingEvolution(UniformSampler(space, np.random.default_rng(3)), cons, grid=4)
+    b, c = evo.sample(200, allowed)
+    assert np.isin(c, allowed).all()
+
+
+def test_impossible_constraints_are_reported(constraint):
+    cons, space = constraint
+    impossible = Constraint(cons.metrics, {"flops": (1.0, 2.0), "params": (0, 1e9)})
+    with pytest.raises(BadInputError, match="impossible"):
+        RejectionSampler(UniformSampler(space, np.random.default_rng(0)), impossible, max_batches=5).sample(
+            1, np.arange(10)
+        )
+
+
+SMALL = SearchSpace(input_size=32, num_classes=10, stage_repeats=(1, 1, 2, 1))
+
+
+def _losses(folder) -> dict[int, str]:
+    with open(folder / "steps.csv") as f:
+        return {int(r[0]): r[3] for r in csv.reader(f)}
+
+
+def test_short_supernet_run_on_fashion_mnist_lowers_the_loss(tmp_path):
+    cfg = TrainConfig(
+        mode="supernet",
+        space=SMALL,
+        out=str(tmp_path / "run"),
+        train_limit=3072,
+        val_limit=512,
+        epochs=2,
+        batch_size=64,
+        lr=0.1,
+        warmup_epochs=0.2,
+        cs_start_epoch=1,
+        progress=False,
+        eval_paths=1,
+        bn_batches=4,
+    )
+    result = train(cfg)
+    losses = np.array([float(v) for _, v in sorted(_losses(tmp_path / "run").items())])
+    assert len(losses) == 96
+    assert losses[-16:].mean() < losses[:16].mean() - 0.3
+    hist = result["history"]
+    assert hist[1]["val_acc"] > 0.3  # 10 classes: chance is 0.1
+    assert hist[0]["allowed_channels"] == [9] and hist[1]["allowed_channels"] == [8, 9]
+    assert set(hist[0]["sampled"]) == {"flops", "params"}
+    assert (tmp_path / "run" / "supernet.params").exists()
+
+
+def _run_cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+
+
+TRAIN_ARGS = [
+    "supernet",
+    "--input-size",
+    "32",
+    "--num-classes",
+    "10",
+    "--stage-repeats",
+    "1",
+    "1",
+    "2",
+    "1",
+    "--train-limit",
+    "1024",
+    "--val-data",
+    "none",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "2",
+    "--lr",
+    "0.05",
+    "--constraint",
+    "evolution",
+    "--flops-range",
+    "2.5e6",
+    "4.5e6",
+    "--params-range",
+    "1.0e6",
+    "1.6e6",
+    "--checkpoint-every",
+    "5",
+    "--max-steps",
+    "24",
+    "--no-progress",
+]
+
+
+def test_kill_and_resume_repeats_the_same_steps(tmp_path):
+    ref, crash = tmp_path / "ref", tmp_path / "crash"
+    full = _run_cli([*TRAIN_ARGS, "-o", str(ref)])
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", *TRAIN_ARGS, "-o", str(crash)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (crash / "steps.csv").exists() and len(_losses(crash)) >= 13:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(p.name == "ckpt-0000-000010" for p in crash.iterdir())
+    again = _run_cli([*TRAIN_ARGS, "-o", str(crash)])
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently restarts over a run
+    resumed = _run_cli([*TRAIN_ARGS, "-o", str(crash), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _losses(ref), _losses(crash)
+    assert sorted(a) == sorted(b) == list(range(24))
+    assert [b[k] for k in range(10, 24)] == [a[k] for k in range(10, 24)]  # identical to 8 decimals
+
+
+def test_dist_sync_on_loopback(tmp_path):
+    out = tmp_path / "dist"
+    proc = _run_cli(
+        [
+            "subnet",
+            "oneshot+",
+            "--input-size",
+            "32",
+            "--train-limit",
+            "2048",
+            "--val-data",
+            "none",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.05",
+            "--max-steps",
+            "24",
+            "--no-progress",
+            "--launch-local",
+            "2",
+            "-o",
+            str(out),
+        ],
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    w0 = mx.nd.load(str(out / "final.rank0.params"))
+    w1 = mx.nd.load(str(out / "final.rank1.params"))
+    assert w0.keys() == w1.keys()
+    assert all(np.array_equal(w0[k].asnumpy(), w1[k].asnumpy()) for k in w0)
+    losses = np.array([float(v) for _, v in sorted(_losses(out).items())])
+    assert len(losses) == 24 and losses[-6:].mean() < losses[:6].mean()
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    p = _run_cli(
+        ["subnet", "oneshot", "--input-size", "32", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "a")]
+    )
+    assert p.returncode == 2 and "missing" in p.stderr and "Traceback" not in p.stderr
+    np.savez(tmp_path / "nolabels.npz", images=np.zeros((8, 3, 32, 32), np.float32))
+    p = _run_cli(
+        ["subnet", "oneshot", "--input-size", "32", "--data", str(tmp_path / "nolabels.npz"), "-o", str(tmp_path / "b")]
+    )
+    assert p.returncode == 2 and "labelled" in p.stderr
+    p = _run_cli(
+        ["supernet", "--input-size", "32", "--num-classes", "5", "-o", str(tmp_path / "c"), "--train-limit", "64"]
+    )
+    assert p.returncode == 2 and "classes" in p.stderr
+    p = _run_cli(
+        [
+            "supernet",
+            "--input-size",
+            "32",
+            "--num-classes",
+            "10",
+            "-o",
+            str(tmp_path / "d"),
+            "--constraint",
+            "random",
+            "--flops-range",
+            "1",
+            "2",
+            "--train-limit",
+            "64",
+            "--val-data",
+            "none",
+        ]
+    )
+    assert p.returncode == 2 and "impossible" in p.stderr
