@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,14 @@ def main() -> None:
         stats = validate_table(table, args.samples)
         plot = path.with_suffix(".validation.png")
         scatter_plot(stats, plot, path.name)
-        report = {"table": path.name, "kind": "latency", "fingerprint": table.fingerprint, "plot": plot.name, **stats}
+        report = {
+            "table": path.name,
+            "kind": "latency",
+            "fingerprint": table.fingerprint,
+            "plot": plot.name,
+            "build_seconds": build_s,
+            **stats,
+        }
         write_json(path.with_suffix(".validation.json"), report)
         ok = {
             "mape": bool(stats["mape"] <= TARGETS["mape"]),
@@ -69,19 +77,24 @@ def main() -> None:
                 "targets_met": ok,
             }
         )
-        rows.append(
-            [
-                precision,
-                "-" if build_s is None else f"{build_s / 60:.1f}",
-                stats["samples"],
-                f"{stats['mape']:.2f}",
-                f"{stats['max_error']:.1f}",
-                f"{stats['within_5']:.0%}",
-                f"{stats['within_10']:.0%}",
-                f"{stats['kendall_tau']:.3f}",
-                all(v is not False for v in ok.values()),
-            ]
-        )
+    previous = ROOT / "benchmarks" / "results" / "latency_table_accuracy.json"
+    if previous.exists():  # keep the results of precisions not rerun this time
+        old = json.loads(previous.read_text())["results"]
+        results = [r for r in old if r["precision"] not in args.precisions] + results
+    rows = [
+        [
+            r["precision"],
+            "-" if r["build_seconds"] is None else f"{r['build_seconds'] / 60:.1f}",
+            r["samples"],
+            f"{r['mape']:.2f}",
+            f"{r['max_error']:.1f}",
+            f"{r['within_5']:.0%}",
+            f"{r['within_10']:.0%}",
+            f"{r['kendall_tau']:.3f}",
+            all(v is not False for v in r["targets_met"].values()),
+        ]
+        for r in sorted(results, key=lambda r: r["precision"])
+    ]
     headers = [
         "precision",
         "build min",

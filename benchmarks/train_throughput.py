@@ -64,23 +64,37 @@ def main() -> None:
     paths = list(zip(b, c))
     imperative = run(False, batches, paths, args.warmup)
     hybrid = run(True, batches, paths, args.warmup)
-    rows = [["imperative per-path loop", f"{imperative:.1f}", "1.00x"],
-            ["hybridized choice blocks (spos-train)", f"{hybrid:.1f}", f"{hybrid / imperative:.2f}x"]]
-    text = tabulate(rows, headers=["supernet training", "images / s", "speed-up"], tablefmt="github",
-                    disable_numparse=True)
+    rows = [
+        ["imperative per-path loop", f"{imperative:.1f}", "1.00x"],
+        ["hybridized choice blocks (spos-train)", f"{hybrid:.1f}", f"{hybrid / imperative:.2f}x"],
+    ]
+    text = tabulate(
+        rows, headers=["supernet training", "images / s", "speed-up"], tablefmt="github", disable_numparse=True
+    )
     print(text)
     m = machine_record()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     out = ROOT / "benchmarks" / "results"
-    write_json(out / "train_throughput.json", {"benchmark": "train_throughput", "date": date, "machine": m,
-                                               "batch_size": args.batch_size, "steps": len(batches) - args.warmup,
-                                               "imperative_images_per_s": imperative, "hybrid_images_per_s": hybrid,
-                                               "speedup": hybrid / imperative})
-    write_text(out / "train_throughput.md",
-               f"# Supernet training throughput (OneShot space, 32x32, Fashion-MNIST, batch {args.batch_size})\n\n"
-               f"{date} on {m['cpu']} ({m['usable_cores']} cores), MXNet {m.get('mxnet')}; the same batches and "
-               f"paths for both, {len(batches) - args.warmup} timed steps after {args.warmup} warm-up steps.\n\n"
-               f"{text}\n")
+    write_json(
+        out / "train_throughput.json",
+        {
+            "benchmark": "train_throughput",
+            "date": date,
+            "machine": m,
+            "batch_size": args.batch_size,
+            "steps": len(batches) - args.warmup,
+            "imperative_images_per_s": imperative,
+            "hybrid_images_per_s": hybrid,
+            "speedup": hybrid / imperative,
+        },
+    )
+    write_text(
+        out / "train_throughput.md",
+        f"# Supernet training throughput (OneShot space, 32x32, Fashion-MNIST, batch {args.batch_size})\n\n"
+        f"{date} on {m['cpu']} ({m['usable_cores']} cores), MXNet {m.get('mxnet')}; the same batches and "
+        f"paths for both, {len(batches) - args.warmup} timed steps after {args.warmup} warm-up steps.\n\n"
+        f"{text}\n",
+    )
 
 
 if __name__ == "__main__":

@@ -336,6 +336,31 @@ def _part_measurer(
     return lambda part: _time_mxnet(parts[part], shapes[part], setup)
 
 
+def _drift_probe(
+    space: SearchSpace, setup: LatencySetup, tmp: Path, shapes: dict[str, tuple[int, ...]]
+) -> Callable[[], float | None]:
+    """A fixed workload timed before every group of entries, to undo the machine's drift over the build.
+
+    A shared VM's speed wanders by several percent over minutes; entries measured in a slow spell would
+    otherwise all be too large together. The probe is one mid-network block; each record stores the
+    probe's time next to it and entries are scaled by median(probe) / probe-at-the-time.
+    """
+    if not setup.runtime.startswith("ort"):
+        return lambda: None
+    spec, _ = _uniform_spec(space, 0, space.num_scales - 1, setup.shuffle)
+    part = f"b{space.num_positions // 2:02d}"
+    timer = OrtPartTimer(export_deployed(spec, tmp / "probe", setup.precision, setup.seed), setup)
+    src, dst = timer.bounds[part]
+    sub = timer.extractor.extract_model([src], [dst])
+    path = tmp / "probe.onnx"
+    path.write_bytes(sub.SerializeToString())
+    sess = ort_session(path, device=timer.device, threads=setup.resolved_threads())
+    x = np.random.default_rng(0).standard_normal(shapes[part]).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: x})
+    return lambda: float(np.median(time_fn(lambda: sess.run(None, {name: x}), warmup=5, repeats=60)) * 1e3)
+
+
 def _entry_key(part: str, b: int | None = None, c: int | None = None) -> str:
     return part if b is None else f"{part}:{b}:{c}"
 
@@ -368,6 +393,7 @@ def build_latency_table(
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            probe = _drift_probe(space, setup, Path(tmp), shapes)
             for b, c in _jobs(space):
                 spec, valid = _uniform_spec(space, b, c, setup.shuffle)
                 keys = [_entry_key(f"b{p.index:02d}", b, c) for p, ok in zip(positions, valid) if ok]
@@ -377,9 +403,10 @@ def build_latency_table(
                 if not todo:
                     continue
                 measure = _part_measurer(spec, setup, Path(tmp), shapes)
+                ref = probe()
                 for key in todo:
                     ms, disp = measure(key.split(":")[0])
-                    prog.add({"key": key, "ms": ms, "dispersion": disp})
+                    prog.add({"key": key, "ms": ms, "dispersion": disp, "ref": ref})
                     bar.update(1)
             rng = np.random.default_rng(setup.seed + 1)
             for k in range(setup.calibration_networks):
@@ -395,6 +422,7 @@ def build_latency_table(
                 prog.add(
                     {
                         "key": key,
+                        "ref": probe(),
                         "ms": measure_network(spec, setup),
                         "blocks": spec.block_choices,
                         "channels": spec.channel_choices,
@@ -415,18 +443,37 @@ def assemble(space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, A
     L, B, S = space.num_positions, space.num_blocks, space.num_scales
     entries = np.full((L, B, S), np.nan)
     disp = np.full((L, B, S), np.nan)
+    raw = np.full((L, B, S), np.nan)
+    probe = np.full((L, B, S), np.nan)
+    refs = [rec["ref"] for rec in done.values() if rec.get("ref")]
+    base = float(np.median(refs)) if refs else None
+
+    def scale(rec: dict[str, Any]) -> float:
+        """Drift compensation: the probe's typical time over its time when this record was measured."""
+        return base / rec["ref"] if base and rec.get("ref") else 1.0
+
     for key, rec in done.items():
         parts = key.split(":")
         if parts[0].startswith("b") and len(parts) == 3:
             i, b, c = int(parts[0][1:]), int(parts[1]), int(parts[2])
-            entries[i, b, c], disp[i, b, c] = rec["ms"], rec["dispersion"]
+            entries[i, b, c], disp[i, b, c] = rec["ms"] * scale(rec), rec["dispersion"]
+            raw[i, b, c], probe[i, b, c] = rec["ms"], rec.get("ref") or np.nan
     fp = dict(fp, date=now())
-    table = LatencyTable(space, fp, done["stem"]["ms"], done["head"]["ms"], entries, disp)
+    table = LatencyTable(
+        space,
+        fp,
+        done["stem"]["ms"] * scale(done["stem"]),
+        done["head"]["ms"] * scale(done["head"]),
+        entries,
+        disp,
+        raw_entries=raw,
+        probe_ms=probe,
+    )
     nets = [rec for key, rec in done.items() if key.startswith("net:")]
     if nets:
-        raw = np.array([table.raw_sum(r["blocks"], r["channels"]) for r in nets])
-        measured = np.array([r["ms"] for r in nets])
-        table.slope, table.intercept = fit_correction(raw, measured)
+        sums = np.array([table.raw_sum(r["blocks"], r["channels"]) for r in nets])
+        measured = np.array([r["ms"] * scale(r) for r in nets])
+        table.slope, table.intercept = fit_correction(sums, measured)
         table.calibration = [
             {
                 "blocks": list(r["blocks"]),
@@ -434,7 +481,7 @@ def assemble(space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, A
                 "measured_ms": r["ms"],
                 "raw_sum_ms": float(s),
             }
-            for r, s in zip(nets, raw)
+            for r, s in zip(nets, sums)
         ]
     return table
 

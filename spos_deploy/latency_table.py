@@ -54,6 +54,8 @@ class LatencyTable:
     slope: float = 1.0
     intercept: float = 0.0
     calibration: list[dict[str, Any]] = field(default_factory=list)  # whole networks measured at build time
+    raw_entries: np.ndarray | None = None  # as timed, before drift compensation
+    probe_ms: np.ndarray | None = None  # drift probe time recorded with each entry
 
     def __post_init__(self) -> None:
         L, B, S = self.entries.shape
@@ -89,6 +91,8 @@ class LatencyTable:
             "head_ms": self.head_ms,
             "entries": nested(self.entries),
             "dispersion": nested(self.dispersion),
+            "raw_entries": None if self.raw_entries is None else nested(self.raw_entries),
+            "probe_ms": None if self.probe_ms is None else nested(self.probe_ms),
             "correction": {
                 "model": "predicted = slope * (stem + sum of entries + head) + intercept",
                 "slope": self.slope,
@@ -123,6 +127,8 @@ class LatencyTable:
                 slope=float(corr.get("slope", 1.0)),
                 intercept=float(corr.get("intercept", 0.0)),
                 calibration=list(corr.get("calibration_networks", [])),
+                raw_entries=arr(d["raw_entries"]) if d.get("raw_entries") else None,
+                probe_ms=arr(d["probe_ms"]) if d.get("probe_ms") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BadInputError(f"{source}: malformed latency table ({type(e).__name__}: {e})") from None

@@ -21,13 +21,26 @@ from .counting import owner
 from .model_spec import ModelSpec
 
 
+ORT_SUFFIXES = ("_nchwc",)
+
+
+def op_time(ops_ms: dict[str, float], name: str) -> float | None:
+    """Time of a graph op; a conv fused with its activation is profiled under the activation's name."""
+    if name in ops_ms:
+        return ops_ms[name]
+    return ops_ms.get(name.replace("_fwd", "_act_fwd")) if name.endswith("_fwd") else None
+
+
 def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, float]:
     """Mean milliseconds per run of every node, from an onnxruntime profile trace (pure)."""
     total: dict[str, float] = defaultdict(float)
     for ev in events:
         if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
             continue
-        total[ev["name"][: -len("_kernel_time")]] += ev.get("dur", 0) / 1e3
+        name = ev["name"][: -len("_kernel_time")]
+        for suffix in ORT_SUFFIXES:  # layout transforms rename nodes
+            name = name.removesuffix(suffix)
+        total[name] += ev.get("dur", 0) / 1e3
     return {k: v / runs for k, v in total.items()}
 
 

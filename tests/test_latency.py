@@ -160,7 +160,8 @@ def test_crash_and_resume_keeps_finished_entries(tmp_path):
         part = key.split(":")
         if len(part) == 3:
             i, b, c = int(part[0][1:]), int(part[1]), int(part[2])
-            assert table.entries[i, b, c] == pytest.approx(rec["ms"], abs=1e-6)  # not measured again
+            assert table.raw_entries[i, b, c] == pytest.approx(rec["ms"], abs=1e-6)  # not measured again
+            assert table.probe_ms[i, b, c] == pytest.approx(rec["ref"], abs=1e-6)
     assert not partial.exists()
 
 
@@ -187,5 +188,5 @@ def test_profile_measure_maps_time_to_blocks():
     m = json.loads(proc.stdout)["measured"]
     assert set(m["blocks_ms"]) >= {"stem", "head"} | {f"b{i:02d}" for i in range(20)}
     assert all(v >= 0 for v in m["blocks_ms"].values())
-    assert "b05_pw1_fwd" in m["ops_ms"]
+    assert any(k.startswith("b05_pw1") for k in m["ops_ms"])
     assert 0 < m["nodes_total_ms"] <= 3 * m["end_to_end_p50_ms"]

@@ -88,7 +88,7 @@ def test_constrained_samplers_stay_inside_and_strolling_is_more_even(constraint)
 
 def test_warmup_restricts_constrained_samples(constraint):
     cons, space = constraint
-    allowed = np.arange(6, 10)
+    allowed = np.arange(3, 10)
     evo = StrollingEvolution(UniformSampler(space, np.random.default_rng(3)), cons, grid=4)
     b, c = evo.sample(200, allowed)
     assert np.isin(c, allowed).all()

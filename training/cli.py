@@ -173,14 +173,17 @@ def _sampling_plot(args: argparse.Namespace) -> int:
 
     space = space_from_args(args)
     metrics = metric_functions(space, args.flops_table, None)
-    cons = Constraint(metrics, {"flops": _range("flops")(args.flops_range),
-                                "params": _range("params")(args.params_range)})
+    cons = Constraint(
+        metrics, {"flops": _range("flops")(args.flops_range), "params": _range("params")(args.params_range)}
+    )
     cvs = three_panel(compare_samplers(space, cons, args.samples, args.seed), cons, args.out)
     if args.json:
         print_json({"plot": args.out, "coverage_cv": cvs})
     else:
-        print(f"wrote {args.out}; coverage CV (0 = even): " + ", ".join(f"{k} {v:.2f}" for k, v in cvs.items()
-                                                                     if v is not None))
+        print(
+            f"wrote {args.out}; coverage CV (0 = even): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in cvs.items() if v is not None)
+        )
     return 0
 
 

@@ -35,8 +35,9 @@ def compare_samplers(space, constraint: Constraint, n: int, seed: int = 0) -> di
     return out
 
 
-def three_panel(samples: dict[str, dict[str, np.ndarray]], constraint: Constraint, path: str | Path,
-                grid: int = 6) -> dict[str, float]:
+def three_panel(
+    samples: dict[str, dict[str, np.ndarray]], constraint: Constraint, path: str | Path, grid: int = 6
+) -> dict[str, float]:
     """Scatter of the two constrained metrics per sampler, with the target box; returns the coverage CVs."""
     plt = _plt()
     kx, ky = list(constraint.bounds)
@@ -70,8 +71,14 @@ def run_distribution(history: list[dict[str, Any]], path: str | Path) -> None:
             continue
         fl = s["flops"]["values"] if isinstance(s["flops"], dict) else s["flops"]
         pa = s["params"]["values"] if isinstance(s["params"], dict) else s["params"]
-        ax.scatter(np.array(fl) / 1e6, np.array(pa) / 1e6, s=3, alpha=0.5, color=cmap(i / max(1, len(history) - 1)),
-                   label=f"epoch {h['epoch']}")
+        ax.scatter(
+            np.array(fl) / 1e6,
+            np.array(pa) / 1e6,
+            s=3,
+            alpha=0.5,
+            color=cmap(i / max(1, len(history) - 1)),
+            label=f"epoch {h['epoch']}",
+        )
     ax.set_xlabel("FLOPs (M)")
     ax.set_ylabel("params (M)")
     ax.legend(fontsize=7, markerscale=3)
