@@ -20,7 +20,6 @@ from .bench import ort_session, summarize, time_fn
 from .counting import owner
 from .model_spec import ModelSpec
 
-
 ORT_SUFFIXES = ("_nchwc",)
 
 
