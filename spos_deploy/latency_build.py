@@ -336,6 +336,15 @@ def _part_measurer(
     return lambda part: _time_mxnet(parts[part], shapes[part], setup)
 
 
+def calibration_window(k: int, n: int, num_scales: int, width: int = 4) -> tuple[int, int]:
+    """Channel-choice window of calibration network ``k`` of ``n``: the windows slide from the narrowest
+    scales to the widest, so the networks span small to large and the fitted line is well conditioned
+    (random networks alone bunch in the middle, where a 12-point fit's slope is mostly noise)."""
+    width = min(width, num_scales)
+    lo = round(k * (num_scales - width) / max(1, n - 1))
+    return lo, lo + width - 1
+
+
 def _drift_probe(
     space: SearchSpace, setup: LatencySetup, tmp: Path, shapes: dict[str, tuple[int, ...]]
 ) -> Callable[[], float | None]:
@@ -412,7 +421,8 @@ def build_latency_table(
             for k in range(setup.calibration_networks):
                 key = f"net:{k}"
                 blocks = rng.integers(0, B, L)
-                channels = rng.integers(0, S, L)
+                lo, hi = calibration_window(k, setup.calibration_networks, S)
+                channels = rng.integers(lo, hi + 1, L)
                 channels = np.array([c if space.mid(p, int(c)) >= 1 else S - 1 for p, c in zip(positions, channels)])
                 if key in prog.done:
                     continue

@@ -23,11 +23,13 @@ from .model_spec import ModelSpec
 ORT_SUFFIXES = ("_nchwc",)
 
 
-def op_time(ops_ms: dict[str, float], name: str) -> float | None:
-    """Time of a graph op; a conv fused with its activation is profiled under the activation's name."""
+def op_key(ops_ms: dict[str, float], name: str) -> str | None:
+    """The profiled node that holds a graph op's time; a conv fused with its activation is profiled under
+    the activation's name (``b03_pw1_fwd`` -> ``b03_pw1_act_fwd``)."""
     if name in ops_ms:
-        return ops_ms[name]
-    return ops_ms.get(name.replace("_fwd", "_act_fwd")) if name.endswith("_fwd") else None
+        return name
+    fused = name.replace("_fwd", "_act_fwd")
+    return fused if name.endswith("_fwd") and fused in ops_ms else None
 
 
 def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, float]:

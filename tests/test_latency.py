@@ -190,3 +190,13 @@ def test_profile_measure_maps_time_to_blocks():
     assert all(v >= 0 for v in m["blocks_ms"].values())
     assert any(k.startswith("b05_pw1") for k in m["ops_ms"])
     assert 0 < m["nodes_total_ms"] <= 3 * m["end_to_end_p50_ms"]
+
+
+def test_calibration_windows_span_the_scales():
+    from spos_deploy.latency_build import calibration_window
+
+    windows = [calibration_window(k, 12, 10) for k in range(12)]
+    assert windows[0] == (0, 3) and windows[-1] == (6, 9)
+    assert all(hi - lo == 3 for lo, hi in windows)
+    assert [lo for lo, _ in windows] == sorted(lo for lo, _ in windows)
+    assert calibration_window(0, 1, 2) == (0, 1)

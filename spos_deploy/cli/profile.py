@@ -49,49 +49,58 @@ def _int(x: int | None) -> str:
     return "" if x is None else f"{x:,}"
 
 
-def _ops_table(prof: Profile, bits: int) -> str:
+def _ops_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
+    from ..measured_profile import op_key
     from ..micronet import at_bits
 
     rows = []
+    shown: set[str] = set()
     for r in prof.rows:
         params, mults, adds = at_bits(r, bits)
-        rows.append(
-            [
-                r.name,
-                r.quantizable,
-                r.inp_size,
-                r.kernel,
-                r.cin,
-                r.cout,
-                _m(params),
-                _m(mults),
-                _m(adds),
-                _m(mults + adds),
-            ]
-        )
+        row = [
+            r.name,
+            r.quantizable,
+            r.inp_size,
+            r.kernel,
+            r.cin,
+            r.cout,
+            _m(params),
+            _m(mults),
+            _m(adds),
+            _m(mults + adds),
+        ]
+        if measured is not None:
+            key = op_key(measured["ops_ms"], r.name)
+            row.append("" if key is None or key in shown else f"{measured['ops_ms'][key]:.4f}")
+            shown.add(key)
+        rows.append(row)
     headers = ["op", "quantizable", "inp_size", "kernel", "Cin", "Cout", "params(M)", "mults(M)", "adds(M)", "MFLOPs"]
+    if measured is not None:
+        headers.append("ms (empty: fused into a neighbour)")
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _blocks_table(prof: Profile, bits: int) -> str:
+def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
     blocks = {f"b{b['position']:02d}": b for b in prof.blocks()}
     rows = []
     for r in prof.block_rows(bits):
         b = blocks.get(r["part"], {})
-        rows.append(
-            [
-                r["part"],
-                r["block"],
-                b.get("mid_channels", ""),
-                b.get("stride", ""),
-                b.get("input_size", ""),
-                _int(r["flops"]),
-                _int(r["params"]),
-                _m(r["mults"]),
-                _m(r["adds"]),
-                _m(r["ops"]),
-            ]
-        )
+        row = [
+            r["part"],
+            r["block"],
+            b.get("mid_channels", ""),
+            b.get("stride", ""),
+            b.get("input_size", ""),
+            _int(r["flops"]),
+            _int(r["params"]),
+            _m(r["mults"]),
+            _m(r["adds"]),
+            _m(r["ops"]),
+        ]
+        if measured is not None:
+            ms = measured["blocks_ms"].get(r["part"], 0.0)
+            row += [f"{ms:.3f}", f"{2 * (r['flops'] or 0) / (ms * 1e6):.1f}" if ms > 0 else "-"]
+        rows.append(row)
     headers = [
         "part",
         "block",
@@ -104,6 +113,8 @@ def _blocks_table(prof: Profile, bits: int) -> str:
         "adds(M)",
         "MicroNet ops(M)",
     ]
+    if measured is not None:
+        headers += ["ms", "GFLOP/s"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
