@@ -21,6 +21,29 @@ from .space import SearchSpace
 FORMAT_VERSION = 1
 
 
+def read_table_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a lookup-table file, or a one-line error naming the file."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"{p}: no such lookup table") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
+        raise BadInputError(f"{p}: not a JSON lookup table ({e})") from None
+    if not isinstance(d, dict):
+        raise BadInputError(f"{p}: not a lookup table (a JSON {type(d).__name__})")
+    return d
+
+
+def check_config(table_space: SearchSpace, expect: SearchSpace | None, source: str) -> None:
+    """Refuse a table made for another search-space configuration, naming the differences."""
+    if expect is None:
+        return
+    diff = config_diff(table_space.to_config(), expect.to_config())
+    if diff:
+        raise BadInputError(f"{source}: table made for another configuration ({'; '.join(diff)})")
+
+
 def config_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """Human-readable differences between two configurations (``key: table X, asked Y``)."""
     keys = sorted(set(have) | set(want))
@@ -139,18 +162,8 @@ class FlopsTable:
     @classmethod
     def load(cls, path: str | Path, expect: SearchSpace | None = None) -> FlopsTable:
         """Read a table; with ``expect``, refuse one made for another configuration."""
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise BadInputError(f"{p}: no such lookup table") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInputError(f"{p}: not a JSON lookup table ({e})") from None
-        table = cls.from_json(d, str(p))
-        if expect is not None:
-            diff = config_diff(table.space.to_config(), expect.to_config())
-            if diff:
-                raise BadInputError(f"{p}: table made for another configuration ({'; '.join(diff)})")
+        table = cls.from_json(read_table_json(path), str(path))
+        check_config(table.space, expect, str(path))
         return table
 
 

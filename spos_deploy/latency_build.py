@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .bench import ort_session, summarize, time_fn
+from .bench import ort_session, time_fn
 from .errors import BadInputError
 from .latency_table import LatencyTable, fingerprint_diff, fit_correction
 from .machine import cpu_info
@@ -504,7 +504,3 @@ def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:
         f"latency_{space.describe()}_{setup.runtime}_{setup.precision}_b{setup.batch}"
         f"_t{setup.resolved_threads()}_{host}.json"
     )
-
-
-def summarize_times(times_s: list[float], batch: int) -> dict[str, Any]:
-    return summarize(times_s, batch, 0).as_dict()

@@ -11,7 +11,6 @@ networks measured end to end absorbs both (documented in docs/latency.md).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from .atomic import write_json
 from .errors import BadInputError
-from .flops_table import config_diff
+from .flops_table import check_config, read_table_json
 from .space import SearchSpace
 
 FORMAT_VERSION = 1
@@ -147,17 +146,8 @@ class LatencyTable:
     ) -> LatencyTable:
         """Read a table; refuse one made for another configuration or other hardware unless ``allow_mismatch``."""
         p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise BadInputError(f"{p}: no such latency table") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInputError(f"{p}: not a JSON latency table ({e})") from None
-        table = cls.from_json(d, str(p))
-        if expect_space is not None:
-            diff = config_diff(table.space.to_config(), expect_space.to_config())
-            if diff:
-                raise BadInputError(f"{p}: table made for another configuration ({'; '.join(diff)})")
+        table = cls.from_json(read_table_json(p), str(p))
+        check_config(table.space, expect_space, str(p))
         if expect_fingerprint is not None and not allow_mismatch:
             diff = fingerprint_diff(table.fingerprint, expect_fingerprint)
             if diff:

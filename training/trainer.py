@@ -258,7 +258,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         write_json(out / "config.json", cfg.to_json())
         _truncate_steps(out / "steps.csv", state["global_step"])
 
-    rng_mix = None
     history: list[dict[str, Any]] = state["history"]
     done = False
     for epoch in range(state["epoch"], cfg.epochs):

@@ -82,14 +82,9 @@ def _random_archs(space: SearchSpace, n: int, seed: int, table: FlopsTable) -> t
 
 
 def _read_kind(path: str) -> str:
-    import json
+    from ..flops_table import read_table_json
 
-    try:
-        return json.loads(Path(path).read_text()).get("kind", "?")
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: no such lookup table") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise BadInputError(f"{path}: not a JSON lookup table ({e})") from None
+    return read_table_json(path).get("kind", "?")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
