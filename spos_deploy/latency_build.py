@@ -245,7 +245,6 @@ class OrtPartTimer:
         self.extractor = onnx.utils.Extractor(self.model)
         self.bounds = part_boundaries(self.model)
         self.setup = setup
-        self.shapes = {v.name: v for v in list(self.model.graph.value_info) + list(self.model.graph.input)}
         self.device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
 
     def time_part(self, part: str, input_shape: tuple[int, ...]) -> tuple[float, float]:
