@@ -133,7 +133,12 @@ def _validate_latency(args: argparse.Namespace) -> int:
 
     table = LatencyTable.load(args.table)
     stats = validate_table(
-        table, args.samples, seed=args.seed, allow_mismatch=args.allow_table_mismatch, progress=not args.no_progress
+        table,
+        args.samples,
+        seed=args.seed,
+        allow_mismatch=args.allow_table_mismatch,
+        progress=not args.no_progress,
+        rounds=args.rounds,
     )
     result = {"table": args.table, "kind": "latency", "fingerprint": table.fingerprint, **stats}
     plot = Path(args.plot) if args.plot else Path(args.table).with_suffix(".validation.png")
@@ -323,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("table")
     v.add_argument("--samples", type=int, default=50)
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--rounds", type=int, default=5, help="interleaved end-to-end measurement rounds (onnxruntime)")
     v.add_argument("--no-progress", action="store_true")
     v.add_argument("--plot", help="scatter plot PNG (latency; default: next to the table)")
     v.add_argument("--report", help="also write the result JSON here (latency)")
