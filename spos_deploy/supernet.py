@@ -45,11 +45,11 @@ class SposSupernet(Block):
         self._masks: dict[tuple[int, int, str], mx.nd.NDArray] = {}
 
     def mask(self, position: int, channel_choice: int, ctx: mx.Context) -> mx.nd.NDArray:
-        """0/1 mask (1, max_mid, 1, 1) with the chosen number of leading channels on (cached)."""
+        """0/1 mask (max_mid,) with the chosen number of leading channels on (cached)."""
         key = (position, channel_choice, str(ctx))
         if key not in self._masks:
-            m = np.zeros((1, self.max_mids[position], 1, 1), dtype=np.float32)
-            m[:, : self.space.mid(self.positions[position], channel_choice)] = 1
+            m = np.zeros(self.max_mids[position], dtype=np.float32)
+            m[: self.space.mid(self.positions[position], channel_choice)] = 1
             self._masks[key] = mx.nd.array(m, ctx=ctx)
         return self._masks[key]
 

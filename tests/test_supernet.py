@@ -91,3 +91,30 @@ def test_hybridize_export_round_trip(tmp_path):
     y_loaded = loaded(x)
     assert _rel(y_hybrid, y_imperative) < 1e-6
     assert _rel(y_loaded, y_imperative) < 1e-6
+
+
+@pytest.mark.parametrize("kernel,size,stride", [(7, 1, 1), (7, 2, 1), (5, 2, 2), (7, 3, 2), (3, 1, 1), (7, 4, 1)])
+def test_cropped_conv_equals_full_conv_outputs_and_gradients(kernel, size, stride):
+    """Cropping a kernel to the taps a tiny input can reach changes neither outputs nor gradients."""
+    from mxnet.gluon import nn
+
+    from spos_deploy.blocks import CroppedConv2D
+
+    c = 8
+    full = nn.Conv2D(c, kernel, strides=stride, padding=kernel // 2, groups=c, use_bias=False, in_channels=c)
+    crop = CroppedConv2D(c, kernel, size, strides=stride, groups=c, use_bias=False, in_channels=c)
+    full.initialize(mx.init.Normal(1.0))
+    crop.initialize()
+    crop.weight.set_data(full.weight.data())
+    x = mx.nd.random.normal(shape=(4, c, size, size), dtype="float32")
+    outs, grads = [], []
+    for net in (full, crop):
+        with mx.autograd.record():
+            y = net(x)
+            loss = (y * y).sum()
+        loss.backward()
+        outs.append(y.asnumpy())
+        grads.append(net.weight.grad().asnumpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+    assert crop.weight.shape == full.weight.shape

@@ -167,9 +167,9 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _sampling_plot(args: argparse.Namespace) -> int:
+    from search.constraints import Constraint, metric_functions
+
     from .plots import compare_samplers, three_panel
-    from .sampling import Constraint
-    from .trainer import metric_functions
 
     space = space_from_args(args)
     metrics = metric_functions(space, args.flops_table, None)

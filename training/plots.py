@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from search.constraints import Constraint
 from spos_deploy.atomic import atomic_path
 
-from .sampling import Constraint, RejectionSampler, StrollingEvolution, UniformSampler, coverage_cv
+from .sampling import RejectionSampler, StrollingEvolution, UniformSampler, coverage_cv
 
 
 def _plt():

@@ -15,12 +15,12 @@ Pure numpy. Constraint metrics come from lookup tables (:mod:`spos_deploy.flops_
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from search.constraints import Constraint
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace
 
@@ -78,27 +78,6 @@ class UniformSampler:
         blocks = self.rng.integers(0, self.space.num_blocks, (n, L))
         channels = allowed[self.rng.integers(0, len(allowed), (n, L))]
         return blocks, channels
-
-
-Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-@dataclass
-class Constraint:
-    """Closed ranges on named metrics; a metric maps ``[N, L]`` blocks and channels to ``[N]`` values."""
-
-    metrics: dict[str, Metric]
-    bounds: dict[str, tuple[float, float]]
-
-    def values(self, blocks: np.ndarray, channels: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: np.asarray(self.metrics[k](blocks, channels), float) for k in self.bounds}
-
-    def inside(self, blocks: np.ndarray, channels: np.ndarray) -> np.ndarray:
-        vals = self.values(blocks, channels)
-        ok = np.ones(len(blocks), bool)
-        for k, (lo, hi) in self.bounds.items():
-            ok &= (vals[k] >= lo) & (vals[k] <= hi)
-        return ok
 
 
 class RejectionSampler:

@@ -21,17 +21,18 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from search.bn_recalibration import evaluate, recalibrate_bn
+from search.constraints import Constraint, metric_functions
 from spos_deploy.atomic import write_json
+from spos_deploy.datasets import load_dataset, steps_per_epoch, train_batches
 from spos_deploy.errors import BadInputError
-from spos_deploy.flops_table import FlopsTable
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.network import build_subnet
 from spos_deploy.space import SearchSpace
 from spos_deploy.supernet import build_supernet
 
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from .data import Dataset, eval_batches, load_dataset, steps_per_epoch, train_batches
-from .sampling import Constraint, RejectionSampler, StrollingEvolution, UniformSampler, warmup_for
+from .sampling import RejectionSampler, StrollingEvolution, UniformSampler, warmup_for
 
 log = logging.getLogger(__name__)
 
@@ -162,46 +163,10 @@ class PathSampler:
         return {k: float(f(blocks[None], channels[None])[0]) for k, f in self.metrics.items()}
 
 
-def metric_functions(space: SearchSpace, flops_table: str | None, latency_table: str | None) -> dict[str, Any]:
-    """FLOPs and params from a FLOPs table (built on the fly if none is given), latency from a latency table."""
-    if flops_table:
-        ft = FlopsTable.load(flops_table, expect=space)
-    else:
-        from spos_deploy.table_build import build_flops_table
-
-        ft = build_flops_table(space, progress=False)
-    out: dict[str, Any] = {"flops": lambda b, c: ft.count(b, c)[0], "params": lambda b, c: ft.count(b, c)[1]}
-    if latency_table:
-        from spos_deploy.latency_table import LatencyTable
-
-        lt = LatencyTable.load(latency_table, expect_space=space)
-        out["latency_ms"] = lt.predict
-    return out
-
-
 def _no_wd_on_bn_and_bias(net) -> None:
     for name, p in net.collect_params().items():
         if name.endswith(("gamma", "beta", "bias")):
             p.wd_mult = 0.0
-
-
-def recalibrate_bn(forward, batches: list[np.ndarray], ctx: mx.Context) -> None:
-    """Recompute BN running statistics for the current path: forward passes in training mode, no update.
-
-    With MXNet's momentum 0.9, 20 batches leave 12% weight on the statistics from before.
-    """
-    for x in batches:
-        with mx.autograd.train_mode():
-            forward(mx.nd.array(x, ctx=ctx)).wait_to_read()
-
-
-def evaluate(forward, ds: Dataset, batch_size: int, ctx: mx.Context) -> float:
-    correct = total = 0
-    for x, y in eval_batches(ds, batch_size):
-        pred = forward(mx.nd.array(x, ctx=ctx)).argmax(axis=1).asnumpy()
-        correct += int((pred == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spos_deploy.data import LabelledImages, load_images
-from spos_deploy.errors import BadInputError
+from .data import LabelledImages, load_images
+from .errors import BadInputError
 
 SMALL_PAD = 4
 
