@@ -1,4 +1,5 @@
-"""Constraint checks from lookup tables: FLOPs and params (FLOPs table), latency (latency table).
+"""Constraint checks from lookup tables: FLOPs and params (FLOPs table), MicroNet score (MicroNet table),
+latency (latency table).
 
 Pure numpy once the tables are loaded: a metric maps ``[N, L]`` block and channel choices to ``[N]``
 values, so millions of candidates are checked per second, before any of them costs an evaluation.
@@ -6,6 +7,7 @@ values, so millions of candidates are checked per second, before any of them cos
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.flops_table import FlopsTable
+from spos_deploy.micronet_table import MicroNetTable, bits_factor, build_micronet_table
 from spos_deploy.space import SearchSpace
 
 Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -36,16 +39,49 @@ class Constraint:
         return ok
 
 
-def metric_functions(space: SearchSpace, flops_table: str | None, latency_table: str | None) -> dict[str, Any]:
-    """FLOPs and params from a FLOPs table (built on the fly if none is given), latency from a latency table."""
-    if flops_table:
-        ft = FlopsTable.load(flops_table, expect=space)
-    else:
-        from spos_deploy.table_build import build_flops_table
+@functools.lru_cache(maxsize=8)
+def _built_flops_table(space: SearchSpace) -> FlopsTable:
+    """A FLOPs table built from graphs, once per configuration and process (about a second per 40 walks)."""
+    from spos_deploy.table_build import build_flops_table
 
-        ft = build_flops_table(space, progress=False)
+    return build_flops_table(space, progress=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _micronet_table(space: SearchSpace, path: str | None) -> MicroNetTable:
+    """The MicroNet table of ``space``: read from ``path``, or built from graphs once per process."""
+    if path:
+        return MicroNetTable.load(path, expect=space)
+    return build_micronet_table(space, progress=False)
+
+
+def metric_functions(
+    space: SearchSpace,
+    flops_table: str | None,
+    latency_table: str | None,
+    micronet_table: str | None = None,
+    score_bits: int = 32,
+    latency: Any = None,
+    with_score: bool = False,
+) -> dict[str, Any]:
+    """Vectorized metrics of ``space``: ``flops`` and ``params`` (FLOPs table, built on the fly if none is
+    given), ``latency_ms`` (a latency table path, or an already loaded ``latency``) and, with ``with_score``
+    or a ``micronet_table`` path, ``score``: the MicroNet score at ``score_bits`` (its table is built from
+    graphs on first use and cached in memory). The score is opt-in because callers such as the training
+    sampler record every metric they get at every step.
+    """
+    ft = FlopsTable.load(flops_table, expect=space) if flops_table else _built_flops_table(space)
+    bits_factor(score_bits)  # refuse an impossible precision now, not at first use
+
+    def score(b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return _micronet_table(space, micronet_table).score(b, c, score_bits)
+
     out: dict[str, Any] = {"flops": lambda b, c: ft.count(b, c)[0], "params": lambda b, c: ft.count(b, c)[1]}
-    if latency_table:
+    if with_score or micronet_table:
+        out["score"] = score
+    if latency is not None:
+        out["latency_ms"] = latency.predict
+    elif latency_table:
         from spos_deploy.latency_table import LatencyTable
 
         lt = LatencyTable.load(latency_table, expect_space=space)

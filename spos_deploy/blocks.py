@@ -223,16 +223,21 @@ class ChoiceBlock(HybridBlock):
         shuffle: str = "reshape",
         masked: bool = False,
         merged: bool = False,
+        crop: bool = False,
+        mask_mode: str = "bn",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if mask_mode not in ("bn", "multiply"):
+            raise ValueError(f"unknown mask mode {mask_mode!r}")
         self.pos, self.block_choice, self.mid, self.masked = pos, block_choice, mid, masked
+        self.mask_mode = mask_mode
         k, kind = BLOCK_KERNELS[block_choice], BLOCK_KINDS[block_choice]
         cin, cm, cout, s = pos.main_in, mid, pos.main_out, pos.stride
         act = pos.act
-        # Supernet blocks crop large kernels on tiny inputs (training speed); fixed subnets keep the plain conv
-        # so counting, export and deployment see the architecture as specified.
-        size_in, size_out = (pos.in_size, pos.out_size) if masked else (None, None)
+        # crop=True (training) crops large kernels on tiny inputs for speed; the default keeps the plain conv so
+        # counting, export and deployment see the architecture as specified. Weights are the same either way.
+        size_in, size_out = (pos.in_size, pos.out_size) if crop else (None, None)
         with self.name_scope():
             if pos.stride == 1:
                 self.shuffle = ShuffleChannels(pos.in_channels, pos.in_size, shuffle, prefix="shuffle_")
@@ -276,7 +281,12 @@ class ChoiceBlock(HybridBlock):
             project, main = self.proj(x), x
         for i, mask_after in enumerate(self._mask_after):
             layer = self.main[i]
-            main = layer(main, mask) if self.masked and mask_after and mask is not None else layer(main)
+            if not (self.masked and mask_after and mask is not None):
+                main = layer(main)
+            elif self.mask_mode == "bn":
+                main = layer(main, mask)
+            else:  # the plain form: multiply the activated output (slower backward, same result)
+                main = F.broadcast_mul(layer(main), F.reshape(mask, shape=(1, -1, 1, 1)))
         if self.se is not None:
             main = self.se(main)
         return F.concat(project, main, dim=1)

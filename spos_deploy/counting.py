@@ -14,8 +14,10 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .graph import OpRecord
+if TYPE_CHECKING:  # annotations only: the counting rules stay importable without MXNet
+    from .graph import OpRecord
 
 _POSITION = re.compile(r"^b(\d+)_")
 

@@ -35,6 +35,19 @@ def read_table_json(path: str | Path) -> dict[str, Any]:
     return d
 
 
+def check_header(d: dict[str, Any], kind: str, version: int, what: str, source: str) -> None:
+    """Refuse a table file of another kind or format version, naming both."""
+    if d.get("kind") != kind:
+        raise BadInputError(f"{source}: not a {what} table (kind {d.get('kind')!r})")
+    if d.get("format_version") != version:
+        raise BadInputError(f"{source}: format_version {d.get('format_version')!r}, expected {version}")
+
+
+def nested_array(x: list, missing: float = np.nan, dtype: Any = float) -> np.ndarray:
+    """A ``[position][block][channel]`` JSON list (``null`` where invalid) as an array."""
+    return np.array([[[missing if v is None else v for v in row] for row in pos] for pos in x], dtype=dtype)
+
+
 def check_config(table_space: SearchSpace, expect: SearchSpace | None, source: str) -> None:
     """Refuse a table made for another search-space configuration, naming the differences."""
     if expect is None:
@@ -132,14 +145,11 @@ class FlopsTable:
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> FlopsTable:
         try:
-            if d.get("kind") != "flops":
-                raise BadInputError(f"{source}: not a FLOPs/params table (kind {d.get('kind')!r})")
-            if d.get("format_version") != FORMAT_VERSION:
-                raise BadInputError(f"{source}: format_version {d.get('format_version')!r}, expected {FORMAT_VERSION}")
+            check_header(d, "flops", FORMAT_VERSION, "FLOPs/params", source)
             space = SearchSpace.from_config(d["config"])
 
             def arr(x: list) -> np.ndarray:
-                return np.array([[[(-1 if v is None else v) for v in row] for row in pos] for pos in x], dtype=np.int64)
+                return nested_array(x, -1, np.int64)
 
             table = cls(
                 space=space,

@@ -19,7 +19,7 @@ import numpy as np
 
 from .atomic import write_json
 from .errors import BadInputError
-from .flops_table import check_config, read_table_json
+from .flops_table import check_config, check_header, nested_array, read_table_json
 from .space import SearchSpace
 
 FORMAT_VERSION = 1
@@ -105,15 +105,11 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> LatencyTable:
-        if d.get("kind") != "latency":
-            raise BadInputError(f"{source}: not a latency table (kind {d.get('kind')!r})")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise BadInputError(f"{source}: format_version {d.get('format_version')!r}, expected {FORMAT_VERSION}")
+        check_header(d, "latency", FORMAT_VERSION, "latency", source)
         try:
             space = SearchSpace.from_config(d["config"])
 
-            def arr(x: list) -> np.ndarray:
-                return np.array([[[np.nan if v is None else v for v in row] for row in pos] for pos in x], float)
+            arr = nested_array
 
             corr = d.get("correction", {})
             table = cls(

@@ -69,6 +69,20 @@ def _interleaved_ort(specs: list[ModelSpec], setup: LatencySetup, rounds: int, p
     return [float(v) for v in np.median(per_round, axis=0)]
 
 
+def measure_architectures(
+    table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, rounds: int = 5, progress: bool = True
+) -> list[float]:
+    """End-to-end latency (ms) of architectures in the deployed form and settings the table was measured in."""
+    setup = setup_of(table)
+    specs = [
+        ModelSpec(table.space, tuple(map(int, b)), tuple(map(int, c)), f"net{i}", shuffle=setup.shuffle)
+        for i, (b, c) in enumerate(zip(blocks, channels))
+    ]
+    if setup.runtime.startswith("ort"):
+        return _interleaved_ort(specs, setup, rounds, progress)
+    return [measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]
+
+
 def validate_table(
     table: LatencyTable,
     samples: int,
@@ -87,16 +101,7 @@ def validate_table(
         )
     blocks, channels = random_architectures(table, samples, seed)
     predicted = table.predict(blocks, channels)
-    specs = [
-        ModelSpec(
-            table.space, tuple(map(int, blocks[i])), tuple(map(int, channels[i])), f"val{i}", shuffle=setup.shuffle
-        )
-        for i in range(samples)
-    ]
-    if setup.runtime.startswith("ort"):
-        measured = _interleaved_ort(specs, setup, rounds, progress)
-    else:
-        measured = [measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]
+    measured = measure_architectures(table, blocks, channels, rounds, progress)
     stats = validation_stats(predicted, measured)
     stats["points"] = [
         {"blocks": list(map(int, b)), "channels": list(map(int, c)), "predicted_ms": float(p), "measured_ms": float(m)}

@@ -68,9 +68,11 @@ class SposNet(HybridBlock):
     """A fixed architecture of the search space (what is trained, exported and deployed).
 
     ``merged=True`` builds the deployed form without BatchNorm (see :func:`spos_deploy.transforms.merge_bn`).
+    ``crop=True`` (training only) runs large kernels on tiny inputs as their reachable central taps
+    (:class:`spos_deploy.blocks.CroppedConv2D`): same outputs and weights, much faster on CPU.
     """
 
-    def __init__(self, spec: ModelSpec, merged: bool = False, **kwargs):
+    def __init__(self, spec: ModelSpec, merged: bool = False, crop: bool = False, **kwargs):
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         self.spec = spec
@@ -81,7 +83,9 @@ class SposNet(HybridBlock):
             self.features = nn.HybridSequential(prefix="")
             with self.features.name_scope():
                 for pos, b, mid in zip(space.positions(), spec.block_choices, spec.mids):
-                    block = ChoiceBlock(pos, b, mid, spec.shuffle, merged=merged, prefix=position_prefix(pos.index))
+                    block = ChoiceBlock(
+                        pos, b, mid, spec.shuffle, merged=merged, crop=crop, prefix=position_prefix(pos.index)
+                    )
                     self.features.add(block)
             self.head = Head(space, merged, prefix="head_")
 
@@ -108,8 +112,8 @@ def initialize_spos(net: mx.gluon.Block, seed: int | None = None, ctx: mx.Contex
             p.initialize(default_init=mx.init.Zero(), ctx=ctx, force_reinit=True)
 
 
-def build_subnet(spec: ModelSpec, seed: int | None = 0, ctx: mx.Context | None = None) -> SposNet:
-    """Build and initialise the fixed network of ``spec``."""
-    net = SposNet(spec)
+def build_subnet(spec: ModelSpec, seed: int | None = 0, ctx: mx.Context | None = None, crop: bool = False) -> SposNet:
+    """Build and initialise the fixed network of ``spec`` (``crop``: the faster training form, same weights)."""
+    net = SposNet(spec, crop=crop)
     initialize_spos(net, seed=seed, ctx=ctx)
     return net

@@ -23,7 +23,10 @@ from .space import BLOCK_NAMES, SearchSpace
 class SposSupernet(Block):
     """Supernet over a :class:`SearchSpace`. ``forward(x, blocks, channels)`` runs one path."""
 
-    def __init__(self, space: SearchSpace, shuffle: str = "reshape", **kwargs):
+    def __init__(
+        self, space: SearchSpace, shuffle: str = "reshape", mask_mode: str = "bn", crop: bool = True, **kwargs
+    ):
+        """``mask_mode``/``crop``: the fast training forms (default) or the plain ones (for comparisons)."""
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         self.space = space
@@ -39,7 +42,11 @@ class SposSupernet(Block):
                     row = nn.HybridSequential(prefix=f"{position_prefix(pos.index)}")
                     with row.name_scope():
                         for b in range(len(BLOCK_NAMES)):
-                            row.add(ChoiceBlock(pos, b, m, shuffle, masked=True, prefix=f"c{b}_"))
+                            row.add(
+                                ChoiceBlock(
+                                    pos, b, m, shuffle, masked=True, crop=crop, mask_mode=mask_mode, prefix=f"c{b}_"
+                                )
+                            )
                     self.choices.add(row)
             self.head = Head(space, prefix="head_")
         self._masks: dict[tuple[int, int, str], mx.nd.NDArray] = {}
@@ -72,8 +79,10 @@ class SposSupernet(Block):
         return self.head(x)
 
 
-def build_supernet(space: SearchSpace, shuffle: str = "reshape", seed: int | None = 0, ctx=None) -> SposSupernet:
-    net = SposSupernet(space, shuffle)
+def build_supernet(
+    space: SearchSpace, shuffle: str = "reshape", seed: int | None = 0, ctx=None, **kwargs
+) -> SposSupernet:
+    net = SposSupernet(space, shuffle, **kwargs)
     initialize_spos(net, seed=seed, ctx=ctx)
     return net
 

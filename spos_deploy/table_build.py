@@ -6,6 +6,8 @@ by owner (``bNN``), so a 20-position, 4-block, 10-scale space needs 40 graph wal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from tqdm import tqdm
 
@@ -24,22 +26,33 @@ def count_spec_parts(spec: ModelSpec) -> dict:
     return count_by_owner(graph_ops(sym, (1, 3, size, size)))
 
 
-def build_flops_table(space: SearchSpace, progress: bool = True) -> FlopsTable:
+def uniform_networks(
+    space: SearchSpace, desc: str, progress: bool = True
+) -> Iterator[tuple[int, int, ModelSpec, list]]:
+    """(block, channel, spec, positions where that channel choice exists) for each uniform network.
+
+    Where a scale gives no mid channels at a position (custom spaces), that position uses the widest choice;
+    its entry stays invalid.
+    """
     positions = space.positions()
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    fallback = int(np.argmax(space.channel_scales))
+    jobs = [(b, c) for b in range(B) for c in range(S)]
+    for b, c in tqdm(jobs, desc=desc, unit="choice", disable=not progress):
+        valid = [p for p in positions if space.mid(p, c) >= 1]
+        channels = tuple(c if space.mid(p, c) >= 1 else fallback for p in positions)
+        yield b, c, ModelSpec(space=space, block_choices=(b,) * L, channel_choices=channels, name="table"), valid
+
+
+def build_flops_table(space: SearchSpace, progress: bool = True) -> FlopsTable:
     L, B, S = space.num_positions, space.num_blocks, space.num_scales
     flops = np.full((L, B, S), -1, dtype=np.int64)
     params = np.full((L, B, S), -1, dtype=np.int64)
-    fallback = int(np.argmax(space.channel_scales))
     stem = head = None
-    jobs = [(b, c) for b in range(B) for c in range(S)]
-    for b, c in tqdm(jobs, desc="flops table", unit="choice", disable=not progress):
-        valid = [space.mid(p, c) >= 1 for p in positions]
-        channels = tuple(c if ok else fallback for ok in valid)
-        spec = ModelSpec(space=space, block_choices=(b,) * L, channel_choices=channels, name="table")
+    for b, c, spec, valid in uniform_networks(space, "flops table", progress):
         parts = count_spec_parts(spec)
-        for p, ok in zip(positions, valid):
-            if ok:
-                counts = parts[f"b{p.index:02d}"]
-                flops[p.index, b, c], params[p.index, b, c] = counts.flops, counts.params
+        for p in valid:
+            counts = parts[f"b{p.index:02d}"]
+            flops[p.index, b, c], params[p.index, b, c] = counts.flops, counts.params
         stem, head = parts["stem"], parts["head"]
     return FlopsTable(space, stem.flops, stem.params, head.flops, head.params, flops, params)

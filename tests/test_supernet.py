@@ -118,3 +118,45 @@ def test_cropped_conv_equals_full_conv_outputs_and_gradients(kernel, size, strid
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-4)
     assert crop.weight.shape == full.weight.shape
+
+
+def test_cropped_training_subnet_shares_weights_and_outputs_with_the_plain_subnet(tmp_path):
+    """spos-train subnet trains the cropped form; its weights load into the plain (exported) form unchanged."""
+    space = space_for_layout("OneShot", input_size=32, num_classes=10)
+    spec = ModelSpec(space, (2,) * 20, (9,) * 20)
+    fast = build_subnet(spec, seed=3, crop=True)
+    assert any(type(b).__name__ == "CroppedConv2D" for b in _walk(fast))
+    fast.save_parameters(str(tmp_path / "w.params"))
+    plain = build_subnet(spec, seed=0)
+    plain.load_parameters(str(tmp_path / "w.params"))
+    x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    np.testing.assert_allclose(fast(x).asnumpy(), plain(x).asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def _walk(block):
+    yield block
+    for child in block._children.values():
+        yield from _walk(child)
+
+
+def test_fast_and_plain_supernet_forms_compute_the_same_path():
+    """BN-level masks + cropped kernels (training form) equal output masks + full kernels, forward and backward."""
+    space = space_for_layout("OneShot", input_size=32, num_classes=10)
+    fast = build_supernet(space, seed=1)
+    plain = build_supernet(space, seed=1, mask_mode="multiply", crop=False)
+    rng = np.random.default_rng(5)
+    x = mx.nd.array(rng.normal(size=(4, 3, 32, 32)).astype(np.float32))
+    for _ in range(3):
+        b, c = rng.integers(0, 4, 20), rng.integers(0, 10, 20)
+        outs, grads = [], []
+        for net in (fast, plain):
+            mx.random.seed(7)  # the same dropout mask in the head
+            with mx.autograd.record():
+                y = net(x, b, c)
+                loss = (y * y).sum()
+            loss.backward()
+            outs.append(y.asnumpy())
+            w = net.choice_block(17, int(b[17])).main[0].conv.weight
+            grads.append(w.grad().asnumpy())
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-3, atol=1e-3 * np.abs(grads[1]).max())

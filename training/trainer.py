@@ -21,7 +21,7 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from search.bn_recalibration import evaluate, recalibrate_bn
+from search.bn_recalibration import batchnorms, bn_batches, evaluate, precise_bn
 from search.constraints import Constraint, metric_functions
 from spos_deploy.atomic import write_json
 from spos_deploy.datasets import load_dataset, steps_per_epoch, train_batches
@@ -193,7 +193,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             net.hybridize_blocks(static_alloc=True, static_shape=True)
         sampler = PathSampler(cfg, space)
     else:
-        net = build_subnet(cfg.spec, seed=cfg.seed, ctx=ctxs)
+        net = build_subnet(cfg.spec, seed=cfg.seed, ctx=ctxs, crop=True)
         if cfg.hybridize:
             net.hybridize(static_alloc=True, static_shape=True)
     _no_wd_on_bn_and_bias(net)
@@ -320,18 +320,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _validate(cfg, net, sampler, space, train_ds, val_ds, ctx) -> float:
+    """Mean top-1 of ``eval_paths`` random paths, each with its BN statistics computed exactly for it.
+
+    Precise BN needs forward hooks, which fire only in imperative blocks: the choice blocks are un-hybridized
+    for the evaluation and hybridized again afterwards (the graphs are rebuilt at the next step).
+    """
     if sampler is None:
         return evaluate(net, val_ds, 256, ctx)
     rng = np.random.default_rng([cfg.seed, 12345])
-    bn = [x for _, x, _ in train_batches(train_ds, cfg.batch_size, 0, cfg.seed + 1)][: cfg.bn_batches]
+    bn = bn_batches(train_ds, cfg.bn_batches * cfg.batch_size, cfg.batch_size, cfg.seed + 1)
     accs = []
     allowed = sampler.schedule.allowed(cfg.epochs - 1)
-    for _ in range(cfg.eval_paths):
-        blocks = rng.integers(0, space.num_blocks, space.num_positions)
-        channels = allowed[rng.integers(0, len(allowed), space.num_positions)]
-        fwd = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
-        recalibrate_bn(fwd, bn, ctx)
-        accs.append(evaluate(fwd, val_ds, 256, ctx))
+    if cfg.hybridize:
+        net.hybridize_blocks(False)
+    try:
+        for _ in range(cfg.eval_paths):
+            blocks = rng.integers(0, space.num_blocks, space.num_positions)
+            channels = allowed[rng.integers(0, len(allowed), space.num_positions)]
+            fwd = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
+            path = [net.choice_block(i, int(b)) for i, b in enumerate(blocks)]
+            precise_bn(fwd, batchnorms(net.stem, *path, net.head), bn, ctx)
+            accs.append(evaluate(fwd, val_ds, 256, ctx))
+    finally:
+        if cfg.hybridize:
+            net.hybridize_blocks(True, static_alloc=True, static_shape=True)
     return float(np.mean(accs))
 
 

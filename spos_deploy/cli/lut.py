@@ -95,6 +95,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         out = Path(args.output) if args.output else DEFAULT_DIR / default_table_name(space)
         build_flops_table(space, progress=not args.no_progress).save(out)
+    elif args.kind == "micronet":
+        from ..micronet_table import build_micronet_table, default_micronet_name
+
+        out = Path(args.output) if args.output else DEFAULT_DIR / default_micronet_name(space)
+        build_micronet_table(space, progress=not args.no_progress).save(out)
     else:
         from ..latency_build import LatencySetup, build_latency_table, default_latency_name
 
@@ -304,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spos-lut", description="Build, validate and show lookup tables.")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build a table for a configuration")
-    b.add_argument("--kind", choices=["flops", "latency"], default="flops")
+    b.add_argument("--kind", choices=["flops", "micronet", "latency"], default="flops")
     b.add_argument("-o", "--output", help=f"output file (default {DEFAULT_DIR}/<kind>_<config>.json)")
     b.add_argument("--no-progress", action="store_true")
     lat = b.add_argument_group("latency tables (--kind latency)")

@@ -1,0 +1,257 @@
+"""Fashion-MNIST from nothing to a deployed, benchmarked int8 model on this machine, in one command.
+
+Steps (each one a documented spos-* command, run as a subprocess and timed):
+
+1. ``spos-train supernet``: the default OneShot space at 32x32, 10 classes (short schedule).
+2. Latency table for this CPU (onnxruntime, int8, batch 1): the shipped table in ``lookup_tables/`` when its
+   fingerprint matches this machine, otherwise ``spos-lut build --kind latency`` builds one here.
+3. ``spos-search``: evolutionary search on the trained supernet under a latency budget from that table.
+4. ``spos-train subnet``: the chosen architecture trained from scratch.
+5. ``spos-export --int8``: BN merged, ONNX, int8 (onnxruntime static quantization), accuracy checked.
+6. ``spos-bench``: the int8 model's latency, measured end to end.
+
+Then a summary table: accuracy fp32 and int8, FLOPs, params, MicroNet score, predicted and measured latency.
+
+    python benchmarks/end_to_end_fashion_mnist.py [--out runs/e2e] [--supernet-epochs 4] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spos_deploy.atomic import write_json, write_text  # noqa: E402
+from spos_deploy.errors import BadInputError  # noqa: E402
+from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.space import space_for_layout  # noqa: E402
+
+SPACE_ARGS = ["--input-size", "32", "--num-classes", "10"]
+TABLE = ROOT / "lookup_tables" / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
+
+
+def tool(name: str) -> str:
+    """The console script installed next to this interpreter (the project's venv)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+class Steps:
+    """Runs the steps; their times are kept in OUT/step_times.json, so a resumed run still reports every step."""
+
+    def __init__(self, out: Path):
+        self.log, self.times_file = out / "steps.log", out / "step_times.json"
+        self.times = json.loads(self.times_file.read_text()) if self.times_file.exists() else {}
+
+    def run(self, name: str, cmd: list[str], capture: bool = False) -> str:
+        print(f"\n== {name}: {' '.join(cmd)}", flush=True)
+        t0 = time.time()
+        with self.log.open("a") as f:
+            f.write(f"\n== {name}: {' '.join(cmd)}\n")
+            f.flush()
+            res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE if capture else None, stderr=f, text=True)
+        self.times[name] = time.time() - t0
+        write_json(self.times_file, self.times)
+        if res.returncode != 0:
+            raise SystemExit(f"step {name!r} failed (exit {res.returncode}); its log: {self.log}")
+        print(f"   {name}: {self.times[name] / 60:.1f} min", flush=True)
+        return res.stdout or ""
+
+
+def usable_table(space) -> Path | None:
+    """The shipped int8 table if it was measured on hardware and settings like this machine's."""
+    from spos_deploy.latency_build import LatencySetup, fingerprint
+    from spos_deploy.latency_table import LatencyTable
+
+    if not TABLE.exists():
+        return None
+    setup = LatencySetup(runtime="ort-cpu", precision="int8", batch=1, threads=2)
+    try:
+        LatencyTable.load(TABLE, expect_space=space, expect_fingerprint=fingerprint(setup, space))
+    except BadInputError as e:
+        print(f"shipped table not usable here: {e}")
+        return None
+    return TABLE
+
+
+def default_budget(table_path: Path, space, quantile: float) -> float:
+    """A budget that binds: the given quantile of predicted latency over random architectures."""
+    from spos_deploy.latency_table import LatencyTable
+
+    table = LatencyTable.load(table_path, expect_space=space)
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, space.num_blocks, (20000, space.num_positions))
+    c = rng.integers(0, space.num_scales, (20000, space.num_positions))
+    return float(np.round(np.quantile(table.predict(b, c), quantile), 3))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "runs" / "e2e"))
+    ap.add_argument("--supernet-epochs", type=int, default=4)
+    ap.add_argument("--supernet-images", type=int, default=48000, help="training images per supernet epoch")
+    ap.add_argument("--subnet-epochs", type=int, default=3)
+    ap.add_argument("--subnet-images", type=int, default=30000)
+    ap.add_argument("--latency-max-ms", type=float, help="default: the 30%% quantile of random architectures")
+    ap.add_argument("--budget-quantile", type=float, default=0.3)
+    ap.add_argument("--population", type=int, default=16)
+    ap.add_argument("--generations", type=int, default=5)
+    ap.add_argument("--val-limit", type=int, default=2000, help="validation images per search candidate")
+    ap.add_argument("--bn-images", type=int, default=1024)
+    ap.add_argument("--build-table", action="store_true", help="measure a new latency table even if one fits")
+    ap.add_argument("--fresh", action="store_true", help="delete --out first")
+    ap.add_argument("--record", action="store_true", help="write benchmarks/results/end_to_end_fashion_mnist.*")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(out)
+    space = space_for_layout("OneShot", input_size=32, num_classes=10)
+
+    # 1. supernet
+    sup = out / "supernet"
+    if not (sup / "supernet.params").exists():
+        cmd = [tool("spos-train"), "supernet", *SPACE_ARGS, "--epochs", str(args.supernet_epochs)]
+        cmd += ["--train-limit", str(args.supernet_images), "--batch-size", "128", "--lr", "0.1"]
+        cmd += ["--cs-start-epoch", "1", "--cs-pace", "1", "--eval-paths", "2", "--val-limit", "5000"]
+        cmd += ["-o", str(sup), "--resume", "--no-progress"]
+        steps.run("train supernet", cmd)
+
+    # 2. latency table
+    table = None if args.build_table else usable_table(space)
+    if table is None:
+        table = out / "latency_int8.json"
+        if not table.exists():
+            cmd = [tool("spos-lut"), "build", "--kind", "latency", "--runtime", "ort-cpu", "--precision", "int8"]
+            cmd += ["--threads", "2", *SPACE_ARGS, "-o", str(table), "--resume", "--no-progress"]
+            steps.run("build latency table", cmd)
+    budget = args.latency_max_ms or default_budget(table, space, args.budget_quantile)
+
+    # 3. search
+    search = out / "search"
+    if not (search / "results.json").exists():
+        cmd = [tool("spos-search"), "--supernet", str(sup), "--lut", str(table), "--latency-max-ms", str(budget)]
+        cmd += ["--method", "evolution", "--population", str(args.population), "--generations", str(args.generations)]
+        cmd += ["--val-limit", str(args.val_limit), "--bn-images", str(args.bn_images), "--seed", "0"]
+        cmd += ["-o", str(search)]
+        if search.exists():
+            cmd.append("--resume")
+        steps.run("search", cmd)
+    results = json.loads((search / "results.json").read_text())
+    best = results["best"]
+
+    # 4. subnet from scratch
+    sub = out / "subnet"
+    if not (sub / "model.params").exists():
+        cmd = [tool("spos-train"), "subnet", str(search / "best.json"), "--epochs", str(args.subnet_epochs)]
+        cmd += ["--train-limit", str(args.subnet_images), "--batch-size", "128", "--lr", "0.1"]
+        cmd += ["-o", str(sub), "--resume", "--no-progress"]
+        steps.run("train subnet", cmd)
+    sub_hist = json.loads((sub / "metrics.json").read_text())["history"]
+
+    # 5. export int8
+    dep = out / "deploy"
+    if not (dep / "report.json").exists():
+        cmd = [tool("spos-export"), str(sub / "model.json"), "--params", str(sub / "model.params"), "--int8"]
+        cmd += ["--calib", "fashion-mnist:train", "--calib-count", "500", "--eval", "fashion-mnist:test"]
+        cmd += ["--eval-count", "2000", "--no-bench", "-o", str(dep)]
+        steps.run("export int8", cmd)
+    report = json.loads((dep / "report.json").read_text())
+
+    # 6. benchmark the int8 model
+    onnx_int8 = dep / report["files"]["int8"]["name"]
+    bench = json.loads(
+        steps.run(
+            "benchmark",
+            [tool("spos-bench"), str(onnx_int8), "--threads", "2", "--repeats", "300", "--json"],
+            capture=True,
+        )
+    )
+    measured = bench["latency"]["p50_ms"] if "latency" in bench else bench["p50_ms"]
+
+    from spos_deploy.latency_table import LatencyTable
+
+    lt = LatencyTable.load(table, expect_space=space)
+    blocks = np.array(best["block_choices"])[None]
+    channels = np.array(best["channel_choices"])[None]
+    predicted = float(lt.predict(blocks, channels)[0])
+    q = report["int8"]["accuracy"]
+    score_int8 = report["counts"].get("micronet_int8", {}).get("score")
+    total_min = sum(steps.times.values()) / 60  # every step as measured, also across an interrupted run
+    summary = {
+        "supernet_val_acc": json.loads((sup / "metrics.json").read_text())["history"][-1].get("val_acc"),
+        "search_best_supernet_acc": best.get("accuracy"),
+        "evaluated": results.get("evaluated"),
+        "latency_budget_ms": budget,
+        "subnet_val_acc_fp32": sub_hist[-1].get("val_acc"),
+        "deployed_top1_fp32": q["top1_fp32"],
+        "deployed_top1_int8": q["top1_int8"],
+        "int8_top1_agreement": q["top1_agreement"],
+        "flops": report["counts"]["flops"],
+        "params": report["counts"]["params"],
+        "micronet_score_fp32": report["counts"]["micronet_fp32"]["score"],
+        "micronet_score_int8": score_int8,
+        "predicted_latency_ms": predicted,
+        "measured_latency_ms": measured,
+        "latency_error_pct": 100 * (predicted - measured) / measured,
+        "meets_budget": measured <= budget,
+        "minutes": {k: v / 60 for k, v in steps.times.items()},
+        "total_minutes": total_min,
+        "table": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
+        "architecture": {"block_choices": best["block_choices"], "channel_choices": best["channel_choices"]},
+    }
+    rows = [
+        ["supernet val acc (random paths)", f"{summary['supernet_val_acc']:.4f}"],
+        ["search: best candidate acc (supernet weights)", f"{summary['search_best_supernet_acc']:.4f}"],
+        ["candidates evaluated", summary["evaluated"]],
+        ["latency budget (ms, int8, this CPU)", f"{budget:.3f}"],
+        ["subnet top-1 fp32 (trained from scratch)", f"{summary['subnet_val_acc_fp32']:.4f}"],
+        ["deployed top-1 fp32 / int8 (2000 test images)", f"{q['top1_fp32']:.4f} / {q['top1_int8']:.4f}"],
+        ["FLOPs", f"{summary['flops']:,}"],
+        ["params", f"{summary['params']:,}"],
+        [
+            "MicroNet score fp32" + (" / int8" if score_int8 else ""),
+            f"{summary['micronet_score_fp32']:.4f}" + (f" / {score_int8:.4f}" if score_int8 else ""),
+        ],
+        ["predicted latency (ms)", f"{predicted:.3f}"],
+        ["measured latency p50 (ms)", f"{measured:.3f}"],
+        ["prediction error", f"{summary['latency_error_pct']:+.1f}%"],
+        ["total time", f"{total_min:.1f} min"],
+    ]
+    text = tabulate(rows, headers=["end to end, Fashion-MNIST", "value"], tablefmt="github", disable_numparse=True)
+    print("\n" + text)
+    step_rows = [[k, f"{v:.1f}"] for k, v in summary["minutes"].items()]
+    step_text = tabulate(step_rows, headers=["step", "minutes"], tablefmt="github", disable_numparse=True)
+    print("\n" + step_text)
+    write_json(out / "summary.json", summary)
+    if args.record:
+        m = machine_record()
+        date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        res = ROOT / "benchmarks" / "results"
+        write_json(res / "end_to_end_fashion_mnist.json", {"date": date, "machine": m, "args": vars(args), **summary})
+        write_text(
+            res / "end_to_end_fashion_mnist.md",
+            f"# End to end on Fashion-MNIST: supernet, search under a latency budget, subnet, int8 ONNX\n\n"
+            f"{date} on {m['cpu']} ({m['usable_cores']} cores), one command:\n\n"
+            f"    python benchmarks/end_to_end_fashion_mnist.py --fresh --record\n\n{text}\n\n{step_text}\n\n"
+            f"Architecture: blocks {best['block_choices']}, channels {best['channel_choices']}.\n",
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

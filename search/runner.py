@@ -1,0 +1,334 @@
+"""A whole ``spos-search`` job: check every input, search, write the outputs.
+
+Order matters for the contract "bad input: one line, exit 2, nothing half-written": the supernet run, the
+tables, the constraints (are they achievable at all?) and the output folder are all checked before data
+is loaded, and nothing is written before the first generation has been evaluated.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SearchSpace
+
+from .constraints import Constraint, metric_functions
+from .driver import SearchConfig, best_key, run_search
+from .evaluator import SupernetRun, check_gpus, load_supernet, make_evaluator, prepare_data, resolve_supernet
+from .feasible import ConstrainedSampler
+from .genes import GeneSpace, parse_key
+from .pareto import pareto_front
+from .report import candidate_entry, candidates_plot, write_model_files
+from .state import ResultCache, SearchState, Store
+
+log = logging.getLogger(__name__)
+
+LABELS = {
+    "flops": "--flops-range",
+    "params": "--params-range",
+    "score": "--score-max",
+    "latency_ms": "--latency-max-ms",
+}
+
+
+@dataclass
+class SearchJob:
+    """Everything ``spos-search`` takes (see :mod:`search.cli` for the flags)."""
+
+    supernet: str
+    out: str
+    config: SearchConfig = field(default_factory=SearchConfig)
+    space: SearchSpace | None = None  # from the space options; required with a bare .params file
+    data: str = "fashion-mnist:train"
+    val_data: str = "fashion-mnist:test"
+    val_limit: int | None = None
+    data_limit: int | None = None
+    bn_images: int = 2000
+    batch_size: int = 128
+    flops_range: tuple[float, float] | None = None
+    params_range: tuple[float, float] | None = None
+    score_max: float | None = None
+    score_bits: int = 32
+    lut: str | None = None
+    latency_max_ms: float | None = None
+    allow_table_mismatch: bool = False
+    flops_table: str | None = None
+    micronet_table: str | None = None
+    workers: int = 1
+    gpus: list[int] = field(default_factory=list)
+    resume: bool = False
+    shard: tuple[int, int] | None = None
+    shared_dir: str | None = None
+    shard_timeout_s: float = 24 * 3600
+    plot: bool = True
+    progress: bool = True
+
+
+def _file_sha1(path: str | None) -> str | None:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def constraints_as_given(job: SearchJob) -> dict[str, Any]:
+    return {
+        "flops_range": list(job.flops_range) if job.flops_range else None,
+        "params_range": list(job.params_range) if job.params_range else None,
+        "score_max": job.score_max,
+        "score_bits": job.score_bits,
+        "latency_max_ms": job.latency_max_ms,
+        "lut": job.lut,
+    }
+
+
+def _bounds(job: SearchJob) -> dict[str, tuple[float, float]]:
+    bounds: dict[str, tuple[float, float]] = {}
+    for key, rng in (("flops", job.flops_range), ("params", job.params_range)):
+        if rng is not None:
+            lo, hi = float(rng[0]), float(rng[1])
+            if lo > hi:
+                raise BadInputError(f"{LABELS[key]}: low {lo:g} is above high {hi:g}")
+            bounds[key] = (lo, hi)
+    if job.score_max is not None:
+        bounds["score"] = (-math.inf, float(job.score_max))
+    if job.latency_max_ms is not None:
+        if not job.lut:
+            raise BadInputError("--latency-max-ms needs a latency table: --lut TABLE")
+        bounds["latency_ms"] = (-math.inf, float(job.latency_max_ms))
+    return bounds
+
+
+def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
+    """The --lut table, checked against the search space and (unless allowed) this machine's fingerprint."""
+    if not job.lut:
+        return None
+    from spos_deploy.latency_build import fingerprint
+    from spos_deploy.latency_table import LatencyTable, fingerprint_diff
+    from spos_deploy.latency_validate import setup_of
+
+    table = LatencyTable.load(job.lut, expect_space=space)
+    diff = fingerprint_diff(table.fingerprint, fingerprint(setup_of(table), space))
+    if diff and not job.allow_table_mismatch:
+        raise BadInputError(
+            f"{job.lut}: table measured on other hardware or settings ({'; '.join(diff)}); "
+            "pass --allow-table-mismatch to search for that device anyway"
+        )
+    if diff:
+        log.warning("latency table from other hardware or settings (%s)", "; ".join(diff))
+    return table
+
+
+def _check_out(job: SearchJob) -> None:
+    out = Path(job.out)
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"-o {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not job.resume:
+        raise BadInputError(f"-o {out}: exists and is not empty; pass --resume to continue it or choose another")
+
+
+def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
+    """What must be equal for --resume (and across shards): search, evaluation and constraint settings."""
+    return {
+        **job.config.to_json(),
+        "supernet_sha1": run.sha1,
+        "space": run.space.to_config(),
+        "data": job.data,
+        "val_data": job.val_data,
+        "val_limit": job.val_limit,
+        "data_limit": job.data_limit,
+        "bn_images": job.bn_images,
+        "batch_size": job.batch_size,
+        **constraints_as_given(job),
+        "lut": _file_sha1(job.lut),
+        "flops_table": _file_sha1(job.flops_table),
+        "micronet_table": _file_sha1(job.micronet_table),
+        "shard_count": job.shard[1] if job.shard else None,
+    }
+
+
+def run_job(
+    job: SearchJob,
+    on_generation: Callable[[SearchState, ResultCache], None] | None = None,
+    on_evaluate: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> dict[str, Any]:
+    """Check the inputs, search, write the outputs; returns the results.json object.
+
+    ``on_evaluate(blocks, channels)`` sees every batch of candidates just before it is evaluated.
+    """
+    t_start = time.perf_counter()
+    cfg = job.config
+    cfg.check()
+    if job.workers < 1:
+        raise BadInputError(f"--workers {job.workers}: must be >= 1")
+    if job.shard and not job.shared_dir:
+        raise BadInputError("--shard needs --shared-dir (a folder every machine sees)")
+    _check_out(job)
+    check_gpus(job.gpus)
+    run = resolve_supernet(job.supernet, job.space)
+    net = load_supernet(run)  # the weights must fit the space before anything else is done
+    space = run.space
+    bounds = _bounds(job)
+    latency = _latency_table(job, space)
+    metrics = metric_functions(
+        space, job.flops_table, None, job.micronet_table, job.score_bits, latency=latency, with_score=True
+    )
+    gs = GeneSpace.from_space(space)
+    sampler = ConstrainedSampler(gs, Constraint(metrics, bounds), LABELS)
+    sampler.check_bounds()
+    sampler.sample(np.random.default_rng([cfg.seed, 2]), 1)  # can anything meet all constraints together?
+    settings = job_settings(job, run)
+    store = Store(Path(job.out), settings)
+    loaded = store.load() if job.resume else None  # refuses other settings before the expensive part
+    if loaded is not None and loaded[0].done:
+        log.info("%s: search already finished; writing its outputs again", job.out)
+        return finish(job, run, metrics, *loaded, time.perf_counter() - t_start)
+
+    data = prepare_data(space, job.data, job.val_data, job.bn_images, job.batch_size, job.val_limit, job.data_limit)
+    log.info(
+        "evaluation: %d BN batches of %d, %d validation images; %d worker(s)",
+        len(data.bn),
+        job.batch_size,
+        len(data.val_labels),
+        job.workers,
+    )
+    evaluator = make_evaluator(run, data, job.batch_size, job.workers, job.gpus, net=net)
+    del net
+
+    def evaluate_keys(keys: list[str]):
+        if not keys:
+            return iter(())
+        blocks = np.array([parse_key(k)[0] for k in keys])
+        channels = np.array([parse_key(k)[1] for k in keys])
+        if not sampler.inside(blocks, channels).all():  # the strategies never produce one; this keeps it so
+            raise RuntimeError("a candidate outside the constraints reached evaluation")
+        if on_evaluate is not None:
+            on_evaluate(blocks, channels)
+        return evaluator.evaluate(blocks, channels)
+
+    evaluate = evaluate_keys
+    if job.shard:
+        from .shards import ShardExchange
+
+        exchange = ShardExchange(job.shared_dir, job.shard[0], job.shard[1], settings, timeout_s=job.shard_timeout_s)
+        evaluate = functools.partial(exchange.evaluate, evaluate_mine=evaluate_keys)
+
+    if cfg.method == "evolution":
+        from .evolution import Evolution
+
+        strategy = Evolution(gs, sampler, cfg.population, cfg.n_parents, cfg.mutation, cfg.p_channel, cfg.n_crossover)
+    else:
+        from .random_search import RandomSearch
+
+        strategy = RandomSearch(sampler, cfg.population)
+    try:
+        state, cache = run_search(
+            cfg,
+            strategy,
+            gs,
+            sampler,
+            space.channel_scales,
+            evaluate,
+            store=store,
+            resume=job.resume,
+            on_generation=on_generation,
+            progress=job.progress,
+        )
+    finally:
+        evaluator.close()
+    return finish(job, run, metrics, state, cache, time.perf_counter() - t_start)
+
+
+def finish(
+    job: SearchJob,
+    run: SupernetRun,
+    metrics: dict[str, Any],
+    state: SearchState,
+    cache: ResultCache,
+    seconds: float,
+) -> dict[str, Any]:
+    """Pareto front, best architecture and every output file."""
+    out = Path(job.out)
+    space = run.space
+    keys = cache.keys()
+    if not keys:
+        raise BadInputError("nothing was evaluated (is --budget 0?)")
+    blocks = np.array([parse_key(k)[0] for k in keys])
+    channels = np.array([parse_key(k)[1] for k in keys])
+    names = ["flops", "params", "score"] + (["latency_ms"] if "latency_ms" in metrics else [])
+    values = {n: np.asarray(metrics[n](blocks, channels), float) for n in names}
+    acc = np.array([cache.entries[k].accuracy for k in keys])
+    cost_name = "latency_ms" if "latency_ms" in values else "flops"
+    front = pareto_front(acc, values[cost_name])
+
+    def entry(i: int, name: str) -> dict[str, Any]:
+        return candidate_entry(space, keys[i], acc[i], {n: v[i] for n, v in values.items()}, name)
+
+    best_i = keys.index(best_key(cache))
+    best = entry(best_i, "search-best")
+    pareto = [entry(int(i), f"pareto-{k}") for k, i in enumerate(front)]
+    files = write_model_files(out, best, pareto)
+    budget_line = job.latency_max_ms if cost_name == "latency_ms" else (job.flops_range or (None, None))[1]
+    if job.plot:
+        candidates_plot(
+            out / "candidates.png",
+            acc,
+            values[cost_name],
+            front,
+            cost_name,
+            budget_line,
+            f"{job.config.method} search, {len(keys)} candidates ({space.describe()})",
+        )
+        files["plot"] = "candidates.png"
+    evaluations = sum(h["evaluated"] for h in state.history)
+    eval_seconds = sum(h["seconds"] for h in state.history)
+    results: dict[str, Any] = {
+        "method": job.config.method,
+        "mode": job.config.mode,
+        "seed": job.config.seed,
+        "best": best,
+        "pareto": pareto,
+        "pareto_cost": cost_name,
+        "evaluated": len(cache),
+        "generations": state.generation,
+        "constraints": constraints_as_given(job),
+        "settings": job.config.to_json(),
+        "supernet": {"path": str(run.params), "sha1": run.sha1, "config": space.to_config()},
+        "evaluation": {
+            "data": job.data,
+            "val_data": job.val_data,
+            "val_limit": job.val_limit,
+            "data_limit": job.data_limit,
+            "bn_images": job.bn_images,
+            "batch_size": job.batch_size,
+        },
+        "history": state.history,
+        "timing": {
+            "seconds": state.seconds if state.seconds else seconds,
+            "this_session_seconds": seconds,
+            "seconds_per_evaluation": eval_seconds / evaluations if evaluations else None,
+            "workers": job.workers,
+        },
+        "files": files,
+    }
+    if job.lut:
+        from spos_deploy.latency_table import LatencyTable
+
+        results["latency_table"] = {"path": job.lut, "fingerprint": LatencyTable.load(job.lut).fingerprint}
+    if job.shard:
+        results["shard"] = f"{job.shard[0]}/{job.shard[1]}"
+    write_json(out / "results.json", results)
+    return results
+
+
+def load_results(out: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out) / "results.json").read_text())
