@@ -39,13 +39,17 @@ def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.nda
     return blocks, np.where(valid, channels, int(np.argmax(space.channel_scales)))
 
 
-def _interleaved_ort(specs: list[ModelSpec], setup: LatencySetup, rounds: int, progress: bool) -> list[float]:
+def _interleaved_ort(
+    specs: list[ModelSpec], setup: LatencySetup, rounds: int, progress: bool, sessions: int = 3
+) -> list[float]:
     """End-to-end medians measured in ``rounds`` interleaved passes over all networks.
 
     A shared 2-core VM drifts by several percent over minutes; timing each network once, one after the
     other, turns that drift into ranking errors (two such passes agreed only to Kendall tau 0.85 here).
     Interleaving spreads the drift over all networks alike, and the median of the per-round medians is
-    what a network costs.
+    what a network costs. Each network also gets ``sessions`` onnxruntime sessions, used in turn: one
+    session's memory placement can make it a few percent faster or slower for as long as it lives (two
+    15-round validations of the same int8 networks, one session each, agreed only to tau 0.88).
     """
     from .bench import ort_session
 
@@ -54,17 +58,21 @@ def _interleaved_ort(specs: list[ModelSpec], setup: LatencySetup, rounds: int, p
     with tempfile.TemporaryDirectory() as tmp:
         for spec in tqdm(specs, desc="export", unit="net", disable=not progress):
             path = export_deployed(spec, Path(tmp), setup.precision, setup.seed)
-            sess = ort_session(path, device=device, threads=setup.resolved_threads())
             size = spec.space.input_size
             x = np.random.default_rng(0).standard_normal((setup.batch, 3, size, size)).astype(np.float32)
-            name = sess.get_inputs()[0].name
-            sess.run(None, {name: x})
-            runs.append(lambda s=sess, n=name, a=x: s.run(None, {n: a}))
+            per_net = []
+            for _ in range(max(1, sessions)):
+                sess = ort_session(path, device=device, threads=setup.resolved_threads())
+                name = sess.get_inputs()[0].name
+                sess.run(None, {name: x})
+                per_net.append(lambda s=sess, n=name, a=x: s.run(None, {n: a}))
+            runs.append(per_net)
         per_round = np.zeros((rounds, len(specs)))
         order_rng = np.random.default_rng(0)
         for r in tqdm(range(rounds), desc="interleaved rounds", unit="round", disable=not progress):
             for i in order_rng.permutation(len(specs)):
-                times = time_fn(runs[i], warmup=3, repeats=max(10, setup.network_repeats // rounds))
+                run = runs[i][r % len(runs[i])]
+                times = time_fn(run, warmup=3, repeats=max(10, setup.network_repeats // rounds))
                 per_round[r, i] = np.median(times) * 1e3
     return [float(v) for v in np.median(per_round, axis=0)]
 
