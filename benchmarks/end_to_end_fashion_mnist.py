@@ -88,13 +88,9 @@ def usable_table(space) -> Path | None:
 
 def default_budget(table_path: Path, space, quantile: float) -> float:
     """A budget that binds: the given quantile of predicted latency over random architectures."""
-    from spos_deploy.latency_table import LatencyTable
+    from spos_deploy.latency_table import LatencyTable, latency_quantile
 
-    table = LatencyTable.load(table_path, expect_space=space)
-    rng = np.random.default_rng(0)
-    b = rng.integers(0, space.num_blocks, (20000, space.num_positions))
-    c = rng.integers(0, space.num_scales, (20000, space.num_positions))
-    return float(np.round(np.quantile(table.predict(b, c), quantile), 3))
+    return round(latency_quantile(LatencyTable.load(table_path, expect_space=space), quantile), 3)
 
 
 def main() -> None:

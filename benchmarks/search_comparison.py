@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.latency_table import LatencyTable  # noqa: E402
+from spos_deploy.latency_table import LatencyTable, latency_quantile  # noqa: E402
 from spos_deploy.latency_validate import measure_architectures  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import space_for_layout  # noqa: E402
@@ -67,10 +67,7 @@ def main() -> None:
     table = LatencyTable.load(args.lut, expect_space=space)
     budget = args.latency_max_ms
     if budget is None:
-        rng = np.random.default_rng(0)
-        b = rng.integers(0, space.num_blocks, (20000, space.num_positions))
-        c = rng.integers(0, space.num_scales, (20000, space.num_positions))
-        budget = float(np.round(np.quantile(table.predict(b, c), 0.3), 3))
+        budget = round(latency_quantile(table, 0.3), 3)
     validation = Path(args.lut).with_suffix(".validation.json")
     val = json.loads(validation.read_text()) if validation.exists() else {}
     max_err = val.get("max_error")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .feasible import ConstrainedSampler
 from .genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key
+from .random_search import RandomSearch
 from .state import ResultCache
 
 MAX_ROUNDS = 50
@@ -42,7 +43,7 @@ class Evolution:
     crossover: int
 
     def initial(self, rng: np.random.Generator, phase: Phase, cache: ResultCache) -> tuple[np.ndarray, np.ndarray]:
-        return self.sampler.sample(rng, self.population, phase, exclude=set(cache.keys()))
+        return RandomSearch(self.sampler, self.population).initial(rng, phase, cache)
 
     def next(
         self, rng: np.random.Generator, phase: Phase, phase_index: int, cache: ResultCache

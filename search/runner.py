@@ -136,18 +136,25 @@ def _check_out(job: SearchJob) -> None:
         raise BadInputError(f"-o {out}: exists and is not empty; pass --resume to continue it or choose another")
 
 
-def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
-    """What must be equal for --resume (and across shards): search, evaluation and constraint settings."""
+def evaluation_settings(job: SearchJob) -> dict[str, Any]:
+    """The data and sizes that decide a candidate's accuracy."""
     return {
-        **job.config.to_json(),
-        "supernet_sha1": run.sha1,
-        "space": run.space.to_config(),
         "data": job.data,
         "val_data": job.val_data,
         "val_limit": job.val_limit,
         "data_limit": job.data_limit,
         "bn_images": job.bn_images,
         "batch_size": job.batch_size,
+    }
+
+
+def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
+    """What must be equal for --resume (and across shards): search, evaluation and constraint settings."""
+    return {
+        **job.config.to_json(),
+        "supernet_sha1": run.sha1,
+        "space": run.space.to_config(),
+        **evaluation_settings(job),
         **constraints_as_given(job),
         "lut": _file_sha1(job.lut),
         "flops_table": _file_sha1(job.flops_table),
@@ -303,14 +310,7 @@ def finish(
         "constraints": constraints_as_given(job),
         "settings": job.config.to_json(),
         "supernet": {"path": str(run.params), "sha1": run.sha1, "config": space.to_config()},
-        "evaluation": {
-            "data": job.data,
-            "val_data": job.val_data,
-            "val_limit": job.val_limit,
-            "data_limit": job.data_limit,
-            "bn_images": job.bn_images,
-            "batch_size": job.batch_size,
-        },
+        "evaluation": evaluation_settings(job),
         "history": state.history,
         "timing": {
             "seconds": state.seconds if state.seconds else seconds,

@@ -154,6 +154,22 @@ class LatencyTable:
         return table
 
 
+def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random architectures, channel choices a position lacks replaced by the widest."""
+    space = table.space
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
+    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
+    valid = ~np.isnan(table.entries[np.arange(space.num_positions)[None, :], blocks, channels])
+    return blocks, np.where(valid, channels, int(np.argmax(space.channel_scales)))
+
+
+def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: int = 0) -> float:
+    """Predicted latency (ms) below which a share ``q`` of random architectures falls: a budget that binds."""
+    blocks, channels = random_architectures(table, samples, seed)
+    return float(np.quantile(table.predict(blocks, channels), q))
+
+
 def fingerprint_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """Differences on the keys that decide whether measured latencies carry over."""
     out = []

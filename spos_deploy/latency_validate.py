@@ -13,7 +13,7 @@ from .atomic import atomic_path
 from .bench import time_fn
 from .errors import BadInputError
 from .latency_build import LatencySetup, export_deployed, fingerprint, measure_network
-from .latency_table import LatencyTable, fingerprint_diff, validation_stats
+from .latency_table import LatencyTable, fingerprint_diff, random_architectures, validation_stats
 from .model_spec import ModelSpec
 
 
@@ -28,15 +28,6 @@ def setup_of(table: LatencyTable) -> LatencySetup:
         shuffle=fp["shuffle"],
         calibration_networks=0,
     )
-
-
-def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    space = table.space
-    rng = np.random.default_rng(seed)
-    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
-    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
-    valid = ~np.isnan(table.entries[np.arange(space.num_positions)[None, :], blocks, channels])
-    return blocks, np.where(valid, channels, int(np.argmax(space.channel_scales)))
 
 
 def _interleaved_ort(
