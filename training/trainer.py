@@ -219,6 +219,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log.info("resumed from %s (epoch %d, step %d)", found[-1].name, state["epoch"], state["step"])
     elif cfg.resume:
         log.info("nothing to resume in %s: starting", out)
+    if workers > 1:
+        _sync_initial_weights(trainer, kv)
     if rank == 0:
         write_json(out / "config.json", cfg.to_json())
         _truncate_steps(out / "steps.csv", state["global_step"])
@@ -317,6 +319,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.mode == "subnet":
             (out / "model.json").write_text(json.dumps(cfg.spec.to_json(), indent=1) + "\n")
     return {"history": _summary(history), "global_step": state["global_step"], "rank": rank}
+
+
+def _sync_initial_weights(trainer: mx.gluon.Trainer, kv) -> None:
+    """Broadcast the initial weights and wait for every worker before the first gradient is pushed.
+
+    Gluon's Trainer does this broadcast lazily in its first step, then all-reduces gradients on the same
+    keys. Nothing orders a worker's broadcast pull before its first gradient push, so a server could answer
+    the pull with the summed gradient: about one run in four, one worker's stem weights were replaced by it.
+    """
+    trainer._init_kvstore()  # noqa: SLF001 - MXNet has no public way to initialise the kvstore early
+    trainer._init_params()  # noqa: SLF001
+    mx.nd.waitall()
+    kv._barrier()  # noqa: SLF001 - the 1.x kvstore exposes its barrier only so
 
 
 def _validate(cfg, net, sampler, space, train_ds, val_ds, ctx) -> float:
