@@ -25,15 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.bench import bench_mxnet, bench_onnx, mxnet_context  # noqa: E402
-from spos_deploy.data import imagenet_samples  # noqa: E402
+from spos_deploy.counting.profile import profile_spec  # noqa: E402
+from spos_deploy.data.images import imagenet_samples  # noqa: E402
+from spos_deploy.deploy.onnx import export_onnx  # noqa: E402
+from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx  # noqa: E402
+from spos_deploy.deploy.transforms import merge_bn  # noqa: E402
 from spos_deploy.machine import has_vnni, machine_record  # noqa: E402
 from spos_deploy.model_spec import load_spec  # noqa: E402
-from spos_deploy.network import build_subnet  # noqa: E402
-from spos_deploy.onnx_export import export_onnx  # noqa: E402
-from spos_deploy.profile import profile_spec  # noqa: E402
-from spos_deploy.quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx  # noqa: E402
-from spos_deploy.transforms import merge_bn  # noqa: E402
+from spos_deploy.nets.network import build_subnet  # noqa: E402
+from spos_deploy.runtime.bench import bench_mxnet, bench_onnx, mxnet_context  # noqa: E402
 
 
 def gemm_flops_per_s(n: int = 1024, repeats: int = 10) -> float:

@@ -72,8 +72,8 @@ class Steps:
 
 def usable_table(space) -> Path | None:
     """The shipped int8 table if it was measured on hardware and settings like this machine's."""
-    from spos_deploy.latency_build import LatencySetup, fingerprint
-    from spos_deploy.latency_table import LatencyTable
+    from spos_deploy.tables.latency.build import LatencySetup, fingerprint
+    from spos_deploy.tables.latency.table import LatencyTable
 
     if not TABLE.exists():
         return None
@@ -88,7 +88,7 @@ def usable_table(space) -> Path | None:
 
 def default_budget(table_path: Path, space, quantile: float) -> float:
     """A budget that binds: the given quantile of predicted latency over random architectures."""
-    from spos_deploy.latency_table import LatencyTable, latency_quantile
+    from spos_deploy.tables.latency.table import LatencyTable, latency_quantile
 
     return round(latency_quantile(LatencyTable.load(table_path, expect_space=space), quantile), 3)
 
@@ -179,7 +179,7 @@ def main() -> None:
     )
     measured = bench["latency"]["p50_ms"] if "latency" in bench else bench["p50_ms"]
 
-    from spos_deploy.latency_table import LatencyTable
+    from spos_deploy.tables.latency.table import LatencyTable
 
     lt = LatencyTable.load(table, expect_space=space)
     blocks = np.array(best["block_choices"])[None]

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.latency_build import LatencySetup, build_latency_table, default_latency_name  # noqa: E402
-from spos_deploy.latency_table import LatencyTable  # noqa: E402
-from spos_deploy.latency_validate import scatter_plot, validate_table  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import SearchSpace  # noqa: E402
+from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, default_latency_name  # noqa: E402
+from spos_deploy.tables.latency.table import LatencyTable  # noqa: E402
+from spos_deploy.tables.latency.validate import scatter_plot, validate_table  # noqa: E402
 
 TARGETS = {"mape": 5.0, "within_10": 0.95, "kendall_tau": 0.9, "build_minutes": 15.0}
 

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.latency_table import LatencyTable, latency_quantile  # noqa: E402
-from spos_deploy.latency_validate import measure_architectures  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import space_for_layout  # noqa: E402
+from spos_deploy.tables.latency.table import LatencyTable, latency_quantile  # noqa: E402
+from spos_deploy.tables.latency.validate import measure_architectures  # noqa: E402
 
 TABLE = ROOT / "lookup_tables" / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
 

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.flops_table import FlopsTable  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.model_spec import ModelSpec  # noqa: E402
-from spos_deploy.table_build import count_spec_parts  # noqa: E402
+from spos_deploy.tables.flops.build import count_spec_parts  # noqa: E402
+from spos_deploy.tables.flops.table import FlopsTable  # noqa: E402
 
 TARGET = 1_000_000
 

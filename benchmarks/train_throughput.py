@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.datasets import load_dataset, train_batches  # noqa: E402
+from spos_deploy.data.batches import load_dataset, train_batches  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.nets.supernet import build_supernet  # noqa: E402
 from spos_deploy.space import SearchSpace  # noqa: E402
-from spos_deploy.supernet import build_supernet  # noqa: E402
 from training.sampling import UniformSampler  # noqa: E402
 
 

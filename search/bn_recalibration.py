@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import mxnet as mx
 import numpy as np
 
-from spos_deploy.datasets import Dataset, eval_batches, train_batches
+from spos_deploy.data.batches import Dataset, eval_batches, train_batches
 
 Forward = Callable[[mx.nd.NDArray], mx.nd.NDArray]
 

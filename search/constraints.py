@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from spos_deploy.flops_table import FlopsTable
-from spos_deploy.micronet_table import MicroNetTable, bits_factor, build_micronet_table
 from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import FlopsTable
+from spos_deploy.tables.micronet.table import MicroNetTable, bits_factor, build_micronet_table
 
 Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -42,7 +42,7 @@ class Constraint:
 @functools.lru_cache(maxsize=8)
 def _built_flops_table(space: SearchSpace) -> FlopsTable:
     """A FLOPs table built from graphs, once per configuration and process (about a second per 40 walks)."""
-    from spos_deploy.table_build import build_flops_table
+    from spos_deploy.tables.flops.build import build_flops_table
 
     return build_flops_table(space, progress=False)
 
@@ -82,7 +82,7 @@ def metric_functions(
     if latency is not None:
         out["latency_ms"] = latency.predict
     elif latency_table:
-        from spos_deploy.latency_table import LatencyTable
+        from spos_deploy.tables.latency.table import LatencyTable
 
         lt = LatencyTable.load(latency_table, expect_space=space)
         out["latency_ms"] = lt.predict

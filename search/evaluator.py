@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.errors import BadInputError, SposError
-from spos_deploy.flops_table import config_diff
 from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import config_diff
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def load_supernet(run: SupernetRun, ctx: Any = None) -> Any:
     """The supernet with the run's weights on ``ctx``; a file for another space is a one-line error."""
     import mxnet as mx
 
-    from spos_deploy.supernet import build_supernet
+    from spos_deploy.nets.supernet import build_supernet
 
     ctx = ctx or mx.cpu()
     try:
@@ -156,7 +156,7 @@ def prepare_data(
     data_limit: int | None = None,
 ) -> EvalData:
     """Load the BN batches (``bn_images`` rounded up to whole batches, seed :data:`BN_SEED`) and validation set."""
-    from spos_deploy.datasets import load_dataset
+    from spos_deploy.data.batches import load_dataset
 
     from .bn_recalibration import bn_batches
 

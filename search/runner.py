@@ -112,9 +112,9 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     """The --lut table, checked against the search space and (unless allowed) this machine's fingerprint."""
     if not job.lut:
         return None
-    from spos_deploy.latency_build import fingerprint
-    from spos_deploy.latency_table import LatencyTable, fingerprint_diff
-    from spos_deploy.latency_validate import setup_of
+    from spos_deploy.tables.latency.build import fingerprint
+    from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff
+    from spos_deploy.tables.latency.validate import setup_of
 
     table = LatencyTable.load(job.lut, expect_space=space)
     diff = fingerprint_diff(table.fingerprint, fingerprint(setup_of(table), space))
@@ -321,7 +321,7 @@ def finish(
         "files": files,
     }
     if job.lut:
-        from spos_deploy.latency_table import LatencyTable
+        from spos_deploy.tables.latency.table import LatencyTable
 
         results["latency_table"] = {"path": job.lut, "fingerprint": LatencyTable.load(job.lut).fingerprint}
     if job.shard:

@@ -15,8 +15,8 @@ from typing import Any
 
 import jsonschema
 
-from .errors import BadInputError
-from .space import BLOCK_NAMES, DEFAULT_REPEATS, DEFAULT_SCALES, LAYOUTS, SearchSpace
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import BLOCK_NAMES, DEFAULT_REPEATS, DEFAULT_SCALES, LAYOUTS, SearchSpace
 
 _INT = {"type": "integer"}
 _POS_INT = {"type": "integer", "minimum": 1}

@@ -20,11 +20,11 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from spos_deploy import bench
-from spos_deploy.bench import LatencyStats, resolve_input_shape, summarize, time_fn
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import load_spec
-from spos_deploy.network import build_subnet
+from spos_deploy.nets.network import build_subnet
+from spos_deploy.runtime import bench
+from spos_deploy.runtime.bench import LatencyStats, resolve_input_shape, summarize, time_fn
 
 from .conftest import ROOT
 

@@ -6,13 +6,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from spos_deploy.counting import count
-from spos_deploy.flops_table import FlopsTable
-from spos_deploy.graph import graph_ops, load_symbol, symbol_from_block
+from spos_deploy.counting.flops import count
+from spos_deploy.counting.graph import graph_ops, load_symbol, symbol_from_block
 from spos_deploy.model_spec import ModelSpec, load_spec
-from spos_deploy.network import SposNet
+from spos_deploy.nets.network import SposNet
 from spos_deploy.space import SearchSpace, space_for_layout
-from spos_deploy.table_build import build_flops_table, count_spec_parts
+from spos_deploy.tables.flops.build import build_flops_table, count_spec_parts
+from spos_deploy.tables.flops.table import FlopsTable
 
 
 def _units(x: float) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spos_deploy.data import (
+from spos_deploy.data.images import (
     FASHION_MNIST_DIR,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,

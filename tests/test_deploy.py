@@ -10,14 +10,14 @@ import numpy as np
 import onnx
 import pytest
 
-from spos_deploy.data import fashion_mnist, imagenet_samples
+from spos_deploy.data.images import fashion_mnist, imagenet_samples
+from spos_deploy.deploy.onnx import check_onnx_parity, export_onnx
+from spos_deploy.deploy.transforms import merge_bn, set_shuffle_form
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
-from spos_deploy.network import build_subnet
-from spos_deploy.onnx_export import check_onnx_parity, export_onnx
+from spos_deploy.nets.network import build_subnet
+from spos_deploy.nets.weights import load_subnet, save_subnet
 from spos_deploy.space import space_for_layout
-from spos_deploy.transforms import merge_bn, set_shuffle_form
-from spos_deploy.weights import load_subnet, save_subnet
 
 from .conftest import run_cli
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.flops_table import FlopsTable
 from spos_deploy.model_spec import load_spec
 from spos_deploy.space import SearchSpace
-from spos_deploy.table_build import build_flops_table
+from spos_deploy.tables.flops.build import build_flops_table
+from spos_deploy.tables.flops.table import FlopsTable
 
 from .conftest import ROOT, run_cli
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.latency_build import LatencySetup, build_latency_table, fingerprint
-from spos_deploy.latency_table import LatencyTable, fit_correction, kendall_tau, validation_stats
 from spos_deploy.space import SearchSpace
+from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, fingerprint
+from spos_deploy.tables.latency.table import LatencyTable, fit_correction, kendall_tau, validation_stats
 
 from .conftest import ROOT
 
@@ -193,7 +193,7 @@ def test_profile_measure_maps_time_to_blocks():
 
 
 def test_calibration_windows_span_the_scales():
-    from spos_deploy.latency_build import calibration_window
+    from spos_deploy.tables.latency.build import calibration_window
 
     windows = [calibration_window(k, 12, 10) for k in range(12)]
     assert windows[0] == (0, 3) and windows[-1] == (6, 9)

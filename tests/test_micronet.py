@@ -5,10 +5,10 @@ from __future__ import annotations
 import mxnet as mx
 import pytest
 
-from spos_deploy.graph import graph_ops
-from spos_deploy.micronet import micronet_rows, totals
+from spos_deploy.counting.graph import graph_ops
+from spos_deploy.counting.micronet import micronet_rows, totals
+from spos_deploy.counting.profile import profile_spec, profile_zoo
 from spos_deploy.model_spec import load_spec
-from spos_deploy.profile import profile_spec, profile_zoo
 
 
 def test_oneshot_s_plus_within_one_percent_of_published():

@@ -40,7 +40,7 @@ EVAL_FLAGS = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "128", "
 @pytest.fixture(scope="module")
 def supernet(tmp_path_factory) -> Path:
     """A spos-train-style run folder: config.json + supernet.params of a randomly initialised supernet."""
-    from spos_deploy.supernet import build_supernet
+    from spos_deploy.nets.supernet import build_supernet
 
     folder = tmp_path_factory.mktemp("supernet")
     build_supernet(SMALL, seed=0).save_parameters(str(folder / "supernet.params"))
@@ -73,8 +73,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 # ---- MicroNet table ---------------------------------------------------------------------------------------
 def test_micronet_table_equals_graph_profile(tmp_path):
-    from spos_deploy.micronet_table import MicroNetTable, build_micronet_table
-    from spos_deploy.profile import profile_spec
+    from spos_deploy.counting.profile import profile_spec
+    from spos_deploy.tables.micronet.table import MicroNetTable, build_micronet_table
 
     table = build_micronet_table(SMALL, progress=False)
     table.save(tmp_path / "micronet.json")
@@ -222,7 +222,7 @@ def test_precise_bn_sets_exact_statistics_independent_of_history():
     import mxnet as mx
 
     from search.bn_recalibration import batchnorms, precise_bn
-    from spos_deploy.supernet import build_supernet
+    from spos_deploy.nets.supernet import build_supernet
 
     net = build_supernet(SMALL, seed=0)
     rng = np.random.default_rng(0)
@@ -379,10 +379,10 @@ def test_blocks_first_searches_blocks_then_channels(supernet, tmp_path):
 
 def _synthetic_latency_table(path: Path, cpu: str | None = None) -> None:
     """A latency table of the small space with this machine's fingerprint (entries from FLOPs, not timed)."""
-    from spos_deploy.flops_table import FlopsTable  # noqa: F401 - documents where the entries come from
-    from spos_deploy.latency_build import LatencySetup, fingerprint
-    from spos_deploy.latency_table import LatencyTable
-    from spos_deploy.table_build import build_flops_table
+    from spos_deploy.tables.flops.build import build_flops_table
+    from spos_deploy.tables.flops.table import FlopsTable  # noqa: F401 - documents where the entries come from
+    from spos_deploy.tables.latency.build import LatencySetup, fingerprint
+    from spos_deploy.tables.latency.table import LatencyTable
 
     ft = build_flops_table(SMALL, progress=False)
     entries = np.where(
@@ -395,7 +395,7 @@ def _synthetic_latency_table(path: Path, cpu: str | None = None) -> None:
 
 
 def test_cli_latency_budget_outputs_and_json(supernet, tmp_path, capsys):
-    from spos_deploy.latency_table import LatencyTable
+    from spos_deploy.tables.latency.table import LatencyTable
 
     lut = tmp_path / "lut.json"
     _synthetic_latency_table(lut)

@@ -6,11 +6,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from spos_deploy.blocks import shuffle_kernel, shuffle_permutation
 from spos_deploy.model_spec import ModelSpec, load_spec
-from spos_deploy.network import build_subnet
+from spos_deploy.nets.blocks import shuffle_kernel, shuffle_permutation
+from spos_deploy.nets.network import build_subnet
+from spos_deploy.nets.supernet import build_supernet, extract_subnet
 from spos_deploy.space import space_for_layout
-from spos_deploy.supernet import build_supernet, extract_subnet
 
 REL_TOL = 1e-5
 
@@ -98,7 +98,7 @@ def test_cropped_conv_equals_full_conv_outputs_and_gradients(kernel, size, strid
     """Cropping a kernel to the taps a tiny input can reach changes neither outputs nor gradients."""
     from mxnet.gluon import nn
 
-    from spos_deploy.blocks import CroppedConv2D
+    from spos_deploy.nets.blocks import CroppedConv2D
 
     c = 8
     full = nn.Conv2D(c, kernel, strides=stride, padding=kernel // 2, groups=c, use_bias=False, in_channels=c)

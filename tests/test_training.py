@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.flops_table import FlopsTable
 from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import FlopsTable
 from training.sampling import (
     Constraint,
     RejectionSampler,

@@ -1,7 +1,7 @@
 """Which paths the supernet trains on: block selection, channel-selection warm-up, constrained sampling.
 
-Pure numpy. Constraint metrics come from lookup tables (:mod:`spos_deploy.flops_table`,
-:mod:`spos_deploy.latency_table`), so checking a candidate costs microseconds.
+Pure numpy. Constraint metrics come from lookup tables (:mod:`spos_deploy.tables.flops.table`,
+:mod:`spos_deploy.tables.latency.table`), so checking a candidate costs microseconds.
 
 * Block selection: every position draws a block uniformly, every step.
 * Channel selection warm-up: before ``cs_start_epoch`` every block runs at its widest width; from then on

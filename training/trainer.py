@@ -24,12 +24,12 @@ from tqdm import tqdm
 from search.bn_recalibration import batchnorms, bn_batches, evaluate, precise_bn
 from search.constraints import Constraint, metric_functions
 from spos_deploy.atomic import write_json
-from spos_deploy.datasets import load_dataset, steps_per_epoch, train_batches
+from spos_deploy.data.batches import load_dataset, steps_per_epoch, train_batches
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.network import build_subnet
+from spos_deploy.nets.network import build_subnet
+from spos_deploy.nets.supernet import build_supernet
 from spos_deploy.space import SearchSpace
-from spos_deploy.supernet import build_supernet
 
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from .sampling import RejectionSampler, StrollingEvolution, UniformSampler, warmup_for

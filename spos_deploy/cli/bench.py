@@ -17,8 +17,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ..errors import BadInputError
-from .common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.errors import BadInputError
 
 log = logging.getLogger("spos_deploy")
 
@@ -90,7 +90,7 @@ def _set_mxnet_threads(threads: int | None) -> None:
 
 
 def _measure(args: argparse.Namespace, kind: str) -> dict[str, Any]:
-    from .. import bench
+    from spos_deploy.runtime import bench
 
     out: dict[str, Any] = {"target": args.target, "device": args.device}  # ordered for print in the return
     size = args.input_size
@@ -108,11 +108,11 @@ def _measure(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         if args.params is None:
             out["note"] = RANDOM_WEIGHTS
     else:
-        from ..model_spec import load_spec
+        from spos_deploy.model_spec import load_spec
 
         spec = load_spec(args.target, input_size=size)  # before any MXNet work: a bad model.json fails fast
         ctx = bench.mxnet_context(args.device)
-        from ..network import build_subnet
+        from spos_deploy.nets.network import build_subnet
 
         net = build_subnet(spec, ctx=ctx)
         s = spec.space.input_size
@@ -153,7 +153,7 @@ def body(args: argparse.Namespace) -> int:
     if kind != "onnx":
         _set_mxnet_threads(args.threads)
     out = _measure(args, kind)
-    from ..machine import machine_record
+    from spos_deploy.machine import machine_record
 
     out["machine"] = machine_record()
     if args.json:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import BadInputError, SposError
+from spos_deploy.errors import BadInputError, SposError
 
 log = logging.getLogger("spos_deploy")
 

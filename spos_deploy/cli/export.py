@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..export import ExportOptions, run_export
-from ..model_spec import load_spec
-from ..quantize import CALIBRATION_METHODS, MXNET_CALIB_MODES, OrtQuantConfig
-from .common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.deploy.pipeline import ExportOptions, run_export
+from spos_deploy.deploy.quantize import CALIBRATION_METHODS, MXNET_CALIB_MODES, OrtQuantConfig
+from spos_deploy.model_spec import load_spec
 
 
 def build_parser() -> argparse.ArgumentParser:

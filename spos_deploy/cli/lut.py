@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from ..errors import BadInputError
-from ..flops_table import FlopsTable, default_table_name
-from ..model_spec import ModelSpec, load_spec, spec_from_dict
-from ..space import BLOCK_NAMES, SearchSpace
-from .common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
+from spos_deploy.space import BLOCK_NAMES, SearchSpace
+from spos_deploy.tables.flops.table import FlopsTable, default_table_name
 
 DEFAULT_DIR = Path("lookup_tables")
 
@@ -82,7 +82,7 @@ def _random_archs(space: SearchSpace, n: int, seed: int, table: FlopsTable) -> t
 
 
 def _read_kind(path: str) -> str:
-    from ..flops_table import read_table_json
+    from spos_deploy.tables.flops.table import read_table_json
 
     return read_table_json(path).get("kind", "?")
 
@@ -91,17 +91,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     t0 = time.perf_counter()
     if args.kind == "flops":
-        from ..table_build import build_flops_table
+        from spos_deploy.tables.flops.build import build_flops_table
 
         out = Path(args.output) if args.output else DEFAULT_DIR / default_table_name(space)
         build_flops_table(space, progress=not args.no_progress).save(out)
     elif args.kind == "micronet":
-        from ..micronet_table import build_micronet_table, default_micronet_name
+        from spos_deploy.tables.micronet.table import build_micronet_table, default_micronet_name
 
         out = Path(args.output) if args.output else DEFAULT_DIR / default_micronet_name(space)
         build_micronet_table(space, progress=not args.no_progress).save(out)
     else:
-        from ..latency_build import LatencySetup, build_latency_table, default_latency_name
+        from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, default_latency_name
 
         setup = LatencySetup(
             runtime=args.runtime,
@@ -133,8 +133,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_latency(args: argparse.Namespace) -> int:
     """Latency tables: predicted vs measured end to end for random architectures on this machine."""
-    from ..latency_table import LatencyTable
-    from ..latency_validate import scatter_plot, validate_table
+    from spos_deploy.tables.latency.table import LatencyTable
+    from spos_deploy.tables.latency.validate import scatter_plot, validate_table
 
     table = LatencyTable.load(args.table)
     stats = validate_table(
@@ -150,7 +150,7 @@ def _validate_latency(args: argparse.Namespace) -> int:
     scatter_plot(stats, plot, Path(args.table).name)
     result["plot"] = str(plot)
     if args.report:
-        from ..atomic import write_json
+        from spos_deploy.atomic import write_json
 
         write_json(args.report, result)
     if args.json:
@@ -171,7 +171,7 @@ def _validate_latency(args: argparse.Namespace) -> int:
 
 def _validate_flops(args: argparse.Namespace) -> int:
     """FLOPs tables: compare table counting with graph counting on random architectures (must be exact)."""
-    from ..table_build import count_spec_parts
+    from spos_deploy.tables.flops.build import count_spec_parts
 
     table = FlopsTable.load(args.table)
     space = table.space
@@ -239,7 +239,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show_latency(args: argparse.Namespace) -> int:
-    from ..latency_table import LatencyTable
+    from spos_deploy.tables.latency.table import LatencyTable
 
     table = LatencyTable.load(args.table)
     if args.json:
@@ -290,7 +290,7 @@ def _latency_heatmap(table, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..atomic import atomic_path
+    from spos_deploy.atomic import atomic_path
 
     fig, axes = plt.subplots(1, table.space.num_blocks, figsize=(4 * table.space.num_blocks, 5), sharey=True)
     for b, ax in enumerate(np.atleast_1d(axes)):

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from ..model_spec import load_spec
-from ..profile import COMPARE_MODELS, Profile, profile_spec, profile_zoo
-from .common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.counting.profile import COMPARE_MODELS, Profile, profile_spec, profile_zoo
+from spos_deploy.model_spec import load_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def _int(x: int | None) -> str:
 
 
 def _ops_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
-    from ..measured_profile import op_key
-    from ..micronet import at_bits
+    from spos_deploy.counting.micronet import at_bits
+    from spos_deploy.runtime.op_profile import op_key
 
     rows = []
     shown: set[str] = set()
@@ -137,7 +137,7 @@ def _plot(prof: Profile, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..atomic import atomic_path
+    from spos_deploy.atomic import atomic_path
 
     parts = prof.block_rows(32)
     names = [p["part"] for p in parts]
@@ -167,7 +167,7 @@ def body(args: argparse.Namespace) -> int:
         _plot(prof, args.plot)
     measured = None
     if args.measure:
-        from ..measured_profile import measure_spec
+        from spos_deploy.runtime.op_profile import measure_spec
 
         measured = measure_spec(spec, device=args.measure, runs=args.measure_runs)
     if args.json:

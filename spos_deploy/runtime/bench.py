@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BadInputError
+from spos_deploy.errors import BadInputError
 
 if TYPE_CHECKING:  # the runtimes are heavy and MXNet must not start before OMP_NUM_THREADS is set
     import mxnet as mx

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the counting rules stay importable without MXNet
-    from .graph import OpRecord
+    from spos_deploy.counting.graph import OpRecord
 
 _POSITION = re.compile(r"^b(\d+)_")
 

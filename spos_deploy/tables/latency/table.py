@@ -1,7 +1,7 @@
 """Measured latency lookup tables: file format, fingerprint check, predictor and validation statistics.
 
 Pure numpy: search checks millions of architectures per second with :meth:`LatencyTable.predict`.
-Measuring lives in :mod:`spos_deploy.latency_build`.
+Measuring lives in :mod:`spos_deploy.tables.latency.build`.
 
 Prediction = ``slope * (stem + sum of the chosen entries + head) + intercept``. Entries are measured on
 each block alone, so every entry carries one session call's fixed overhead and misses what a whole
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import BadInputError
-from .flops_table import check_config, check_header, nested_array, read_table_json
-from .space import SearchSpace
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import check_config, check_header, nested_array, read_table_json
 
 FORMAT_VERSION = 1
 

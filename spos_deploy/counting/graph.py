@@ -2,7 +2,7 @@
 
 Works on any symbol: our networks, gluoncv model-zoo networks, or an exported ``*-symbol.json``.
 Each record carries the shapes and attributes that the pure counting rules in
-:mod:`spos_deploy.counting` and :mod:`spos_deploy.micronet` use.
+:mod:`spos_deploy.counting.flops` and :mod:`spos_deploy.counting.micronet` use.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import mxnet as mx
 
-from .errors import BadInputError
+from spos_deploy.errors import BadInputError
 
 _SHUFFLE_CONV = re.compile(r"(^|_)shuffle_conv(_|$)")
 

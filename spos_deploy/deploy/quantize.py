@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
-from .machine import has_vnni
+from spos_deploy.errors import BadInputError
+from spos_deploy.machine import has_vnni
 
 log = logging.getLogger(__name__)
 

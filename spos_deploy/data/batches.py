@@ -1,6 +1,6 @@
 """Training and validation batches with per-dataset augmentation, deterministic and resumable.
 
-Images are loaded with :mod:`spos_deploy.data` (Fashion-MNIST from the Debian package, MXNet RecordIO,
+Images are loaded with :mod:`spos_deploy.data.images` (Fashion-MNIST from the Debian package, MXNet RecordIO,
 image folders, .npz). Each epoch's order and each batch's augmentation come from a generator seeded by
 (seed, epoch, step), so a run resumed at step k sees exactly the batches an uninterrupted run would.
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import LabelledImages, load_images
-from .errors import BadInputError
+from spos_deploy.data.images import LabelledImages, load_images
+from spos_deploy.errors import BadInputError
 
 SMALL_PAD = 4
 

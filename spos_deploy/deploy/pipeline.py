@@ -17,13 +17,10 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
-from .atomic import atomic_dir
-from .data import LabelledImages, imagenet_samples, load_images
-from .errors import BadInputError, SposError
-from .machine import machine_record
-from .model_spec import ModelSpec
-from .network import SposNet, build_subnet
-from .onnx_export import (
+from spos_deploy.atomic import atomic_dir
+from spos_deploy.counting.profile import profile_spec
+from spos_deploy.data.images import LabelledImages, imagenet_samples, load_images
+from spos_deploy.deploy.onnx import (
     PARITY_RTOL,
     Parity,
     compare_outputs,
@@ -33,10 +30,13 @@ from .onnx_export import (
     mxnet_logits,
     ort_logits,
 )
-from .profile import profile_spec
-from .quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx
-from .transforms import merge_bn, set_shuffle_form
-from .weights import load_subnet
+from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx
+from spos_deploy.deploy.transforms import merge_bn, set_shuffle_form
+from spos_deploy.errors import BadInputError, SposError
+from spos_deploy.machine import machine_record
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.network import SposNet, build_subnet
+from spos_deploy.nets.weights import load_subnet
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _check(name: str, parity: Parity) -> dict[str, Any]:
 
 
 def _bench(kind: str, path: Path, size: int, repeats: int, params: Path | None = None) -> dict[str, Any]:
-    from .bench import bench_onnx, bench_symbol
+    from spos_deploy.runtime.bench import bench_onnx, bench_symbol
 
     if kind == "onnx":
         stats = bench_onnx(str(path), batch=1, warmup=5, repeats=repeats)

@@ -1,7 +1,7 @@
 """FLOPs/params lookup tables: per (position, block choice, channel choice) counts, read and used.
 
 Pure numpy (no MXNet): search and constraint checks import this, and building lives in
-:mod:`spos_deploy.table_build`. Counting an architecture from a table equals counting its whole
+:mod:`spos_deploy.tables.flops.build`. Counting an architecture from a table equals counting its whole
 graph exactly, because the paper convention is additive over stem, blocks and head.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import BadInputError
-from .space import SearchSpace
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SearchSpace
 
 FORMAT_VERSION = 1
 

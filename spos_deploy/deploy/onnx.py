@@ -16,9 +16,9 @@ import mxnet as mx
 import numpy as np
 import onnx
 
-from .atomic import atomic_path
-from .errors import SposError
-from .network import SposNet
+from spos_deploy.atomic import atomic_path
+from spos_deploy.errors import SposError
+from spos_deploy.nets.network import SposNet
 
 INPUT_NAME = "data"
 PARITY_RTOL = 1e-4

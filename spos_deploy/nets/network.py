@@ -5,9 +5,9 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from .blocks import ChoiceBlock, ConvBN, HardSwish, SqueezeExcite, activation
-from .model_spec import ModelSpec
-from .space import SearchSpace, make_divisible
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.blocks import ChoiceBlock, ConvBN, HardSwish, SqueezeExcite, activation
+from spos_deploy.space import SearchSpace, make_divisible
 
 
 class Stem(HybridBlock):
@@ -67,9 +67,9 @@ def position_prefix(index: int) -> str:
 class SposNet(HybridBlock):
     """A fixed architecture of the search space (what is trained, exported and deployed).
 
-    ``merged=True`` builds the deployed form without BatchNorm (see :func:`spos_deploy.transforms.merge_bn`).
+    ``merged=True`` builds the deployed form without BatchNorm (see :func:`spos_deploy.deploy.transforms.merge_bn`).
     ``crop=True`` (training only) runs large kernels on tiny inputs as their reachable central taps
-    (:class:`spos_deploy.blocks.CroppedConv2D`): same outputs and weights, much faster on CPU.
+    (:class:`spos_deploy.nets.blocks.CroppedConv2D`): same outputs and weights, much faster on CPU.
     """
 
     def __init__(self, spec: ModelSpec, merged: bool = False, crop: bool = False, **kwargs):

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .bench import ort_session, summarize, time_fn
-from .counting import owner
-from .model_spec import ModelSpec
+from spos_deploy.counting.flops import owner
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime.bench import ort_session, summarize, time_fn
 
 ORT_SUFFIXES = ("_nchwc",)
 
@@ -47,9 +47,9 @@ def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, floa
 
 def measure_spec(spec: ModelSpec, device: str = "cpu", runs: int = 30, threads: int | None = None) -> dict[str, Any]:
     """Per-node and per-block times of ``spec`` (random weights; time does not depend on them)."""
-    from .network import build_subnet
-    from .onnx_export import export_onnx
-    from .transforms import merge_bn
+    from spos_deploy.deploy.onnx import export_onnx
+    from spos_deploy.deploy.transforms import merge_bn
+    from spos_deploy.nets.network import build_subnet
 
     size = spec.space.input_size
     with tempfile.TemporaryDirectory() as tmp:

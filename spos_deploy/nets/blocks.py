@@ -10,7 +10,7 @@ import numpy as np
 from mxnet import init as mx_init
 from mxnet.gluon import HybridBlock, nn
 
-from .space import BLOCK_KERNELS, BLOCK_KINDS, Position, se_channels
+from spos_deploy.space import BLOCK_KERNELS, BLOCK_KINDS, Position, se_channels
 
 BN_MOMENTUM = 0.9  # MXNet semantics: running = 0.9 * running + 0.1 * batch
 BN_EPS = 1e-5

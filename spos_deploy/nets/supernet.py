@@ -14,10 +14,10 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import Block, nn
 
-from .blocks import ChoiceBlock
-from .model_spec import ModelSpec
-from .network import Head, SposNet, Stem, initialize_spos, position_prefix
-from .space import BLOCK_NAMES, SearchSpace
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.blocks import ChoiceBlock
+from spos_deploy.nets.network import Head, SposNet, Stem, initialize_spos, position_prefix
+from spos_deploy.space import BLOCK_NAMES, SearchSpace
 
 
 class SposSupernet(Block):
@@ -99,7 +99,7 @@ def _copy_sliced(src: dict[str, mx.gluon.Parameter], dst: dict[str, mx.gluon.Par
 def extract_subnet(supernet: SposSupernet, spec: ModelSpec, ctx: mx.Context | None = None) -> SposNet:
     """The fixed subnet of ``spec`` carrying the supernet path's weights (BN statistics included).
 
-    The subnet uses the supernet's shuffle form; :mod:`spos_deploy.transforms` converts it.
+    The subnet uses the supernet's shuffle form; :mod:`spos_deploy.deploy.transforms` converts it.
     """
     if spec.space != supernet.space:
         raise ValueError("the architecture belongs to another search space than the supernet")

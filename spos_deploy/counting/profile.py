@@ -8,13 +8,13 @@ from typing import Any
 
 import mxnet as mx
 
-from .counting import count, count_by_owner
-from .errors import BadInputError
-from .graph import OpRecord, graph_ops, symbol_from_block
-from .micronet import MicroRow, by_block, micronet_rows, totals
-from .model_spec import ModelSpec
-from .network import SposNet
-from .space import BLOCK_NAMES
+from spos_deploy.counting.flops import count, count_by_owner
+from spos_deploy.counting.graph import OpRecord, graph_ops, symbol_from_block
+from spos_deploy.counting.micronet import MicroRow, by_block, micronet_rows, totals
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.network import SposNet
+from spos_deploy.space import BLOCK_NAMES
 
 
 @dataclass

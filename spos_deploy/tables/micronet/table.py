@@ -1,6 +1,6 @@
 """MicroNet lookup tables: per (position, block, channel) MicroNet params and ops, and a vectorized score.
 
-The MicroNet score (``params / 6.9e6 + ops / 1170e6``, :mod:`spos_deploy.micronet`) is a sum over ops,
+The MicroNet score (``params / 6.9e6 + ops / 1170e6``, :mod:`spos_deploy.counting.micronet`) is a sum over ops,
 and every op of an SPOS network belongs to the stem, one searchable position or the head; a position's
 ops depend only on its own block and channel choice. So, like FLOPs, the score of any architecture is
 stem + sum of its positions' entries + head, and a search can check millions of architectures per second
@@ -11,7 +11,7 @@ quantizable part shrinks (by bits/32), so one table gives the exact score at eve
 32- and 8-bit scores the file also records for reading.
 
 Building (:func:`build_micronet_table`) walks one uniform network per (block, channel), exactly like
-:func:`spos_deploy.table_build.build_flops_table`; everything else here is pure numpy.
+:func:`spos_deploy.tables.flops.build.build_flops_table`; everything else here is pure numpy.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import BadInputError
-from .flops_table import check_config, check_header, nested_array, read_table_json
-from .micronet import REF_OPS, REF_PARAMS
-from .space import SearchSpace
+from spos_deploy.atomic import write_json
+from spos_deploy.counting.micronet import REF_OPS, REF_PARAMS
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import check_config, check_header, nested_array, read_table_json
 
 FORMAT_VERSION = 1
 KIND = "micronet"
@@ -164,10 +164,10 @@ def _part_fields(rows: list) -> dict[str, np.ndarray]:
 
 def build_micronet_table(space: SearchSpace, progress: bool = True) -> MicroNetTable:
     """Profile one uniform network per (block, channel) choice and split its MicroNet rows by owner."""
-    from .graph import graph_ops, symbol_from_block
-    from .micronet import micronet_rows
-    from .network import SposNet
-    from .table_build import uniform_networks
+    from spos_deploy.counting.graph import graph_ops, symbol_from_block
+    from spos_deploy.counting.micronet import micronet_rows
+    from spos_deploy.nets.network import SposNet
+    from spos_deploy.tables.flops.build import uniform_networks
 
     L, B, S = space.num_positions, space.num_blocks, space.num_scales
     entries = np.full((L, B, S, len(FIELDS)), np.nan)

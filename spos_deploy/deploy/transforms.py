@@ -9,8 +9,8 @@ from __future__ import annotations
 import mxnet as mx
 import numpy as np
 
-from .blocks import shuffle_kernel
-from .network import SposNet
+from spos_deploy.nets.blocks import shuffle_kernel
+from spos_deploy.nets.network import SposNet
 
 _CONV_W, _CONV_B, _BN = "conv.weight", "conv.bias", "bn."
 

@@ -28,10 +28,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from .counting import owner
+from spos_deploy.counting.flops import owner
 
 if TYPE_CHECKING:  # annotations only: the counting rules stay importable without MXNet
-    from .graph import OpRecord
+    from spos_deploy.counting.graph import OpRecord
 
 REF_PARAMS = 6.9e6
 REF_OPS = 1170e6

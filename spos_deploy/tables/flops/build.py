@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .counting import count_by_owner
-from .flops_table import FlopsTable
-from .graph import graph_ops, symbol_from_block
-from .model_spec import ModelSpec
-from .network import SposNet
-from .space import SearchSpace
+from spos_deploy.counting.flops import count_by_owner
+from spos_deploy.counting.graph import graph_ops, symbol_from_block
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.network import SposNet
+from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import FlopsTable
 
 
 def count_spec_parts(spec: ModelSpec) -> dict:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import mxnet as mx
 
-from .errors import BadInputError
-from .model_spec import ModelSpec
-from .network import SposNet
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.network import SposNet
 
 
 def read_params_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
@@ -75,7 +75,7 @@ def load_subnet(spec: ModelSpec, path: str | Path, ctx: mx.Context | None = None
 
 
 def save_subnet(net: SposNet, path: str | Path) -> None:
-    from .atomic import atomic_path
+    from spos_deploy.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         net.save_parameters(str(tmp))

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .bench import time_fn
-from .errors import BadInputError
-from .latency_build import LatencySetup, export_deployed, fingerprint, measure_network
-from .latency_table import LatencyTable, fingerprint_diff, random_architectures, validation_stats
-from .model_spec import ModelSpec
+from spos_deploy.atomic import atomic_path
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime.bench import time_fn
+from spos_deploy.tables.latency.build import LatencySetup, export_deployed, fingerprint, measure_network
+from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff, random_architectures, validation_stats
 
 
 def setup_of(table: LatencyTable) -> LatencySetup:
@@ -42,7 +42,7 @@ def _interleaved_ort(
     session's memory placement can make it a few percent faster or slower for as long as it lives (two
     15-round validations of the same int8 networks, one session each, agreed only to tau 0.88).
     """
-    from .bench import ort_session
+    from spos_deploy.runtime.bench import ort_session
 
     device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
     runs = []

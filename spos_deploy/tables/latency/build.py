@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .bench import ort_session, time_fn
-from .errors import BadInputError
-from .latency_table import LatencyTable, fingerprint_diff, fit_correction
-from .machine import cpu_info
-from .model_spec import ModelSpec
-from .space import SearchSpace
+from spos_deploy.errors import BadInputError
+from spos_deploy.machine import cpu_info
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime.bench import ort_session, time_fn
+from spos_deploy.space import SearchSpace
+from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff, fit_correction
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class LatencySetup:
 
 
 def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
-    """What a table was measured on; :data:`spos_deploy.latency_table.MATCH_KEYS` must match to use it."""
+    """What a table was measured on; :data:`spos_deploy.tables.latency.table.MATCH_KEYS` must match to use it."""
     info = cpu_info()
     runtime, device = setup.runtime.split("-")
     fp: dict[str, Any] = {
@@ -195,10 +195,10 @@ def _calibration_images(space: SearchSpace, n: int = 4) -> np.ndarray:
 
 def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0) -> Path:
     """Random-weight network of ``spec`` in deployed form (BN merged) as ONNX, int8 QDQ if asked."""
-    from .network import build_subnet
-    from .onnx_export import export_onnx
-    from .quantize import OrtQuantConfig, quantize_onnx
-    from .transforms import merge_bn
+    from spos_deploy.deploy.onnx import export_onnx
+    from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_onnx
+    from spos_deploy.deploy.transforms import merge_bn
+    from spos_deploy.nets.network import build_subnet
 
     net = merge_bn(build_subnet(spec, seed=seed))
     fp32 = export_onnx(net, folder / f"{spec.name}.onnx")
@@ -217,7 +217,7 @@ def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0
 
 def part_boundaries(model) -> dict[str, tuple[str, str]]:
     """Input and output tensor of every part (stem, bNN, head) of an exported chain network."""
-    from .counting import owner
+    from spos_deploy.counting.flops import owner
 
     last_out: dict[str, str] = {}
     for node in model.graph.node:
@@ -299,14 +299,14 @@ def measure_network(spec: ModelSpec, setup: LatencySetup) -> float:
 
 
 def _mxnet_ctx(setup: LatencySetup):
-    from .bench import mxnet_context
+    from spos_deploy.runtime.bench import mxnet_context
 
     return mxnet_context("gpu" if setup.runtime == "mxnet-gpu" else "cpu")
 
 
 def _mxnet_deployed(spec: ModelSpec, setup: LatencySetup):
-    from .network import build_subnet
-    from .transforms import merge_bn
+    from spos_deploy.deploy.transforms import merge_bn
+    from spos_deploy.nets.network import build_subnet
 
     ctx = _mxnet_ctx(setup)
     net = merge_bn(build_subnet(spec, seed=setup.seed, ctx=ctx), ctx=ctx)

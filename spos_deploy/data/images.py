@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadInputError
+from spos_deploy.errors import BadInputError
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)  # RGB, 0-255 scale
 IMAGENET_STD = (58.393, 57.12, 57.375)  # RGB, 0-255 scale
