@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.lut import _SPACE_KEYS, add_space_options, space_from_args
+from spos_deploy.cli.options import SPACE_KEYS, add_space_options, space_from_args
 from spos_deploy.errors import BadInputError
 
 
@@ -84,7 +84,7 @@ def job_from_args(args: argparse.Namespace):
     from .runner import SearchJob
     from .shards import parse_shard
 
-    given = args.from_model or any(getattr(args, k, None) is not None for k in _SPACE_KEYS)
+    given = args.from_model or any(getattr(args, k, None) is not None for k in SPACE_KEYS)
     cfg = SearchConfig(
         method=args.method,
         mode=args.mode,

@@ -36,7 +36,7 @@ class GeneSpace:
     @classmethod
     def from_space(cls, space: SearchSpace) -> GeneSpace:
         """Channel ids that give at least one mid channel at each position (the rule every table uses)."""
-        valid = np.array([[space.mid(p, c) >= 1 for c in range(space.num_scales)] for p in space.positions()])
+        valid = np.array(space.valid_channels())
         return cls(num_blocks=space.num_blocks, valid_channels=valid)
 
     @property

@@ -1,0 +1,63 @@
+"""spos-deploy: SPOS (ShuffleNetV2 search space) from search to deployment.
+
+The public API, imported lazily (``import spos_deploy`` stays light; MXNet loads on first use)::
+
+    from spos_deploy import load_spec, build_subnet, build_supernet, extract_subnet, profile_spec
+    from spos_deploy import FlopsTable, MicroNetTable, LatencyTable
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_API = {
+    "SearchSpace": "spos_deploy.space",
+    "ModelSpec": "spos_deploy.model_spec",
+    "load_spec": "spos_deploy.model_spec",
+    "spec_from_dict": "spos_deploy.model_spec",
+    "build_subnet": "spos_deploy.nets.network",
+    "build_supernet": "spos_deploy.nets.supernet",
+    "extract_subnet": "spos_deploy.nets.supernet",
+    "profile_spec": "spos_deploy.counting.profile",
+    "FlopsTable": "spos_deploy.tables.flops.table",
+    "MicroNetTable": "spos_deploy.tables.micronet.table",
+    "LatencyTable": "spos_deploy.tables.latency.table",
+}
+
+__all__ = [
+    "FlopsTable",
+    "LatencyTable",
+    "MicroNetTable",
+    "ModelSpec",
+    "SearchSpace",
+    "build_subnet",
+    "build_supernet",
+    "extract_subnet",
+    "load_spec",
+    "profile_spec",
+    "spec_from_dict",
+]
+assert sorted(__all__) == sorted(_API)
+
+if TYPE_CHECKING:
+    from spos_deploy.counting.profile import profile_spec
+    from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
+    from spos_deploy.nets.network import build_subnet
+    from spos_deploy.nets.supernet import build_supernet, extract_subnet
+    from spos_deploy.space import SearchSpace
+    from spos_deploy.tables.flops.table import FlopsTable
+    from spos_deploy.tables.latency.table import LatencyTable
+    from spos_deploy.tables.micronet.table import MicroNetTable
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spos_deploy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

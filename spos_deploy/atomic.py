@@ -1,4 +1,4 @@
-"""Write files and folders so that they are either complete or absent."""
+"""Files a user can rely on: written so that they are complete or absent, read with one-line errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,57 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from spos_deploy.errors import BadInputError
+
+STAGING_TAG = ".spos-tmp-"
+"""Staging files and folders are named ``.<target name>.spos-tmp-<pid>-<random>`` beside their target, so
+that the next write of the same target can tell a killed run's leftovers (dead pid) from a live writer's."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the staging files/folders of ``target`` left by processes that no longer run."""
+    t = Path(target)
+    removed = []
+    if not t.parent.is_dir():
+        return removed
+    prefix = f".{t.name}{STAGING_TAG}"
+    for p in t.parent.iterdir():
+        if not p.name.startswith(prefix):
+            continue
+        try:
+            pid = int(p.name[len(prefix) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _prepare_parent(target: Path) -> None:
+    parent = target.parent
+    for up in [parent, *parent.parents]:
+        if up.exists():
+            if not up.is_dir():
+                raise BadInputError(f"{target}: {up} is a file, not a folder")
+            break
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target)
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}{STAGING_TAG}{os.getpid()}-"
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -22,8 +73,10 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise BadInputError(f"{target}: is a folder, expected a file name")
+    _prepare_parent(target)
+    fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(target), dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
@@ -51,8 +104,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``path`` must not exist yet: refusing to overwrite keeps a user's earlier output intact.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _prepare_parent(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -60,3 +113,61 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+MAX_JSON_BYTES = 512 * 1024 * 1024
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Parse a JSON file; every way it can be unreadable is a :class:`BadInputError` naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise BadInputError(f"{p}: is a folder, expected a {what}")
+    try:
+        if p.stat().st_size > MAX_JSON_BYTES:
+            raise BadInputError(f"{p}: larger than {MAX_JSON_BYTES >> 20} MiB, not a {what}")
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise BadInputError(f"{p}: not a text file (expected a {what})") from None
+    except OSError as e:
+        raise BadInputError(f"{p}: cannot be read ({e.strerror or e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInputError(f"{p}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise BadInputError(f"{p}: JSON nested too deeply to be a {what}") from None
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike[str], prog: str) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the life of a long job.
+
+    A second job writing into the same folder is refused with a one-line error instead of mixing its
+    results with the first one's. The lock is an ``flock`` on ``folder/.lock``: the kernel drops it when
+    its process dies, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    d = Path(folder)
+    if d.exists() and not d.is_dir():
+        raise BadInputError(f"{d}: is a file, expected an output folder")
+    _prepare_parent(d / LOCK_NAME)
+    path = d / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise BadInputError(f"{d}: in use by {owner}; wait for it to finish or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{prog} (pid {os.getpid()})\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -9,18 +9,32 @@ scales, the input size against the network's total stride). Every failure is a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from spos_deploy.atomic import read_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import BLOCK_NAMES, DEFAULT_REPEATS, DEFAULT_SCALES, LAYOUTS, SearchSpace
 
-_INT = {"type": "integer"}
-_POS_INT = {"type": "integer", "minimum": 1}
-_INT_LIST = {"type": "array", "items": _INT, "minItems": 1}
+# Upper bounds: far beyond any real network, low enough that a typo fails here with the field's name
+# instead of deep inside MXNet.
+MAX_POSITIONS = 256
+MAX_CHANNELS = 16384
+MAX_CLASSES = 1_000_000
+MAX_INPUT_SIZE = 4096
+MAX_SCALE = 16.0
+
+
+def _int(lo: int, hi: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+_CHOICES = {"type": "array", "items": _int(0, 1_000), "minItems": 1, "maxItems": MAX_POSITIONS}
+_STAGES = {"minItems": 1, "maxItems": 16}
 
 MODEL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -29,21 +43,24 @@ MODEL_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string"},
         "layout": {"enum": list(LAYOUTS)},
-        "block_choices": _INT_LIST,
-        "channel_choices": _INT_LIST,
+        "block_choices": _CHOICES,
+        "channel_choices": _CHOICES,
         "use_se": {"type": "boolean"},
         "last_conv_after_pooling": {"type": "boolean"},
-        "input_size": _POS_INT,
-        "num_classes": _POS_INT,
-        "stage_repeats": {"type": "array", "items": _POS_INT, "minItems": 1},
-        "stage_out_channels": {"type": "array", "items": _POS_INT, "minItems": 1},
+        "input_size": _int(1, MAX_INPUT_SIZE),
+        "num_classes": _int(1, MAX_CLASSES),
+        "stage_repeats": {"type": "array", "items": _int(1, MAX_POSITIONS), **_STAGES},
+        "stage_out_channels": {"type": "array", "items": _int(1, MAX_CHANNELS), **_STAGES},
+        "stage_strides": {"type": "array", "items": {"type": "integer", "enum": [1, 2]}, **_STAGES},
+        "stem_stride": {"type": "integer", "enum": [1, 2]},
         "channel_scales": {
             "type": "array",
-            "items": {"type": "number", "exclusiveMinimum": 0},
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SCALE},
             "minItems": 1,
+            "maxItems": 64,
         },
-        "first_conv_channels": _POS_INT,
-        "last_conv_channels": _POS_INT,
+        "first_conv_channels": _int(1, MAX_CHANNELS),
+        "last_conv_channels": _int(1, MAX_CHANNELS),
         "shuffle": {"enum": ["reshape", "conv"]},
         # Written by our own tools next to the architecture; accepted and ignored.
         "accuracy": {"type": "number"},
@@ -133,9 +150,24 @@ class ModelSpec:
             d["first_conv_channels"] = s.first_conv_channels
         if s.last_conv_channels != 1024:
             d["last_conv_channels"] = s.last_conv_channels
+        if s.stem_stride != 2:
+            d["stem_stride"] = s.stem_stride
+        if s.stage_strides is not None:
+            d["stage_strides"] = list(s.stage_strides)
         if self.shuffle != "reshape":
             d["shuffle"] = self.shuffle
         return d
+
+
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema draft 7 counts ``1.0`` as an integer; a model.json must write integers as integers."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
 
 
 def _field_of(error: jsonschema.ValidationError) -> str:
@@ -163,10 +195,16 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         return f"field '{_field_of(error)}' must be of type {want}, got {json.dumps(error.instance)}"
     if v == "enum":
         return f"field '{_field_of(error)}' must be one of {error.validator_value}, got {json.dumps(error.instance)}"
-    if v in ("minimum", "exclusiveMinimum"):
-        return f"field '{_field_of(error)}' must be > 0, got {json.dumps(error.instance)}"
+    if v == "minimum":
+        return f"field '{_field_of(error)}' must be >= {error.validator_value}, got {json.dumps(error.instance)}"
+    if v == "exclusiveMinimum":
+        return f"field '{_field_of(error)}' must be > {error.validator_value}, got {json.dumps(error.instance)}"
+    if v == "maximum":
+        return f"field '{_field_of(error)}' must be <= {error.validator_value:,}, got {json.dumps(error.instance)}"
     if v == "minItems":
         return f"field '{_field_of(error)}' must not be empty"
+    if v == "maxItems":
+        return f"field '{_field_of(error)}' has more than {error.validator_value} entries"
     return f"field '{_field_of(error)}': {error.message}"
 
 
@@ -178,7 +216,7 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
 
     if not isinstance(d, dict):
         raise fail(f"must be a JSON object, got {type(d).__name__}")
-    validator = jsonschema.Draft7Validator(MODEL_SCHEMA)
+    validator = _Validator(MODEL_SCHEMA)
     errors = sorted(validator.iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise fail(_schema_message(errors[0]))
@@ -189,6 +227,19 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
     scales = tuple(float(s) for s in d.get("channel_scales", DEFAULT_SCALES))
     if len(channels) != len(repeats):
         raise fail(f"field 'stage_out_channels' has {len(channels)} entries but 'stage_repeats' has {len(repeats)}")
+    if "stage_strides" in d and len(d["stage_strides"]) != len(repeats):
+        raise fail(
+            f"field 'stage_strides' has {len(d['stage_strides'])} entries but 'stage_repeats' has {len(repeats)}"
+        )
+    if sum(repeats) > MAX_POSITIONS:
+        raise fail(f"field 'stage_repeats' adds up to {sum(repeats)} positions, more than {MAX_POSITIONS}")
+    # Ascending: the channel warm-up widens from the last id down, and "widest" means the last id everywhere.
+    for i in range(1, len(scales)):
+        if scales[i] <= scales[i - 1]:
+            raise fail(
+                f"field 'channel_scales' must be strictly ascending, got {scales[i - 1]:g} then {scales[i]:g} "
+                f"at [{i - 1}], [{i}]"
+            )
     # Multiples of 16: MXNet 1.9's oneDNN kernels fail (SIGFPE, "could not construct a sub-memory") on
     # channel splits and depthwise convs that are not 8-channel aligned.
     first = d.get("first_conv_channels", 16)
@@ -205,7 +256,9 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
             )
         c_in = c
     input_size = d.get("input_size", 224)
-    stride = 2 ** (len(repeats) + 1)
+    stem_stride = d.get("stem_stride", 2)
+    strides = tuple(d.get("stage_strides", (2,) * len(repeats)))
+    stride = stem_stride * math.prod(strides)
     if input_size % stride:
         raise fail(f"field 'input_size' must be a multiple of {stride} (the network's total stride), got {input_size}")
     n = sum(repeats)
@@ -229,6 +282,8 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
         channel_scales=scales,
         first_conv_channels=first,
         last_conv_channels=d.get("last_conv_channels", 1024),
+        stem_stride=stem_stride,
+        stage_strides=strides,
     )
     for pos, c in zip(space.positions(), d["channel_choices"]):
         if space.mid(pos, c) < 1:
@@ -264,12 +319,7 @@ def load_spec(ref: str | Path, input_size: int | None = None) -> ModelSpec:
             raise BadInputError(f"{ref_s}: no such file, and not a built-in model name ({names})")
         if path.is_dir():
             raise BadInputError(f"{ref_s}: is a folder, expected a model.json file")
-        try:
-            d = json.loads(path.read_text())
-        except UnicodeDecodeError:
-            raise BadInputError(f"{source}: not a text file (expected JSON)") from None
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        d = read_json(path, "model.json")
     if input_size is not None:
         if not isinstance(d, dict):
             raise BadInputError(f"{source}: must be a JSON object")

@@ -8,6 +8,8 @@ building a network. A :class:`SearchSpace` is the *configuration* a lookup table
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +25,29 @@ LAYOUTS: dict[str, tuple[int, ...]] = {
 }
 DEFAULT_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 DEFAULT_REPEATS = (4, 4, 8, 4)
+
+
+def part_key(index: int) -> str:
+    """The name of searchable position ``index`` as a network part (``b05``), in graphs, tables and reports."""
+    return f"b{index:02d}"
+
+
+_PART_PREFIX = re.compile(r"^b(\d+)_")
+
+
+def owner(name: str) -> str:
+    """Which part of a network a graph op (by its name) belongs to: ``stem``, ``head``, ``bNN`` or ``other``.
+
+    Parts name their ops ``stem_...``, ``head_...`` and ``bNN_...`` (:func:`part_key` plus ``_``).
+    """
+    m = _PART_PREFIX.match(name)
+    if m:
+        return part_key(int(m.group(1)))
+    if name.startswith("stem_"):
+        return "stem"
+    if name.startswith("head_"):
+        return "head"
+    return "other"
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -57,16 +82,17 @@ class Position:
     out_size: int
     use_se: bool
     act: str  # "relu" or "hswish"
+    reduce: bool = False  # first block of a stage: two branches on the whole input, no channel split
 
     @property
     def main_in(self) -> int:
-        """Channels entering the main branch (half the input after the split at stride 1)."""
-        return self.in_channels // 2 if self.stride == 1 else self.in_channels
+        """Channels entering the main branch (half the input after the channel split)."""
+        return self.in_channels if self.reduce else self.in_channels // 2
 
     @property
     def main_out(self) -> int:
-        """Channels leaving the main branch; the project half fills the rest."""
-        proj = self.in_channels // 2 if self.stride == 1 else self.in_channels
+        """Channels leaving the main branch; the projection (or the split-off half) fills the rest."""
+        proj = self.in_channels if self.reduce else self.in_channels // 2
         return self.out_channels - proj
 
 
@@ -87,6 +113,24 @@ class SearchSpace:
     channel_scales: tuple[float, ...] = DEFAULT_SCALES
     first_conv_channels: int = 16
     last_conv_channels: int = 1024
+    stem_stride: int = 2
+    stage_strides: tuple[int, ...] | None = None  # None: every stage starts with stride 2
+
+    def __post_init__(self) -> None:
+        # One spelling per geometry, so equal spaces compare (and hash, and name their tables) equal.
+        if self.stage_strides is not None:
+            strides = tuple(int(v) for v in self.stage_strides)
+            object.__setattr__(self, "stage_strides", None if all(v == 2 for v in strides) else strides)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """The stride of each stage's first block."""
+        return self.stage_strides if self.stage_strides is not None else (2,) * len(self.stage_repeats)
+
+    @property
+    def total_stride(self) -> int:
+        """Input size / last feature-map size; the input size must be a multiple of it."""
+        return self.stem_stride * math.prod(self.strides)
 
     # ---- derived --------------------------------------------------------------------------
     @property
@@ -118,12 +162,14 @@ class SearchSpace:
 
     def positions(self) -> list[Position]:
         out: list[Position] = []
-        size = self.input_size // 2
+        size = self.input_size // self.stem_stride
         c_in = self.first_conv_channels
         idx = 0
-        for stage, (repeats, c_out) in enumerate(zip(self.stage_repeats, self.stage_out_channels)):
+        for stage, (repeats, c_out, first_stride) in enumerate(
+            zip(self.stage_repeats, self.stage_out_channels, self.strides)
+        ):
             for r in range(repeats):
-                stride = 2 if r == 0 else 1
+                stride = first_stride if r == 0 else 1
                 out_size = size // stride
                 out.append(
                     Position(
@@ -136,6 +182,7 @@ class SearchSpace:
                         out_size=out_size,
                         use_se=self.use_se and stage >= 2,
                         act=self.stage_act(stage),
+                        reduce=r == 0,
                     )
                 )
                 c_in, size, idx = c_out, out_size, idx + 1
@@ -145,18 +192,46 @@ class SearchSpace:
         pos = position if isinstance(position, Position) else self.positions()[position]
         return mid_channels(pos.out_channels, self.channel_scales[channel_choice])
 
+    # ---- channel choices -------------------------------------------------------------------------
+    @property
+    def widest_choice(self) -> int:
+        """The channel-choice id of the largest scale (the supernet's built width)."""
+        return max(range(self.num_scales), key=lambda c: self.channel_scales[c])
+
+    def channel_valid(self, position: Position | int, channel_choice: int) -> bool:
+        """A channel choice exists at a position when it leaves at least one mid channel."""
+        return self.mid(position, channel_choice) >= 1
+
+    def valid_channels(self) -> list[list[bool]]:
+        """``[position][channel choice]``: which channel choices exist (custom spaces can lack narrow ones)."""
+        return [[self.channel_valid(p, c) for c in range(self.num_scales)] for p in self.positions()]
+
+    def fix_channels(self, channels: Sequence[int]) -> list[int]:
+        """``channels`` with every choice a position lacks replaced by the widest choice."""
+        valid = self.valid_channels()
+        w = self.widest_choice
+        return [int(c) if valid[i][int(c)] else w for i, c in enumerate(channels)]
+
     def to_config(self) -> dict[str, Any]:
+        """The configuration as JSON; the geometry keys only where they differ from the 224 px default,
+        so tables and exports made before those keys existed keep their exact configuration."""
         d = asdict(self)
         d["stage_repeats"] = list(self.stage_repeats)
         d["stage_out_channels"] = list(self.stage_out_channels)
         d["channel_scales"] = list(self.channel_scales)
+        if self.stem_stride == 2:
+            del d["stem_stride"]
+        if self.stage_strides is None:
+            del d["stage_strides"]
+        else:
+            d["stage_strides"] = list(self.stage_strides)
         return d
 
     @classmethod
     def from_config(cls, d: dict[str, Any]) -> SearchSpace:
         d = dict(d)
-        for key in ("stage_repeats", "stage_out_channels", "channel_scales"):
-            if key in d:
+        for key in ("stage_repeats", "stage_out_channels", "channel_scales", "stage_strides"):
+            if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
 
@@ -173,6 +248,8 @@ class SearchSpace:
             or self.channel_scales != default.channel_scales
             or self.first_conv_channels != default.first_conv_channels
             or self.last_conv_channels != default.last_conv_channels
+            or self.stem_stride != default.stem_stride
+            or self.stage_strides != default.stage_strides
         )
         if custom:
             import hashlib

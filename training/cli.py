@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.lut import add_space_options, space_from_args
+from spos_deploy.cli.options import add_space_options, space_from_args
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import load_spec
 

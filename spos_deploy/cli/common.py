@@ -1,4 +1,9 @@
-"""What every command shares: logging to stderr, one-line errors and exit statuses (0 / 1 / 2)."""
+"""What every command shares: logging to stderr, one-line errors, exit statuses and the signal policy.
+
+Exit statuses: 0 success, 1 failure, 2 bad input (also argparse's own usage errors), 130 Ctrl-C,
+143 SIGTERM. Command modules import only light modules at import time; the framework imports happen
+inside ``body`` so that the signal handlers (installed first thing in :func:`run`) already cover them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from spos_deploy.errors import BadInputError, SposError
+from spos_deploy.cli import signals
+from spos_deploy.cli.options import add_common  # noqa: F401  (re-exported: every command module uses it)
+from spos_deploy.errors import BadInputError, SposError, short_message
 
 log = logging.getLogger("spos_deploy")
 
@@ -23,17 +30,24 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def _interrupted() -> int:
+    sig = signals.received()
+    print(signals.message(sig), file=sys.stderr)
+    return signals.exit_status(sig)
+
+
 def run(
     prog: str,
     parser: argparse.ArgumentParser,
     body: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse, run ``body`` and map failures to one line on stderr: 2 for bad input, 1 otherwise."""
-    args = parser.parse_args(argv)
-    setup_logging(getattr(args, "verbose", False))
+    """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring)."""
+    signals.install(prog)
     try:
-        return int(body(args) or 0)
+        args = parser.parse_args(argv)
+        setup_logging(getattr(args, "verbose", False))
+        status = int(body(args) or 0)
     except BadInputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -41,21 +55,19 @@ def run(
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as e:  # noqa: BLE001 - the contract: one line, never a traceback
         if os.environ.get("SPOS_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"{prog}: error: {type(e).__name__}: {msg} (set SPOS_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"{prog}: error: {type(e).__name__}: {short_message(e)} (set SPOS_DEBUG=1 for a traceback)", file=sys.stderr
+        )
         return 1
+    if signals.received() is not None:  # swallowed on its way up (a library caught it): never exit 0 after it
+        return _interrupted()
+    return status
 
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1) + "\n")
     sys.stdout.flush()
-
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")

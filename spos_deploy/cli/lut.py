@@ -12,64 +12,13 @@ import numpy as np
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.cli.options import add_space_options, space_from_args
 from spos_deploy.errors import BadInputError
-from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
+from spos_deploy.model_spec import ModelSpec
 from spos_deploy.space import BLOCK_NAMES, SearchSpace
 from spos_deploy.tables.flops.table import FlopsTable, default_table_name
 
 DEFAULT_DIR = Path("lookup_tables")
-
-
-def add_space_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)")
-    g.add_argument("--from-model", metavar="MODEL", help="take the configuration of a model.json or built-in")
-    g.add_argument("--layout", choices=["OneShot", "ShuffleNetV2+"])
-    g.add_argument("--se", dest="use_se", action=argparse.BooleanOptionalAction, default=None, help="SE in stages 2-3")
-    g.add_argument(
-        "--lcap",
-        dest="last_conv_after_pooling",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="last conv after pooling (MobileNetV3 style)",
-    )
-    g.add_argument("--input-size", type=int)
-    g.add_argument("--num-classes", type=int)
-    g.add_argument("--stage-repeats", type=int, nargs="+")
-    g.add_argument("--stage-out-channels", type=int, nargs="+")
-    g.add_argument("--channel-scales", type=float, nargs="+")
-    g.add_argument("--first-conv-channels", type=int)
-    g.add_argument("--last-conv-channels", type=int)
-
-
-_SPACE_KEYS = (
-    "layout",
-    "use_se",
-    "last_conv_after_pooling",
-    "input_size",
-    "num_classes",
-    "stage_repeats",
-    "stage_out_channels",
-    "channel_scales",
-    "first_conv_channels",
-    "last_conv_channels",
-)
-
-
-def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    """The configuration asked for on the command line, validated like a model.json."""
-    base: dict = {}
-    if args.from_model:
-        base = load_spec(args.from_model).to_json()
-    for key in _SPACE_KEYS:
-        v = getattr(args, key, None)
-        if v is not None:
-            base[key] = v
-    n = sum(base.get("stage_repeats", (4, 4, 8, 4)))
-    base["block_choices"] = [0] * n
-    base["channel_choices"] = [len(base.get("channel_scales", range(10))) - 1] * n
-    base.pop("name", None)
-    base.pop("shuffle", None)
-    return spec_from_dict(base, "configuration").space
 
 
 def _random_archs(space: SearchSpace, n: int, seed: int, table: FlopsTable) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +26,7 @@ def _random_archs(space: SearchSpace, n: int, seed: int, table: FlopsTable) -> t
     blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
     channels = rng.integers(0, space.num_scales, (n, space.num_positions))
     valid = table.valid[np.arange(space.num_positions)[None, :], blocks, channels]
-    channels = np.where(valid, channels, int(np.argmax(space.channel_scales)))
+    channels = np.where(valid, channels, space.widest_choice)
     return blocks, channels
 
 

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.counting.profile import COMPARE_MODELS, Profile, profile_spec, profile_zoo
 from spos_deploy.model_spec import load_spec
+from spos_deploy.space import part_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def _ops_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
 
 
 def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
-    blocks = {f"b{b['position']:02d}": b for b in prof.blocks()}
+    blocks = {part_key(b["position"]): b for b in prof.blocks()}
     rows = []
     for r in prof.block_rows(bits):
         b = blocks.get(r["part"], {})

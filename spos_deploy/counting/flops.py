@@ -11,15 +11,14 @@ so both shuffle forms count the same.
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from spos_deploy.space import owner
+
 if TYPE_CHECKING:  # annotations only: the counting rules stay importable without MXNet
     from spos_deploy.counting.graph import OpRecord
-
-_POSITION = re.compile(r"^b(\d+)_")
 
 
 def op_flops(r: OpRecord) -> int:
@@ -47,18 +46,6 @@ def op_params(r: OpRecord) -> int:
     if r.is_shuffle:
         return 0
     return sum(math.prod(s) for s in r.param_shapes.values())
-
-
-def owner(name: str) -> str:
-    """Which part of an SPOS network an op belongs to: ``stem``, ``head`` or ``bNN``."""
-    m = _POSITION.match(name)
-    if m:
-        return f"b{int(m.group(1)):02d}"
-    if name.startswith("stem_"):
-        return "stem"
-    if name.startswith("head_"):
-        return "head"
-    return "other"
 
 
 @dataclass(frozen=True)

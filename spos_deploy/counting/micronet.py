@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from spos_deploy.counting.flops import owner
+from spos_deploy.space import owner
 
 if TYPE_CHECKING:  # annotations only: the counting rules stay importable without MXNet
     from spos_deploy.counting.graph import OpRecord

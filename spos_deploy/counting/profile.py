@@ -14,7 +14,7 @@ from spos_deploy.counting.micronet import MicroRow, by_block, micronet_rows, tot
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.nets.network import SposNet
-from spos_deploy.space import BLOCK_NAMES
+from spos_deploy.space import BLOCK_NAMES, part_key
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Profile:
         for pos, b, c, mid in zip(
             self.spec.space.positions(), self.spec.block_choices, self.spec.channel_choices, self.spec.mids
         ):
-            counts = self.parts[f"b{pos.index:02d}"]
+            counts = self.parts[part_key(pos.index)]
             out.append(
                 {
                     "position": pos.index,
@@ -69,7 +69,7 @@ class Profile:
         names = {}
         if self.spec is not None:
             for pos, b in zip(self.spec.space.positions(), self.spec.block_choices):
-                names[f"b{pos.index:02d}"] = BLOCK_NAMES[b]
+                names[part_key(pos.index)] = BLOCK_NAMES[b]
         out = []
         for part, t in micro.items():
             counts = self.parts.get(part)

@@ -239,7 +239,7 @@ class ChoiceBlock(HybridBlock):
         # counting, export and deployment see the architecture as specified. Weights are the same either way.
         size_in, size_out = (pos.in_size, pos.out_size) if crop else (None, None)
         with self.name_scope():
-            if pos.stride == 1:
+            if not pos.reduce:
                 self.shuffle = ShuffleChannels(pos.in_channels, pos.in_size, shuffle, prefix="shuffle_")
                 self.proj = None
             else:
@@ -247,7 +247,7 @@ class ChoiceBlock(HybridBlock):
                 self.proj = nn.HybridSequential(prefix="proj_")
                 with self.proj.name_scope():
                     self.proj.add(
-                        ConvBN(pos.in_channels, pos.in_channels, k, 2, None, True, merged, size_in, prefix="dw_")
+                        ConvBN(pos.in_channels, pos.in_channels, k, s, None, True, merged, size_in, prefix="dw_")
                     )
                     self.proj.add(
                         ConvBN(pos.in_channels, pos.in_channels, 1, 1, act, False, merged=merged, prefix="pw_")

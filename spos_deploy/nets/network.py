@@ -7,16 +7,18 @@ from mxnet.gluon import HybridBlock, nn
 
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.nets.blocks import ChoiceBlock, ConvBN, HardSwish, SqueezeExcite, activation
-from spos_deploy.space import SearchSpace, make_divisible
+from spos_deploy.space import SearchSpace, make_divisible, part_key
 
 
 class Stem(HybridBlock):
-    """3x3 stride-2 conv (no bias) + BN + activation."""
+    """3x3 conv (no bias, the space's stem stride: 2, or 1 for small images) + BN + activation."""
 
     def __init__(self, space: SearchSpace, merged: bool = False, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.conv = ConvBN(3, space.first_conv_channels, 3, 2, space.stem_act, False, merged, prefix="")
+            self.conv = ConvBN(
+                3, space.first_conv_channels, 3, space.stem_stride, space.stem_act, False, merged, prefix=""
+            )
 
     def hybrid_forward(self, F, x):
         return self.conv(x)
@@ -61,7 +63,7 @@ class Head(HybridBlock):
 
 
 def position_prefix(index: int) -> str:
-    return f"b{index:02d}_"
+    return part_key(index) + "_"
 
 
 class SposNet(HybridBlock):

@@ -32,8 +32,7 @@ class SposSupernet(Block):
         self.space = space
         self.shuffle = shuffle
         self.positions = space.positions()
-        widest = int(np.argmax(space.channel_scales))
-        self.max_mids = [space.mid(p, widest) for p in self.positions]
+        self.max_mids = [space.mid(p, space.widest_choice) for p in self.positions]
         with self.name_scope():
             self.stem = Stem(space, prefix="stem_")
             self.choices = nn.Sequential(prefix="")

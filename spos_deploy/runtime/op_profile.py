@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from spos_deploy.counting.flops import owner
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.bench import ort_session, summarize, time_fn
+from spos_deploy.space import owner
 
 ORT_SUFFIXES = ("_nchwc",)
 

@@ -15,7 +15,7 @@ from spos_deploy.counting.flops import count_by_owner
 from spos_deploy.counting.graph import graph_ops, symbol_from_block
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.nets.network import SposNet
-from spos_deploy.space import SearchSpace
+from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.flops.table import FlopsTable
 
 
@@ -36,11 +36,10 @@ def uniform_networks(
     """
     positions = space.positions()
     L, B, S = space.num_positions, space.num_blocks, space.num_scales
-    fallback = int(np.argmax(space.channel_scales))
     jobs = [(b, c) for b in range(B) for c in range(S)]
     for b, c in tqdm(jobs, desc=desc, unit="choice", disable=not progress):
-        valid = [p for p in positions if space.mid(p, c) >= 1]
-        channels = tuple(c if space.mid(p, c) >= 1 else fallback for p in positions)
+        valid = [p for p in positions if space.channel_valid(p, c)]
+        channels = tuple(space.fix_channels([c] * L))
         yield b, c, ModelSpec(space=space, block_choices=(b,) * L, channel_choices=channels, name="table"), valid
 
 
@@ -52,7 +51,7 @@ def build_flops_table(space: SearchSpace, progress: bool = True) -> FlopsTable:
     for b, c, spec, valid in uniform_networks(space, "flops table", progress):
         parts = count_spec_parts(spec)
         for p in valid:
-            counts = parts[f"b{p.index:02d}"]
+            counts = parts[part_key(p.index)]
             flops[p.index, b, c], params[p.index, b, c] = counts.flops, counts.params
         stem, head = parts["stem"], parts["head"]
     return FlopsTable(space, stem.flops, stem.params, head.flops, head.params, flops, params)

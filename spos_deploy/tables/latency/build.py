@@ -27,7 +27,7 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.machine import cpu_info
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.bench import ort_session, time_fn
-from spos_deploy.space import SearchSpace
+from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff, fit_correction
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,8 @@ def _stable_time(fn: Callable[[], Any], setup: LatencySetup) -> tuple[float, flo
 
 
 def _uniform_spec(space: SearchSpace, b: int, c: int, shuffle: str) -> tuple[ModelSpec, list[bool]]:
-    positions = space.positions()
-    valid = [space.mid(p, c) >= 1 for p in positions]
-    fallback = int(np.argmax(space.channel_scales))
-    channels = tuple(c if ok else fallback for ok in valid)
+    valid = [space.channel_valid(p, c) for p in space.positions()]
+    channels = tuple(space.fix_channels([c] * space.num_positions))
     spec = ModelSpec(space, (b,) * space.num_positions, channels, name=f"uniform-{b}-{c}", shuffle=shuffle)
     return spec, valid
 
@@ -217,7 +215,7 @@ def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0
 
 def part_boundaries(model) -> dict[str, tuple[str, str]]:
     """Input and output tensor of every part (stem, bNN, head) of an exported chain network."""
-    from spos_deploy.counting.flops import owner
+    from spos_deploy.space import owner
 
     last_out: dict[str, str] = {}
     for node in model.graph.node:
@@ -264,7 +262,7 @@ def _part_input_shapes(space: SearchSpace, batch: int) -> dict[str, tuple[int, .
     s = space.input_size
     shapes = {"stem": (batch, 3, s, s)}
     for p in space.positions():
-        shapes[f"b{p.index:02d}"] = (batch, p.in_channels, p.in_size, p.in_size)
+        shapes[part_key(p.index)] = (batch, p.in_channels, p.in_size, p.in_size)
     last = space.positions()[-1]
     shapes["head"] = (batch, last.out_channels, last.out_size, last.out_size)
     return shapes
@@ -331,7 +329,7 @@ def _part_measurer(
         timer = OrtPartTimer(export_deployed(spec, tmp, setup.precision, setup.seed), setup)
         return lambda part: timer.time_part(part, shapes[part])
     net = _mxnet_deployed(spec, setup)
-    parts = {"stem": net.stem, "head": net.head, **{f"b{i:02d}": blk for i, blk in enumerate(net.features)}}
+    parts = {"stem": net.stem, "head": net.head, **{part_key(i): blk for i, blk in enumerate(net.features)}}
     return lambda part: _time_mxnet(parts[part], shapes[part], setup)
 
 
@@ -355,8 +353,8 @@ def _drift_probe(
     """
     if not setup.runtime.startswith("ort"):
         return lambda: None
-    spec, _ = _uniform_spec(space, 0, space.num_scales - 1, setup.shuffle)
-    part = f"b{space.num_positions // 2:02d}"
+    spec, _ = _uniform_spec(space, 0, space.widest_choice, setup.shuffle)
+    part = part_key(space.num_positions // 2)
     timer = OrtPartTimer(export_deployed(spec, tmp / "probe", setup.precision, setup.seed), setup)
     src, dst = timer.bounds[part]
     sub = timer.extractor.extract_model([src], [dst])
@@ -404,7 +402,7 @@ def build_latency_table(
             probe = _drift_probe(space, setup, Path(tmp), shapes)
             for b, c in _jobs(space):
                 spec, valid = _uniform_spec(space, b, c, setup.shuffle)
-                keys = [_entry_key(f"b{p.index:02d}", b, c) for p, ok in zip(positions, valid) if ok]
+                keys = [_entry_key(part_key(p.index), b, c) for p, ok in zip(positions, valid) if ok]
                 if b == 0 and c == 0:
                     keys += ["stem", "head"]
                 todo = [k for k in keys if k not in prog.done]
@@ -422,7 +420,7 @@ def build_latency_table(
                 blocks = rng.integers(0, B, L)
                 lo, hi = calibration_window(k, setup.calibration_networks, S)
                 channels = rng.integers(lo, hi + 1, L)
-                channels = np.array([c if space.mid(p, int(c)) >= 1 else S - 1 for p, c in zip(positions, channels)])
+                channels = np.array(space.fix_channels(channels))
                 if key in prog.done:
                     continue
                 spec = ModelSpec(

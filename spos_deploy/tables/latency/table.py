@@ -161,7 +161,7 @@ def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.nda
     blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
     channels = rng.integers(0, space.num_scales, (n, space.num_positions))
     valid = ~np.isnan(table.entries[np.arange(space.num_positions)[None, :], blocks, channels])
-    return blocks, np.where(valid, channels, int(np.argmax(space.channel_scales)))
+    return blocks, np.where(valid, channels, space.widest_choice)
 
 
 def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: int = 0) -> float:

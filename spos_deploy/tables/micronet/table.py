@@ -25,7 +25,7 @@ import numpy as np
 from spos_deploy.atomic import write_json
 from spos_deploy.counting.micronet import REF_OPS, REF_PARAMS
 from spos_deploy.errors import BadInputError
-from spos_deploy.space import SearchSpace
+from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.flops.table import check_config, check_header, nested_array, read_table_json
 
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def build_micronet_table(space: SearchSpace, progress: bool = True) -> MicroNetT
         if "other" in parts:
             raise RuntimeError("MicroNet rows outside stem, positions and head: the table would not be exact")
         for p in valid:
-            entries[p.index, b, c] = parts[f"b{p.index:02d}"]
+            entries[p.index, b, c] = parts[part_key(p.index)]
         stem, head = parts["stem"], parts["head"]
     return MicroNetTable(space, stem, head, entries)
 

@@ -1,0 +1,256 @@
+"""Command-line options that several commands share, declared once so that they are spelled the same.
+
+Every ``add_*`` function adds one option (or one group) to a parser; the ``*_type`` callables are
+argparse ``type=`` checkers that reject nonsense values while parsing, before any work is done, with a
+message naming the value (argparse prefixes the flag and exits 2).
+Old spellings stay as aliases (``--out`` for ``-o/--output``, ``--lut`` for ``--latency-table``,
+``--data-limit`` for ``--train-limit``) so that existing scripts keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import DEFAULT_REPEATS, LAYOUTS, SearchSpace
+
+# ---- value checkers ------------------------------------------------------------------------------
+
+
+def _number(kind: type, lo: float | None, hi: float | None, lo_open: bool = False) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"{text} must be <= {hi:g}")
+        return value
+
+    check.__name__ = kind.__name__  # argparse names the type in its messages
+    return check
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An integer within ``[lo, hi]`` (either bound may be open-ended)."""
+    return _number(int, lo, hi)
+
+
+def float_range(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
+    """A finite float within ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    return _number(float, lo, hi, lo_open)
+
+
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+positive_float = float_range(0.0, lo_open=True)
+nonneg_float = float_range(0.0)
+fraction = float_range(0.0, 1.0)
+
+MAX_THREADS = 256
+"""Above this, a thread count is a typo rather than a machine (the largest CPUs have 256 threads)."""
+
+
+def threads_type(text: str) -> int:
+    return int_range(1, MAX_THREADS)(text)
+
+
+threads_type.__name__ = "int"
+
+
+def gpu_ids(values: Sequence[str] | None) -> list[int]:
+    """``--gpus 0 1``, ``--gpus 0,1`` and mixtures, as a list of ids (empty: CPU)."""
+    out: list[int] = []
+    for v in values or []:
+        for part in str(v).split(","):
+            if not part.strip():
+                continue
+            try:
+                gid = int(part)
+            except ValueError:
+                raise BadInputError(f"--gpus {' '.join(map(str, values))}: expected GPU ids like 0 1 or 0,1") from None
+            if gid < 0:
+                raise BadInputError(f"--gpus: {gid} is not a GPU id")
+            out.append(gid)
+    if len(set(out)) != len(out):
+        raise BadInputError(f"--gpus {' '.join(map(str, values))}: an id is given twice")
+    return out
+
+
+def check_range(name: str, value: Sequence[float] | None) -> tuple[float, float] | None:
+    """A ``LO HI`` pair, with ``0 <= LO <= HI``; ``None`` passes through."""
+    if value is None:
+        return None
+    lo, hi = float(value[0]), float(value[1])
+    if lo > hi:
+        raise BadInputError(f"{name} {lo:g} {hi:g}: LO is above HI")
+    return lo, hi
+
+
+def _range_type(text: str) -> float:
+    return float_range(0.0)(text)
+
+
+_range_type.__name__ = "float"
+
+# ---- options -------------------------------------------------------------------------------------
+
+
+def add_output(p: argparse.ArgumentParser, help: str, required: bool = True, metavar: str = "DIR") -> None:
+    """``-o/--output`` (alias ``--out``): where a command writes."""
+    p.add_argument("-o", "--output", "--out", dest="output", required=required, metavar=metavar, help=help)
+
+
+def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+    p.add_argument("--seed", type=nonneg_int, default=default, help=f"random seed (default {default})")
+
+
+def add_plot(p: argparse.ArgumentParser, help: str = "also write the result as a PNG plot") -> None:
+    """``--plot PNG``: an optional picture of the result."""
+    p.add_argument("--plot", metavar="PNG", help=help)
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def add_resume(p: argparse.ArgumentParser, help: str = "continue an interrupted run from its last saved state") -> None:
+    p.add_argument("--resume", action="store_true", help=help)
+
+
+def add_gpus(p: argparse.ArgumentParser, help: str = "GPU ids, e.g. 0 1 or 0,1 (default: CPU)") -> None:
+    """``--gpus``: read with :func:`gpu_ids`."""
+    p.add_argument("--gpus", nargs="+", metavar="ID", default=None, help=help)
+
+
+def add_threads(p: argparse.ArgumentParser, help: str = "intra-op threads (default: the runtime's own)") -> None:
+    p.add_argument("--threads", type=threads_type, help=help)
+
+
+def add_batch(p: argparse.ArgumentParser, default: int = 1, help: str = "batch size") -> None:
+    p.add_argument("--batch", type=positive_int, default=default, help=f"{help} (default {default})")
+
+
+def add_ranges(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "params"), required: bool = False) -> None:
+    """``--flops-range LO HI``, ``--params-range LO HI``, ``--latency-range LO_MS HI_MS``: read with
+    :func:`check_range`."""
+    metavars = {"flops": ("LO", "HI"), "params": ("LO", "HI"), "latency": ("LO_MS", "HI_MS")}
+    units = {"flops": "FLOPs (paper convention)", "params": "parameters", "latency": "predicted latency in ms"}
+    for kind in kinds:
+        p.add_argument(
+            f"--{kind}-range",
+            type=_range_type,
+            nargs=2,
+            metavar=metavars[kind],
+            required=required,
+            help=f"only architectures with {units[kind]} in [LO, HI]",
+        )
+
+
+def add_tables(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "latency")) -> None:
+    """``--flops-table``, ``--micronet-table``, ``--latency-table`` (alias ``--lut``)."""
+    if "flops" in kinds:
+        p.add_argument("--flops-table", metavar="TABLE", help="FLOPs/params table (default: computed for the space)")
+    if "micronet" in kinds:
+        p.add_argument("--micronet-table", metavar="TABLE", help="MicroNet table (default: computed for the space)")
+    if "latency" in kinds:
+        p.add_argument(
+            "--latency-table", "--lut", dest="latency_table", metavar="TABLE", help="latency table of this machine"
+        )
+
+
+def add_data(p: argparse.ArgumentParser, train_default: str | None, val_default: str | None) -> None:
+    """Training and validation data: ``--data``, ``--val-data``, ``--train-limit`` (alias ``--data-limit``),
+    ``--val-limit``."""
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=train_default,
+        required=train_default is None,
+        help="training images: fashion-mnist[:train|test], an image folder, a .rec or an .npz"
+        + (f" (default {train_default})" if train_default else ""),
+    )
+    g.add_argument(
+        "--val-data",
+        default=val_default,
+        help="validation images" + (f" (default {val_default})" if val_default else ""),
+    )
+    g.add_argument(
+        "--train-limit", "--data-limit", dest="train_limit", type=positive_int, help="use the first N training images"
+    )
+    g.add_argument("--val-limit", type=positive_int, help="use the first N validation images")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--json`` and ``-v/--verbose``: every command has them."""
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+
+
+# ---- the search space ----------------------------------------------------------------------------
+
+SPACE_KEYS = (
+    "layout",
+    "use_se",
+    "last_conv_after_pooling",
+    "input_size",
+    "num_classes",
+    "stage_repeats",
+    "stage_out_channels",
+    "stage_strides",
+    "stem_stride",
+    "channel_scales",
+    "first_conv_channels",
+    "last_conv_channels",
+)
+"""model.json keys of the search-space configuration: each has an option of the same name."""
+
+
+def add_space_options(p: argparse.ArgumentParser) -> None:
+    """The search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)."""
+    g = p.add_argument_group("search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)")
+    g.add_argument("--from-model", metavar="MODEL", help="take the configuration of a model.json or built-in")
+    g.add_argument("--layout", choices=list(LAYOUTS))
+    g.add_argument("--se", dest="use_se", action=argparse.BooleanOptionalAction, default=None, help="SE in stages 2-3")
+    g.add_argument(
+        "--lcap",
+        dest="last_conv_after_pooling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="last conv after pooling (MobileNetV3 style)",
+    )
+    g.add_argument("--input-size", type=positive_int)
+    g.add_argument("--num-classes", type=positive_int)
+    g.add_argument("--stage-repeats", type=positive_int, nargs="+")
+    g.add_argument("--stage-out-channels", type=positive_int, nargs="+")
+    g.add_argument("--stage-strides", type=int, choices=[1, 2], nargs="+", help="stride of each stage's first block")
+    g.add_argument("--stem-stride", type=int, choices=[1, 2], help="stride of the stem conv (default 2)")
+    g.add_argument("--channel-scales", type=positive_float, nargs="+")
+    g.add_argument("--first-conv-channels", type=positive_int)
+    g.add_argument("--last-conv-channels", type=positive_int)
+
+
+def space_from_args(args: argparse.Namespace) -> SearchSpace:
+    """The configuration asked for on the command line, validated exactly like a model.json."""
+    from spos_deploy.model_spec import load_spec, spec_from_dict
+
+    base: dict = {}
+    if getattr(args, "from_model", None):
+        base = load_spec(args.from_model).to_json()
+    for key in SPACE_KEYS:
+        v = getattr(args, key, None)
+        if v is not None:
+            base[key] = v
+    n = sum(base.get("stage_repeats", DEFAULT_REPEATS))
+    base["block_choices"] = [0] * n
+    base["channel_choices"] = [len(base.get("channel_scales", range(10))) - 1] * n
+    base.pop("name", None)
+    base.pop("shuffle", None)
+    return spec_from_dict(base, "configuration").space

@@ -1,0 +1,70 @@
+"""One signal policy for every command: Ctrl-C ends with exit 130, SIGTERM with 143, one line each.
+
+Installed when :mod:`spos_deploy.cli` is imported, before any command module imports MXNet or
+onnxruntime, so an interrupt during those imports is as clean as one later. The first signal raises
+:class:`KeyboardInterrupt` in the main thread (``finally`` blocks and atomic writers clean up); a
+signal that lands inside a destructor, where Python would swallow the exception, ends the process at
+once with the same line and status. A second signal ends it at once too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+_state: dict[str, Any] = {"prog": os.path.basename(sys.argv[0]) if sys.argv else "spos", "signal": None}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs, ending with status 143."""
+
+
+def received() -> int | None:
+    """The signal number received so far, if any (``run`` never exits 0 after one)."""
+    return _state["signal"]
+
+
+def exit_status(sig: int | None) -> int:
+    return EXIT_TERMINATED if sig == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def message(sig: int | None) -> str:
+    return f"{_state['prog']}: {'terminated' if sig == signal.SIGTERM else 'interrupted'}"
+
+
+def hard_exit(sig: int | None) -> None:
+    try:
+        sys.stderr.write(message(sig) + "\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(exit_status(sig))
+
+
+def _handler(signum: int, frame: Any) -> None:
+    if _state["signal"] is not None:
+        hard_exit(_state["signal"])
+    _state["signal"] = signum
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _unraisable(info: Any) -> None:
+    if isinstance(info.exc_value, KeyboardInterrupt):
+        hard_exit(_state["signal"])
+    sys.__unraisablehook__(info)
+
+
+def install(prog: str) -> None:
+    """Install the handlers for command ``prog`` and forget earlier signals (main thread only; elsewhere,
+    e.g. in worker threads, a no-op)."""
+    _state.update(prog=prog, signal=None)
+    try:
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
+    except ValueError:  # not the main thread
+        return
+    sys.unraisablehook = _unraisable
