@@ -30,6 +30,23 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+class UsageError(Exception):
+    """An argparse usage error, reported as one line (argparse itself prints the usage block too)."""
+
+
+def _raise_usage(message: str) -> None:
+    raise UsageError(message)
+
+
+def one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` and all its sub-command parsers raise :class:`UsageError` instead of printing usage."""
+    parser.error = _raise_usage  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                one_line_usage_errors(sub)
+
+
 def _interrupted() -> int:
     sig = signals.received()
     print(signals.message(sig), file=sys.stderr)
@@ -44,10 +61,14 @@ def run(
 ) -> int:
     """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring)."""
     signals.install(prog)
+    one_line_usage_errors(parser)
     try:
         args = parser.parse_args(argv)
         setup_logging(getattr(args, "verbose", False))
         status = int(body(args) or 0)
+    except UsageError as e:
+        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        return 2
     except BadInputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
