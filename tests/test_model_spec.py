@@ -118,3 +118,87 @@ def test_malformed_through_the_real_command(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "block_choices" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- issue 13: integer-valued floats, upper bounds, deep nesting; issue 12: ascending scales ----------------
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"input_size": 32.0}, "input_size"),
+        ({"num_classes": 10.0}, "num_classes"),
+        ({"block_choices": [1.0] + GOOD["block_choices"][1:]}, "block_choices[0]"),
+        ({"channel_choices": GOOD["channel_choices"][:-1] + [6.0]}, "channel_choices[19]"),
+        ({"stage_repeats": [4.0, 4, 8, 4]}, "stage_repeats[0]"),
+        ({"first_conv_channels": 16.0}, "first_conv_channels"),
+        ({"stem_stride": 1.0}, "stem_stride"),
+    ],
+)
+def test_integer_valued_floats_are_refused(changes, field):
+    with pytest.raises(BadInputError, match=rf"field '{__import__('re').escape(field)}' must be of type integer"):
+        spec_from_dict(_with(**changes))
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"num_classes": 10**12}, "num_classes"),
+        ({"input_size": 10**6}, "input_size"),
+        ({"channel_scales": [1e300] * 10}, "channel_scales[0]"),
+        ({"last_conv_channels": 10**9}, "last_conv_channels"),
+        ({"stage_out_channels": [64, 160, 320, 10**8]}, "stage_out_channels[3]"),
+    ],
+)
+def test_values_beyond_any_real_network_name_the_field(changes, field):
+    with pytest.raises(BadInputError) as e:
+        spec_from_dict(_with(**changes))
+    msg = str(e.value)
+    assert f"'{field}'" in msg and "must be <=" in msg and len(msg) < 200
+
+
+def test_channel_scales_must_ascend():
+    with pytest.raises(BadInputError, match="'channel_scales' must be strictly ascending, got 2 then 1"):
+        spec_from_dict(_with(channel_scales=[2.0, 1.0] + [3.0 + i for i in range(8)]))
+    with pytest.raises(BadInputError, match="strictly ascending"):
+        spec_from_dict(_with(channel_scales=[0.5] * 10))
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    p = tmp_path / "deep.json"
+    p.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BadInputError, match="nested too deeply"):
+        load_spec(p)
+
+
+# ---- the small-image geometry: stem stride and per-stage strides ---------------------------------------------
+
+
+def test_geometry_keys_round_trip_and_shape_the_positions():
+    spec = spec_from_dict(_with(input_size=32, num_classes=10, stem_stride=1, stage_strides=[1, 2, 2, 1]))
+    sp = spec.space
+    assert sp.total_stride == 4
+    pos = sp.positions()
+    assert [(p.in_size, p.out_size) for p in pos if p.reduce] == [(32, 32), (32, 16), (16, 8), (8, 8)]
+    assert all(p.reduce == (p.index in (0, 4, 8, 16)) for p in pos)
+    assert spec_from_dict(spec.to_json()) == spec
+    assert "custom" in sp.describe()
+    # the default geometry is written exactly as before (shipped tables and exports keep their config)
+    default = load_spec("oneshot-s+")
+    assert "stem_stride" not in default.space.to_config() and "stage_strides" not in default.to_json()
+    assert spec_from_dict(_with(stage_strides=[2, 2, 2, 2])).space == default.space
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"stem_stride": 3}, "'stem_stride' must be one of [1, 2]"),
+        ({"stage_strides": [2, 2, 2]}, "'stage_strides' has 3 entries but 'stage_repeats' has 4"),
+        ({"stage_strides": [2, 2, 0, 2]}, "'stage_strides[2]' must be one of [1, 2]"),
+        ({"input_size": 36, "stem_stride": 1, "stage_strides": [1, 2, 2, 2]}, "multiple of 8 (the network's total stride)"),
+    ],
+)
+def test_bad_geometry_values(changes, needle):
+    with pytest.raises(BadInputError) as e:
+        spec_from_dict(_with(**changes))
+    assert needle in str(e.value)
