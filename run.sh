@@ -21,10 +21,7 @@ if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   "$VENV/bin/python" -m pip install -q -r requirements.txt >&2
-  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2 2>/dev/null ||
-    "$VENV/bin/python" -m pip install -q --no-deps -e . >&2
-  # foolbox ships 20 real ImageNet validation JPEGs; installed without its dependencies, never imported
-  "$VENV/bin/python" -m pip install -q --no-deps "foolbox==3.3.4" >&2
+  "$VENV/bin/python" -m pip install -q -e ".[dev]" >&2
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -23,8 +23,9 @@ import pytest
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import load_spec
 from spos_deploy.nets.network import build_subnet
-from spos_deploy.runtime import bench
-from spos_deploy.runtime.bench import LatencyStats, resolve_input_shape, summarize, time_fn
+from spos_deploy.runtime import bench, ort, timing
+from spos_deploy.runtime.ort import resolve_input_shape
+from spos_deploy.runtime.timing import LatencyStats, summarize, time_fn
 
 from .conftest import ROOT
 
@@ -148,11 +149,11 @@ def test_time_fn_min_seconds_extends_and_caps():
     elapsed = time.perf_counter() - start
     assert len(calls) == len(times)
     assert len(times) > 2  # two 2 ms calls cannot fill 30 ms
-    assert len(times) == 2 * bench.MAX_REPEAT_FACTOR or elapsed >= 0.03
+    assert len(times) == 2 * timing.MAX_REPEAT_FACTOR or elapsed >= 0.03
     # an unreachable min_seconds stops at the cap of 20 x repeats
     calls.clear()
     times = time_fn(lambda: calls.append(1), warmup=1, repeats=3, min_seconds=1e6)
-    assert len(times) == 3 * bench.MAX_REPEAT_FACTOR and len(calls) == len(times) + 1
+    assert len(times) == 3 * timing.MAX_REPEAT_FACTOR and len(calls) == len(times) + 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def _check_stats(s: LatencyStats, batch: int, runs: int, warmup: int) -> None:
 
 def test_ort_session_matches_mxnet(exported):
     """The session (weights moved out of the graph inputs) computes what the Gluon net computes."""
-    sess = bench.ort_session(exported["dynamic"], threads=1)
+    sess = ort.ort_session(exported["dynamic"], threads=1)
     assert [i.name for i in sess.get_inputs()] == ["data"]  # the weights are no longer inputs
     (y,) = sess.run(None, {"data": exported["x"]})
     np.testing.assert_allclose(y, exported["y"], rtol=1e-4, atol=1e-5)
@@ -189,26 +190,26 @@ def test_bench_onnx_fixed_batch(exported):
 
 def test_ort_session_profile(exported, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # onnxruntime writes its profile into the working folder
-    sess = bench.ort_session(exported["fixed"], threads=1, profile=True)
+    sess = ort.ort_session(exported["fixed"], threads=1, profile=True)
     sess.run(None, {"data": exported["x"][:1]})
     trace = json.loads(Path(sess.end_profiling()).read_text())
     assert any(e.get("cat") == "Node" for e in trace)
 
 
 def test_ort_providers():
-    assert bench.ort_providers("cpu") == ["CPUExecutionProvider"]
+    assert ort.ort_providers("cpu") == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        assert bench.ort_providers("gpu") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert ort.ort_providers("gpu") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
         with pytest.raises(BadInputError, match="no CUDA provider"):
-            bench.ort_providers("gpu")
+            ort.ort_providers("gpu")
 
 
 def test_corrupt_onnx(tmp_path, exported):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(Path(exported["fixed"]).read_bytes()[:4000])
     with pytest.raises(BadInputError, match="corrupt.onnx"):
-        bench.ort_session(bad)
+        ort.ort_session(bad)
     assert_one_line_error(run_bench(str(bad), "--json"), "corrupt.onnx")
     assert_one_line_error(run_bench(str(tmp_path / "missing.onnx")), "missing.onnx", "no such file")
 
@@ -308,5 +309,5 @@ def test_cli_gpu_unavailable(exported):
 
 
 def test_cli_bad_arguments(exported):
-    assert_one_line_error(run_bench("oneshot", "--batch", "0", "--json"), "--batch must be >= 1")
+    assert_one_line_error(run_bench("oneshot", "--batch", "0", "--json"), "--batch", "must be >= 1")
     assert_one_line_error(run_bench("oneshot", "--params", exported["params"]), "--params")

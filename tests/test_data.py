@@ -434,3 +434,32 @@ def test_fashion_mnist_missing_package_and_bad_split(tmp_path: Path) -> None:
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(struct.pack(">4I", 2051, 100, 28, 28)))
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(struct.pack(">2I", 2049, 100)))
     assert "truncated" in _raises(fashion_mnist, "train", 32, 5, root=tmp_path, name="train-images-idx3-ubyte.gz")
+
+
+def test_centre_crop_is_the_one_crop_of_preprocess_and_eval_batches() -> None:
+    """One centre crop: the eval transform (HWC) and validation batches (NCHW) cut at (dim - size) // 2."""
+    from spos_deploy.data.batches import Dataset, eval_batches
+    from spos_deploy.data.images import centre_crop
+
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 37, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(centre_crop(rgb, 32, axes=(0, 1)), rgb[4:36, 2:34])
+    # crop_ratio 1 at the image's own shorter side: no resize, so preprocess is exactly the crop, normalised
+    expected = (rgb[4:36, 2:34].transpose(2, 0, 1).astype(np.float32) - np.reshape(IMAGENET_MEAN, (3, 1, 1))) / (
+        np.reshape(IMAGENET_STD, (3, 1, 1))
+    )
+    np.testing.assert_allclose(preprocess(rgb, 32, crop_ratio=32 / 37), expected, rtol=1e-5, atol=1e-6)
+    batch = np.random.default_rng(4).standard_normal((3, 3, 37, 37)).astype(np.float32)
+    ds = Dataset(batch, np.zeros(3, np.int64), 32, "test", small=False)
+    (images, _), *_ = list(eval_batches(ds, 8))
+    np.testing.assert_array_equal(images, batch[:, :, 2:34, 2:34])
+    with pytest.raises(BadInputError, match="smaller than the crop"):
+        centre_crop(batch, 40)
+
+
+def test_labels_outside_the_model_classes_are_refused() -> None:
+    images = np.zeros((3, 3, 8, 8), np.float32)
+    LabelledImages(images, np.array([0, 9, 5]), "ok").check_labels(10, "ok.npz")
+    with pytest.raises(BadInputError, match=r"--eval data.npz: label 999 is outside 0..9"):
+        LabelledImages(images, np.array([0, 999, -1]), "x").check_labels(10, "data.npz", "--eval")
+    with pytest.raises(BadInputError, match="label -1"):
+        LabelledImages(images, np.array([0, 1, -1]), "x").check_labels(10, "data.npz")

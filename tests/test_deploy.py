@@ -158,6 +158,7 @@ def trained(tmp_path_factory):
     return folder, acc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "mxnet"])
 def test_int8_export_reports_accuracy_on_real_labelled_data(trained, tmp_path, fmt):
     folder, fp32_acc = trained
@@ -206,17 +207,21 @@ def test_int8_export_reports_accuracy_on_real_labelled_data(trained, tmp_path, f
     assert set(report["latency"]) and all(v["p50_ms"] > 0 for v in report["latency"].values())
 
 
+@pytest.mark.slow
 def test_export_bad_inputs(trained, tmp_path):
     folder, _ = trained
     model, weights = str(folder / "model.json"), str(folder / "w.params")
+    procs = []
 
     def export(*extra):
-        return run_cli("spos-export", model, "--no-bench", *extra)
+        procs.append(run_cli("spos-export", model, "--no-bench", *extra))
+        return procs[-1]
 
     # params of another architecture
     other = dict(TINY, block_choices=[1, 1, 1, 1, 1])
     (tmp_path / "other.json").write_text(json.dumps(other))
     p = run_cli("spos-export", str(tmp_path / "other.json"), "--params", weights, "-o", str(tmp_path / "a"))
+    procs.append(p)
     assert p.returncode == 2 and "do not match" in p.stderr and not (tmp_path / "a").exists()
     # truncated params
     cut = tmp_path / "cut.params"
@@ -264,8 +269,9 @@ def test_export_bad_inputs(trained, tmp_path):
     # neither weights nor --random-init
     p = export("-o", str(tmp_path / "f"))
     assert p.returncode == 2 and "--random-init" in p.stderr
-    for line in (p.stderr,):
-        assert "Traceback" not in line
+    assert len(procs) == 7
+    for p in procs:  # every one of them: one line, no traceback
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     # nothing half-written anywhere
     assert not [x for x in tmp_path.iterdir() if x.name.startswith(".")]
 

@@ -18,6 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.cli.options import add_batch, add_threads, nonneg_int, positive_int
 from spos_deploy.errors import BadInputError
 
 log = logging.getLogger("spos_deploy")
@@ -36,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="TARGET", help=".onnx file, MXNet -symbol.json, model.json or built-in name")
     p.add_argument("--params", metavar="FILE", help="weights of a -symbol.json target (default: random weights)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
-    p.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
-    p.add_argument("--threads", type=int, help="intra-op (onnxruntime) or OpenMP (MXNet) threads; default: runtime's")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
-    p.add_argument("--repeats", type=int, default=50, help="timed calls (default: 50)")
+    add_batch(p, help="images per call")
+    add_threads(p, help="intra-op (onnxruntime) or OpenMP (MXNet) threads, 1-256 (default: the runtime's own)")
+    p.add_argument("--warmup", type=nonneg_int, default=10, help="untimed calls before timing (default: 10)")
+    p.add_argument("--repeats", type=positive_int, default=50, help="timed calls (default: 50)")
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         help="input height and width (default: the model's; 224 for a -symbol.json; required for an .onnx "
         "file with dynamic H and W)",
     )
@@ -68,11 +69,7 @@ def target_kind(target: str) -> str:
 
 
 def _check_args(args: argparse.Namespace, kind: str) -> None:
-    limits = [("--batch", args.batch, 1), ("--warmup", args.warmup, 0), ("--repeats", args.repeats, 1)]
-    limits += [("--threads", args.threads, 1), ("--input-size", args.input_size, 1)]
-    for flag, value, low in limits:
-        if value is not None and value < low:
-            raise BadInputError(f"{flag} must be >= {low}, got {value}")
+    """What argparse cannot check alone (the numbers are checked while parsing)."""
     if args.params is not None and kind != "symbol":
         raise BadInputError("--params applies only to an MXNet -symbol.json target")
     if kind == "onnx" and not Path(args.target).is_file():
@@ -91,11 +88,12 @@ def _set_mxnet_threads(threads: int | None) -> None:
 
 def _measure(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     from spos_deploy.runtime import bench
+    from spos_deploy.runtime.ort import ort_session
 
     out: dict[str, Any] = {"target": args.target, "device": args.device}  # ordered for print in the return
     size = args.input_size
     if kind == "onnx":
-        sess = bench.ort_session(args.target, device=args.device, threads=args.threads)
+        sess = ort_session(args.target, device=args.device, threads=args.threads)
         shape = None if size is None else (args.batch, None, size, size)
         stats = bench.bench_ort_session(sess, args.batch, args.warmup, args.repeats, shape, label=args.target)
         out.update(runtime="onnxruntime", providers=sess.get_providers())

@@ -1,15 +1,20 @@
-"""``spos-export``: deployable files (ONNX or MXNet, fp32 and int8) with a verified report."""
+"""``spos-export``: deployable files (ONNX or MXNet, fp32 and int8) with a verified report.
+
+Light at import (argparse and the option tables only): MXNet, onnx and onnxruntime are imported inside
+:func:`body`, after the signal policy is installed, so Ctrl-C during start-up is one line and exit 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.deploy.pipeline import ExportOptions, run_export
-from spos_deploy.deploy.quantize import CALIBRATION_METHODS, MXNET_CALIB_MODES, OrtQuantConfig
-from spos_deploy.model_spec import load_spec
+from spos_deploy.cli.options import add_output, nonneg_int, positive_int
+from spos_deploy.deploy.choices import CALIBRATION_METHODS, FORMATS, MXNET_CALIB_MODES, SHUFFLE_FORMS, check_new_output
+from spos_deploy.errors import BadInputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = p.add_mutually_exclusive_group()
     w.add_argument("--params", help="trained weights (.params from save_parameters or export)")
     w.add_argument("--random-init", action="store_true", help="random weights, for profiling/benchmarking only")
-    p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
-    p.add_argument("--format", dest="fmt", choices=["onnx", "mxnet"], default="onnx")
+    add_output(p, help="output folder (must not exist)")
+    p.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx")
     p.add_argument("--merge-bn", action=argparse.BooleanOptionalAction, default=True, help="fold BN into convs")
-    p.add_argument("--shuffle", choices=["reshape", "conv"], help="channel-shuffle form of the deployed graph")
-    p.add_argument("--input-size", type=int, help="override the model's input size")
+    p.add_argument("--shuffle", choices=SHUFFLE_FORMS, help="channel-shuffle form of the deployed graph")
+    p.add_argument("--input-size", type=positive_int, help="override the model's input size")
     p.add_argument("--int8", action="store_true", help="also write an int8 model")
     p.add_argument(
         "--calib",
@@ -34,17 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibration images: image folder, .rec, .npz, 'imagenet-samples' or 'fashion-mnist' "
         "(default: the 20 bundled ImageNet samples)",
     )
-    p.add_argument("--calib-count", type=int, default=64, help="calibration images to use")
+    p.add_argument("--calib-count", type=positive_int, default=64, help="calibration images to use (default 64)")
     p.add_argument(
         "--eval",
         dest="eval_data",
         metavar="DATA",
         help="labelled images for the parity and accuracy checks (default: bundled ImageNet samples)",
     )
-    p.add_argument("--eval-count", type=int, default=500)
+    p.add_argument("--eval-count", type=positive_int, default=500, help="check images to use (default 500)")
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="onnxruntime calibration")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
-    p.add_argument("--keep-float", type=int, default=2, help="most sensitive convs kept in float (0: none)")
+    p.add_argument("--keep-float", type=nonneg_int, default=2, help="most sensitive convs kept in float (0: none)")
     p.add_argument(
         "--reduce-range",
         action=argparse.BooleanOptionalAction,
@@ -57,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def body(args: argparse.Namespace) -> int:
-    spec = load_spec(args.model, input_size=args.input_size)
-    opts = ExportOptions(
+def _options(args: argparse.Namespace) -> Any:
+    from spos_deploy.deploy.pipeline import ExportOptions
+    from spos_deploy.deploy.quantize import OrtQuantConfig
+
+    return ExportOptions(
         params=args.params,
         random_init=args.random_init,
         merge_bn=args.merge_bn,
@@ -79,22 +86,40 @@ def body(args: argparse.Namespace) -> int:
         mxnet_calib_mode=args.mxnet_calib,
         bench=not args.no_bench,
     )
-    report = run_export(spec, args.output, opts)
+
+
+def _print_text(report: Any, output: str) -> None:
+    print(f"wrote {output}/ ({', '.join(f['name'] for f in report.files.values())})")
+    for c in report.checks:
+        print(f"  check {c['check']}: max rel {c['max_rel']:.2e} <= {c['tolerance']:g}  ok")
+    a, g = report.architecture, report.deployed_graph
+    print(f"  FLOPs / params, architecture (paper convention): {a.flops:,} / {a.params:,}")
+    print(f"  FLOPs / params, deployed graph (as written):      {g.flops:,} / {g.params:,}")
+    if report.int8 is not None:
+        acc = report.int8["accuracy"]
+        print(
+            f"  int8: top-1 agreement {acc['top1_agreement']:.3f}, top-1 fp32 {acc['top1_fp32']}, "
+            f"int8 {acc['top1_int8']} on {acc['images']} images"
+        )
+    for k, v in report.latency.items():
+        print(f"  latency {k}: p50 {v['p50_ms']:.2f} ms")
+    print(f"  report: {output}/report.md")
+
+
+def body(args: argparse.Namespace) -> int:
+    from spos_deploy.model_spec import load_spec
+
+    if args.params is None and not args.random_init:
+        raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
+    check_new_output(args.output)
+    spec = load_spec(args.model, input_size=args.input_size)
+    from spos_deploy.deploy.pipeline import run_export
+
+    report = run_export(spec, args.output, _options(args))
     if args.json:
-        print_json(report)
+        print_json(report.as_dict())
     else:
-        print(f"wrote {args.output}/ ({', '.join(f['name'] for f in report['files'].values())})")
-        for c in report["checks"]:
-            print(f"  check {c['check']}: max rel {c['max_rel']:.2e} <= {c['tolerance']:g}  ok")
-        if "int8" in report:
-            a = report["int8"]["accuracy"]
-            print(
-                f"  int8: top-1 agreement {a['top1_agreement']:.3f}, top-1 fp32 {a['top1_fp32']}, "
-                f"int8 {a['top1_int8']} on {a['images']} images"
-            )
-        for k, v in report.get("latency", {}).items():
-            print(f"  latency {k}: p50 {v['p50_ms']:.2f} ms")
-        print(f"  report: {args.output}/report.md")
+        _print_text(report, args.output)
     return 0
 
 

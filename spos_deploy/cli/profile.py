@@ -1,17 +1,24 @@
-"""``spos-profile``: FLOPs, params and MicroNet ops of a model, op by op and block by block."""
+"""``spos-profile``: FLOPs, params and MicroNet ops of a model, op by op and block by block.
+
+Light at import: the counting modules (which build MXNet graphs) are imported inside :func:`body`, after
+the signal policy is installed, so Ctrl-C during start-up is one line and exit 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.counting.profile import COMPARE_MODELS, Profile, profile_spec, profile_zoo
-from spos_deploy.model_spec import load_spec
+from spos_deploy.cli.options import add_plot, add_threads, positive_int
 from spos_deploy.space import part_key
+
+if TYPE_CHECKING:
+    from spos_deploy.counting.profile import Profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or a built-in model (oneshot, oneshot+, oneshot-s+).",
     )
     p.add_argument("model", help="model.json path or built-in name")
-    p.add_argument("--input-size", type=int, help="override the model's input size (a multiple of 32)")
+    p.add_argument("--input-size", type=positive_int, help="override the model's input size (a multiple of 32)")
     p.add_argument("--shuffle", choices=["reshape", "conv"], help="override the channel-shuffle form")
     p.add_argument("--table", choices=["ops", "blocks", "none"], default="blocks", help="which table to print")
     p.add_argument("--bits", type=int, choices=[32, 16, 8], default=32, help="precision for the MicroNet numbers")
@@ -29,15 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         nargs="+",
         metavar="NAME",
-        help=f"also profile gluoncv networks side by side (e.g. {', '.join(COMPARE_MODELS)}); 'all' for those",
+        help="also profile gluoncv networks side by side (e.g. mobilenetv2_1.0 mobilenetv3_small shufflenet_v2); "
+        "'all' for the usual comparison set",
     )
-    p.add_argument("--plot", metavar="PNG", help="write a per-block FLOPs/params bar chart")
+    add_plot(p, help="write a per-block FLOPs/params bar chart")
     p.add_argument(
         "--measure",
         choices=["cpu", "gpu"],
         help="also measure time per op and per block (onnxruntime profiler, deployed form, random weights)",
     )
-    p.add_argument("--measure-runs", type=int, default=30, help="profiled runs for --measure")
+    p.add_argument("--measure-runs", type=positive_int, default=30, help="profiled runs for --measure (default 30)")
+    add_threads(p, help="intra-op threads for --measure (default: onnxruntime's own)")
     add_common(p)
     return p
 
@@ -156,6 +165,9 @@ def _plot(prof: Profile, path: str) -> None:
 
 
 def body(args: argparse.Namespace) -> int:
+    from spos_deploy.counting.profile import COMPARE_MODELS, profile_spec, profile_zoo
+    from spos_deploy.model_spec import load_spec
+
     spec = load_spec(args.model, input_size=args.input_size)
     if args.shuffle:
         spec = spec.with_(shuffle=args.shuffle)
@@ -170,7 +182,7 @@ def body(args: argparse.Namespace) -> int:
     if args.measure:
         from spos_deploy.runtime.op_profile import measure_spec
 
-        measured = measure_spec(spec, device=args.measure, runs=args.measure_runs)
+        measured = measure_spec(spec, device=args.measure, runs=args.measure_runs, threads=args.threads)
     if args.json:
         out = prof.to_json(args.bits)
         if measured is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spos_deploy.data.images import LabelledImages, load_images
+from spos_deploy.data.images import LabelledImages, centre_crop, load_images
 from spos_deploy.errors import BadInputError
 
 SMALL_PAD = 4
@@ -70,11 +70,6 @@ def _augment(batch: np.ndarray, size: int, small: bool, rng: np.random.Generator
     return out
 
 
-def _centre(batch: np.ndarray, size: int) -> np.ndarray:
-    off = (batch.shape[2] - size) // 2
-    return batch[:, :, off : off + size, off : off + size]
-
-
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)  # the last partial batch is dropped: constant batch shapes for hybridized graphs
 
@@ -92,4 +87,4 @@ def train_batches(
 
 def eval_batches(ds: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, len(ds), batch_size):
-        yield _centre(ds.images[i : i + batch_size], ds.input_size), ds.labels[i : i + batch_size]
+        yield centre_crop(ds.images[i : i + batch_size], ds.input_size), ds.labels[i : i + batch_size]

@@ -4,7 +4,7 @@ Every loader returns :class:`LabelledImages`: float32 NCHW arrays that are alrea
 calibration, accuracy checks and training all see exactly the same preprocessing. Sources:
 
 * ``imagenet-samples``: the 20 real ImageNet validation JPEGs shipped inside the PyPI package foolbox 3.3.4
-  (installed ``--no-deps`` and never imported; we only read its ``data/`` folder);
+  (a declared dependency, never imported: we only read its ``data/`` folder);
 * an image folder (``root/CLASS/*.jpg`` or a flat folder), an MXNet RecordIO ``.rec`` (what ``im2rec`` makes
   from real ImageNet) or an ``.npz`` of arrays;
 * ``fashion-mnist[:train|test]``: the Debian package ``dataset-fashion-mnist`` (IDX files, gzip + numpy).
@@ -21,14 +21,14 @@ import os
 import re
 import struct
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spos_deploy.errors import BadInputError
+from spos_deploy.errors import BadInputError, short_message
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)  # RGB, 0-255 scale
 IMAGENET_STD = (58.393, 57.12, 57.375)  # RGB, 0-255 scale
@@ -62,6 +62,19 @@ class LabelledImages:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def check_labels(self, num_classes: int, where: str, flag: str | None = None) -> None:
+        """Refuse labels that cannot be classes of a ``num_classes``-way model: accuracy against them would
+        be a silent 0."""
+        if self.labels is None or len(self.labels) == 0:
+            return
+        bad = self.labels[(self.labels < 0) | (self.labels >= num_classes)]
+        if len(bad):
+            prefix = f"{flag} {where}" if flag else where
+            raise BadInputError(
+                f"{prefix}: label {int(bad[0])} is outside 0..{num_classes - 1} (the model has {num_classes} "
+                f"classes; {len(bad)} of {len(self.labels)} labels are out of range)"
+            )
+
     def subset(self, n: int) -> LabelledImages:
         """The first ``n`` images (copied, so a small calibration set does not pin a large array in memory)."""
         _check_limit(n, self.source)
@@ -87,6 +100,22 @@ def _normalise_hwc(rgb: np.ndarray) -> np.ndarray:
     return chw
 
 
+def centre_crop(a: np.ndarray, size: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """The central ``size`` x ``size`` window of ``a`` along ``axes`` (height, width): a view, not a copy.
+
+    The one centre crop of the toolkit (evaluation transform, validation batches), so an image is cut at
+    the same offset, ``(dim - size) // 2``, wherever it is cropped.
+    """
+    index: list[slice] = [slice(None)] * a.ndim
+    for axis in axes:
+        dim = a.shape[axis]
+        if dim < size:
+            raise BadInputError(f"centre crop: dimension {dim} is smaller than the crop {size}")
+        off = (dim - size) // 2
+        index[axis] = slice(off, off + size)
+    return a[tuple(index)]
+
+
 def _preprocess_pil(img: Image.Image, input_size: int, crop_ratio: float) -> np.ndarray:
     """Resize the shorter side to ``ceil(input_size / crop_ratio)``, center-crop, normalise (the eval transform)."""
     if img.mode != "RGB":
@@ -99,9 +128,7 @@ def _preprocess_pil(img: Image.Image, input_size: int, crop_ratio: float) -> np.
         new_w, new_h = max(resize, int(round(w * resize / h))), resize
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), Image.BILINEAR)
-    left, top = (new_w - input_size) // 2, (new_h - input_size) // 2
-    img = img.crop((left, top, left + input_size, top + input_size))
-    return _normalise_hwc(np.asarray(img, dtype=np.uint8))
+    return _normalise_hwc(centre_crop(np.asarray(img, dtype=np.uint8), input_size, axes=(0, 1)))
 
 
 def preprocess(img: np.ndarray, input_size: int, crop_ratio: float = 0.875) -> np.ndarray:
@@ -132,8 +159,7 @@ def _decode_file(path: Path, input_size: int) -> np.ndarray:
             img.load()
             return _preprocess_pil(img, input_size, 0.875)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInputError(f"{path}: unreadable or corrupt image ({reason})") from exc
+        raise BadInputError(f"{path}: unreadable or corrupt image ({short_message(exc)})") from exc
 
 
 def _stack(arrays: list[np.ndarray], input_size: int) -> np.ndarray:
@@ -154,7 +180,8 @@ def _foolbox_data_dir() -> Path:
     spec = importlib.util.find_spec("foolbox")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise BadInputError(
-            "imagenet-samples: the package foolbox is not installed; run `pip install --no-deps foolbox==3.3.4`"
+            "imagenet-samples: the package foolbox (a dependency of spos-deploy) is missing; "
+            "run `pip install foolbox==3.3.4`"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
@@ -172,7 +199,7 @@ def imagenet_samples(input_size: int = 224) -> LabelledImages:
     except OSError as exc:
         raise BadInputError(f"{folder}: cannot list the foolbox sample images ({exc.strerror})") from exc
     if not names:
-        raise BadInputError(f"{folder}: no imagenet_XX_LABEL.jpg files (reinstall foolbox==3.3.4 --no-deps)")
+        raise BadInputError(f"{folder}: no imagenet_XX_LABEL.jpg files (pip install --force-reinstall foolbox==3.3.4)")
     labels = np.asarray([int(_IMAGENET_SAMPLE.match(n).group(2)) for n in names], dtype=np.int64)
     images = _decode_files([folder / n for n in names], input_size)
     return LabelledImages(images, labels, f"imagenet samples ({len(names)} JPEGs)")
@@ -223,6 +250,53 @@ def load_image_folder(path: str | os.PathLike[str], input_size: int, limit: int 
     return LabelledImages(images, None, f"image folder {root} ({n} images, unlabelled)")
 
 
+def _decode_record(record: bytes | None, where: str, rec: Path, input_size: int) -> tuple[np.ndarray, int]:
+    """One packed record (``IRHeader`` + encoded image) to a preprocessed image and its label."""
+    import mxnet as mx
+
+    if record is None:
+        raise BadInputError(f"{rec}: truncated or corrupt RecordIO file (nothing at {where})")
+    try:
+        header, bgr = mx.recordio.unpack_img(record)
+    except Exception as exc:  # struct.error or cv2.error on a damaged record
+        raise BadInputError(f"{rec}: {where} is corrupt ({type(exc).__name__})") from exc
+    if bgr is None or bgr.ndim not in (2, 3) or bgr.size == 0:
+        raise BadInputError(f"{rec}: {where} does not decode to an image")
+    if bgr.ndim == 3:
+        bgr = bgr[:, :, 2::-1]  # cv2 decodes to BGR(A); keep RGB
+    label = np.asarray(header.label).reshape(-1)
+    if label.size == 0:
+        raise BadInputError(f"{rec}: {where} has no label")
+    return preprocess(np.ascontiguousarray(bgr), input_size), int(label[0])
+
+
+def _records(rec: Path, idx: Path, max_n: float) -> Iterator[tuple[bytes | None, str]]:
+    """(record, where) pairs: in the index's order when ``idx`` exists, else sequentially to the end."""
+    import mxnet as mx
+
+    if idx.is_file():
+        reader = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
+        try:
+            for n, key in enumerate(reader.keys):
+                if n >= max_n:
+                    break
+                yield reader.read_idx(key), f"index key {key}"
+        finally:
+            reader.close()
+        return
+    reader = mx.recordio.MXRecordIO(str(rec), "r")
+    try:
+        n = 0
+        while n < max_n:
+            record = reader.read()
+            if record is None:
+                break
+            yield record, f"record {n}"
+            n += 1
+    finally:
+        reader.close()
+
+
 def load_recordio(path: str | os.PathLike[str], input_size: int, limit: int | None = None) -> LabelledImages:
     """An MXNet RecordIO ``.rec`` of encoded images (``im2rec`` / ``mx.recordio.pack_img``), label from the header.
 
@@ -237,47 +311,13 @@ def load_recordio(path: str | os.PathLike[str], input_size: int, limit: int | No
     if not rec.is_file():
         raise BadInputError(f"{rec}: no such file")
     idx = rec.with_suffix(".idx")
-    max_n = math.inf if limit is None else limit
     arrays: list[np.ndarray] = []
     labels: list[int] = []
-
-    def add(record: bytes | None, where: str) -> None:
-        if record is None:
-            raise BadInputError(f"{rec}: truncated or corrupt RecordIO file (nothing at {where})")
-        try:
-            header, bgr = mx.recordio.unpack_img(record)
-        except Exception as exc:  # struct.error or cv2.error on a damaged record
-            raise BadInputError(f"{rec}: {where} is corrupt ({type(exc).__name__})") from exc
-        if bgr is None or bgr.ndim not in (2, 3) or bgr.size == 0:
-            raise BadInputError(f"{rec}: {where} does not decode to an image")
-        if bgr.ndim == 3:
-            bgr = bgr[:, :, 2::-1]  # cv2 decodes to BGR(A); keep RGB
-        label = np.asarray(header.label).reshape(-1)
-        if label.size == 0:
-            raise BadInputError(f"{rec}: {where} has no label")
-        arrays.append(preprocess(np.ascontiguousarray(bgr), input_size))
-        labels.append(int(label[0]))
-
     try:
-        if idx.is_file():
-            reader = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
-            try:
-                for key in reader.keys:
-                    if len(arrays) >= max_n:
-                        break
-                    add(reader.read_idx(key), f"index key {key}")
-            finally:
-                reader.close()
-        else:
-            reader = mx.recordio.MXRecordIO(str(rec), "r")
-            try:
-                while len(arrays) < max_n:
-                    record = reader.read()
-                    if record is None:
-                        break
-                    add(record, f"record {len(arrays)}")
-            finally:
-                reader.close()
+        for record, where in _records(rec, idx, math.inf if limit is None else limit):
+            image, label = _decode_record(record, where, rec, input_size)
+            arrays.append(image)
+            labels.append(label)
     except BadInputError:
         raise
     except (mx.base.MXNetError, ValueError, OSError) as exc:
@@ -296,6 +336,46 @@ def _first_key(keys: Sequence[str], names: Sequence[str]) -> str | None:
     return next((k for k in names if k in keys), None)
 
 
+def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray | None, str, str | None]:
+    """The images array, the labels array (or None) and their keys, read from an ``.npz`` file."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            image_key = _first_key(keys, ("images", "data", "x"))
+            if image_key is None:
+                raise BadInputError(f"{file}: no images array (expected key 'images', 'data' or 'x'; found {keys})")
+            label_key = _first_key(keys, ("labels", "label", "y"))
+            return npz[image_key], None if label_key is None else npz[label_key], image_key, label_key
+    except BadInputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BadInputError(f"{file}: not a readable .npz ({type(exc).__name__}: {short_message(exc)})") from exc
+
+
+def _npz_images(file: Path, images: np.ndarray, key: str, input_size: int | None) -> tuple[np.ndarray, str]:
+    """Normalised float32 NCHW images from either .npz layout, and the layout's name."""
+    shape = images.shape
+    if images.dtype.kind == "f" and images.ndim == 4 and shape[1] == 3:
+        if input_size is not None and shape[2:] != (input_size, input_size):
+            raise BadInputError(
+                f"{file}: images are {shape[2]}x{shape[3]} but input_size is {input_size} (shape {shape})"
+            )
+        if not np.all(np.isfinite(images)):
+            raise BadInputError(f"{file}: '{key}' contains NaN or infinite values")
+        return np.ascontiguousarray(images, dtype=np.float32), "normalised NCHW"
+    if images.dtype == np.uint8 and (images.ndim == 3 or (images.ndim == 4 and shape[3] == 3)):
+        if input_size is None:
+            raise BadInputError(f"{file}: uint8 images of shape {shape} need an input_size to be preprocessed")
+        out = np.empty((len(images), 3, input_size, input_size), dtype=np.float32)
+        for i in range(len(images)):
+            out[i] = preprocess(images[i], input_size)
+        return out, "uint8 NHWC" if images.ndim == 4 else "uint8 grey"
+    raise BadInputError(
+        f"{file}: '{key}' has dtype {images.dtype} and shape {shape}; expected float (N, 3, H, W) "
+        "already normalised, or uint8 (N, H, W, 3) / (N, H, W)"
+    )
+
+
 def load_npz(path: str | os.PathLike[str], input_size: int | None = None, limit: int | None = None) -> LabelledImages:
     """Arrays from an ``.npz``: images under ``images``/``data``/``x``, labels under ``labels``/``label``/``y``.
 
@@ -309,20 +389,7 @@ def load_npz(path: str | os.PathLike[str], input_size: int | None = None, limit:
         _check_size(input_size, file)
     if not file.is_file():
         raise BadInputError(f"{file}: no such file")
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            keys = list(npz.files)
-            image_key = _first_key(keys, ("images", "data", "x"))
-            if image_key is None:
-                raise BadInputError(f"{file}: no images array (expected key 'images', 'data' or 'x'; found {keys})")
-            label_key = _first_key(keys, ("labels", "label", "y"))
-            images = npz[image_key]
-            labels = None if label_key is None else npz[label_key]
-    except BadInputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise BadInputError(f"{file}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
-
+    images, labels, image_key, label_key = _read_npz(file)
     n_all = images.shape[0] if images.ndim else 0
     if n_all == 0:
         raise BadInputError(f"{file}: '{image_key}' holds no images (shape {images.shape})")
@@ -332,30 +399,7 @@ def load_npz(path: str | os.PathLike[str], input_size: int | None = None, limit:
         if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
             raise BadInputError(f"{file}: '{label_key}' must hold integer class ids, got {labels.dtype}")
     n = n_all if limit is None else min(limit, n_all)
-    images = images[:n]
-    shape = images.shape
-
-    if images.dtype.kind == "f" and images.ndim == 4 and shape[1] == 3:
-        if input_size is not None and shape[2:] != (input_size, input_size):
-            raise BadInputError(
-                f"{file}: images are {shape[2]}x{shape[3]} but input_size is {input_size} (shape {shape})"
-            )
-        if not np.all(np.isfinite(images)):
-            raise BadInputError(f"{file}: '{image_key}' contains NaN or infinite values")
-        out = np.ascontiguousarray(images, dtype=np.float32)
-        layout = "normalised NCHW"
-    elif images.dtype == np.uint8 and (images.ndim == 3 or (images.ndim == 4 and shape[3] == 3)):
-        if input_size is None:
-            raise BadInputError(f"{file}: uint8 images of shape {shape} need an input_size to be preprocessed")
-        out = np.empty((n, 3, input_size, input_size), dtype=np.float32)
-        for i in range(n):
-            out[i] = preprocess(images[i], input_size)
-        layout = "uint8 NHWC" if images.ndim == 4 else "uint8 grey"
-    else:
-        raise BadInputError(
-            f"{file}: '{image_key}' has dtype {images.dtype} and shape {shape}; expected float (N, 3, H, W) "
-            "already normalised, or uint8 (N, H, W, 3) / (N, H, W)"
-        )
+    out, layout = _npz_images(file, images[:n], image_key, input_size)
     out_labels = None if labels is None else labels[:n].astype(np.int64)
     return LabelledImages(out, out_labels, f"npz {file} ({n} images, {layout})")
 

@@ -1,8 +1,8 @@
 """ONNX export of fixed subnets, with a parity check against MXNet on real images.
 
-MXNet's exporter writes every weight as a graph input as well as an initializer; onnxruntime then
-cannot constant-fold and its quantization pre-processing cannot fold anything. The exported graph is
-therefore cleaned (weights are initializers only), stamped with the architecture, and checked.
+MXNet's exporter writes every weight as a graph input as well as an initializer; the exported graph is
+therefore cleaned (weights are initializers only, see
+:func:`~spos_deploy.runtime.ort.strip_initializer_inputs`), stamped with the architecture, and checked.
 """
 
 from __future__ import annotations
@@ -18,26 +18,12 @@ import onnx
 
 from spos_deploy.atomic import atomic_path
 from spos_deploy.errors import SposError
+from spos_deploy.nets.evaluate import batched_logits
 from spos_deploy.nets.network import SposNet
+from spos_deploy.runtime.ort import ort_logits, ort_session, strip_initializer_inputs
 
 INPUT_NAME = "data"
 PARITY_RTOL = 1e-4
-
-
-def _silence_ort() -> None:
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(3)
-
-
-def remove_initializers_from_inputs(model: onnx.ModelProto) -> int:
-    """Drop graph inputs that are initializers (the weights); returns how many were removed."""
-    init_names = {i.name for i in model.graph.initializer}
-    keep = [i for i in model.graph.input if i.name not in init_names]
-    removed = len(model.graph.input) - len(keep)
-    del model.graph.input[:]
-    model.graph.input.extend(keep)
-    return removed
 
 
 def name_nodes(model: onnx.ModelProto) -> None:
@@ -72,7 +58,7 @@ def export_onnx(net: SposNet, path: str | Path, metadata: dict | None = None) ->
             dynamic_input_shapes=[(None, 3, size, size)],
         )
         model = onnx.load(str(raw))
-    remove_initializers_from_inputs(model)
+    strip_initializer_inputs(model)
     name_nodes(model)
     model.graph.name = net.spec.name
     model.producer_name = "spos-deploy"
@@ -108,6 +94,7 @@ class Parity:
 
 
 def compare_outputs(out: np.ndarray, ref: np.ndarray, tolerance: float) -> Parity:
+    """How far ``out`` is from the reference ``ref`` (logits of the same images, same order)."""
     diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
     scale = max(float(np.abs(ref).max()), 1e-12)
     max_rel = float(diff.max() / scale)
@@ -123,31 +110,15 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, tolerance: float) -> Parit
 
 
 def mxnet_logits(net: mx.gluon.HybridBlock, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    outs = [net(mx.nd.array(images[i : i + batch])).asnumpy() for i in range(0, len(images), batch)]
-    return np.concatenate(outs)
-
-
-def ort_logits(session, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
-
-
-def cpu_session(path: str | Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    _silence_ort()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    """Logits of an MXNet network over ``images`` (batches of 16: small enough for 224 x 224 on a laptop)."""
+    return batched_logits(net, images, batch_size=batch)
 
 
 def check_onnx_parity(
     net: mx.gluon.HybridBlock, onnx_path: str | Path, images: np.ndarray, tolerance: float = PARITY_RTOL
 ) -> Parity:
     """onnxruntime vs MXNet on ``images``; raises :class:`SposError` when they differ beyond ``tolerance``."""
-    parity = compare_outputs(ort_logits(cpu_session(onnx_path), images), mxnet_logits(net, images), tolerance)
+    parity = compare_outputs(ort_logits(ort_session(onnx_path), images), mxnet_logits(net, images), tolerance)
     if not parity.passed:
         raise SposError(
             f"ONNX parity check failed: max relative difference {parity.max_rel:.3g} > {tolerance:g} "

@@ -2,14 +2,14 @@
 
 Every step that changes the network is checked against the step before it on real images, and an
 export whose check fails is an error. Everything is written into a temporary folder that is renamed
-to the output folder only when all of it succeeded.
+to the output folder only when all of it succeeded. The result is an :class:`ExportReport`: the CLI and
+:func:`report_markdown` read it, ``report.json`` is its :meth:`ExportReport.as_dict`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,30 +18,27 @@ import mxnet as mx
 import numpy as np
 
 from spos_deploy.atomic import atomic_dir
-from spos_deploy.counting.profile import profile_spec
+from spos_deploy.counting.graph import symbol_from_block
+from spos_deploy.counting.profile import Profile, profile_spec, profile_symbol
 from spos_deploy.data.images import LabelledImages, imagenet_samples, load_images
-from spos_deploy.deploy.onnx import (
-    PARITY_RTOL,
-    Parity,
-    compare_outputs,
-    cpu_session,
-    export_onnx,
-    export_symbol,
-    mxnet_logits,
-    ort_logits,
-)
+from spos_deploy.deploy.choices import FORMATS, check_new_output
+from spos_deploy.deploy.onnx import PARITY_RTOL, Parity, compare_outputs, export_onnx, export_symbol, mxnet_logits
 from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx
 from spos_deploy.deploy.transforms import merge_bn, set_shuffle_form
 from spos_deploy.errors import BadInputError, SposError
 from spos_deploy.machine import machine_record
 from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets.evaluate import top1
 from spos_deploy.nets.network import SposNet, build_subnet
 from spos_deploy.nets.weights import load_subnet
+from spos_deploy.runtime.ort import ort_logits, ort_session
 
 log = logging.getLogger(__name__)
 
 TRANSFORM_RTOL = 1e-5
 FORMAT_VERSION = 1
+ARCHITECTURE_COUNTS = "paper-convention counts of the model (BN form, as spos-profile and the tables count it)"
+DEPLOYED_COUNTS = "counts of the graph actually written (BN merged into conv weights and biases)"
 
 
 @dataclass
@@ -62,6 +59,78 @@ class ExportOptions:
     bench_repeats: int = 30
 
 
+@dataclass
+class GraphCounts:
+    """FLOPs (paper convention), params and MicroNet totals of one graph; ``what`` says which graph."""
+
+    what: str
+    flops: int
+    params: int
+    micronet_fp32: dict[str, Any]
+    micronet_int8: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, prof: Profile, what: str, int8: bool) -> GraphCounts:
+        return cls(what, prof.flops, prof.params, prof.micronet(32), prof.micronet(8) if int8 else None)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"what": self.what, "flops": self.flops, "params": self.params, "micronet_fp32": self.micronet_fp32}
+        return d if self.micronet_int8 is None else {**d, "micronet_int8": self.micronet_int8}
+
+
+@dataclass
+class ExportReport:
+    """What an export did and checked: the one record behind report.json, report.md and the CLI output."""
+
+    model: dict[str, Any]
+    config: dict[str, Any]
+    weights: str
+    random_weights: bool
+    check_data: str
+    machine: dict[str, Any]
+    deployed: dict[str, Any]
+    architecture: GraphCounts
+    deployed_graph: GraphCounts
+    calibration_data: str | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    int8: dict[str, Any] | None = None
+    accuracy_fp32: dict[str, Any] | None = None
+    format_version: int = FORMAT_VERSION
+
+    def counts(self) -> dict[str, Any]:
+        """``counts`` of report.json: the architecture's numbers at the top level (what scripts have read
+        since format 1), and both labelled graphs below them."""
+        return {
+            **{k: v for k, v in self.architecture.as_dict().items() if k != "what"},
+            "architecture": self.architecture.as_dict(),
+            "deployed_graph": self.deployed_graph.as_dict(),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format_version": self.format_version,
+            "model": self.model,
+            "config": self.config,
+            "weights": self.weights,
+            "random_weights": self.random_weights,
+            "check_data": self.check_data,
+            "checks": self.checks,
+            "files": self.files,
+            "machine": self.machine,
+        }
+        if self.calibration_data is not None:
+            d["calibration_data"] = self.calibration_data
+        d.update(deployed=self.deployed, counts=self.counts())
+        if self.int8 is not None:
+            d["int8"] = self.int8
+        if self.accuracy_fp32 is not None:
+            d["accuracy_fp32"] = self.accuracy_fp32
+        d["latency"] = self.latency
+        return d
+
+
 def _load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
     if opts.params:
         return load_subnet(spec, opts.params), f"weights from {opts.params}"
@@ -70,12 +139,18 @@ def _load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
     raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
 
 
-def _data(ref: str | None, size: int, limit: int) -> LabelledImages:
-    return imagenet_samples(size) if ref is None else load_images(ref, size, limit=limit)
+def _data(ref: str | None, spec: ModelSpec, limit: int, flag: str) -> LabelledImages:
+    """Images for ``flag``, refused when their labels cannot be classes of this model."""
+    size = spec.space.input_size
+    data = imagenet_samples(size) if ref is None else load_images(ref, size, limit=limit)
+    if ref is None and spec.space.num_classes < 1000:
+        return LabelledImages(data.images, None, f"{data.source}, labels not used ({spec.space.num_classes} classes)")
+    data.check_labels(spec.space.num_classes, ref or "imagenet-samples", flag)
+    return data
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
-    return None if labels is None else float((logits.argmax(1) == labels).mean())
+    return None if labels is None else top1(logits, labels)
 
 
 def _accuracy_report(ref_logits: np.ndarray, q_logits: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
@@ -110,118 +185,134 @@ def _bench(kind: str, path: Path, size: int, repeats: int, params: Path | None =
     return stats.as_dict()
 
 
-def run_export(spec: ModelSpec, out_dir: str | Path, opts: ExportOptions) -> dict[str, Any]:
-    """Run the whole pipeline; returns the report (also written as report.json / report.md)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise BadInputError(f"{out_dir}: output folder exists; choose a new one (nothing was written)")
-    if opts.fmt not in ("onnx", "mxnet"):
-        raise BadInputError(f"--format {opts.fmt}: use onnx or mxnet")
-    size = spec.space.input_size
-    net, weights_note = _load_network(spec, opts)
-    check_data = _data(opts.eval_data, size, opts.eval_count)
-    images = check_data.images
-    report: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "model": spec.to_json(),
-        "config": spec.space.to_config(),
-        "weights": weights_note,
-        "random_weights": bool(opts.random_init and not opts.params),
-        "check_data": check_data.source,
-        "checks": [],
-        "files": {},
-        "machine": machine_record(),
-    }
-    if opts.int8:
-        calib = _data(opts.calib, size, opts.calib_count)
-        report["calibration_data"] = f"{calib.source}, {len(calib)} images"
+@dataclass
+class _Job:
+    """What the two export paths share: the network in deployed form, the data, the report being filled."""
 
+    spec: ModelSpec
+    opts: ExportOptions
+    deployed: SposNet
+    images: np.ndarray
+    labels: np.ndarray | None
+    deployed_logits: np.ndarray
+    calib: LabelledImages | None
+    report: ExportReport
+
+    @property
+    def size(self) -> int:
+        return self.spec.space.input_size
+
+
+def _deploy_form(net: SposNet, spec: ModelSpec, opts: ExportOptions, images: np.ndarray) -> tuple[SposNet, list]:
+    """The network in the form it ships (BN merged, chosen shuffle), each transform checked on ``images``."""
     reference = mxnet_logits(net, images)
-    deployed = net
+    deployed, checks = net, []
     if opts.merge_bn:
         deployed = merge_bn(deployed)
-        report["checks"].append(
-            _check(
-                "merge BN (MXNet, inference)",
-                compare_outputs(mxnet_logits(deployed, images), reference, TRANSFORM_RTOL),
-            )
-        )
+        parity = compare_outputs(mxnet_logits(deployed, images), reference, TRANSFORM_RTOL)
+        checks.append(_check("merge BN (MXNet, inference)", parity))
     if opts.shuffle and opts.shuffle != spec.shuffle:
         deployed = set_shuffle_form(deployed, opts.shuffle)
-        report["checks"].append(
-            _check(
-                f"shuffle as {opts.shuffle}", compare_outputs(mxnet_logits(deployed, images), reference, TRANSFORM_RTOL)
-            )
-        )
-    deployed_logits = mxnet_logits(deployed, images)
-    report["deployed"] = {
-        "bn_merged": deployed.merged,
-        "shuffle": deployed.spec.shuffle,
-        "format": opts.fmt,
-        "precision": "int8" if opts.int8 else "fp32",
-    }
+        parity = compare_outputs(mxnet_logits(deployed, images), reference, TRANSFORM_RTOL)
+        checks.append(_check(f"shuffle as {opts.shuffle}", parity))
+    return deployed, checks
 
-    prof = profile_spec(deployed.spec)
-    report["counts"] = {"flops": prof.flops, "params": prof.params, "micronet_fp32": prof.micronet(32)}
+
+def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
+    """Everything before the first file is written: weights, data, transforms and their checks, counts."""
+    if opts.fmt not in FORMATS:
+        raise BadInputError(f"--format {opts.fmt}: use {' or '.join(FORMATS)}")
+    net, weights_note = _load_network(spec, opts)
+    check_data = _data(opts.eval_data, spec, opts.eval_count, "--eval")
+    calib = _data(opts.calib, spec, opts.calib_count, "--calib") if opts.int8 else None
+    deployed, checks = _deploy_form(net, spec, opts, check_data.images)
+    deployed_prof = profile_symbol(symbol_from_block(deployed), spec.space.input_size, spec.name)
+    report = ExportReport(
+        model=spec.to_json(),
+        config=spec.space.to_config(),
+        weights=weights_note,
+        random_weights=bool(opts.random_init and not opts.params),
+        check_data=check_data.source,
+        machine=machine_record(),
+        calibration_data=None if calib is None else f"{calib.source}, {len(calib)} images",
+        checks=checks,
+        deployed={
+            "bn_merged": deployed.merged,
+            "shuffle": deployed.spec.shuffle,
+            "format": opts.fmt,
+            "precision": "int8" if opts.int8 else "fp32",
+        },
+        architecture=GraphCounts.of(profile_spec(deployed.spec), ARCHITECTURE_COUNTS, opts.int8),
+        deployed_graph=GraphCounts.of(deployed_prof, DEPLOYED_COUNTS, opts.int8),
+    )
+    logits = mxnet_logits(deployed, check_data.images)
+    return _Job(spec, opts, deployed, check_data.images, check_data.labels, logits, calib, report)
+
+
+def _export_onnx(job: _Job, tmp: Path) -> dict[str, Path]:
+    """model.onnx (+ model.int8.onnx), each checked with onnxruntime, and their latency."""
+    opts, report = job.opts, job.report
+    files = {"fp32": export_onnx(job.deployed, tmp / "model.onnx", metadata={"weights": report.weights})}
+    fp32_logits = ort_logits(ort_session(files["fp32"]), job.images)
+    report.checks.append(
+        _check("onnxruntime fp32 vs MXNet", compare_outputs(fp32_logits, job.deployed_logits, PARITY_RTOL))
+    )
     if opts.int8:
-        report["counts"]["micronet_int8"] = prof.micronet(8)
+        qres = quantize_onnx(files["fp32"], tmp / "model.int8.onnx", job.calib.images, job.size, opts.ort_quant)
+        files["int8"] = Path(qres.path)
+        q_logits = ort_logits(ort_session(files["int8"]), job.images)
+        report.int8 = {
+            "runtime": "onnxruntime",
+            **qres.as_dict(),
+            "accuracy": _accuracy_report(fp32_logits, q_logits, job.labels),
+            "path": files["int8"].name,
+        }
+    if opts.bench:
+        for precision, path in files.items():
+            report.latency[f"onnxruntime_{precision}"] = _bench("onnx", path, job.size, opts.bench_repeats)
+    return files
 
-    with atomic_dir(out_dir) as tmp:
-        files: dict[str, Path] = {}
-        latency: dict[str, Any] = {}
-        if opts.fmt == "onnx":
-            files["fp32"] = export_onnx(deployed, tmp / "model.onnx", metadata={"weights": weights_note})
-            fp32_logits = ort_logits(cpu_session(files["fp32"]), images)
-            report["checks"].append(
-                _check("onnxruntime fp32 vs MXNet", compare_outputs(fp32_logits, deployed_logits, PARITY_RTOL))
-            )
-            if opts.int8:
-                qres = quantize_onnx(files["fp32"], tmp / "model.int8.onnx", calib.images, size, opts.ort_quant)
-                os.remove(qres.preprocessed)
-                files["int8"] = Path(qres.path)
-                q_logits = ort_logits(cpu_session(files["int8"]), images)
-                report["int8"] = {
-                    "runtime": "onnxruntime",
-                    **qres.as_dict(),
-                    "accuracy": _accuracy_report(fp32_logits, q_logits, check_data.labels),
-                }
-                report["int8"].pop("preprocessed", None)
-                report["int8"]["path"] = files["int8"].name
-            if opts.bench:
-                latency["onnxruntime_fp32"] = _bench("onnx", files["fp32"], size, opts.bench_repeats)
-                if "int8" in files:
-                    latency["onnxruntime_int8"] = _bench("onnx", files["int8"], size, opts.bench_repeats)
-        else:
-            sym, params = export_symbol(deployed, tmp / "model", size)
-            files["fp32"], files["fp32_params"] = sym, params
-            reloaded = mx.gluon.SymbolBlock.imports(str(sym), ["data"], str(params))
-            report["checks"].append(
-                _check(
-                    "MXNet symbol reload", compare_outputs(mxnet_logits(reloaded, images), deployed_logits, PARITY_RTOL)
+
+def _export_mxnet(job: _Job, tmp: Path) -> dict[str, Path]:
+    """model-symbol.json/-0000.params (+ the int8 pair from MXNet contrib), checked by reloading, and their
+    latency."""
+    opts, report = job.opts, job.report
+    sym, params = export_symbol(job.deployed, tmp / "model", job.size)
+    files = {"fp32": sym, "fp32_params": params}
+    reloaded = mx.gluon.SymbolBlock.imports(str(sym), ["data"], str(params))
+    parity = compare_outputs(mxnet_logits(reloaded, job.images), job.deployed_logits, PARITY_RTOL)
+    report.checks.append(_check("MXNet symbol reload", parity))
+    if opts.int8:
+        qnet = quantize_mxnet(job.deployed, job.calib.images, job.size, opts.mxnet_calib_mode)
+        q_logits = mxnet_logits(qnet, job.images)
+        qnet.export(str(tmp / "model-int8"))
+        files["int8"], files["int8_params"] = tmp / "model-int8-symbol.json", tmp / "model-int8-0000.params"
+        report.int8 = {
+            "runtime": "mxnet-contrib",
+            "calib_mode": opts.mxnet_calib_mode,
+            "accuracy": _accuracy_report(job.deployed_logits, q_logits, job.labels),
+        }
+    if opts.bench:
+        for precision in ("fp32", "int8"):
+            if precision in files:
+                report.latency[f"mxnet_{precision}"] = _bench(
+                    "mxnet", files[precision], job.size, opts.bench_repeats, files[f"{precision}_params"]
                 )
-            )
-            if opts.int8:
-                qnet = quantize_mxnet(deployed, calib.images, size, opts.mxnet_calib_mode)
-                q_logits = mxnet_logits(qnet, images)
-                qnet.export(str(tmp / "model-int8"))
-                files["int8"], files["int8_params"] = tmp / "model-int8-symbol.json", tmp / "model-int8-0000.params"
-                report["int8"] = {
-                    "runtime": "mxnet-contrib",
-                    "calib_mode": opts.mxnet_calib_mode,
-                    "accuracy": _accuracy_report(deployed_logits, q_logits, check_data.labels),
-                }
-            if opts.bench:
-                latency["mxnet_fp32"] = _bench("mxnet", files["fp32"], size, opts.bench_repeats, files["fp32_params"])
-                if "int8" in files:
-                    latency["mxnet_int8"] = _bench(
-                        "mxnet", files["int8"], size, opts.bench_repeats, files["int8_params"]
-                    )
-        if check_data.labels is not None:
-            report["accuracy_fp32"] = {"top1": _accuracy(deployed_logits, check_data.labels), "images": len(check_data)}
-        report["latency"] = latency
-        report["files"] = {k: {"name": p.name, "bytes": p.stat().st_size} for k, p in files.items()}
-        (tmp / "model.json").write_text(json.dumps(deployed.spec.to_json(), indent=1) + "\n")
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return files
+
+
+def run_export(spec: ModelSpec, out_dir: str | Path, opts: ExportOptions) -> ExportReport:
+    """Run the whole pipeline; returns the report (also written as report.json / report.md)."""
+    out_dir = check_new_output(out_dir)
+    job = _prepare(spec, opts)
+    report = job.report
+    with atomic_dir(out_dir) as tmp:
+        files = (_export_onnx if opts.fmt == "onnx" else _export_mxnet)(job, tmp)
+        if job.labels is not None:
+            report.accuracy_fp32 = {"top1": _accuracy(job.deployed_logits, job.labels), "images": len(job.images)}
+        report.files = {k: {"name": p.name, "bytes": p.stat().st_size} for k, p in files.items()}
+        (tmp / "model.json").write_text(json.dumps(job.deployed.spec.to_json(), indent=1) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report.as_dict(), indent=1) + "\n")
         (tmp / "report.md").write_text(report_markdown(report))
     return report
 
@@ -234,72 +325,96 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def report_markdown(r: dict[str, Any]) -> str:
-    """A readable summary of the report (the JSON has everything)."""
-    m = r["model"]
-    lines = [f"# Export report: {m['name']}", ""]
-    if r.get("random_weights"):
+def _micronet_line(label: str, m: dict[str, Any]) -> str:
+    return f"{label}: {m['ops'] / 1e6:.2f} M ops, {m['params'] / 1e6:.3f} M params, score {m['score']:.4f}"
+
+
+def _md_header(r: ExportReport) -> list[str]:
+    lines = [f"# Export report: {r.model['name']}", ""]
+    if r.random_weights:
         lines += [
             "**Random weights** (`--random-init`): for profiling and benchmarking only; accuracy is meaningless.",
             "",
         ]
-    d = r["deployed"]
-    lines += [
-        f"- weights: {r['weights']}",
+    d = r.deployed
+    return lines + [
+        f"- weights: {r.weights}",
         f"- deployed: {d['format']}, {d['precision']}, BN merged: {d['bn_merged']}, shuffle: {d['shuffle']}",
-        f"- checked on: {r['check_data']}",
+        f"- checked on: {r.check_data}",
         "",
     ]
-    lines += [
+
+
+def _md_checks(r: ExportReport) -> list[str]:
+    lines = [
         "## Checks",
         "",
         "| check | images | max abs | max rel | tolerance | top-1 agreement | passed |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c in r["checks"]:
+    for c in r.checks:
         lines.append(
             f"| {c['check']} | {c['images']} | {_fmt(c['max_abs'])} | {_fmt(c['max_rel'])} | "
             f"{_fmt(c['tolerance'])} | {_fmt(c['top1_agreement'])} | {c['passed']} |"
         )
-    c = r["counts"]
-    lines += [
+    return lines
+
+
+def _md_counts(r: ExportReport) -> list[str]:
+    a, g = r.architecture, r.deployed_graph
+    lines = [
         "",
         "## Counts",
         "",
-        f"- FLOPs (paper convention): {c['flops']:,}",
-        f"- params: {c['params']:,}",
-        f"- MicroNet fp32: {c['micronet_fp32']['ops'] / 1e6:.2f} M ops, "
-        f"{c['micronet_fp32']['params'] / 1e6:.3f} M params, score {c['micronet_fp32']['score']:.4f}",
+        "| | architecture | deployed graph |",
+        "|---|---|---|",
+        f"| FLOPs (paper convention) | {a.flops:,} | {g.flops:,} |",
+        f"| params | {a.params:,} | {g.params:,} |",
+        f"| MicroNet score fp32 | {a.micronet_fp32['score']:.4f} | {g.micronet_fp32['score']:.4f} |",
     ]
-    if "micronet_int8" in c:
-        mi = c["micronet_int8"]
-        lines.append(
-            f"- MicroNet int8: {mi['ops'] / 1e6:.2f} M ops, {mi['params'] / 1e6:.3f} M params, score {mi['score']:.4f}"
-        )
-    if "int8" in r:
-        a = r["int8"]["accuracy"]
-        lines += ["", "## int8", "", f"- runtime: {r['int8']['runtime']}"]
-        if r["int8"].get("excluded") is not None:
-            lines.append(f"- kept in float by the sensitivity pass: {', '.join(r['int8']['excluded']) or 'none'}")
-        lines += [
-            f"- images: {a['images']} ({'labelled' if a['labelled'] else 'unlabelled'})",
-            f"- top-1 fp32 / int8: {_fmt(a['top1_fp32'])} / {_fmt(a['top1_int8'])}",
-            f"- top-1 agreement: {_fmt(a['top1_agreement'])}",
-            f"- max logit error: {_fmt(a['max_logit_error'])}",
-        ]
-    if r.get("latency"):
-        lines += [
-            "",
-            "## Latency (batch 1, this machine)",
-            "",
-            "| runtime | p50 ms | p90 ms | p99 ms |",
-            "|---|---|---|---|",
-        ]
-        for k, v in r["latency"].items():
-            lines.append(f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | {v['p99_ms']:.2f} |")
-        mach = r["machine"]
-        lines.append(f"\nMachine: {mach['cpu']}, {mach['usable_cores']} cores.")
+    if a.micronet_int8 is not None and g.micronet_int8 is not None:
+        lines.append(f"| MicroNet score int8 | {a.micronet_int8['score']:.4f} | {g.micronet_int8['score']:.4f} |")
+    lines += ["", f"Architecture: {a.what}. Deployed graph: {g.what}.", ""]
+    lines.append(f"- {_micronet_line('MicroNet fp32 (architecture)', a.micronet_fp32)}")
+    if a.micronet_int8 is not None:
+        lines.append(f"- {_micronet_line('MicroNet int8 (architecture)', a.micronet_int8)}")
+    return lines
+
+
+def _md_int8(r: ExportReport) -> list[str]:
+    if r.int8 is None:
+        return []
+    a = r.int8["accuracy"]
+    lines = ["", "## int8", "", f"- runtime: {r.int8['runtime']}"]
+    if r.int8.get("excluded") is not None:
+        lines.append(f"- kept in float by the sensitivity pass: {', '.join(r.int8['excluded']) or 'none'}")
+    return lines + [
+        f"- images: {a['images']} ({'labelled' if a['labelled'] else 'unlabelled'})",
+        f"- top-1 fp32 / int8: {_fmt(a['top1_fp32'])} / {_fmt(a['top1_int8'])}",
+        f"- top-1 agreement: {_fmt(a['top1_agreement'])}",
+        f"- max logit error: {_fmt(a['max_logit_error'])}",
+    ]
+
+
+def _md_latency(r: ExportReport) -> list[str]:
+    if not r.latency:
+        return []
+    lines = [
+        "",
+        "## Latency (batch 1, this machine)",
+        "",
+        "| runtime | p50 ms | p90 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for k, v in r.latency.items():
+        lines.append(f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | {v['p99_ms']:.2f} |")
+    lines.append(f"\nMachine: {r.machine['cpu']}, {r.machine['usable_cores']} cores.")
+    return lines
+
+
+def report_markdown(r: ExportReport) -> str:
+    """A readable summary of the report (the JSON has everything)."""
+    lines = _md_header(r) + _md_checks(r) + _md_counts(r) + _md_int8(r) + _md_latency(r)
     lines += ["", "## Files", "", "| file | bytes |", "|---|---|"]
-    for f in r["files"].values():
-        lines.append(f"| {f['name']} | {f['bytes']:,} |")
+    lines += [f"| {f['name']} | {f['bytes']:,} |" for f in r.files.values()]
     return "\n".join(lines) + "\n"

@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from spos_deploy.deploy.choices import CALIBRATION_METHODS, MIN_CALIBRATION_IMAGES, MXNET_CALIB_MODES
 from spos_deploy.errors import BadInputError
 from spos_deploy.machine import has_vnni
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-MIN_CALIBRATION_IMAGES = 8
 
 
 class ArrayReader:
@@ -146,7 +144,6 @@ def conv_sensitivity(fp32: Path, qdq: Path, images: np.ndarray, batch: int = 8) 
 @dataclass
 class OrtQuantResult:
     path: str
-    preprocessed: str
     excluded: list[str]
     sensitivity: list[tuple[str, float]]
     config: dict
@@ -160,25 +157,29 @@ class OrtQuantResult:
 def quantize_onnx(
     fp32_path: str | Path, out_path: str | Path, images: np.ndarray, input_size: int, cfg: OrtQuantConfig | None = None
 ) -> OrtQuantResult:
-    """Static int8 QDQ quantization of an fp32 ONNX model calibrated on ``images``."""
+    """Static int8 QDQ quantization of an fp32 ONNX model calibrated on ``images``.
+
+    The pre-processed model and the calibration files live in a temporary folder of this call: only
+    ``out_path`` is left behind.
+    """
     cfg = cfg or OrtQuantConfig()
     if cfg.method not in CALIBRATION_METHODS:
         raise BadInputError(f"unknown calibration method {cfg.method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
     check_calibration_images(images, input_size)
     out_path = Path(out_path)
-    pre = out_path.with_name(out_path.stem + "-preprocessed.onnx")
-    preprocess_onnx(fp32_path, pre)
-    _quantize(pre, out_path, images, cfg, list(cfg.exclude))
     sensitivity: list[tuple[str, float]] = []
     excluded = list(cfg.exclude)
-    if cfg.keep_float > 0:
-        sensitivity = conv_sensitivity(pre, out_path, images, cfg.calib_batch)
-        excluded += [n for n, _ in sensitivity[: cfg.keep_float] if n not in excluded]
-        log.info("keeping in float: %s", ", ".join(excluded))
+    with tempfile.TemporaryDirectory(prefix="spos-quantize-") as tmp:
+        pre = preprocess_onnx(fp32_path, Path(tmp) / "preprocessed.onnx")
         _quantize(pre, out_path, images, cfg, excluded)
+        if cfg.keep_float > 0:
+            sensitivity = conv_sensitivity(pre, out_path, images, cfg.calib_batch)
+            excluded += [n for n, _ in sensitivity[: cfg.keep_float] if n not in excluded]
+            log.info("keeping in float: %s", ", ".join(excluded))
+            _quantize(pre, out_path, images, cfg, excluded)
     config = asdict(cfg)
     config["reduce_range"] = cfg.resolved_reduce_range()
-    return OrtQuantResult(str(out_path), str(pre), excluded, sensitivity, config)
+    return OrtQuantResult(str(out_path), excluded, sensitivity, config)
 
 
 @contextlib.contextmanager
@@ -204,7 +205,6 @@ def quiet_stderr():
 
 
 # ---- MXNet contrib ----------------------------------------------------------------------------------
-MXNET_CALIB_MODES = ("none", "naive", "entropy")
 
 
 def quantize_mxnet(

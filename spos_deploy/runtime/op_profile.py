@@ -14,10 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.runtime.bench import ort_session, summarize, time_fn
+from spos_deploy.runtime.bench import bench_onnx
+from spos_deploy.runtime.ort import ort_runner, ort_session
+from spos_deploy.runtime.timing import check_counts
 from spos_deploy.space import owner
 
 ORT_SUFFIXES = ("_nchwc",)
@@ -45,30 +45,30 @@ def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, floa
     return {k: v / runs for k, v in total.items()}
 
 
+def _profiled_events(path: Path, device: str, threads: int | None, runs: int) -> list[dict[str, Any]]:
+    """The trace of ``runs`` inferences of a fresh profiling session (the trace file is removed)."""
+    run = ort_runner(ort_session(path, device=device, threads=threads, profile=True), label=str(path))
+    for _ in range(runs - 1):  # ort_runner made the first one
+        run()
+    trace_file = run.session.end_profiling()
+    try:
+        return json.loads(Path(trace_file).read_text())
+    finally:
+        os.remove(trace_file)
+
+
 def measure_spec(spec: ModelSpec, device: str = "cpu", runs: int = 30, threads: int | None = None) -> dict[str, Any]:
     """Per-node and per-block times of ``spec`` (random weights; time does not depend on them)."""
+    check_counts(repeats=runs)
     from spos_deploy.deploy.onnx import export_onnx
     from spos_deploy.deploy.transforms import merge_bn
     from spos_deploy.nets.network import build_subnet
 
-    size = spec.space.input_size
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(merge_bn(build_subnet(spec, seed=0)), Path(tmp) / "m.onnx")
-        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        plain = ort_session(path, device=device, threads=threads)
-        name = plain.get_inputs()[0].name
-        e2e = summarize(time_fn(lambda: plain.run(None, {name: x}), warmup=5, repeats=runs), 1, 5)
-        sess = ort_session(path, device=device, threads=threads, profile=True)
-        for _ in range(5):
-            sess.run(None, {name: x})
-        trace_file = sess.end_profiling()
-        os.remove(trace_file)
-        sess = ort_session(path, device=device, threads=threads, profile=True)
-        for _ in range(runs):
-            sess.run(None, {name: x})
-        trace_file = sess.end_profiling()
-        events = json.loads(Path(trace_file).read_text())
-        os.remove(trace_file)
+        e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
+        _profiled_events(path, device, threads, runs=5)  # a first profiled session, thrown away: warm caches
+        events = _profiled_events(path, device, threads, runs=runs)
     ops = parse_ort_profile(events, runs)
     blocks: dict[str, float] = defaultdict(float)
     for node, ms in ops.items():
