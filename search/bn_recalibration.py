@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 import mxnet as mx
 import numpy as np
 
-from spos_deploy.data.batches import Dataset, eval_batches, train_batches
+from spos_deploy.data.batches import Dataset, train_batches
+from spos_deploy.data.images import centre_crop
+from spos_deploy.nets.evaluate import accuracy
 
 Forward = Callable[[mx.nd.NDArray], mx.nd.NDArray]
 
@@ -29,13 +31,9 @@ def bn_batches(train_ds: Dataset, images: int, batch_size: int, seed: int) -> li
 
 
 def evaluate(forward: Forward, ds: Dataset, batch_size: int, ctx: mx.Context) -> float:
-    """Top-1 accuracy of ``forward`` (inference mode) on ``ds`` at centre crops."""
-    correct = total = 0
-    for x, y in eval_batches(ds, batch_size):
-        pred = forward(mx.nd.array(x, ctx=ctx)).argmax(axis=1).asnumpy()
-        correct += int((pred == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
+    """Top-1 accuracy of ``forward`` (inference mode) on ``ds`` at centre crops (the toolkit's one top-1 loop,
+    :func:`spos_deploy.nets.evaluate.accuracy`)."""
+    return accuracy(forward, centre_crop(ds.images, ds.input_size), ds.labels, batch_size, ctx)
 
 
 def batchnorms(*blocks: mx.gluon.Block) -> list[mx.gluon.nn.BatchNorm]:

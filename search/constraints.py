@@ -16,7 +16,8 @@ import numpy as np
 
 from spos_deploy.space import SearchSpace
 from spos_deploy.tables.flops.table import FlopsTable
-from spos_deploy.tables.micronet.table import MicroNetTable, bits_factor, build_micronet_table
+from spos_deploy.tables.micronet.build import build_micronet_table
+from spos_deploy.tables.micronet.table import MicroNetTable, bits_factor
 
 Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -148,20 +148,7 @@ def run_search(
     progress: bool = True,
 ) -> tuple[SearchState, ResultCache]:
     """Run (or continue) the search; returns the final state and every evaluated architecture."""
-    loaded = store.load() if (store is not None and resume) else None
-    if loaded is not None:
-        state, cache = loaded
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state.rng_state
-        if not state.done:
-            log.info("resuming at generation %d (%d architectures evaluated)", state.generation, len(cache))
-    else:
-        # an interruption during generation 0 leaves results but no state: they are reused, not redone
-        cache = store.load_cache() if (store is not None and resume) else ResultCache()
-        rng = np.random.default_rng(cfg.seed)
-        phase = first_phase(cfg, gs, sampler, scales)
-        blocks, channels = strategy.initial(rng, phase, ResultCache())  # never depends on reused results
-        state = SearchState(0, 0, phase, blocks, channels, rng.bit_generator.state)
+    state, cache, rng = _start(cfg, strategy, gs, sampler, scales, store, resume)
     plan = cfg.phases()
     total = cfg.budget if cfg.budget is not None else cfg.population * cfg.generations
     bar = tqdm(total=total, initial=min(len(cache), total), desc="evaluations", unit="arch", disable=not progress)
@@ -169,62 +156,9 @@ def run_search(
     try:
         while not state.done:
             t0 = time.perf_counter()
-            gens, cap = plan[state.phase_index]
-            keys = arch_keys(state.blocks, state.channels)
-            misses = list(dict.fromkeys(k for k in keys if k not in cache))
-            room = len(misses) if cap is None else max(0, cap - len(cache))
-            todo = misses[:room]
-            for key, acc in zip(todo, evaluate(todo)):
-                cache.add(key, acc, state.generation, state.phase_index)
-                bar.update(1)
-                if store is not None:
-                    store.save_cache(cache, force=False)
-            accs = [cache.entries[k].accuracy for k in keys if k in cache]
-            best = best_key(cache)
-            # counted from the cache, not from this session: results reused after a crash count where they belong
-            new = [k for k in dict.fromkeys(keys) if k in cache and cache.entries[k].generation == state.generation]
-            state.history.append(
-                {
-                    "generation": state.generation,
-                    "phase": state.phase.name,
-                    "population": len(keys),
-                    "evaluated": len(new),
-                    "cache_hits": sum(1 for k in keys if k in cache and cache.entries[k].generation < state.generation),
-                    "total_evaluated": len(cache),
-                    "generation_best": max(accs) if accs else None,
-                    "generation_mean": float(np.mean(accs)) if accs else None,
-                    "best_accuracy": cache.entries[best].accuracy if best else None,
-                    "best": best,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            log.info(
-                "generation %d (%s): %d evaluated, best %.4f, %d in all",
-                state.generation,
-                state.phase.name,
-                len(todo),
-                state.history[-1]["best_accuracy"] or float("nan"),
-                len(cache),
-            )
-            state.generation += 1
-            phase_over = (
-                state.generation - state.phase_start >= gens
-                or (cap is not None and len(cache) >= cap)
-                or len(todo) < len(misses)
-            )
-            if phase_over and state.phase_index + 1 < len(plan) and plan[state.phase_index + 1][0] > 0:
-                best_blocks = parse_key(best_key(cache, state.phase_index) or keys[0])[0]
-                state.phase_index += 1
-                state.phase = Phase("channels", fixed_blocks=best_blocks)
-                state.phase_start = state.generation
-                state.blocks, state.channels = strategy.initial(rng, state.phase, cache)
-            elif phase_over:
-                state.done = True
-            else:
-                state.blocks, state.channels = strategy.next(rng, state.phase, state.phase_index, cache)
-            if len(state.blocks) == 0 and not state.done:
-                log.info("no new architecture meets the constraints: the search space is exhausted")
-                state.done = True
+            keys, todo, misses = _evaluate_generation(state, cache, plan, evaluate, bar, store)
+            _record(state, cache, keys, todo, t0)
+            _advance(state, cache, plan, strategy, rng, keys, phase_over=_phase_over(state, cache, plan, todo, misses))
             state.rng_state = rng.bit_generator.state
             if store is not None:
                 store.save_cache(cache)
@@ -238,3 +172,112 @@ def run_search(
         if store is not None and len(cache):  # keep what was evaluated; write nothing if nothing was
             store.save_cache(cache)
     return state, cache
+
+
+def _start(
+    cfg: SearchConfig,
+    strategy: Strategy,
+    gs: GeneSpace,
+    sampler: ConstrainedSampler,
+    scales: tuple[float, ...],
+    store: Store | None,
+    resume: bool,
+) -> tuple[SearchState, ResultCache, np.random.Generator]:
+    """The saved search (``resume``) or generation 0 of a new one."""
+    loaded = store.load() if (store is not None and resume) else None
+    if loaded is not None:
+        state, cache = loaded
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+        if not state.done:
+            log.info("resuming at generation %d (%d architectures evaluated)", state.generation, len(cache))
+        return state, cache, rng
+    # an interruption during generation 0 leaves results but no state: they are reused, not redone
+    cache = store.load_cache() if (store is not None and resume) else ResultCache()
+    rng = np.random.default_rng(cfg.seed)
+    phase = first_phase(cfg, gs, sampler, scales)
+    blocks, channels = strategy.initial(rng, phase, ResultCache())  # never depends on reused results
+    return SearchState(0, 0, phase, blocks, channels, rng.bit_generator.state), cache, rng
+
+
+def _evaluate_generation(
+    state: SearchState, cache: ResultCache, plan: list, evaluate: EvaluateFn, bar: Any, store: Store | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Evaluate the population's new members within the phase's budget; returns (keys, evaluated, new)."""
+    _, cap = plan[state.phase_index]
+    keys = arch_keys(state.blocks, state.channels)
+    misses = list(dict.fromkeys(k for k in keys if k not in cache))
+    room = len(misses) if cap is None else max(0, cap - len(cache))
+    todo = misses[:room]
+    for key, acc in zip(todo, evaluate(todo)):
+        cache.add(key, acc, state.generation, state.phase_index)
+        bar.update(1)
+        if store is not None:
+            store.save_cache(cache, force=False)
+    return keys, todo, misses
+
+
+def _record(state: SearchState, cache: ResultCache, keys: list[str], todo: list[str], t0: float) -> None:
+    """Append the generation to the history (counted from the cache: results reused after a crash count
+    where they belong)."""
+    accs = [cache.entries[k].accuracy for k in keys if k in cache]
+    best = best_key(cache)
+    new = [k for k in dict.fromkeys(keys) if k in cache and cache.entries[k].generation == state.generation]
+    state.history.append(
+        {
+            "generation": state.generation,
+            "phase": state.phase.name,
+            "population": len(keys),
+            "evaluated": len(new),
+            "cache_hits": sum(1 for k in keys if k in cache and cache.entries[k].generation < state.generation),
+            "total_evaluated": len(cache),
+            "generation_best": max(accs) if accs else None,
+            "generation_mean": float(np.mean(accs)) if accs else None,
+            "best_accuracy": cache.entries[best].accuracy if best else None,
+            "best": best,
+            "seconds": time.perf_counter() - t0,
+        }
+    )
+    log.info(
+        "generation %d (%s): %d evaluated, best %.4f, %d in all",
+        state.generation,
+        state.phase.name,
+        len(todo),
+        state.history[-1]["best_accuracy"] or float("nan"),
+        len(cache),
+    )
+    state.generation += 1
+
+
+def _phase_over(state: SearchState, cache: ResultCache, plan: list, todo: list[str], misses: list[str]) -> bool:
+    gens, cap = plan[state.phase_index]
+    return (
+        state.generation - state.phase_start >= gens
+        or (cap is not None and len(cache) >= cap)
+        or len(todo) < len(misses)
+    )
+
+
+def _advance(
+    state: SearchState,
+    cache: ResultCache,
+    plan: list,
+    strategy: Strategy,
+    rng: np.random.Generator,
+    keys: list[str],
+    phase_over: bool,
+) -> None:
+    """The next population: the next phase's first, the strategy's next, or the end of the search."""
+    if phase_over and state.phase_index + 1 < len(plan) and plan[state.phase_index + 1][0] > 0:
+        best_blocks = parse_key(best_key(cache, state.phase_index) or keys[0])[0]
+        state.phase_index += 1
+        state.phase = Phase("channels", fixed_blocks=best_blocks)
+        state.phase_start = state.generation
+        state.blocks, state.channels = strategy.initial(rng, state.phase, cache)
+    elif phase_over:
+        state.done = True
+    else:
+        state.blocks, state.channels = strategy.next(rng, state.phase, state.phase_index, cache)
+    if len(state.blocks) == 0 and not state.done:
+        log.info("no new architecture meets the constraints: the search space is exhausted")
+        state.done = True

@@ -19,7 +19,6 @@ Evaluators yield accuracies in the order of the candidates they get:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -32,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from spos_deploy.errors import BadInputError, SposError
+from spos_deploy.errors import BadInputError, SposError, short_message
 from spos_deploy.space import SearchSpace
-from spos_deploy.tables.flops.table import config_diff
+from spos_deploy.tables.core import config_diff
+
+from .run_folder import read_object, space_from_config
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +71,12 @@ def resolve_supernet(ref: str, space: SearchSpace | None) -> SupernetRun:
         raise BadInputError(f"--supernet {ref}: no such run folder or .params file")
     if path.is_dir():
         cfg_path = path / "config.json"
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except FileNotFoundError:
-            raise BadInputError(f"--supernet {ref}: no config.json (not a spos-train supernet run folder)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInputError(f"{cfg_path}: not valid JSON ({e})") from None
-        if not isinstance(cfg, dict) or cfg.get("mode") != "supernet" or not isinstance(cfg.get("space"), dict):
-            raise BadInputError(f"{cfg_path}: not a supernet run (mode {cfg.get('mode')!r})")
-        try:
-            run_space = SearchSpace.from_config(cfg["space"])
-        except TypeError as e:
-            raise BadInputError(f"{cfg_path}: malformed space ({e})") from None
+        if not cfg_path.exists():
+            raise BadInputError(f"--supernet {ref}: no config.json (not a spos-train supernet run folder)")
+        cfg = read_object(cfg_path, "spos-train run configuration", ("mode", "space"))
+        if cfg["mode"] != "supernet":
+            raise BadInputError(f"{cfg_path}: not a supernet run (field 'mode' is {cfg['mode']!r})")
+        run_space = space_from_config(cfg["space"], f"{cfg_path} (field 'space')")
         if space is not None and space != run_space:
             diff = config_diff(run_space.to_config(), space.to_config())
             raise BadInputError(f"--supernet {ref}: trained for another configuration ({'; '.join(diff)})")
@@ -102,7 +97,7 @@ def load_supernet(run: SupernetRun, ctx: Any = None) -> Any:
     try:
         saved = mx.nd.load(str(run.params))
     except Exception as e:  # noqa: BLE001 - MXNet raises MXNetError with a C++ backtrace
-        raise BadInputError(f"{run.params}: not a readable MXNet .params file ({_first_line(e)})") from None
+        raise BadInputError(f"{run.params}: not a readable MXNet .params file ({short_message(e)})") from None
     if not isinstance(saved, dict):
         raise BadInputError(f"{run.params}: holds unnamed arrays, not Gluon parameters")
     net = build_supernet(run.space, seed=0, ctx=ctx)
@@ -118,13 +113,6 @@ def load_supernet(run: SupernetRun, ctx: Any = None) -> Any:
         )
     net.load_parameters(str(run.params), ctx=ctx)
     return net
-
-
-def _first_line(e: BaseException) -> str:
-    """The message of an MXNet error (its last line; the first is a C++ traceback header)."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    text = lines[-1] if lines else type(e).__name__
-    return text.removeprefix("MXNetError: ")[:200]
 
 
 # ---- evaluation data --------------------------------------------------------------------------------------
@@ -189,7 +177,7 @@ class PathEvaluator:
         self.data, self.batch_size = data, batch_size
 
     def __call__(self, blocks: Sequence[int], channels: Sequence[int]) -> float:
-        import mxnet as mx
+        from spos_deploy.nets.evaluate import accuracy
 
         from .bn_recalibration import batchnorms, precise_bn
 
@@ -201,13 +189,7 @@ class PathEvaluator:
 
         path = [net.choice_block(i, b) for i, b in enumerate(blocks)]
         precise_bn(forward, batchnorms(net.stem, *path, net.head), self.data.bn, self.ctx)
-        correct = 0
-        images, labels = self.data.val_images, self.data.val_labels
-        for i in range(0, len(labels), self.batch_size):
-            x = mx.nd.array(images[i : i + self.batch_size], ctx=self.ctx)
-            pred = forward(x).argmax(axis=1).asnumpy().astype(np.int64)
-            correct += int((pred == labels[i : i + self.batch_size]).sum())
-        return correct / max(len(labels), 1)
+        return accuracy(forward, self.data.val_images, self.data.val_labels, self.batch_size, self.ctx)
 
 
 # ---- evaluators used by the search -------------------------------------------------------------------------

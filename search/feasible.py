@@ -9,10 +9,11 @@ function itself (one vectorized call on L*B*S one-position changes of a base arc
   nothing can meet is reported at once, naming the constraint and what is achievable;
 * a guided sampler for narrow but feasible boxes, used when uniform rejection sampling finds nothing.
 
-:class:`ConstrainedSampler` draws uniform candidates and keeps those inside all bounds (rejection), with a
-cap; only if the cap passes with too few hits does it also draw around the cheapest and the most expensive
-architectures (each position keeps the extreme choice or is redrawn, with a random redraw rate),
-which reaches the corners of the space that uniform draws practically never visit.
+:class:`ConstrainedSampler` draws uniform candidates and keeps those inside all bounds (the rejection
+sampler of :mod:`search.sampling`), with a cap; only if the cap passes with too few hits does it also draw
+around the cheapest and the most expensive architectures (each position keeps the extreme choice or is
+redrawn, with a random redraw rate), which reaches the corners of the space that uniform draws practically
+never visit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from spos_deploy.errors import BadInputError
 
 from .constraints import Constraint
-from .genes import GeneSpace, Phase, arch_keys, random_genes
+from .genes import GeneSpace, Phase
+from .sampling import UniformSampler, reject
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class ConstrainedSampler:
     ):
         self.gs, self.constraint, self.cap = gs, constraint, cap
         self.labels = labels or {}
+        self.uniform = UniformSampler(gs)
         self._forms: dict[str, AdditiveForm] = {}
 
     def form(self, metric: str) -> AdditiveForm:
@@ -163,7 +166,7 @@ class ConstrainedSampler:
         use_hi = rng.random(n) < 0.5
         rate = rng.random(n)
         redraw = rng.random((n, L)) < rate[:, None]
-        rb, rc = random_genes(rng, self.gs, n, phase)
+        rb, rc = self.uniform.draw(rng, n, phase=phase)
         ab = np.where(use_hi[:, None], hi_b[None, :], lo_b[None, :])
         ac = np.where(use_hi[:, None], hi_c[None, :], lo_c[None, :])
         return phase.apply(np.where(redraw, rb, ab), np.where(redraw, rc, ac))
@@ -187,25 +190,16 @@ class ConstrainedSampler:
         seen = set(exclude)
         any_inside = False
         for draw in (self._uniform, self._guided):
-            drawn = 0
-            while drawn < self.cap and len(got_b) < n:
-                b, c = draw(rng, batch, phase)
-                drawn += batch
-                ok = self.inside(b, c)
-                any_inside |= bool(ok.any())
-                for i, key in zip(np.flatnonzero(ok), arch_keys(b[ok], c[ok])):
-                    if key not in seen:
-                        seen.add(key)
-                        got_b.append(b[i])
-                        got_c.append(c[i])
-                        if len(got_b) == n:
-                            break
+            got = reject(lambda k, d=draw: d(rng, k, phase), self.inside, n - len(got_b), batch, self.cap, seen)
+            got_b += got.blocks
+            got_c += got.channels
+            any_inside |= got.any_accepted
             if len(got_b) >= n or not self.constraint.bounds:
                 break
             log.info(
                 "%d of %d uniform samples were new and inside the constraints: sampling around the extremes",
                 len(got_b),
-                drawn,
+                got.drawn,
             )
         if not any_inside:
             ranges = "; ".join(
@@ -222,4 +216,4 @@ class ConstrainedSampler:
         return np.array(got_b), np.array(got_c)
 
     def _uniform(self, rng: np.random.Generator, n: int, phase: Phase) -> tuple[np.ndarray, np.ndarray]:
-        return random_genes(rng, self.gs, n, phase)
+        return self.uniform.draw(rng, n, phase=phase)

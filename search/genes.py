@@ -4,6 +4,8 @@ Pure numpy, vectorized over candidates: ``blocks`` and ``channels`` are ``[N, L]
 id is only ever drawn where the space has it (a small scale can give 0 mid channels in a custom space), so
 every sampled, mutated or crossed-over candidate is a valid architecture without a repair step.
 
+Uniform and constrained sampling of whole candidates live in :mod:`search.sampling`.
+
 A :class:`Phase` says which genes are searched: ``joint`` searches both; ``blocks-first`` first searches
 blocks with every channel fixed (at the widest choice the constraints allow), then channels with the best
 blocks fixed. Fixed genes are never sampled or mutated, so a phase never leaves its slice of the space.
@@ -95,21 +97,13 @@ class Phase:
         return cls(d["name"], arr(d["fixed_blocks"]), arr(d["fixed_channels"]))
 
 
-def random_channels(rng: np.random.Generator, gs: GeneSpace, shape: tuple[int, int]) -> np.ndarray:
-    """Uniform channel ids among each position's valid ones."""
-    ids, counts = gs.channel_ids()
+def random_channels(
+    rng: np.random.Generator, gs: GeneSpace, shape: tuple[int, int], valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Uniform channel ids among each position's valid ones (``valid``: a narrower ``[L, S]`` mask)."""
+    ids, counts = gs.channel_ids() if valid is None else GeneSpace(gs.num_blocks, valid).channel_ids()
     pick = rng.integers(0, counts[None, :], size=shape)
     return ids[np.arange(gs.num_positions)[None, :], pick]
-
-
-def random_genes(
-    rng: np.random.Generator, gs: GeneSpace, n: int, phase: Phase = Phase()
-) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` uniform random candidates of ``phase`` (fixed genes kept)."""
-    shape = (n, gs.num_positions)
-    blocks = rng.integers(0, gs.num_blocks, size=shape)
-    channels = random_channels(rng, gs, shape)
-    return phase.apply(blocks, channels)
 
 
 def mutate(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
 import time
@@ -31,7 +30,8 @@ from .feasible import ConstrainedSampler
 from .genes import GeneSpace, parse_key
 from .pareto import pareto_front
 from .report import candidate_entry, candidates_plot, write_model_files
-from .state import ResultCache, SearchState, Store
+from .run_folder import check_output_folder, clean_stale, locked_output, read_object, user_files
+from .state import ResultCache, SearchState, Store, settings_diff
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class SearchJob:
     shard: tuple[int, int] | None = None
     shared_dir: str | None = None
     shard_timeout_s: float = 24 * 3600
-    plot: bool = True
+    plot: bool | str = True  # True: candidates.png in the output folder; a path: there; False: none
     progress: bool = True
 
 
@@ -113,26 +113,35 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     if not job.lut:
         return None
     from spos_deploy.tables.latency.build import fingerprint
-    from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff
+    from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint
     from spos_deploy.tables.latency.validate import setup_of
 
     table = LatencyTable.load(job.lut, expect_space=space)
-    diff = fingerprint_diff(table.fingerprint, fingerprint(setup_of(table), space))
-    if diff and not job.allow_table_mismatch:
-        raise BadInputError(
-            f"{job.lut}: table measured on other hardware or settings ({'; '.join(diff)}); "
-            "pass --allow-table-mismatch to search for that device anyway"
-        )
+    here = fingerprint(setup_of(table), space)
+    hint = "pass --allow-table-mismatch to search for that device anyway"
+    diff = check_fingerprint(table.fingerprint, here, job.lut, job.allow_table_mismatch, hint)
     if diff:
         log.warning("latency table from other hardware or settings (%s)", "; ".join(diff))
     return table
 
 
-def _check_out(job: SearchJob) -> None:
+def _check_out(job: SearchJob, settings: dict[str, Any]) -> None:
+    """Refuse an output that is a file, or a folder holding something else than this search (naming the
+    setting that differs when it holds another search); ``--resume`` continues only the same search."""
     out = Path(job.out)
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"-o {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not job.resume:
+    check_output_folder(out)
+    held = user_files(out)
+    if not held:
+        return
+    saved = Store(out, settings).saved_settings()
+    if saved is not None:
+        diff = settings_diff(saved, settings)
+        if diff:
+            raise BadInputError(
+                f"-o {out}: holds a search with other settings ({'; '.join(diff)}); "
+                "choose another output folder (--resume continues only the same search)"
+            )
+    if not job.resume:
         raise BadInputError(f"-o {out}: exists and is not empty; pass --resume to continue it or choose another")
 
 
@@ -163,23 +172,27 @@ def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
     }
 
 
-def run_job(
-    job: SearchJob,
-    on_generation: Callable[[SearchState, ResultCache], None] | None = None,
-    on_evaluate: Callable[[np.ndarray, np.ndarray], None] | None = None,
-) -> dict[str, Any]:
-    """Check the inputs, search, write the outputs; returns the results.json object.
+@dataclass
+class _Checked:
+    """A job whose inputs all passed: the supernet (loaded), metrics, sampler and settings."""
 
-    ``on_evaluate(blocks, channels)`` sees every batch of candidates just before it is evaluated.
-    """
-    t_start = time.perf_counter()
+    run: SupernetRun
+    net: Any
+    metrics: dict[str, Any]
+    gs: GeneSpace
+    sampler: ConstrainedSampler
+    settings: dict[str, Any]
+
+
+def _check_job(job: SearchJob) -> _Checked:
+    """Every input, before anything is written: options, supernet, tables, constraints, output folder."""
     cfg = job.config
     cfg.check()
     if job.workers < 1:
         raise BadInputError(f"--workers {job.workers}: must be >= 1")
     if job.shard and not job.shared_dir:
         raise BadInputError("--shard needs --shared-dir (a folder every machine sees)")
-    _check_out(job)
+    check_output_folder(Path(job.out))
     check_gpus(job.gpus)
     run = resolve_supernet(job.supernet, job.space)
     net = load_supernet(run)  # the weights must fit the space before anything else is done
@@ -194,12 +207,44 @@ def run_job(
     sampler.check_bounds()
     sampler.sample(np.random.default_rng([cfg.seed, 2]), 1)  # can anything meet all constraints together?
     settings = job_settings(job, run)
-    store = Store(Path(job.out), settings)
-    loaded = store.load() if job.resume else None  # refuses other settings before the expensive part
-    if loaded is not None and loaded[0].done:
-        log.info("%s: search already finished; writing its outputs again", job.out)
-        return finish(job, run, metrics, *loaded, time.perf_counter() - t_start)
+    _check_out(job, settings)
+    return _Checked(run, net, metrics, gs, sampler, settings)
 
+
+def run_job(
+    job: SearchJob,
+    on_generation: Callable[[SearchState, ResultCache], None] | None = None,
+    on_evaluate: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> dict[str, Any]:
+    """Check the inputs, search, write the outputs; returns the results.json object.
+
+    The output folder is locked for the whole job: a second search into it is refused while this one runs.
+    ``on_evaluate(blocks, channels)`` sees every batch of candidates just before it is evaluated.
+    """
+    t_start = time.perf_counter()
+    checked = _check_job(job)
+    with locked_output(Path(job.out), "spos-search"):
+        store = Store(Path(job.out), checked.settings)
+        if job.resume:
+            clean_stale(Path(job.out))  # staging files of a killed run
+        loaded = store.load() if job.resume else None  # refuses other settings before the expensive part
+        if loaded is not None and loaded[0].done:
+            log.info("%s: search already finished; writing its outputs again", job.out)
+            return finish(job, checked.run, checked.metrics, *loaded, time.perf_counter() - t_start)
+        state, cache = _search(job, checked, store, on_generation, on_evaluate)
+        return finish(job, checked.run, checked.metrics, state, cache, time.perf_counter() - t_start)
+
+
+def _search(
+    job: SearchJob,
+    checked: _Checked,
+    store: Store,
+    on_generation: Callable[[SearchState, ResultCache], None] | None,
+    on_evaluate: Callable[[np.ndarray, np.ndarray], None] | None,
+) -> tuple[SearchState, ResultCache]:
+    """Load the evaluation data, start the evaluators and run the generation loop."""
+    cfg, run, sampler, gs = job.config, checked.run, checked.sampler, checked.gs
+    space = run.space
     data = prepare_data(space, job.data, job.val_data, job.bn_images, job.batch_size, job.val_limit, job.data_limit)
     log.info(
         "evaluation: %d BN batches of %d, %d validation images; %d worker(s)",
@@ -208,8 +253,8 @@ def run_job(
         len(data.val_labels),
         job.workers,
     )
-    evaluator = make_evaluator(run, data, job.batch_size, job.workers, job.gpus, net=net)
-    del net
+    evaluator = make_evaluator(run, data, job.batch_size, job.workers, job.gpus, net=checked.net)
+    checked.net = None
 
     def evaluate_keys(keys: list[str]):
         if not keys:
@@ -226,9 +271,10 @@ def run_job(
     if job.shard:
         from .shards import ShardExchange
 
-        exchange = ShardExchange(job.shared_dir, job.shard[0], job.shard[1], settings, timeout_s=job.shard_timeout_s)
+        exchange = ShardExchange(
+            job.shared_dir, job.shard[0], job.shard[1], checked.settings, timeout_s=job.shard_timeout_s
+        )
         evaluate = functools.partial(exchange.evaluate, evaluate_mine=evaluate_keys)
-
     if cfg.method == "evolution":
         from .evolution import Evolution
 
@@ -238,7 +284,7 @@ def run_job(
 
         strategy = RandomSearch(sampler, cfg.population)
     try:
-        state, cache = run_search(
+        return run_search(
             cfg,
             strategy,
             gs,
@@ -252,7 +298,6 @@ def run_job(
         )
     finally:
         evaluator.close()
-    return finish(job, run, metrics, state, cache, time.perf_counter() - t_start)
 
 
 def finish(
@@ -284,18 +329,8 @@ def finish(
     best = entry(best_i, "search-best")
     pareto = [entry(int(i), f"pareto-{k}") for k, i in enumerate(front)]
     files = write_model_files(out, best, pareto)
-    budget_line = job.latency_max_ms if cost_name == "latency_ms" else (job.flops_range or (None, None))[1]
     if job.plot:
-        candidates_plot(
-            out / "candidates.png",
-            acc,
-            values[cost_name],
-            front,
-            cost_name,
-            budget_line,
-            f"{job.config.method} search, {len(keys)} candidates ({space.describe()})",
-        )
-        files["plot"] = "candidates.png"
+        files["plot"] = _plot(job, space, acc, values[cost_name], front, cost_name)
     evaluations = sum(h["evaluated"] for h in state.history)
     eval_seconds = sum(h["seconds"] for h in state.history)
     results: dict[str, Any] = {
@@ -330,5 +365,14 @@ def finish(
     return results
 
 
+def _plot(job: SearchJob, space: SearchSpace, acc: np.ndarray, cost: np.ndarray, front, cost_name: str) -> str:
+    """Draw the candidates (``--plot PNG``, default ``candidates.png`` in the output folder)."""
+    path = Path(job.out) / "candidates.png" if job.plot is True else Path(str(job.plot))
+    budget_line = job.latency_max_ms if cost_name == "latency_ms" else (job.flops_range or (None, None))[1]
+    title = f"{job.config.method} search, {len(acc)} candidates ({space.describe()})"
+    candidates_plot(path, acc, cost, front, cost_name, budget_line, title)
+    return "candidates.png" if job.plot is True else str(path)
+
+
 def load_results(out: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "results.json").read_text())
+    return read_object(Path(out) / "results.json", "search results", ("best", "pareto"))

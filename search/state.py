@@ -15,8 +15,8 @@ this process.
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.atomic import write_json
-from spos_deploy.errors import BadInputError
+from spos_deploy.errors import BadInputError, short_message
 
 from .genes import Phase
+from .run_folder import expect_type, read_object
 
 STATE_VERSION = 1
 
@@ -137,14 +138,11 @@ class Store:
         """Results saved before the first generation ended (no state yet); settings that differ are refused."""
         if not self.cache_path.exists():
             return ResultCache()
-        try:
-            d = json.loads(self.cache_path.read_text())
-            self._check(d["settings"])
-            return ResultCache.from_json(d["results"])
-        except BadInputError:
-            raise
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise BadInputError(f"{self.cache_path}: unreadable results cache ({type(e).__name__}: {e})") from None
+        d = read_object(self.cache_path, "search results cache", ("settings", "results"))
+        expect_type(self.cache_path, d, "settings", dict)
+        rows = expect_type(self.cache_path, d, "results", list)
+        self._check(d["settings"])
+        return _parsed(self.cache_path, "results", lambda: ResultCache.from_json(rows))
 
     def _check(self, saved: dict[str, Any]) -> None:
         diff = settings_diff(saved, self.settings)
@@ -154,20 +152,25 @@ class Store:
                 "use the same settings or another --out"
             )
 
+    def saved_settings(self) -> dict[str, Any] | None:
+        """The settings of the search this folder holds (from its state or cache file), if any."""
+        for path, what in ((self.state_path, "search state"), (self.cache_path, "search results cache")):
+            if path.exists():
+                return expect_type(path, read_object(path, what, ("settings",)), "settings", dict)
+        return None
+
     def load(self) -> tuple[SearchState, ResultCache] | None:
         """The saved search, or None when the folder holds none; settings that differ are refused."""
         if not self.state_path.exists():
             return None
-        try:
-            d = json.loads(self.state_path.read_text())
-            if d.get("version") != STATE_VERSION:
-                raise BadInputError(f"{self.state_path}: state version {d.get('version')!r}, expected {STATE_VERSION}")
-            self._check(d["settings"])
-            return SearchState.from_json(d["state"]), self.load_cache()
-        except BadInputError:
-            raise
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise BadInputError(f"{self.state_path}: unreadable search state ({type(e).__name__}: {e})") from None
+        path = self.state_path
+        d = read_object(path, "search state", ("version", "settings", "state"))
+        if d["version"] != STATE_VERSION:
+            raise BadInputError(f"{path}: state version {d['version']!r}, expected {STATE_VERSION}")
+        expect_type(path, d, "settings", dict)
+        saved = expect_type(path, d, "state", dict)
+        self._check(d["settings"])
+        return _parsed(path, "state", lambda: SearchState.from_json(saved)), self.load_cache()
 
     def save_state(self, state: SearchState) -> None:
         write_json(self.state_path, {"version": STATE_VERSION, "settings": self.settings, "state": state.to_json()})
@@ -183,3 +186,13 @@ class Store:
 def settings_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     keys = sorted(set(have) | set(want))
     return [f"{k}: saved {have.get(k)!r}, now {want.get(k)!r}" for k in keys if have.get(k) != want.get(k)]
+
+
+def _parsed(path: Path, field: str, parse: Callable[[], Any]) -> Any:
+    """``parse()``, with any malformed content reported as one line naming the file and the field."""
+    try:
+        return parse()
+    except KeyError as e:
+        raise BadInputError(f"{path}: field '{field}' lacks '{e.args[0]}'") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        raise BadInputError(f"{path}: field '{field}' is malformed ({type(e).__name__}: {short_message(e)})") from None

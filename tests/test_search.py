@@ -19,9 +19,10 @@ from search.cli import main as search_main
 from search.constraints import Constraint, metric_functions
 from search.driver import SearchConfig
 from search.feasible import ConstrainedSampler, additive_form
-from search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key, random_genes, shard_of
+from search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key, shard_of
 from search.pareto import pareto_front
 from search.runner import SearchJob, run_job
+from search.sampling import UniformSampler
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec, load_spec
 from spos_deploy.space import SearchSpace
@@ -74,7 +75,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 # ---- MicroNet table ---------------------------------------------------------------------------------------
 def test_micronet_table_equals_graph_profile(tmp_path):
     from spos_deploy.counting.profile import profile_spec
-    from spos_deploy.tables.micronet.table import MicroNetTable, build_micronet_table
+    from spos_deploy.tables.micronet.build import build_micronet_table
+    from spos_deploy.tables.micronet.table import MicroNetTable
 
     table = build_micronet_table(SMALL, progress=False)
     table.save(tmp_path / "micronet.json")
@@ -107,7 +109,7 @@ def test_mutation_and_crossover_keep_genes_valid():
     valid[3, :, 4] = False
     gs = GeneSpace.from_valid(valid)
     rng = np.random.default_rng(0)
-    b, c = random_genes(rng, gs, 3000)
+    b, c = UniformSampler(gs).draw(rng, 3000)
     assert gs.is_valid(b, c).all()
     assert set(np.unique(c[:, 0])) == {2, 3, 4} and set(np.unique(b)) == {0, 1, 2, 3}
     mb, mc = mutate(rng, gs, b, c, 0.5, 0.5)
@@ -123,7 +125,27 @@ def test_mutation_and_crossover_keep_genes_valid():
     assert not gs.is_valid(b[:1], np.array([[0, 0, 0, 0, 0, 0]]))[0]
     key = arch_keys(b[:1], c[:1])[0]
     assert [x.tolist() for x in parse_key(key)] == [b[0].tolist(), c[0].tolist()]
-    assert shard_of(key, 3) == shard_of(key, 3) and {shard_of(k, 3) for k in arch_keys(b[:60], c[:60])} == {0, 1, 2}
+
+
+def test_shard_of_is_a_stable_balanced_partition():
+    """Every machine must agree on who evaluates a key: the shard is a content hash, not Python's ``hash``
+    (salted per process by PYTHONHASHSEED), covers every shard and splits keys evenly."""
+    rng = np.random.default_rng(0)
+    b, c = UniformSampler(SMALL).draw(rng, 3000)
+    keys = arch_keys(b, c)
+    mine = [shard_of(k, 3) for k in keys[:200]]
+    code = "import sys; from search.genes import shard_of; print(*[shard_of(k, 3) for k in sys.stdin.read().split()])"
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        other = subprocess.run(
+            [sys.executable, "-c", code], input=" ".join(keys[:200]), capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        assert [int(v) for v in other.stdout.split()] == mine, other.stderr
+    counts = np.bincount([shard_of(k, 3) for k in keys], minlength=3)
+    assert len(counts) == 3 and counts.min() > 0
+    # multinomial with p = 1/3 each on 3000 keys: sd 26; 5 sd either side
+    assert (np.abs(counts - 1000) < 130).all(), counts
+    assert {shard_of(k, 1) for k in keys} == {0}
 
 
 def test_pareto_front_on_a_known_set():
@@ -146,7 +168,7 @@ def test_pareto_front_on_a_known_set():
 def test_additive_forms_give_exact_extremes(metrics):
     gs = GeneSpace.from_space(SMALL)
     rng = np.random.default_rng(2)
-    b, c = random_genes(rng, gs, 2000)
+    b, c = UniformSampler(gs).draw(rng, 2000)
     for name in ("flops", "params", "score"):
         form = additive_form(metrics[name], gs)
         direct = np.asarray(metrics[name](b, c), float)
@@ -265,7 +287,7 @@ def test_constraints_are_checked_before_every_evaluation(supernet, tmp_path, met
         v = np.asarray(metrics[name](blocks, channels), float)
         assert ((v >= lo) & (v <= hi)).all(), name
     # uniform samples would often be outside: the checks matter
-    rb, rc = random_genes(np.random.default_rng(0), GeneSpace.from_space(SMALL), 500)
+    rb, rc = UniformSampler(SMALL).draw(np.random.default_rng(0), 500)
     assert not Constraint(metrics, bounds).inside(rb, rc).all()
     assert results["constraints"]["score_max"] == 0.26 and results["best"]["score"] <= 0.26
 
@@ -316,6 +338,7 @@ def test_resume_gives_the_uninterrupted_result(supernet, tmp_path, reference):
     assert {e["key"] for e in other_seed["pareto"]} != {e["key"] for e in reference["pareto"]}
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_workers(supernet, tmp_path, reference):
     job = SearchJob(
         supernet=str(supernet), out=str(tmp_path / "out"), config=EVO, flops_range=FLOPS_RANGE, workers=2, **EVAL
@@ -325,6 +348,7 @@ def test_results_do_not_depend_on_workers(supernet, tmp_path, reference):
     assert comparable(results) == comparable(reference)
 
 
+@pytest.mark.slow
 def test_shards_on_two_machines_give_the_single_machine_result(supernet, tmp_path, reference):
     shared = tmp_path / "shared"
     common = ["--supernet", str(supernet), "--flops-range", *map(str, FLOPS_RANGE), *EVO_FLAGS, *EVAL_FLAGS]

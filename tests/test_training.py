@@ -24,9 +24,9 @@ from training.sampling import (
     WarmupSchedule,
     coverage_cv,
 )
-from training.trainer import TrainConfig, train
+from training.trainer import SupernetConfig, train
 
-from .conftest import ROOT
+from .conftest import ROOT, space_args
 
 SEED_SCHEDULE = {
     59: 9,
@@ -48,15 +48,16 @@ SEED_SCHEDULE = {
 
 
 def test_warmup_schedule_matches_the_seed():
-    s = WarmupSchedule(num_scales=10, cs_start_epoch=60)
+    ten = SearchSpace()  # ten ascending scales
+    s = WarmupSchedule(ten, cs_start_epoch=60)
     for epoch, first in SEED_SCHEDULE.items():
         assert s.allowed(epoch).tolist() == list(range(first, 10)), epoch
-    assert WarmupSchedule(10, 60, min_choice=2).allowed(100).tolist() == list(range(2, 10))
-    assert WarmupSchedule(10, 5, warmup=False).allowed(5).tolist() == list(range(10))
-    assert WarmupSchedule(10, 5, warmup=False).allowed(4).tolist() == [9]
-    paced = WarmupSchedule(10, 0, pace=3)
+    assert WarmupSchedule(ten, 60, min_choice=2).allowed(100).tolist() == list(range(2, 10))
+    assert WarmupSchedule(ten, 5, warmup=False).allowed(5).tolist() == list(range(10))
+    assert WarmupSchedule(ten, 5, warmup=False).allowed(4).tolist() == [9]
+    paced = WarmupSchedule(ten, 0, pace=3)
     assert [paced.allowed(e)[0] for e in (0, 2, 3, 6, 30)] == [8, 8, 7, 6, 0]
-    v2 = WarmupSchedule(10, 0, v2plus_table=True)
+    v2 = WarmupSchedule(ten, 0, v2plus_table=True)
     assert v2.allowed(26).tolist() == list(range(2, 10))  # the seed's table has no entry for 26 (KeyError)
 
 
@@ -111,9 +112,9 @@ def _losses(folder) -> dict[int, str]:
         return {int(r[0]): r[3] for r in csv.reader(f)}
 
 
+@pytest.mark.slow
 def test_short_supernet_run_on_fashion_mnist_lowers_the_loss(tmp_path):
-    cfg = TrainConfig(
-        mode="supernet",
+    cfg = SupernetConfig(
         space=SMALL,
         out=str(tmp_path / "run"),
         train_limit=6144,
@@ -144,15 +145,7 @@ def _run_cli(args, **kw):
 
 TRAIN_ARGS = [
     "supernet",
-    "--input-size",
-    "32",
-    "--num-classes",
-    "10",
-    "--stage-repeats",
-    "1",
-    "1",
-    "2",
-    "1",
+    *space_args(input_size=32, num_classes=10, stage_repeats=[1, 1, 2, 1]),
     "--train-limit",
     "1024",
     "--val-data",
@@ -180,6 +173,7 @@ TRAIN_ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_repeats_the_same_steps(tmp_path):
     ref, crash = tmp_path / "ref", tmp_path / "crash"
     full = _run_cli([*TRAIN_ARGS, "-o", str(ref)])
@@ -207,6 +201,7 @@ def test_kill_and_resume_repeats_the_same_steps(tmp_path):
     assert [b[k] for k in range(10, 24)] == [a[k] for k in range(10, 24)]  # identical to 8 decimals
 
 
+@pytest.mark.slow
 def test_dist_sync_on_loopback(tmp_path):
     out = tmp_path / "dist"
     proc = _run_cli(
@@ -247,6 +242,7 @@ def test_dist_sync_on_loopback(tmp_path):
     assert len(losses) == 24 and losses[-6:].mean() < losses[:6].mean()
 
 
+@pytest.mark.slow
 def test_bad_data_fails_before_training(tmp_path):
     p = _run_cli(
         ["subnet", "oneshot", "--input-size", "32", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "a")]

@@ -14,8 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from search.run_folder import read_object
 from spos_deploy.atomic import atomic_dir
-from spos_deploy.errors import BadInputError
+from spos_deploy.errors import BadInputError, short_message
+
+STATE_KEYS = ("epoch", "step", "global_step", "history")
+RUN_SETTINGS_IGNORED = frozenset({"out", "resume", "progress", "max_steps", "keep", "checkpoint_every"})
+"""Settings a resumed run may change: they do not change what the run computes."""
 
 _NAME = re.compile(r"^ckpt-(\d{4})-(\d{6,})$")
 
@@ -42,11 +47,39 @@ def save_checkpoint(folder: Path, net, trainer, state: dict[str, Any], keep: int
 
 
 def load_checkpoint(path: Path, net, trainer, ctx) -> dict[str, Any]:
+    """Weights, optimizer state and loop position of a checkpoint; a damaged one is a one-line error."""
+    state = read_object(path / "state.json", "checkpoint state", STATE_KEYS)
+    for key in ("epoch", "step", "global_step"):
+        if type(state[key]) is not int or state[key] < 0:
+            raise BadInputError(f"{path / 'state.json'}: field '{key}' must be a non-negative integer")
+    if not isinstance(state["history"], list):
+        raise BadInputError(f"{path / 'state.json'}: field 'history' must be a list")
     try:
-        state = json.loads((path / "state.json").read_text())
         net.load_parameters(str(path / "net.params"), ctx=ctx)
         trainer.load_states(str(path / "trainer.states"))
     except Exception as e:  # noqa: BLE001 - MXNet raises its own error types for bad files
-        first = str(e).splitlines()[0][:100] if str(e) else ""
-        raise BadInputError(f"{path}: unreadable checkpoint ({type(e).__name__}: {first})") from None
+        raise BadInputError(f"{path}: unreadable checkpoint ({short_message(e)})") from None
     return state
+
+
+def check_same_run(folder: Path, config: dict[str, Any]) -> None:
+    """``--resume`` continues the run in ``folder`` only with its settings; name the first that differs.
+
+    Only settings both configurations have are compared, so runs saved by older versions still resume.
+    """
+    path = folder / "config.json"
+    if not path.exists():
+        return
+    saved = read_object(path, "training run configuration", ("mode",))
+    diff = [k for k in config if k in saved and k not in RUN_SETTINGS_IGNORED and _norm(saved[k]) != _norm(config[k])]
+    if diff:
+        k = diff[0]
+        raise BadInputError(
+            f"--resume: {folder} is a run with other settings ({k}: saved {saved[k]!r}, now {config[k]!r}); "
+            "use the same settings or another --out"
+        )
+
+
+def _norm(v: Any) -> Any:
+    """JSON round trip: tuples and lists, ints and floats compare as they would once saved."""
+    return json.loads(json.dumps(v))

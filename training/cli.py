@@ -7,53 +7,57 @@ import sys
 from collections.abc import Sequence
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_space_options, space_from_args
+from spos_deploy.cli.options import (
+    add_data,
+    add_gpus,
+    add_output,
+    add_progress,
+    add_ranges,
+    add_resume,
+    add_seed,
+    add_space_options,
+    add_tables,
+    check_range,
+    float_range,
+    gpu_ids,
+    int_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    space_from_args,
+)
 from spos_deploy.errors import BadInputError
-from spos_deploy.model_spec import load_spec
 
-
-def _range(name: str):
-    def parse(values: list[float]) -> tuple[float, float]:
-        lo, hi = values
-        if lo > hi:
-            raise BadInputError(f"--{name}-range: low {lo} is above high {hi}")
-        return lo, hi
-
-    return parse
+KVSTORES = ("device", "local", "dist_sync", "dist_async", "dist_device_sync")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--out", required=True, help="run folder: checkpoints, metrics, final weights")
-    p.add_argument(
-        "--data",
-        default="fashion-mnist:train",
-        help="training images: fashion-mnist[:train], an image folder tree, a .rec, an .npz",
-    )
-    p.add_argument("--val-data", default="fashion-mnist:test", help="validation images ('none' to skip)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--val-limit", type=int, help="use only the first N validation images")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128, help="per worker")
-    p.add_argument("--lr", type=float, default=0.2)
-    p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
-    p.add_argument("--wd", type=float, default=4e-5, help="weight decay (not on BN and biases)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept")
-    p.add_argument("--gpus", type=int, nargs="*", default=[], help="GPU ids (default: CPU)")
-    p.add_argument("--kvstore", default="device", help="device, local, dist_sync, dist_async")
+    add_output(p, "run folder: checkpoints, metrics, final weights")
+    add_data(p, "fashion-mnist:train", "fashion-mnist:test")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=positive_int, default=5)
+    t.add_argument("--batch-size", type=positive_int, default=128, help="per worker")
+    t.add_argument("--lr", type=positive_float, default=0.2)
+    t.add_argument("--momentum", type=float_range(0.0, 0.999), default=0.9, help="Nesterov momentum")
+    t.add_argument("--wd", type=nonneg_float, default=4e-5, help="weight decay (not on BN and biases)")
+    t.add_argument("--warmup-epochs", type=nonneg_float, default=1.0)
+    t.add_argument("--label-smoothing", type=float_range(0.0, 0.999), default=0.1)
+    add_seed(p)
+    add_resume(p, "continue from the last checkpoint in the run folder (same settings)")
+    p.add_argument("--checkpoint-every", type=nonneg_int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--keep", type=positive_int, default=3, help="checkpoints kept")
+    add_gpus(p)
+    p.add_argument("--kvstore", choices=KVSTORES, default="device")
     p.add_argument(
         "--launch-local",
-        type=int,
+        type=int_range(1, 64),
         metavar="WORKERS",
         help="run as a dist_sync job with a scheduler, one server and this many workers on this machine",
     )
     p.add_argument("--no-hybridize", action="store_true")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (smoke runs)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps in all (smoke runs)")
+    add_progress(p)
     add_common(p)
 
 
@@ -63,49 +67,46 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("supernet", help="train the supernet (block selection + channel selection)")
     _common(s)
     add_space_options(s)
-    s.add_argument("--cs-start-epoch", type=int, default=0, help="epoch from which channel selection starts")
+    s.add_argument("--cs-start-epoch", type=nonneg_int, default=0, help="epoch from which channel selection starts")
     s.add_argument("--no-cs-warmup", action="store_true", help="all channel choices from the start epoch on")
-    s.add_argument("--cs-pace", type=int, help="epochs per warm-up step (default: the seed project's schedule)")
+    s.add_argument(
+        "--cs-pace", type=positive_int, help="epochs per warm-up step (default: the seed project's schedule)"
+    )
     s.add_argument(
         "--constraint",
         choices=["none", "random", "evolution"],
         default="none",
         help="keep sampled paths inside the ranges: by rejection or by strolling evolution",
     )
-    s.add_argument("--flops-range", type=float, nargs=2, metavar=("LO", "HI"))
-    s.add_argument("--params-range", type=float, nargs=2, metavar=("LO", "HI"))
-    s.add_argument("--latency-range", type=float, nargs=2, metavar=("LO_MS", "HI_MS"))
-    s.add_argument("--flops-table", help="FLOPs/params table of the space (default: built on the fly)")
-    s.add_argument("--latency-table", help="latency table for --latency-range")
-    s.add_argument("--eval-paths", type=int, default=2, help="random paths evaluated (after BN recalibration)")
+    add_ranges(s, ("flops", "params", "latency"))
+    add_tables(s, ("flops", "latency"))
+    s.add_argument("--eval-paths", type=positive_int, default=2, help="random paths evaluated (after BN recalibration)")
     d = sub.add_parser("sampling-plot", help="compare samplers: none / random with constraint / strolling evolution")
-    d.add_argument("-o", "--out", required=True, help="PNG file")
-    d.add_argument("--samples", type=int, default=5000)
-    d.add_argument("--flops-range", type=float, nargs=2, metavar=("LO", "HI"), required=True)
-    d.add_argument("--params-range", type=float, nargs=2, metavar=("LO", "HI"), required=True)
-    d.add_argument("--flops-table")
-    d.add_argument("--seed", type=int, default=0)
+    add_output(d, "PNG file", metavar="PNG")
+    d.add_argument("--samples", type=positive_int, default=5000)
+    add_ranges(d, ("flops", "params"), required=True)
+    add_tables(d, ("flops",))
+    add_seed(d)
     add_space_options(d)
     add_common(d)
     n = sub.add_parser("subnet", help="train a fixed architecture from scratch")
     n.add_argument("model", help="model.json or built-in name")
     _common(n)
-    n.add_argument("--input-size", type=int)
-    n.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    n.add_argument("--input-size", type=positive_int)
+    n.add_argument("--mixup", type=nonneg_float, default=0.0, help="mixup alpha (0: off)")
     return p
 
 
-def body(args: argparse.Namespace, argv: list[str]) -> int:
-    from .trainer import TrainConfig, train
+def _config(args: argparse.Namespace):
+    """The library's config for the parsed command line (every value already checked by argparse)."""
+    from spos_deploy.model_spec import load_spec
 
-    if args.mode == "sampling-plot":
-        return _sampling_plot(args)
-    if args.launch_local:
-        return _launch(args, argv)
+    from .trainer import SubnetConfig, SupernetConfig
+
     common = dict(
-        out=args.out,
+        out=args.output,
         data=args.data,
-        val_data=None if args.val_data == "none" else args.val_data,
+        val_data=None if args.val_data in (None, "none") else args.val_data,
         train_limit=args.train_limit,
         val_limit=args.val_limit,
         epochs=args.epochs,
@@ -119,41 +120,41 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         keep=args.keep,
-        gpus=args.gpus,
+        gpus=gpu_ids(args.gpus),
         kvstore=args.kvstore,
         hybridize=not args.no_hybridize,
         max_steps=args.max_steps,
         progress=not args.no_progress,
     )
-    if args.epochs < 1 or args.batch_size < 1:
-        raise BadInputError("--epochs and --batch-size must be >= 1")
-    if args.mode == "supernet":
-        bounds = {}
-        for key, attr, scale in (
-            ("flops", "flops_range", 1),
-            ("params", "params_range", 1),
-            ("latency_ms", "latency_range", 1),
-        ):
-            v = getattr(args, attr)
-            if v is not None:
-                bounds[key] = _range(key.split("_")[0])([x * scale for x in v])
-        cfg = TrainConfig(
-            mode="supernet",
-            space=space_from_args(args),
-            cs_start_epoch=args.cs_start_epoch,
-            cs_warmup=not args.no_cs_warmup,
-            cs_pace=args.cs_pace,
-            constraint=args.constraint,
-            bounds=bounds,
-            flops_table=args.flops_table,
-            latency_table=args.latency_table,
-            eval_paths=args.eval_paths,
-            **common,
-        )
-    else:
-        cfg = TrainConfig(
-            mode="subnet", spec=load_spec(args.model, input_size=args.input_size), mixup=args.mixup, **common
-        )
+    if args.mode == "subnet":
+        return SubnetConfig(spec=load_spec(args.model, input_size=args.input_size), mixup=args.mixup, **common)
+    bounds = {}
+    for key, attr in (("flops", "flops_range"), ("params", "params_range"), ("latency_ms", "latency_range")):
+        rng = check_range(f"--{attr.replace('_', '-')}", getattr(args, attr))
+        if rng is not None:
+            bounds[key] = rng
+    return SupernetConfig(
+        space=space_from_args(args),
+        cs_start_epoch=args.cs_start_epoch,
+        cs_warmup=not args.no_cs_warmup,
+        cs_pace=args.cs_pace,
+        constraint=args.constraint,
+        bounds=bounds,
+        flops_table=args.flops_table,
+        latency_table=args.latency_table,
+        eval_paths=args.eval_paths,
+        **common,
+    )
+
+
+def body(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.mode == "sampling-plot":
+        return _sampling_plot(args)
+    cfg = _config(args)
+    if args.launch_local:
+        return _launch(args, argv)
+    from .trainer import train
+
     result = train(cfg)
     if args.json:
         print_json(result)
@@ -161,7 +162,7 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
         last = result["history"][-1] if result["history"] else {}
         print(
             f"done: {result['global_step']} steps; last epoch loss {last.get('loss')}, "
-            f"val acc {last.get('val_acc')}; outputs in {args.out}"
+            f"val acc {last.get('val_acc')}; outputs in {args.output}"
         )
     return 0
 
@@ -171,17 +172,16 @@ def _sampling_plot(args: argparse.Namespace) -> int:
 
     from .plots import compare_samplers, three_panel
 
+    bounds = {"flops": check_range("--flops-range", args.flops_range)}
+    bounds["params"] = check_range("--params-range", args.params_range)
     space = space_from_args(args)
-    metrics = metric_functions(space, args.flops_table, None)
-    cons = Constraint(
-        metrics, {"flops": _range("flops")(args.flops_range), "params": _range("params")(args.params_range)}
-    )
-    cvs = three_panel(compare_samplers(space, cons, args.samples, args.seed), cons, args.out)
+    cons = Constraint(metric_functions(space, args.flops_table, None), bounds)
+    cvs = three_panel(compare_samplers(space, cons, args.samples, args.seed), cons, args.output)
     if args.json:
-        print_json({"plot": args.out, "coverage_cv": cvs})
+        print_json({"plot": args.output, "coverage_cv": cvs})
     else:
         print(
-            f"wrote {args.out}; coverage CV (0 = even): "
+            f"wrote {args.output}; coverage CV (0 = even): "
             + ", ".join(f"{k} {v:.2f}" for k, v in cvs.items() if v is not None)
         )
     return 0
@@ -198,7 +198,7 @@ def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     codes = launch_local([sys.executable, "-m", "training.cli", *argv], workers=args.launch_local)
     if any(codes):
         raise BadInputError(f"distributed run failed: worker exit codes {codes}")
-    print(f"dist_sync run with {args.launch_local} workers finished; outputs in {args.out}")
+    print(f"dist_sync run with {args.launch_local} workers finished; outputs in {args.output}")
     return 0
 
 

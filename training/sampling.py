@@ -1,7 +1,9 @@
 """Which paths the supernet trains on: block selection, channel-selection warm-up, constrained sampling.
 
-Pure numpy. Constraint metrics come from lookup tables (:mod:`spos_deploy.tables.flops.table`,
-:mod:`spos_deploy.tables.latency.table`), so checking a candidate costs microseconds.
+Pure numpy. The uniform and the rejection sampler are search's (:mod:`search.sampling`): training and
+search draw architectures the same way. Constraint metrics come from lookup tables
+(:mod:`spos_deploy.tables.flops.table`, :mod:`spos_deploy.tables.latency.table`), so checking a candidate
+costs microseconds.
 
 * Block selection: every position draws a block uniformly, every step.
 * Channel selection warm-up: before ``cs_start_epoch`` every block runs at its widest width; from then on
@@ -20,9 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from search.constraints import Constraint
+from search.constraints import Constraint, metric_functions
+from search.sampling import RejectionSampler, UniformSampler
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace
+
+__all__ = [
+    "Constraint",
+    "PathSampler",
+    "RejectionSampler",
+    "StrollingEvolution",
+    "UniformSampler",
+    "WarmupSchedule",
+    "coverage_cv",
+    "warmup_for",
+]
 
 # The seed project's warm-up: delay d(e) for e = epochs since channel selection started (OneShot layout,
 # first-stage channels >= 64); scales allowed = ids [S - d - 2, S - 1]. Beyond the table, d = e.
@@ -33,14 +47,20 @@ SEED_DELAYS_V2PLUS = [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5
 
 @dataclass(frozen=True)
 class WarmupSchedule:
-    """Allowed channel choices per epoch."""
+    """Allowed channel choices per epoch: the widest choice alone before ``cs_start_epoch``, then the
+    ``delay + 2`` widest scales (ranked by the space's scales, so the widest is the space's
+    :attr:`~spos_deploy.space.SearchSpace.widest_choice`)."""
 
-    num_scales: int
+    space: SearchSpace
     cs_start_epoch: int = 0
     warmup: bool = True
     pace: int | None = None  # epochs per widening step; None: the seed project's schedule
     min_choice: int = 0  # 2 reproduces the seed's --ignore-first-two-cs
     v2plus_table: bool = False
+
+    @property
+    def num_scales(self) -> int:
+        return self.space.num_scales
 
     def delay(self, e: int) -> int:
         if not self.warmup:
@@ -51,55 +71,20 @@ class WarmupSchedule:
         return table[e] if e < len(table) else e
 
     def allowed(self, epoch: int) -> np.ndarray:
-        """Channel-choice ids allowed at ``epoch`` (0-based)."""
-        last = self.num_scales - 1
+        """Channel-choice ids allowed at ``epoch`` (0-based), narrowest first."""
+        by_width = np.argsort(np.asarray(self.space.channel_scales), kind="stable")  # narrowest .. widest
         if epoch < self.cs_start_epoch:
-            return np.array([last])
+            return np.array([self.space.widest_choice])
         start = max(self.min_choice, self.num_scales - self.delay(epoch - self.cs_start_epoch) - 2)
-        return np.arange(min(start, last), last + 1)
+        return np.sort(by_width[min(start, self.num_scales - 1) :])
 
 
 def warmup_for(
     space: SearchSpace, cs_start_epoch: int, warmup: bool = True, pace: int | None = None, min_choice: int = 0
 ) -> WarmupSchedule:
     return WarmupSchedule(
-        space.num_scales, cs_start_epoch, warmup, pace, min_choice, v2plus_table=space.stage_out_channels[0] < 64
+        space, cs_start_epoch, warmup, pace, min_choice, v2plus_table=space.stage_out_channels[0] < 64
     )
-
-
-class UniformSampler:
-    """Uniform blocks, uniform channel choices among the allowed ones."""
-
-    def __init__(self, space: SearchSpace, rng: np.random.Generator):
-        self.space, self.rng = space, rng
-
-    def sample(self, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        L = self.space.num_positions
-        blocks = self.rng.integers(0, self.space.num_blocks, (n, L))
-        channels = allowed[self.rng.integers(0, len(allowed), (n, L))]
-        return blocks, channels
-
-
-class RejectionSampler:
-    """Draw uniform paths and keep those inside the constraint."""
-
-    def __init__(self, base: UniformSampler, constraint: Constraint, batch: int = 512, max_batches: int = 200):
-        self.base, self.constraint, self.batch, self.max_batches = base, constraint, batch, max_batches
-
-    def sample(self, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        got_b, got_c, have = [], [], 0
-        for _ in range(self.max_batches):
-            b, c = self.base.sample(self.batch, allowed)
-            ok = self.constraint.inside(b, c)
-            got_b.append(b[ok])
-            got_c.append(c[ok])
-            have += int(ok.sum())
-            if have >= n:
-                return np.concatenate(got_b)[:n], np.concatenate(got_c)[:n]
-        raise BadInputError(
-            f"constraints {self.constraint.bounds} are (nearly) impossible: {have} of "
-            f"{self.batch * self.max_batches} random paths met them"
-        )
 
 
 @dataclass
@@ -215,3 +200,74 @@ def coverage_cv(values: dict[str, np.ndarray], bounds: dict[str, tuple[float, fl
     counts = np.zeros((grid,) * len(keys))
     np.add.at(counts, tuple(idx), 1)
     return float(counts.std() / counts.mean())
+
+
+class PathSampler:
+    """Paths for supernet steps: uniform, or constrained (rejection / strolling evolution), warm-up aware.
+
+    Uniform and rejection paths of step ``g`` come from a generator seeded with ``(seed, g)``, so a resumed
+    run draws them again without state; strolling evolution carries a pool, whose state is checkpointed.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        schedule: WarmupSchedule,
+        seed: int,
+        constraint: str = "none",
+        bounds: dict[str, tuple[float, float]] | None = None,
+        flops_table: str | None = None,
+        latency_table: str | None = None,
+    ):
+        self.space, self.schedule, self.seed, self.mode = space, schedule, seed, constraint
+        self.uniform = UniformSampler(space)
+        self.metrics = metric_functions(space, flops_table, latency_table)
+        self.evolution: StrollingEvolution | None = None
+        bounds = dict(bounds or {})
+        if constraint != "none":
+            if not bounds:
+                raise BadInputError(f"--constraint {constraint} needs bounds (e.g. --flops-range)")
+            missing = [k for k in bounds if k not in self.metrics]
+            if missing:
+                raise BadInputError(f"no table for constraint(s) {missing}: pass --latency-table for latency_ms")
+            self.constraint = Constraint(self.metrics, bounds)
+        if constraint == "evolution":
+            if len(bounds) != 2:
+                raise BadInputError("--constraint evolution needs exactly two bounded metrics (e.g. FLOPs and params)")
+            self.evo_rng = np.random.default_rng([seed, 7])
+            self.evolution = StrollingEvolution(UniformSampler(self.uniform.gs, self.evo_rng), self.constraint)
+
+    def sample(self, epoch: int, global_step: int) -> tuple[np.ndarray, np.ndarray]:
+        allowed = self.schedule.allowed(epoch)
+        if self.evolution is not None:
+            return self.evolution.sample_one(allowed)
+        base = UniformSampler(self.uniform.gs, np.random.default_rng([self.seed, global_step]))
+        if self.mode == "random":
+            b, c = RejectionSampler(base, self.constraint).sample(1, allowed)
+        else:
+            b, c = base.sample(1, allowed)
+        return b[0], c[0]
+
+    def state(self) -> dict[str, Any]:
+        if self.evolution is None:
+            return {}
+        ev = self.evolution
+        return {
+            "step": ev.state["step"],
+            "dead": ev.state["dead"],
+            "rng": self.evo_rng.bit_generator.state,
+            "pool_b": None if ev.pool_b is None else ev.pool_b.tolist(),
+            "pool_c": None if ev.pool_c is None else ev.pool_c.tolist(),
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        if self.evolution is None or not st:
+            return
+        ev = self.evolution
+        ev.state["step"], ev.state["dead"] = st["step"], st["dead"]
+        self.evo_rng.bit_generator.state = st["rng"]
+        ev.pool_b = None if st["pool_b"] is None else np.array(st["pool_b"])
+        ev.pool_c = None if st["pool_c"] is None else np.array(st["pool_c"])
+
+    def describe(self, blocks: np.ndarray, channels: np.ndarray) -> dict[str, float]:
+        return {k: float(f(blocks[None], channels[None])[0]) for k, f in self.metrics.items()}

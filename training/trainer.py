@@ -8,41 +8,41 @@ repeats exactly the steps an uninterrupted run takes.
 
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
 from search.bn_recalibration import batchnorms, bn_batches, evaluate, precise_bn
-from search.constraints import Constraint, metric_functions
-from spos_deploy.atomic import write_json
+from search.run_folder import check_output_folder, clean_stale, locked_output
+from spos_deploy.atomic import write_json, write_text
 from spos_deploy.data.batches import load_dataset, steps_per_epoch, train_batches
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.nets.network import build_subnet
 from spos_deploy.nets.supernet import build_supernet
+from spos_deploy.nets.weights import save_subnet
 from spos_deploy.space import SearchSpace
 
-from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from .sampling import RejectionSampler, StrollingEvolution, UniformSampler, warmup_for
+from .checkpoint import check_same_run, checkpoints, load_checkpoint, save_checkpoint
+from .sampling import PathSampler, warmup_for
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    mode: str  # "supernet" or "subnet"
+    """What every training job takes; :class:`SupernetConfig` and :class:`SubnetConfig` add their own."""
+
+    mode: ClassVar[str] = ""
     out: str
-    spec: ModelSpec | None = None  # subnet
-    space: SearchSpace | None = None  # supernet
     data: str = "fashion-mnist:train"
     val_data: str | None = "fashion-mnist:test"
     train_limit: int | None = None
@@ -54,16 +54,6 @@ class TrainConfig:
     wd: float = 4e-5
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cs_start_epoch: int = 0
-    cs_warmup: bool = True
-    cs_pace: int | None = None
-    constraint: str = "none"  # none | random | evolution
-    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # flops, params, latency_ms, score
-    flops_table: str | None = None
-    latency_table: str | None = None
-    eval_paths: int = 2
-    bn_batches: int = 20
     checkpoint_every: int = 0  # steps; 0: end of every epoch only
     keep: int = 3
     resume: bool = False
@@ -75,9 +65,46 @@ class TrainConfig:
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["spec"] = self.spec.to_json() if self.spec else None
-        d["space"] = self.space.to_config() if self.space else None
+        return {"mode": self.mode, **asdict(self)}
+
+
+@dataclass(kw_only=True)
+class SupernetConfig(TrainConfig):
+    """A supernet: block selection, channel-selection warm-up, optionally constrained paths."""
+
+    mode: ClassVar[str] = "supernet"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    cs_start_epoch: int = 0
+    cs_warmup: bool = True
+    cs_pace: int | None = None
+    constraint: str = "none"  # none | random | evolution
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # flops, params, latency_ms, score
+    flops_table: str | None = None
+    latency_table: str | None = None
+    eval_paths: int = 2
+    bn_batches: int = 20
+
+    def to_json(self) -> dict[str, Any]:
+        d = super().to_json()
+        d["space"] = self.space.to_config()
+        return d
+
+
+@dataclass(kw_only=True)
+class SubnetConfig(TrainConfig):
+    """A fixed architecture from scratch (optionally with mixup)."""
+
+    mode: ClassVar[str] = "subnet"
+    spec: ModelSpec
+    mixup: float = 0.0
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.spec.space
+
+    def to_json(self) -> dict[str, Any]:
+        d = super().to_json()
+        d["spec"] = self.spec.to_json()
         return d
 
 
@@ -105,93 +132,86 @@ def _soft_targets(labels: np.ndarray, classes: int, smoothing: float) -> np.ndar
     return t
 
 
-class PathSampler:
-    """Paths for supernet steps: uniform, or constrained (rejection / strolling evolution), warm-up aware."""
-
-    def __init__(self, cfg: TrainConfig, space: SearchSpace):
-        self.cfg, self.space = cfg, space
-        self.schedule = warmup_for(space, cfg.cs_start_epoch, cfg.cs_warmup, cfg.cs_pace)
-        self.metrics = metric_functions(space, cfg.flops_table, cfg.latency_table)
-        self.evolution: StrollingEvolution | None = None
-        if cfg.constraint != "none":
-            if not cfg.bounds:
-                raise BadInputError(f"--constraint {cfg.constraint} needs bounds (e.g. --flops-range)")
-            missing = [k for k in cfg.bounds if k not in self.metrics]
-            if missing:
-                raise BadInputError(f"no table for constraint(s) {missing}: pass --latency-table for latency_ms")
-            self.constraint = Constraint(self.metrics, cfg.bounds)
-        if cfg.constraint == "evolution":
-            if len(cfg.bounds) != 2:
-                raise BadInputError("--constraint evolution needs exactly two bounded metrics (e.g. FLOPs and params)")
-            self.evo_rng = np.random.default_rng([cfg.seed, 7])
-            self.evolution = StrollingEvolution(UniformSampler(space, self.evo_rng), self.constraint)
-
-    def sample(self, epoch: int, global_step: int) -> tuple[np.ndarray, np.ndarray]:
-        allowed = self.schedule.allowed(epoch)
-        if self.evolution is not None:
-            b, c = self.evolution.sample_one(allowed)
-            return b, c
-        base = UniformSampler(self.space, np.random.default_rng([self.cfg.seed, global_step]))
-        if self.cfg.constraint == "random":
-            b, c = RejectionSampler(base, self.constraint).sample(1, allowed)
-        else:
-            b, c = base.sample(1, allowed)
-        return b[0], c[0]
-
-    def state(self) -> dict[str, Any]:
-        if self.evolution is None:
-            return {}
-        ev = self.evolution
-        return {
-            "step": ev.state["step"],
-            "dead": ev.state["dead"],
-            "rng": self.evo_rng.bit_generator.state,
-            "pool_b": None if ev.pool_b is None else ev.pool_b.tolist(),
-            "pool_c": None if ev.pool_c is None else ev.pool_c.tolist(),
-        }
-
-    def load_state(self, st: dict[str, Any]) -> None:
-        if self.evolution is None or not st:
-            return
-        ev = self.evolution
-        ev.state["step"], ev.state["dead"] = st["step"], st["dead"]
-        self.evo_rng.bit_generator.state = st["rng"]
-        ev.pool_b = None if st["pool_b"] is None else np.array(st["pool_b"])
-        ev.pool_c = None if st["pool_c"] is None else np.array(st["pool_c"])
-
-    def describe(self, blocks: np.ndarray, channels: np.ndarray) -> dict[str, float]:
-        return {k: float(f(blocks[None], channels[None])[0]) for k, f in self.metrics.items()}
-
-
 def _no_wd_on_bn_and_bias(net) -> None:
     for name, p in net.collect_params().items():
         if name.endswith(("gamma", "beta", "bias")):
             p.wd_mult = 0.0
 
 
+@dataclass
+class _Job:
+    """A training job once set up: data, network, optimizer, sampler and the position to continue from."""
+
+    cfg: TrainConfig
+    out: Path
+    ctxs: list[mx.Context]
+    kv: Any
+    rank: int
+    workers: int
+    space: SearchSpace
+    train_ds: Any
+    val_ds: Any
+    net: Any
+    trainer: Any
+    sampler: PathSampler | None
+    steps_epoch: int
+    state: dict[str, Any]
+    loss_fn: Any = field(default_factory=lambda: mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False))
+
+
+@dataclass
+class _Tally:
+    """One epoch's running numbers."""
+
+    losses: list[float] = field(default_factory=list)
+    correct: int = 0
+    seen: int = 0
+    sampled: list[dict[str, float]] = field(default_factory=list)
+    t0: float = field(default_factory=time.time)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a training job; returns the final metrics."""
+    """Run (or resume) a training job; returns the final metrics.
+
+    Everything the user gave is checked (the output path, the data, the constraints) before the run folder
+    is created; the folder is locked for the whole run, so a second job into it is refused.
+    """
     out = Path(cfg.out)
+    check_output_folder(out)
     ctxs = _contexts(cfg)
     kv = mx.kv.create(cfg.kvstore) if cfg.kvstore.startswith("dist") else cfg.kvstore
     rank, workers = (kv.rank, kv.num_workers) if not isinstance(kv, str) else (0, 1)
-    if rank == 0:
-        if out.exists() and not cfg.resume and checkpoints(out):
-            raise BadInputError(f"{out}: holds checkpoints; pass --resume to continue or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-    space = cfg.spec.space if cfg.mode == "subnet" else cfg.space
-    assert space is not None
+    if rank == 0 and not cfg.resume and checkpoints(out):
+        raise BadInputError(f"{out}: holds checkpoints; pass --resume to continue or choose another --out")
+    lock = locked_output(out, "spos-train") if rank == 0 else contextlib.nullcontext()
+    job = _setup(cfg, out, ctxs, kv, rank, workers)
+    with lock:
+        _resume(job)
+        for epoch in range(job.state["epoch"], cfg.epochs):
+            if not _run_epoch(job, epoch):
+                break
+        return _finish(job)
+
+
+def _load_data(cfg: TrainConfig, space: SearchSpace) -> tuple[Any, Any]:
     train_ds = load_dataset(cfg.data, space.input_size, train=True, limit=cfg.train_limit)
     val_ds = load_dataset(cfg.val_data, space.input_size, train=False, limit=cfg.val_limit) if cfg.val_data else None
     if train_ds.num_classes > space.num_classes:
         raise BadInputError(f"{cfg.data}: {train_ds.num_classes} classes but the model has {space.num_classes}")
+    return train_ds, val_ds
 
+
+def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: int, workers: int) -> _Job:
+    """Data, network, optimizer and sampler; nothing is written yet."""
+    space = cfg.space
+    train_ds, val_ds = _load_data(cfg, space)
     sampler = None
-    if cfg.mode == "supernet":
+    if isinstance(cfg, SupernetConfig):
         net = build_supernet(space, seed=cfg.seed, ctx=ctxs)
         if cfg.hybridize:
             net.hybridize_blocks(static_alloc=True, static_shape=True)
-        sampler = PathSampler(cfg, space)
+        schedule = warmup_for(space, cfg.cs_start_epoch, cfg.cs_warmup, cfg.cs_pace)
+        sampler = PathSampler(space, schedule, cfg.seed, cfg.constraint, cfg.bounds, cfg.flops_table, cfg.latency_table)
     else:
         net = build_subnet(cfg.spec, seed=cfg.seed, ctx=ctxs, crop=True)
         if cfg.hybridize:
@@ -206,119 +226,150 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         kvstore=kv,
         update_on_kvstore=False if workers > 1 else None,
     )
-    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
-    per_worker_batch = cfg.batch_size
-    steps_epoch = steps_per_epoch(len(train_ds) // workers, per_worker_batch)
-
+    steps_epoch = steps_per_epoch(len(train_ds) // workers, cfg.batch_size)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "history": [], "sampler": {}}
+    return _Job(cfg, out, ctxs, kv, rank, workers, space, train_ds, val_ds, net, trainer, sampler, steps_epoch, state)
+
+
+def _resume(job: _Job) -> None:
+    """Continue from the last checkpoint (with ``--resume``), then write the run's config and step log."""
+    cfg, out = job.cfg, job.out
+    if cfg.resume and job.rank == 0:
+        clean_stale(out)  # staging folders of a killed run: partial checkpoints, weights
+        check_same_run(out, cfg.to_json())
     found = checkpoints(out)
     if cfg.resume and found:
-        state = load_checkpoint(found[-1], net, trainer, ctxs)
-        if sampler is not None:
-            sampler.load_state(state.get("sampler", {}))
-        log.info("resumed from %s (epoch %d, step %d)", found[-1].name, state["epoch"], state["step"])
+        job.state = load_checkpoint(found[-1], job.net, job.trainer, job.ctxs)
+        if job.sampler is not None:
+            job.sampler.load_state(job.state.get("sampler", {}))
+        log.info("resumed from %s (epoch %d, step %d)", found[-1].name, job.state["epoch"], job.state["step"])
     elif cfg.resume:
         log.info("nothing to resume in %s: starting", out)
-    if workers > 1:
-        _sync_initial_weights(trainer, kv)
-    if rank == 0:
+    if job.workers > 1:
+        _sync_initial_weights(job.trainer, job.kv)
+    if job.rank == 0:
         write_json(out / "config.json", cfg.to_json())
-        _truncate_steps(out / "steps.csv", state["global_step"])
+        _truncate_steps(out / "steps.csv", job.state["global_step"])
 
-    history: list[dict[str, Any]] = state["history"]
-    done = False
-    for epoch in range(state["epoch"], cfg.epochs):
-        start = state["step"] if epoch == state["epoch"] else 0
-        t0 = time.time()
-        losses, correct, seen, sampled = [], 0, 0, []
-        bar = tqdm(
-            total=steps_epoch,
-            initial=start,
-            desc=f"{cfg.mode} epoch {epoch}",
-            unit="step",
-            disable=not cfg.progress or rank != 0,
-        )
-        for step, x, y in train_batches(train_ds, per_worker_batch, epoch, cfg.seed, start, rank, workers):
-            g = epoch * steps_epoch + step
+
+def _run_epoch(job: _Job, epoch: int) -> bool:
+    """One epoch (or its rest, after a resume); False when ``max_steps`` ended the run inside it."""
+    cfg, state = job.cfg, job.state
+    start = state["step"] if epoch == state["epoch"] else 0
+    tally = _Tally()
+    bar = tqdm(
+        total=job.steps_epoch,
+        initial=start,
+        desc=f"{cfg.mode} epoch {epoch}",
+        unit="step",
+        disable=not cfg.progress or job.rank != 0,
+    )
+    try:
+        for step, x, y in train_batches(job.train_ds, cfg.batch_size, epoch, cfg.seed, start, job.rank, job.workers):
+            g = epoch * job.steps_epoch + step
             if cfg.max_steps is not None and g >= cfg.max_steps:
-                done = True
-                break
-            mx.random.seed(cfg.seed * 1_000_003 + g)
-            trainer.set_learning_rate(lr_at(cfg, g, steps_epoch))
-            targets = _soft_targets(y, space.num_classes, cfg.label_smoothing)
-            if cfg.mixup > 0:
-                rng_mix = np.random.default_rng([cfg.seed, g, 99])
-                lam = rng_mix.beta(cfg.mixup, cfg.mixup)
-                perm = rng_mix.permutation(len(y))
-                x = lam * x + (1 - lam) * x[perm]
-                targets = lam * targets + (1 - lam) * targets[perm]
-            if sampler is not None:
-                blocks, channels = sampler.sample(epoch, g)
-                sampled.append(sampler.describe(blocks, channels))
-                forward = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
-            else:
-                forward = net
-            xs = mx.gluon.utils.split_and_load(x, ctxs, even_split=False)
-            ts = mx.gluon.utils.split_and_load(targets, ctxs, even_split=False)
-            with mx.autograd.record():
-                outs = [forward(a) for a in xs]
-                ls = [loss_fn(o, t) for o, t in zip(outs, ts)]
-            for ll in ls:
-                ll.backward()
-            trainer.step(len(y), ignore_stale_grad=sampler is not None)
-            loss = float(sum(ll.sum().asscalar() for ll in ls) / len(y))
-            pred = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
-            correct += int((pred == y).sum())
-            seen += len(y)
-            losses.append(loss)
-            if rank == 0:
-                with (out / "steps.csv").open("a", newline="") as f:
-                    csv.writer(f).writerow([g, epoch, step, f"{loss:.8f}"])
+                return False
+            _step(job, epoch, step, g, x, y, tally)
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            state.update(epoch=epoch, step=step + 1, global_step=g + 1)
-            if cfg.checkpoint_every and (g + 1) % cfg.checkpoint_every == 0 and rank == 0:
-                _save(out, net, trainer, state, sampler, cfg)
+            bar.set_postfix(loss=f"{np.mean(tally.losses[-20:]):.3f}")
+    finally:
         bar.close()
-        if done:
-            break
-        entry = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)) if losses else None,
-            "train_acc": correct / max(seen, 1),
-            "lr": lr_at(cfg, (epoch + 1) * steps_epoch - 1, steps_epoch),
-            "seconds": time.time() - t0,
-            "images_per_second": seen / max(time.time() - t0, 1e-9),
-        }
-        if sampled:
-            entry["sampled"] = {k: [s[k] for s in sampled] for k in sampled[0]}
-            entry["allowed_channels"] = sampler.schedule.allowed(epoch).tolist()
-        if val_ds is not None and rank == 0:
-            entry["val_acc"] = _validate(cfg, net, sampler, space, train_ds, val_ds, ctxs[0])
-        history.append(entry)
-        state.update(epoch=epoch + 1, step=0, history=history)
-        if rank == 0:
-            _save(out, net, trainer, state, sampler, cfg)
-            write_json(out / "metrics.json", {"history": _summary(history)})
-            if sampler is not None:
-                from .plots import run_distribution
+    _end_epoch(job, epoch, tally)
+    return True
 
-                run_distribution(_summary(history), out / "sampled.png")
-            log.info(
-                "epoch %d: loss %.4f train %.4f val %s",
-                epoch,
-                entry["loss"] or float("nan"),
-                entry["train_acc"],
-                entry.get("val_acc"),
-            )
-    if workers > 1:
-        out.mkdir(parents=True, exist_ok=True)
-        net.save_parameters(str(out / f"final.rank{rank}.params"))  # evidence that workers agree
-    if rank == 0:
-        net.save_parameters(str(out / ("supernet.params" if cfg.mode == "supernet" else "model.params")))
-        if cfg.mode == "subnet":
-            (out / "model.json").write_text(json.dumps(cfg.spec.to_json(), indent=1) + "\n")
-    return {"history": _summary(history), "global_step": state["global_step"], "rank": rank}
+
+def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray, tally: _Tally) -> None:
+    """One optimizer step on global step ``g`` (seeded by it, so a resumed run repeats it exactly)."""
+    cfg, net, sampler = job.cfg, job.net, job.sampler
+    mx.random.seed(cfg.seed * 1_000_003 + g)
+    job.trainer.set_learning_rate(lr_at(cfg, g, job.steps_epoch))
+    targets = _soft_targets(y, job.space.num_classes, cfg.label_smoothing)
+    mixup = cfg.mixup if isinstance(cfg, SubnetConfig) else 0.0
+    if mixup > 0:
+        rng_mix = np.random.default_rng([cfg.seed, g, 99])
+        lam = rng_mix.beta(mixup, mixup)
+        perm = rng_mix.permutation(len(y))
+        x = lam * x + (1 - lam) * x[perm]
+        targets = lam * targets + (1 - lam) * targets[perm]
+    if sampler is not None:
+        blocks, channels = sampler.sample(epoch, g)
+        tally.sampled.append(sampler.describe(blocks, channels))
+        forward = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
+    else:
+        forward = net
+    xs = mx.gluon.utils.split_and_load(x, job.ctxs, even_split=False)
+    ts = mx.gluon.utils.split_and_load(targets, job.ctxs, even_split=False)
+    with mx.autograd.record():
+        outs = [forward(a) for a in xs]
+        ls = [job.loss_fn(o, t) for o, t in zip(outs, ts)]
+    for ll in ls:
+        ll.backward()
+    job.trainer.step(len(y), ignore_stale_grad=sampler is not None)
+    loss = float(sum(ll.sum().asscalar() for ll in ls) / len(y))
+    pred = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
+    tally.correct += int((pred == y).sum())
+    tally.seen += len(y)
+    tally.losses.append(loss)
+    if job.rank == 0:
+        with (job.out / "steps.csv").open("a", newline="") as f:
+            f.write(_step_line(g, epoch, step, loss))
+    job.state.update(epoch=epoch, step=step + 1, global_step=g + 1)
+    if cfg.checkpoint_every and (g + 1) % cfg.checkpoint_every == 0 and job.rank == 0:
+        _save(job)
+
+
+def _step_line(g: int, epoch: int, step: int, loss: float) -> str:
+    """One row of ``steps.csv``; always LF, so appended and rewritten rows end alike."""
+    return f"{g},{epoch},{step},{loss:.8f}\n"
+
+
+def _end_epoch(job: _Job, epoch: int, tally: _Tally) -> None:
+    """Epoch metrics, validation, checkpoint, metrics.json and the sampled-paths plot."""
+    cfg, sampler, state = job.cfg, job.sampler, job.state
+    entry = {
+        "epoch": epoch,
+        "loss": float(np.mean(tally.losses)) if tally.losses else None,
+        "train_acc": tally.correct / max(tally.seen, 1),
+        "lr": lr_at(cfg, (epoch + 1) * job.steps_epoch - 1, job.steps_epoch),
+        "seconds": time.time() - tally.t0,
+        "images_per_second": tally.seen / max(time.time() - tally.t0, 1e-9),
+    }
+    if tally.sampled:
+        entry["sampled"] = {k: [s[k] for s in tally.sampled] for k in tally.sampled[0]}
+        entry["allowed_channels"] = sampler.schedule.allowed(epoch).tolist()
+    if job.val_ds is not None and job.rank == 0:
+        entry["val_acc"] = _validate(job)
+    history = state["history"]
+    history.append(entry)
+    state.update(epoch=epoch + 1, step=0, history=history)
+    if job.rank != 0:
+        return
+    _save(job)
+    write_json(job.out / "metrics.json", {"history": _summary(history)})
+    if sampler is not None:
+        from .plots import run_distribution
+
+        run_distribution(_summary(history), job.out / "sampled.png")
+    log.info(
+        "epoch %d: loss %.4f train %.4f val %s",
+        epoch,
+        entry["loss"] or float("nan"),
+        entry["train_acc"],
+        entry.get("val_acc"),
+    )
+
+
+def _finish(job: _Job) -> dict[str, Any]:
+    """Final weights (and model.json of a subnet), each written atomically."""
+    out, cfg = job.out, job.cfg
+    if job.workers > 1:
+        save_subnet(job.net, out / f"final.rank{job.rank}.params")  # evidence that workers agree
+    if job.rank == 0:
+        save_subnet(job.net, out / ("supernet.params" if isinstance(cfg, SupernetConfig) else "model.params"))
+        if isinstance(cfg, SubnetConfig):
+            write_json(out / "model.json", cfg.spec.to_json())
+    history = job.state["history"]
+    return {"history": _summary(history), "global_step": job.state["global_step"], "rank": job.rank}
 
 
 def _sync_initial_weights(trainer: mx.gluon.Trainer, kv) -> None:
@@ -334,38 +385,40 @@ def _sync_initial_weights(trainer: mx.gluon.Trainer, kv) -> None:
     kv._barrier()  # noqa: SLF001 - the 1.x kvstore exposes its barrier only so
 
 
-def _validate(cfg, net, sampler, space, train_ds, val_ds, ctx) -> float:
+def _validate(job: _Job) -> float:
     """Mean top-1 of ``eval_paths`` random paths, each with its BN statistics computed exactly for it.
 
     Precise BN needs forward hooks, which fire only in imperative blocks: the choice blocks are un-hybridized
     for the evaluation and hybridized again afterwards (the graphs are rebuilt at the next step).
     """
+    cfg, net, sampler, ctx = job.cfg, job.net, job.sampler, job.ctxs[0]
     if sampler is None:
-        return evaluate(net, val_ds, 256, ctx)
+        return evaluate(net, job.val_ds, 256, ctx)
+    assert isinstance(cfg, SupernetConfig)
     rng = np.random.default_rng([cfg.seed, 12345])
-    bn = bn_batches(train_ds, cfg.bn_batches * cfg.batch_size, cfg.batch_size, cfg.seed + 1)
+    bn = bn_batches(job.train_ds, cfg.bn_batches * cfg.batch_size, cfg.batch_size, cfg.seed + 1)
     accs = []
     allowed = sampler.schedule.allowed(cfg.epochs - 1)
     if cfg.hybridize:
         net.hybridize_blocks(False)
     try:
         for _ in range(cfg.eval_paths):
-            blocks = rng.integers(0, space.num_blocks, space.num_positions)
-            channels = allowed[rng.integers(0, len(allowed), space.num_positions)]
+            b, c = sampler.uniform.draw(rng, 1, allowed)
+            blocks, channels = b[0], c[0]
             fwd = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
             path = [net.choice_block(i, int(b)) for i, b in enumerate(blocks)]
             precise_bn(fwd, batchnorms(net.stem, *path, net.head), bn, ctx)
-            accs.append(evaluate(fwd, val_ds, 256, ctx))
+            accs.append(evaluate(fwd, job.val_ds, 256, ctx))
     finally:
         if cfg.hybridize:
             net.hybridize_blocks(True, static_alloc=True, static_shape=True)
     return float(np.mean(accs))
 
 
-def _save(out: Path, net, trainer, state: dict[str, Any], sampler, cfg: TrainConfig) -> None:
-    st = dict(state)
-    st["sampler"] = sampler.state() if sampler is not None else {}
-    save_checkpoint(out, net, trainer, st, cfg.keep)
+def _save(job: _Job) -> None:
+    st = dict(job.state)
+    st["sampler"] = job.sampler.state() if job.sampler is not None else {}
+    save_checkpoint(job.out, job.net, job.trainer, st, job.cfg.keep)
 
 
 def _summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -389,8 +442,9 @@ def _summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _truncate_steps(path: Path, global_step: int) -> None:
-    """Drop step lines after the checkpoint a run resumes from (those steps are taken again)."""
+    """Drop step lines after the checkpoint a run resumes from (those steps are taken again); the rewrite
+    is atomic and normalises every line to LF."""
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and int(line.split(",")[0]) < global_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text(path, "".join(line + "\n" for line in keep))
