@@ -35,3 +35,19 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args[1:]], capture_output=True, text=True, cwd=cwd or ROOT, env=env
     )
+
+
+def space_args(**config: object) -> list[str]:
+    """Command-line options (``--input-size 32 --stage-repeats 1 1 2 1 ...``) of a search-space configuration,
+    given as :class:`~spos_deploy.space.SearchSpace` keyword arguments, for the commands that take them."""
+    flags = {"use_se": "se", "last_conv_after_pooling": "lcap"}
+    out: list[str] = []
+    for key, value in config.items():
+        flag = "--" + flags.get(key, key).replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else flag.replace("--", "--no-", 1))
+        elif isinstance(value, list | tuple):
+            out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out

@@ -85,6 +85,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.slow  # 200 graph walks per configuration: 10-60 s each on 2 shared cores
 @pytest.mark.parametrize("space", CONFIGS, ids=[s.describe() for s in CONFIGS])
 def test_table_counting_equals_graph_counting(space, tmp_path):
     table = build_flops_table(space, progress=False)

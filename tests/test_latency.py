@@ -15,26 +15,14 @@ import pytest
 
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace, part_key
+from spos_deploy.tables.core import kendall_tau, validation_stats
 from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, fingerprint
-from spos_deploy.tables.latency.table import LatencyTable, fit_correction, kendall_tau, validation_stats
+from spos_deploy.tables.latency.table import LatencyTable, fit_correction
 
-from .conftest import ROOT
+from .conftest import ROOT, space_args
 
 SMALL = SearchSpace(input_size=32, num_classes=10, stage_repeats=(1, 1, 1, 1), channel_scales=(1.0, 2.0))
-SMALL_ARGS = [
-    "--input-size",
-    "32",
-    "--num-classes",
-    "10",
-    "--stage-repeats",
-    "1",
-    "1",
-    "1",
-    "1",
-    "--channel-scales",
-    "1.0",
-    "2.0",
-]
+SMALL_ARGS = space_args(input_size=32, num_classes=10, stage_repeats=(1, 1, 1, 1), channel_scales=(1.0, 2.0))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import mxnet as mx
 
-from spos_deploy.errors import BadInputError
+from spos_deploy.errors import BadInputError, short_message
 
 _SHUFFLE_CONV = re.compile(r"(^|_)shuffle_conv(_|$)")
 
@@ -70,7 +70,7 @@ def load_symbol(path: str) -> mx.sym.Symbol:
     try:
         return mx.sym.load(path)
     except mx.base.MXNetError as e:
-        raise BadInputError(f"{path}: not a readable MXNet symbol file ({str(e).splitlines()[0][:120]})") from None
+        raise BadInputError(f"{path}: not a readable MXNet symbol file ({short_message(e)})") from None
 
 
 def graph_ops(sym: mx.sym.Symbol, data_shape: tuple[int, ...], data_name: str = "data") -> list[OpRecord]:

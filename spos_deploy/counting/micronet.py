@@ -25,6 +25,7 @@ Score = params / 6.9e6 + (mults + adds) / 1170e6 (MobileNetV2-1.4 reference).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -145,91 +146,115 @@ def _elementwise_row(r: OpRecord, kind: str, mults: int, adds: int, quantizable:
     return MicroRow(r.name, owner(r.name), kind, quantizable, _size(r.out_shape), -1, c, c, 0, mults * n, adds * n)
 
 
+# ---- the rules: one small function per op type, looked up by op -------------------------------------
+Rule = Callable[["OpRecord"], "MicroRow | None"]
+"""Counts one op: its row, or ``None`` when the op is free (folded, or pure data movement)."""
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(*ops: str) -> Callable[[Rule], Rule]:
+    """Register ``fn`` as the rule of ``ops`` (each op type has exactly one rule)."""
+
+    def register(fn: Rule) -> Rule:
+        for op in ops:
+            if op in RULES:
+                raise ValueError(f"op {op!r} has two MicroNet rules")
+            RULES[op] = fn
+        return fn
+
+    return register
+
+
+def _elementwise(kind: str, mults: int, adds: int, quantizable: bool = False) -> Rule:
+    """A rule for ops costing ``mults``/``adds`` per output element."""
+    return lambda r: _elementwise_row(r, kind, mults, adds, quantizable)
+
+
+@rule("Convolution")
+def _convolution(r: OpRecord) -> MicroRow:
+    return _shuffle_row(r.name, r.out_shape[1], _size(r.out_shape)) if r.is_shuffle else _conv_row(r)
+
+
+@rule("transpose", "SwapAxis")
+def _transpose(r: OpRecord) -> MicroRow | None:
+    """The reshape-transpose-reshape channel shuffle: (N, C/2, 2, H, W) after the transpose; else free."""
+    if len(r.out_shape) != 5:
+        return None
+    return _shuffle_row(r.name, r.out_shape[1] * r.out_shape[2], r.out_shape[3])
+
+
+@rule("FullyConnected")
+def _dense(r: OpRecord) -> MicroRow:
+    w = r.weight_shape()
+    bias = w[0] if r.has_bias() else 0
+    params = math.prod(w) + bias
+    return MicroRow(
+        r.name, owner(r.name), "dense", True, 1, 1, w[1], w[0], params, w[0] * w[1], (w[1] - 1) * w[0] + bias
+    )
+
+
+@rule("Pooling")
+def _pooling(r: OpRecord) -> MicroRow:
+    c, size = r.in_shape[1], _size(r.in_shape)
+    if r.attr("global_pool", False):
+        hw = math.prod(r.in_shape[2:])
+        return MicroRow(r.name, owner(r.name), "gap", False, size, -1, c, c, 0, c, (hw - 1) * c)
+    kk = math.prod(r.attr("kernel", (1,)))
+    nout = _elements(r.out_shape)
+    if r.attr("pool_type", "max") == "avg":
+        return MicroRow(r.name, owner(r.name), "avgpool", False, size, -1, c, c, 0, nout, (kk - 1) * nout)
+    return MicroRow(r.name, owner(r.name), "maxpool", False, size, -1, c, c, 0, (kk - 1) * nout, 0)
+
+
+@rule("BatchNorm")
+def _batchnorm(r: OpRecord) -> MicroRow | None:
+    if r.input_ops and r.input_ops[0] in ("Convolution", "FullyConnected"):
+        return None  # folded into the conv / dense before it
+    return _elementwise_row(r, "batchnorm", 1, 1)
+
+
+_ACTIVATIONS = {
+    "relu": _elementwise("relu", 1, 0, quantizable=True),
+    "sigmoid": _elementwise("sigmoid", 2, 1),
+    "tanh": _elementwise("tanh", 3, 2),
+    "softrelu": _elementwise("softrelu", 2, 1),
+}
+
+
+@rule("Activation", "relu", "LeakyReLU")
+def _activation(r: OpRecord) -> MicroRow:
+    act = r.attr("act_type", "relu")
+    # leaky / prelu / elu: a comparison and a scale
+    return _ACTIVATIONS.get(act, _elementwise(act, 2, 0))(r)
+
+
+@rule("add_n", "ElementWiseSum")
+def _add_n(r: OpRecord) -> MicroRow:
+    return _elementwise_row(r, "add", 0, max(len(r.in_shapes) - 1, 0))
+
+
+rule("sigmoid")(_elementwise("sigmoid", 2, 1))
+rule("hard_sigmoid")(_elementwise("hsigmoid", 3, 1))
+rule("clip")(_elementwise("clip", 2, 0))
+rule(*_ELEM_MUL)(_elementwise("mul", 1, 0))
+rule(*_ELEM_ADD)(_elementwise("add", 0, 1))
+rule(*_SCALAR_MUL)(_elementwise("scale", 1, 0))
+rule(*_SCALAR_ADD)(_elementwise("shift", 0, 1))
+rule(*(_FREE - set(RULES)))(lambda r: None)
+
+
 def micronet_rows(records: list[OpRecord]) -> tuple[list[MicroRow], list[str]]:
     """Rows for every op that costs something, and the op types that had no rule (counted as free)."""
     rows: list[MicroRow] = []
-    unknown: list[str] = []
+    unknown: set[str] = set()
     for r in records:
-        op = r.op
-        if op == "Convolution":
-            if r.is_shuffle:
-                rows.append(_shuffle_row(r.name, r.out_shape[1], _size(r.out_shape)))
-            else:
-                rows.append(_conv_row(r))
-        elif op in ("transpose", "SwapAxis") and len(r.out_shape) == 5:
-            # reshape-transpose-reshape channel shuffle: (N, C/2, 2, H, W) after the transpose
-            rows.append(_shuffle_row(r.name, r.out_shape[1] * r.out_shape[2], r.out_shape[3]))
-        elif op == "FullyConnected":
-            w = r.weight_shape()
-            bias = r.has_bias()
-            rows.append(
-                MicroRow(
-                    r.name,
-                    owner(r.name),
-                    "dense",
-                    True,
-                    1,
-                    1,
-                    w[1],
-                    w[0],
-                    math.prod(w) + (w[0] if bias else 0),
-                    w[0] * w[1],
-                    (w[1] - 1) * w[0] + (w[0] if bias else 0),
-                )
-            )
-        elif op == "Pooling":
-            c, size = r.in_shape[1], _size(r.in_shape)
-            if r.attr("global_pool", False):
-                hw = math.prod(r.in_shape[2:])
-                rows.append(MicroRow(r.name, owner(r.name), "gap", False, size, -1, c, c, 0, c, (hw - 1) * c))
-            else:
-                kk = math.prod(r.attr("kernel", (1,)))
-                nout = _elements(r.out_shape)
-                if r.attr("pool_type", "max") == "avg":
-                    rows.append(
-                        MicroRow(r.name, owner(r.name), "avgpool", False, size, -1, c, c, 0, nout, (kk - 1) * nout)
-                    )
-                else:
-                    rows.append(
-                        MicroRow(r.name, owner(r.name), "maxpool", False, size, -1, c, c, 0, (kk - 1) * nout, 0)
-                    )
-        elif op == "BatchNorm":
-            if r.input_ops and r.input_ops[0] in ("Convolution", "FullyConnected"):
-                continue  # folded
-            rows.append(_elementwise_row(r, "batchnorm", 1, 1))
-        elif op in ("Activation", "relu", "LeakyReLU"):
-            act = r.attr("act_type", "relu")
-            if act == "relu":
-                rows.append(_elementwise_row(r, "relu", 1, 0, quantizable=True))
-            elif act == "sigmoid":
-                rows.append(_elementwise_row(r, "sigmoid", 2, 1))
-            elif act == "tanh":
-                rows.append(_elementwise_row(r, "tanh", 3, 2))
-            elif act == "softrelu":
-                rows.append(_elementwise_row(r, "softrelu", 2, 1))
-            else:  # leaky / prelu / elu: compare + scale
-                rows.append(_elementwise_row(r, act, 2, 0))
-        elif op == "sigmoid":
-            rows.append(_elementwise_row(r, "sigmoid", 2, 1))
-        elif op == "hard_sigmoid":
-            rows.append(_elementwise_row(r, "hsigmoid", 3, 1))
-        elif op == "clip":
-            rows.append(_elementwise_row(r, "clip", 2, 0))
-        elif op in _ELEM_MUL:
-            rows.append(_elementwise_row(r, "mul", 1, 0))
-        elif op in _ELEM_ADD:
-            rows.append(_elementwise_row(r, "add", 0, 1))
-        elif op == "add_n" or op == "ElementWiseSum":
-            rows.append(_elementwise_row(r, "add", 0, max(len(r.in_shapes) - 1, 0)))
-        elif op in _SCALAR_MUL:
-            rows.append(_elementwise_row(r, "scale", 1, 0))
-        elif op in _SCALAR_ADD:
-            rows.append(_elementwise_row(r, "shift", 0, 1))
-        elif op in _FREE:
-            continue
-        else:
-            unknown.append(op)
-    return rows, sorted(set(unknown))
+        fn = RULES.get(r.op)
+        if fn is None:
+            unknown.add(r.op)
+        elif (row := fn(r)) is not None:
+            rows.append(row)
+    return rows, sorted(unknown)
 
 
 def at_bits(row: MicroRow, bits: int) -> tuple[float, float, float]:

@@ -1,13 +1,13 @@
 """FLOPs/params lookup tables: per (position, block choice, channel choice) counts, read and used.
 
-Pure numpy (no MXNet): search and constraint checks import this, and building lives in
-:mod:`spos_deploy.tables.flops.build`. Counting an architecture from a table equals counting its whole
-graph exactly, because the paper convention is additive over stem, blocks and head.
+Pure numpy (no MXNet): search and constraint checks import this; building lives in
+:mod:`spos_deploy.tables.flops.build`, checking against graphs in :mod:`spos_deploy.tables.flops.validate`.
+Counting an architecture from a table equals counting its whole graph exactly, because the paper
+convention is additive over stem, blocks and head.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,52 +15,23 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.atomic import write_json
-from spos_deploy.errors import BadInputError
-from spos_deploy.space import SearchSpace
+from spos_deploy.space import BLOCK_NAMES, SearchSpace
+from spos_deploy.tables.core import (
+    LAYOUT_NOTE,
+    EntrySum,
+    check_config,
+    check_header,
+    entry_array,
+    field_of,
+    nested_json,
+    number,
+    one_or_many,
+    read_table,
+    table_space,
+)
 
 FORMAT_VERSION = 1
-
-
-def read_table_json(path: str | Path) -> dict[str, Any]:
-    """The JSON object of a lookup-table file, or a one-line error naming the file."""
-    p = Path(path)
-    try:
-        d = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"{p}: no such lookup table") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
-        raise BadInputError(f"{p}: not a JSON lookup table ({e})") from None
-    if not isinstance(d, dict):
-        raise BadInputError(f"{p}: not a lookup table (a JSON {type(d).__name__})")
-    return d
-
-
-def check_header(d: dict[str, Any], kind: str, version: int, what: str, source: str) -> None:
-    """Refuse a table file of another kind or format version, naming both."""
-    if d.get("kind") != kind:
-        raise BadInputError(f"{source}: not a {what} table (kind {d.get('kind')!r})")
-    if d.get("format_version") != version:
-        raise BadInputError(f"{source}: format_version {d.get('format_version')!r}, expected {version}")
-
-
-def nested_array(x: list, missing: float = np.nan, dtype: Any = float) -> np.ndarray:
-    """A ``[position][block][channel]`` JSON list (``null`` where invalid) as an array."""
-    return np.array([[[missing if v is None else v for v in row] for row in pos] for pos in x], dtype=dtype)
-
-
-def check_config(table_space: SearchSpace, expect: SearchSpace | None, source: str) -> None:
-    """Refuse a table made for another search-space configuration, naming the differences."""
-    if expect is None:
-        return
-    diff = config_diff(table_space.to_config(), expect.to_config())
-    if diff:
-        raise BadInputError(f"{source}: table made for another configuration ({'; '.join(diff)})")
-
-
-def config_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """Human-readable differences between two configurations (``key: table X, asked Y``)."""
-    keys = sorted(set(have) | set(want))
-    return [f"{k}: table {have.get(k)!r}, asked {want.get(k)!r}" for k in keys if have.get(k) != want.get(k)]
+KIND = "flops"
 
 
 @dataclass
@@ -76,11 +47,8 @@ class FlopsTable:
     params: np.ndarray
 
     def __post_init__(self) -> None:
-        L, B, S = self.flops.shape
-        self._stride = np.array([B * S, S, 1], dtype=np.int64)
-        self._offsets = (np.arange(L, dtype=np.int64) * B * S)[None, :]
-        self._flat_flops = self.flops.reshape(-1)
-        self._flat_params = self.params.reshape(-1)
+        self._flops_sum = EntrySum(self.flops)
+        self._params_sum = EntrySum(self.params)
 
     @property
     def valid(self) -> np.ndarray:
@@ -88,20 +56,11 @@ class FlopsTable:
         return self.flops >= 0
 
     # ---- counting ---------------------------------------------------------------------------
-    def _flat_index(self, blocks: np.ndarray, channels: np.ndarray) -> np.ndarray:
-        blocks = np.asarray(blocks, dtype=np.int64)
-        channels = np.asarray(channels, dtype=np.int64)
-        return self._offsets[:, : blocks.shape[-1]] + blocks * self._stride[1] + channels
-
     def count(self, blocks: Any, channels: Any) -> tuple[np.ndarray, np.ndarray]:
         """FLOPs and params of many architectures at once: ``blocks``/``channels`` are ``[N, L]`` (or ``[L]``)."""
-        b = np.atleast_2d(blocks)
-        idx = self._flat_index(b, np.atleast_2d(channels))
-        flops = self._flat_flops.take(idx).sum(axis=1) + (self.stem_flops + self.head_flops)
-        params = self._flat_params.take(idx).sum(axis=1) + (self.stem_params + self.head_params)
-        if np.ndim(blocks) == 1:
-            return flops[0], params[0]
-        return flops, params
+        flops = self._flops_sum(blocks, channels) + (self.stem_flops + self.head_flops)
+        params = self._params_sum(blocks, channels) + (self.stem_params + self.head_params)
+        return one_or_many(blocks, flops), one_or_many(blocks, params)
 
     def within(
         self,
@@ -122,17 +81,17 @@ class FlopsTable:
     # ---- files ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         def nested(a: np.ndarray) -> list:
-            return [[[int(v) if v >= 0 else None for v in row] for row in pos] for pos in a]
+            return nested_json(np.where(a >= 0, a, np.nan), int)
 
         return {
             "format_version": FORMAT_VERSION,
-            "kind": "flops",
+            "kind": KIND,
             "config": self.space.to_config(),
             "units": {
                 "flops": "SPOS paper convention: multiply-accumulates + bias adds + global-pool adds",
                 "params": "conv/dense weights and biases + BN gamma/beta",
             },
-            "layout": "[position][block choice][channel choice]; null where the choice gives 0 mid channels",
+            "layout": LAYOUT_NOTE,
             "stem": {"flops": self.stem_flops, "params": self.stem_params},
             "head": {"flops": self.head_flops, "params": self.head_params},
             "flops": nested(self.flops),
@@ -144,37 +103,48 @@ class FlopsTable:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> FlopsTable:
-        try:
-            check_header(d, "flops", FORMAT_VERSION, "FLOPs/params", source)
-            space = SearchSpace.from_config(d["config"])
+        """Check every field (one line naming it and ``source`` on the first problem) and build the table."""
+        check_header(d, KIND, FORMAT_VERSION, source)
+        space = table_space(d, source)
+        stem = field_of(d, "stem", source, dict)
+        head = field_of(d, "head", source, dict)
 
-            def arr(x: list) -> np.ndarray:
-                return nested_array(x, -1, np.int64)
+        def counts(key: str) -> np.ndarray:
+            a = entry_array(d, key, space, source, integer=True)
+            return np.where(np.isnan(a), -1, a).astype(np.int64)
 
-            table = cls(
-                space=space,
-                stem_flops=int(d["stem"]["flops"]),
-                stem_params=int(d["stem"]["params"]),
-                head_flops=int(d["head"]["flops"]),
-                head_params=int(d["head"]["params"]),
-                flops=arr(d["flops"]),
-                params=arr(d["params"]),
-            )
-        except BadInputError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise BadInputError(f"{source}: malformed FLOPs table ({type(e).__name__}: {e})") from None
-        want = (space.num_positions, space.num_blocks, space.num_scales)
-        if table.flops.shape != want or table.params.shape != want:
-            raise BadInputError(f"{source}: table shape {table.flops.shape} does not match its config {want}")
-        return table
+        return cls(
+            space=space,
+            stem_flops=int(number(stem, "flops", f"{source}: stem", integer=True)),
+            stem_params=int(number(stem, "params", f"{source}: stem", integer=True)),
+            head_flops=int(number(head, "flops", f"{source}: head", integer=True)),
+            head_params=int(number(head, "params", f"{source}: head", integer=True)),
+            flops=counts("flops"),
+            params=counts("params"),
+        )
 
     @classmethod
     def load(cls, path: str | Path, expect: SearchSpace | None = None) -> FlopsTable:
         """Read a table; with ``expect``, refuse one made for another configuration."""
-        table = cls.from_json(read_table_json(path), str(path))
+        table = cls.from_json(read_table(path), str(path))
         check_config(table.space, expect, str(path))
         return table
+
+    # ---- reading ----------------------------------------------------------------------------
+    def describe(self, source: str) -> tuple[list[str], list[str], list[list[Any]]]:
+        """What ``spos-lut show`` prints: heading lines, then per (position, block) the range over channels."""
+        lines = [
+            f"{source}: FLOPs/params table, {self.space.describe()}",
+            f"stem {self.stem_flops:,} FLOPs / {self.stem_params:,} params; "
+            f"head {self.head_flops:,} / {self.head_params:,}",
+        ]
+        rows = []
+        for pos in self.space.positions():
+            for b, name in enumerate(BLOCK_NAMES):
+                f = self.flops[pos.index, b]
+                f = f[f >= 0]
+                rows.append([pos.index, name, pos.stride, pos.in_size, f"{f.min() / 1e6:.3f}", f"{f.max() / 1e6:.3f}"])
+        return lines, ["pos", "block", "stride", "inp_size", "min MFLOPs", "max MFLOPs"], rows
 
 
 def default_table_name(space: SearchSpace) -> str:

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ from tqdm import tqdm
 from spos_deploy.errors import BadInputError
 from spos_deploy.machine import cpu_info
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.runtime.bench import ort_session, time_fn
+from spos_deploy.runtime.ort import ort_runner
+from spos_deploy.runtime.timing import time_fn
 from spos_deploy.space import SearchSpace, part_key
-from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff, fit_correction
+from spos_deploy.tables.build_common import uniform_spec
+from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint, fit_correction
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +133,11 @@ class Progress:
                 old = json.loads(lines[0])
             except (IndexError, json.JSONDecodeError):
                 raise BadInputError(f"{path}: unreadable progress file; delete it to start over") from None
-            diff = fingerprint_diff(old["fingerprint"], header["fingerprint"])
-            if old.get("config") != header["config"] or old.get("setup") != header["setup"] or diff:
-                raise BadInputError(
-                    f"{path}: the interrupted build used other settings or hardware; delete it to start over"
-                )
+            if not isinstance(old, dict) or "fingerprint" not in old:
+                raise BadInputError(f"{path}: unreadable progress file; delete it to start over")
+            check_fingerprint(old["fingerprint"], header["fingerprint"], str(path), hint="delete it to start over")
+            if old.get("config") != header["config"] or old.get("setup") != header["setup"]:
+                raise BadInputError(f"{path}: the interrupted build used other settings; delete it to start over")
             for line in lines[1:]:
                 try:
                     rec = json.loads(line)
@@ -179,13 +181,6 @@ def _stable_time(fn: Callable[[], Any], setup: LatencySetup) -> tuple[float, flo
     return best
 
 
-def _uniform_spec(space: SearchSpace, b: int, c: int, shuffle: str) -> tuple[ModelSpec, list[bool]]:
-    valid = [space.channel_valid(p, c) for p in space.positions()]
-    channels = tuple(space.fix_channels([c] * space.num_positions))
-    spec = ModelSpec(space, (b,) * space.num_positions, channels, name=f"uniform-{b}-{c}", shuffle=shuffle)
-    return spec, valid
-
-
 def _calibration_images(space: SearchSpace, n: int = 4) -> np.ndarray:
     s = space.input_size
     return np.random.default_rng(0).standard_normal((max(n, 8), 3, s, s)).astype(np.float32)
@@ -209,7 +204,6 @@ def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0
         spec.space.input_size,
         OrtQuantConfig(keep_float=0, calib_batch=4),
     )
-    os.remove(q.preprocessed)
     return Path(q.path)
 
 
@@ -251,11 +245,10 @@ class OrtPartTimer:
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             f.write(sub.SerializeToString())
             f.flush()
-            sess = ort_session(f.name, device=self.device, threads=self.setup.resolved_threads())
-        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-        name = sess.get_inputs()[0].name
-        sess.run(None, {name: x})
-        return _stable_time(lambda: sess.run(None, {name: x}), self.setup)
+            run = ort_runner(
+                f.name, input_shape[0], input_shape, device=self.device, threads=self.setup.resolved_threads()
+            )
+        return _stable_time(run, self.setup)
 
 
 def _part_input_shapes(space: SearchSpace, batch: int) -> dict[str, tuple[int, ...]]:
@@ -280,11 +273,8 @@ def _whole(setup: LatencySetup) -> LatencySetup:
 def _time_whole_ort(path: Path, setup: LatencySetup, shape: tuple[int, ...]) -> tuple[float, float]:
     device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
     setup = _whole(setup)
-    sess = ort_session(path, device=device, threads=setup.resolved_threads())
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: x})
-    return _stable_time(lambda: sess.run(None, {name: x}), setup)
+    run = ort_runner(path, shape[0], shape, device=device, threads=setup.resolved_threads())
+    return _stable_time(run, setup)
 
 
 def measure_network(spec: ModelSpec, setup: LatencySetup) -> float:
@@ -353,28 +343,65 @@ def _drift_probe(
     """
     if not setup.runtime.startswith("ort"):
         return lambda: None
-    spec, _ = _uniform_spec(space, 0, space.widest_choice, setup.shuffle)
+    spec, _ = uniform_spec(space, 0, space.widest_choice, setup.shuffle, name=f"uniform-0-{space.widest_choice}")
     part = part_key(space.num_positions // 2)
     timer = OrtPartTimer(export_deployed(spec, tmp / "probe", setup.precision, setup.seed), setup)
     src, dst = timer.bounds[part]
     sub = timer.extractor.extract_model([src], [dst])
     path = tmp / "probe.onnx"
     path.write_bytes(sub.SerializeToString())
-    sess = ort_session(path, device=timer.device, threads=setup.resolved_threads())
-    x = np.random.default_rng(0).standard_normal(shapes[part]).astype(np.float32)
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: x})
-    return lambda: float(np.median(time_fn(lambda: sess.run(None, {name: x}), warmup=5, repeats=60)) * 1e3)
+    run = ort_runner(path, shapes[part][0], shapes[part], device=timer.device, threads=setup.resolved_threads())
+    return lambda: float(np.median(time_fn(run, warmup=5, repeats=60)) * 1e3)
 
 
 def _entry_key(part: str, b: int | None = None, c: int | None = None) -> str:
     return part if b is None else f"{part}:{b}:{c}"
 
 
-def _jobs(space: SearchSpace) -> Iterator[tuple[int, int]]:
+def _measure_entries(
+    space: SearchSpace,
+    setup: LatencySetup,
+    prog: Progress,
+    tmp: Path,
+    probe: Callable[[], float | None],
+    bar: tqdm,
+) -> None:
+    """Every (position, block, channel) entry plus stem and head not yet in ``prog``, one uniform network each."""
+    shapes = _part_input_shapes(space, setup.batch)
     for b in range(space.num_blocks):
         for c in range(space.num_scales):
-            yield b, c
+            spec, valid = uniform_spec(space, b, c, setup.shuffle, name=f"uniform-{b}-{c}")
+            keys = [_entry_key(part_key(p.index), b, c) for p in valid]
+            if b == 0 and c == 0:
+                keys += ["stem", "head"]
+            todo = [k for k in keys if k not in prog.done]
+            if not todo:
+                continue
+            measure = _part_measurer(spec, setup, tmp, shapes)
+            ref = probe()
+            for key in todo:
+                ms, disp = measure(key.split(":")[0])
+                prog.add({"key": key, "ms": ms, "dispersion": disp, "ref": ref})
+                bar.update(1)
+
+
+def _measure_calibration(
+    space: SearchSpace, setup: LatencySetup, prog: Progress, probe: Callable[[], float | None], bar: tqdm
+) -> None:
+    """The whole networks the correction is fitted on (:func:`calibration_window`), those not yet in ``prog``."""
+    rng = np.random.default_rng(setup.seed + 1)
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    for k in range(setup.calibration_networks):
+        key = f"net:{k}"
+        blocks = rng.integers(0, B, L)
+        lo, hi = calibration_window(k, setup.calibration_networks, S)
+        channels = space.fix_channels(rng.integers(lo, hi + 1, L))
+        if key in prog.done:
+            continue  # the draws above still happen: a resumed build measures the same networks
+        spec = ModelSpec(space, tuple(map(int, blocks)), tuple(channels), f"calib{k}", shuffle=setup.shuffle)
+        rec = {"key": key, "ref": probe(), "ms": measure_network(spec, setup)}
+        prog.add({**rec, "blocks": spec.block_choices, "channels": spec.channel_choices})
+        bar.update(1)
 
 
 def build_latency_table(
@@ -386,12 +413,9 @@ def build_latency_table(
     header = {"fingerprint": fp, "config": space.to_config(), "setup": asdict(setup)}
     partial = out.with_name(out.name + ".partial.jsonl")
     prog = Progress(partial, header, resume)
-    shapes = _part_input_shapes(space, setup.batch)
-    L, B, S = space.num_positions, space.num_blocks, space.num_scales
-    positions = space.positions()
-    total = sum(space.mid(p, c) >= 1 for p in positions for c in range(S)) * B + 2 + setup.calibration_networks
+    entries = sum(space.channel_valid(p, c) for p in space.positions() for c in range(space.num_scales))
     bar = tqdm(
-        total=total,
+        total=entries * space.num_blocks + 2 + setup.calibration_networks,
         initial=len(prog.done),
         desc=f"latency table ({setup.runtime}, {setup.precision})",
         unit="entry",
@@ -399,43 +423,9 @@ def build_latency_table(
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            probe = _drift_probe(space, setup, Path(tmp), shapes)
-            for b, c in _jobs(space):
-                spec, valid = _uniform_spec(space, b, c, setup.shuffle)
-                keys = [_entry_key(part_key(p.index), b, c) for p, ok in zip(positions, valid) if ok]
-                if b == 0 and c == 0:
-                    keys += ["stem", "head"]
-                todo = [k for k in keys if k not in prog.done]
-                if not todo:
-                    continue
-                measure = _part_measurer(spec, setup, Path(tmp), shapes)
-                ref = probe()
-                for key in todo:
-                    ms, disp = measure(key.split(":")[0])
-                    prog.add({"key": key, "ms": ms, "dispersion": disp, "ref": ref})
-                    bar.update(1)
-            rng = np.random.default_rng(setup.seed + 1)
-            for k in range(setup.calibration_networks):
-                key = f"net:{k}"
-                blocks = rng.integers(0, B, L)
-                lo, hi = calibration_window(k, setup.calibration_networks, S)
-                channels = rng.integers(lo, hi + 1, L)
-                channels = np.array(space.fix_channels(channels))
-                if key in prog.done:
-                    continue
-                spec = ModelSpec(
-                    space, tuple(map(int, blocks)), tuple(map(int, channels)), f"calib{k}", shuffle=setup.shuffle
-                )
-                prog.add(
-                    {
-                        "key": key,
-                        "ref": probe(),
-                        "ms": measure_network(spec, setup),
-                        "blocks": spec.block_choices,
-                        "channels": spec.channel_choices,
-                    }
-                )
-                bar.update(1)
+            probe = _drift_probe(space, setup, Path(tmp), _part_input_shapes(space, setup.batch))
+            _measure_entries(space, setup, prog, Path(tmp), probe, bar)
+            _measure_calibration(space, setup, prog, probe, bar)
     finally:
         bar.close()
         prog.close()

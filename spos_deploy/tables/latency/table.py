@@ -1,4 +1,4 @@
-"""Measured latency lookup tables: file format, fingerprint check, predictor and validation statistics.
+"""Measured latency lookup tables: file format, the one fingerprint check, predictor and its correction.
 
 Pure numpy: search checks millions of architectures per second with :meth:`LatencyTable.predict`.
 Measuring lives in :mod:`spos_deploy.tables.latency.build`.
@@ -19,8 +19,21 @@ import numpy as np
 
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
-from spos_deploy.space import SearchSpace
-from spos_deploy.tables.flops.table import check_config, check_header, nested_array, read_table_json
+from spos_deploy.space import BLOCK_NAMES, SearchSpace
+from spos_deploy.tables.core import (
+    LAYOUT_NOTE,
+    EntrySum,
+    check_config,
+    check_header,
+    entry_array,
+    field_of,
+    nested_json,
+    number,
+    one_or_many,
+    random_architectures,
+    read_table,
+    table_space,
+)
 
 FORMAT_VERSION = 1
 
@@ -57,18 +70,11 @@ class LatencyTable:
     probe_ms: np.ndarray | None = None  # drift probe time recorded with each entry
 
     def __post_init__(self) -> None:
-        L, B, S = self.entries.shape
-        self._flat = np.where(np.isnan(self.entries), 0.0, self.entries).reshape(-1)
-        self._offsets = (np.arange(L, dtype=np.int64) * B * S)[None, :]
-        self._bstride = S
+        self._sum = EntrySum(self.entries)
 
     def raw_sum(self, blocks: Any, channels: Any) -> np.ndarray:
         """stem + entries + head, without the fitted correction (``[N]`` or a scalar for one architecture)."""
-        b = np.atleast_2d(np.asarray(blocks, dtype=np.int64))
-        c = np.atleast_2d(np.asarray(channels, dtype=np.int64))
-        s = self._flat.take(self._offsets[:, : b.shape[1]] + b * self._bstride + c).sum(axis=1)
-        s = s + (self.stem_ms + self.head_ms)
-        return s[0] if np.ndim(blocks) == 1 else s
+        return one_or_many(blocks, self._sum(blocks, channels) + (self.stem_ms + self.head_ms))
 
     def predict(self, blocks: Any, channels: Any) -> np.ndarray:
         """Predicted end-to-end latency (ms) of one (``[L]``) or many (``[N, L]``) architectures."""
@@ -77,7 +83,7 @@ class LatencyTable:
     # ---- files ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         def nested(a: np.ndarray) -> list:
-            return [[[None if np.isnan(v) else round(float(v), 6) for v in row] for row in pos] for pos in a]
+            return nested_json(a, lambda v: round(float(v), 6))
 
         return {
             "format_version": FORMAT_VERSION,
@@ -85,7 +91,7 @@ class LatencyTable:
             "config": self.space.to_config(),
             "fingerprint": self.fingerprint,
             "units": "milliseconds, median of the timed runs",
-            "layout": "[position][block choice][channel choice]; null where the choice gives 0 mid channels",
+            "layout": LAYOUT_NOTE,
             "stem_ms": self.stem_ms,
             "head_ms": self.head_ms,
             "entries": nested(self.entries),
@@ -105,32 +111,29 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> LatencyTable:
-        check_header(d, "latency", FORMAT_VERSION, "latency", source)
-        try:
-            space = SearchSpace.from_config(d["config"])
+        """Check every field (one line naming it and ``source`` on the first problem) and build the table."""
+        check_header(d, "latency", FORMAT_VERSION, source)
+        space = table_space(d, source)
+        fp = field_of(d, "fingerprint", source, dict)
+        corr = field_of(d, "correction", source, dict) if "correction" in d else {}
+        calibration = field_of(corr, "calibration_networks", f"{source}: correction", list) if corr else []
 
-            arr = nested_array
+        def optional(key: str, gaps: bool) -> np.ndarray | None:
+            return entry_array(d, key, space, source, gaps=gaps) if d.get(key) is not None else None
 
-            corr = d.get("correction", {})
-            table = cls(
-                space=space,
-                fingerprint=dict(d["fingerprint"]),
-                stem_ms=float(d["stem_ms"]),
-                head_ms=float(d["head_ms"]),
-                entries=arr(d["entries"]),
-                dispersion=arr(d["dispersion"]),
-                slope=float(corr.get("slope", 1.0)),
-                intercept=float(corr.get("intercept", 0.0)),
-                calibration=list(corr.get("calibration_networks", [])),
-                raw_entries=arr(d["raw_entries"]) if d.get("raw_entries") else None,
-                probe_ms=arr(d["probe_ms"]) if d.get("probe_ms") else None,
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise BadInputError(f"{source}: malformed latency table ({type(e).__name__}: {e})") from None
-        want = (space.num_positions, space.num_blocks, space.num_scales)
-        if table.entries.shape != want:
-            raise BadInputError(f"{source}: table shape {table.entries.shape} does not match its config {want}")
-        return table
+        return cls(
+            space=space,
+            fingerprint=dict(fp),
+            stem_ms=number(d, "stem_ms", source),
+            head_ms=number(d, "head_ms", source),
+            entries=entry_array(d, "entries", space, source),
+            dispersion=entry_array(d, "dispersion", space, source),
+            slope=number(corr, "slope", f"{source}: correction", signed=True) if "slope" in corr else 1.0,
+            intercept=number(corr, "intercept", f"{source}: correction", signed=True) if "intercept" in corr else 0.0,
+            calibration=list(calibration),
+            raw_entries=optional("raw_entries", gaps=False),
+            probe_ms=optional("probe_ms", gaps=True),  # no drift probe on MXNet runtimes: null entries
+        )
 
     @classmethod
     def load(
@@ -141,32 +144,37 @@ class LatencyTable:
         allow_mismatch: bool = False,
     ) -> LatencyTable:
         """Read a table; refuse one made for another configuration or other hardware unless ``allow_mismatch``."""
-        p = Path(path)
-        table = cls.from_json(read_table_json(p), str(p))
-        check_config(table.space, expect_space, str(p))
-        if expect_fingerprint is not None and not allow_mismatch:
-            diff = fingerprint_diff(table.fingerprint, expect_fingerprint)
-            if diff:
-                raise BadInputError(
-                    f"{p}: table measured on other hardware or settings ({'; '.join(diff)}); "
-                    "build a table here (spos-lut build --kind latency) or pass --allow-table-mismatch"
-                )
+        table = cls.from_json(read_table(path), str(path))
+        check_config(table.space, expect_space, str(path))
+        if expect_fingerprint is not None:
+            check_fingerprint(table.fingerprint, expect_fingerprint, str(path), allow_mismatch)
         return table
 
-
-def random_architectures(table: LatencyTable, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform random architectures, channel choices a position lacks replaced by the widest."""
-    space = table.space
-    rng = np.random.default_rng(seed)
-    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
-    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
-    valid = ~np.isnan(table.entries[np.arange(space.num_positions)[None, :], blocks, channels])
-    return blocks, np.where(valid, channels, space.widest_choice)
+    # ---- reading ----------------------------------------------------------------------------------------
+    def describe(self, source: str) -> tuple[list[str], list[str], list[list[Any]]]:
+        """What ``spos-lut show`` prints: heading lines, then per (position, block) the range over channels."""
+        fp = self.fingerprint
+        lines = [
+            f"{source}: latency table, {self.space.describe()}, {fp.get('runtime')} {fp.get('runtime_version')} "
+            f"({fp.get('provider')}), {fp.get('precision')}, batch {fp.get('batch')}, {fp.get('threads')} threads",
+            f"measured on {fp.get('gpu') or fp.get('cpu')} ({fp.get('cores')} cores) at {fp.get('date')}",
+            f"stem {self.stem_ms:.3f} ms, head {self.head_ms:.3f} ms; correction: "
+            f"{self.slope:.3f} x sum + {self.intercept:.3f} ms",
+        ]
+        rows = []
+        for pos in self.space.positions():
+            for b, name in enumerate(BLOCK_NAMES):
+                e = self.entries[pos.index, b]
+                disp = f"{np.nanmax(self.dispersion[pos.index, b]):.1%}"
+                rows.append(
+                    [pos.index, name, pos.stride, pos.in_size, f"{np.nanmin(e):.3f}", f"{np.nanmax(e):.3f}", disp]
+                )
+        return lines, ["pos", "block", "stride", "inp_size", "min ms", "max ms", "max dispersion"], rows
 
 
 def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: int = 0) -> float:
     """Predicted latency (ms) below which a share ``q`` of random architectures falls: a budget that binds."""
-    blocks, channels = random_architectures(table, samples, seed)
+    blocks, channels = random_architectures(table.space, samples, seed)
     return float(np.quantile(table.predict(blocks, channels), q))
 
 
@@ -179,6 +187,22 @@ def fingerprint_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     return out
 
 
+MISMATCH_HINT = "build a table here (spos-lut build --kind latency) or pass --allow-table-mismatch"
+
+
+def check_fingerprint(
+    table_fp: dict[str, Any], here_fp: dict[str, Any], source: str, allow: bool = False, hint: str = MISMATCH_HINT
+) -> list[str]:
+    """The one hardware check: refuse latencies measured on other hardware or settings, naming the differences.
+
+    With ``allow`` the differences are returned instead (a caller may warn); ``hint`` says what to do.
+    """
+    diff = fingerprint_diff(table_fp, here_fp)
+    if diff and not allow:
+        raise BadInputError(f"{source}: table measured on other hardware or settings ({'; '.join(diff)}); {hint}")
+    return diff
+
+
 def fit_correction(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, float]:
     """Least-squares ``measured = slope * raw + intercept`` (slope 1, intercept mean residual for < 2 points)."""
     raw_ms, measured_ms = np.asarray(raw_ms, float), np.asarray(measured_ms, float)
@@ -186,33 +210,3 @@ def fit_correction(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, 
         return 1.0, float(np.mean(measured_ms - raw_ms)) if len(raw_ms) else 0.0
     slope, intercept = np.polyfit(raw_ms, measured_ms, 1)
     return float(slope), float(intercept)
-
-
-# ---- validation statistics (pure) ---------------------------------------------------------------------
-def kendall_tau(x: Any, y: Any) -> float:
-    """Kendall's tau-b rank correlation (ties handled), O(n^2): validation sets are small."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    i, j = np.triu_indices(n, k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    concordant_minus_discordant = float((dx * dy).sum())
-    n0 = len(i)
-    tx, ty = float((dx == 0).sum()), float((dy == 0).sum())
-    denom = np.sqrt((n0 - tx) * (n0 - ty))
-    return concordant_minus_discordant / denom if denom else float("nan")
-
-
-def validation_stats(predicted: Any, measured: Any) -> dict[str, float]:
-    """MAPE and max error (percent of measured), shares within 5% and 10%, Kendall tau."""
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    err = np.abs(p - m) / m * 100
-    return {
-        "samples": int(len(m)),
-        "mape": float(err.mean()),
-        "max_error": float(err.max()),
-        "within_5": float((err <= 5).mean()),
-        "within_10": float((err <= 10).mean()),
-        "kendall_tau": kendall_tau(p, m),
-    }

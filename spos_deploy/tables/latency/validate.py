@@ -12,14 +12,18 @@ from tqdm import tqdm
 from spos_deploy.atomic import atomic_path
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.runtime.bench import time_fn
+from spos_deploy.runtime.timing import time_fn
+from spos_deploy.tables.core import random_architectures, validation_stats
 from spos_deploy.tables.latency.build import LatencySetup, export_deployed, fingerprint, measure_network
-from spos_deploy.tables.latency.table import LatencyTable, fingerprint_diff, random_architectures, validation_stats
+from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint
 
 
 def setup_of(table: LatencyTable) -> LatencySetup:
     """The measurement settings a table was built with (from its fingerprint)."""
     fp = table.fingerprint
+    missing = [k for k in ("runtime_option", "precision", "batch", "threads", "shuffle") if k not in fp]
+    if missing:
+        raise BadInputError(f"fingerprint lacks {', '.join(missing)}: cannot tell how the table was measured")
     return LatencySetup(
         runtime=fp["runtime_option"],
         precision=fp["precision"],
@@ -42,7 +46,7 @@ def _interleaved_ort(
     session's memory placement can make it a few percent faster or slower for as long as it lives (two
     15-round validations of the same int8 networks, one session each, agreed only to tau 0.88).
     """
-    from spos_deploy.runtime.bench import ort_session
+    from spos_deploy.runtime.ort import ort_runner
 
     device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
     runs = []
@@ -50,14 +54,11 @@ def _interleaved_ort(
         for spec in tqdm(specs, desc="export", unit="net", disable=not progress):
             path = export_deployed(spec, Path(tmp), setup.precision, setup.seed)
             size = spec.space.input_size
-            x = np.random.default_rng(0).standard_normal((setup.batch, 3, size, size)).astype(np.float32)
-            per_net = []
-            for _ in range(max(1, sessions)):
-                sess = ort_session(path, device=device, threads=setup.resolved_threads())
-                name = sess.get_inputs()[0].name
-                sess.run(None, {name: x})
-                per_net.append(lambda s=sess, n=name, a=x: s.run(None, {n: a}))
-            runs.append(per_net)
+            shape = (setup.batch, 3, size, size)
+            threads = setup.resolved_threads()
+            runs.append(
+                [ort_runner(path, setup.batch, shape, device=device, threads=threads) for _ in range(max(1, sessions))]
+            )
         per_round = np.zeros((rounds, len(specs)))
         order_rng = np.random.default_rng(0)
         for r in tqdm(range(rounds), desc="interleaved rounds", unit="round", disable=not progress):
@@ -89,16 +90,16 @@ def validate_table(
     allow_mismatch: bool = False,
     progress: bool = True,
     rounds: int = 5,
+    source: str = "table",
 ) -> dict[str, Any]:
+    """Predicted vs measured end to end for ``samples`` random architectures, in the table's own settings."""
+    if samples < 1 or rounds < 1:
+        raise BadInputError(f"samples ({samples}) and rounds ({rounds}) must be >= 1")
     setup = setup_of(table)
     here = fingerprint(setup, table.space)
-    diff = fingerprint_diff(table.fingerprint, here)
-    if diff and not allow_mismatch:
-        raise BadInputError(
-            f"table measured on other hardware or settings ({'; '.join(diff)}); validation must run "
-            "where the table was built (or pass --allow-table-mismatch)"
-        )
-    blocks, channels = random_architectures(table, samples, seed)
+    hint = "validation must run where the table was built (or pass --allow-table-mismatch)"
+    check_fingerprint(table.fingerprint, here, source, allow_mismatch, hint)
+    blocks, channels = random_architectures(table.space, samples, seed)
     predicted = table.predict(blocks, channels)
     measured = measure_architectures(table, blocks, channels, rounds, progress)
     stats = validation_stats(predicted, measured)
@@ -116,6 +117,7 @@ def scatter_plot(stats: dict[str, Any], path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    tau = "n/a" if stats["kendall_tau"] is None else f"{stats['kendall_tau']:.3f}"
     p = np.array([x["predicted_ms"] for x in stats["points"]])
     m = np.array([x["measured_ms"] for x in stats["points"]])
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -127,11 +129,33 @@ def scatter_plot(stats: dict[str, Any], path: str | Path, title: str) -> None:
     ax.set_xlabel("measured end to end (ms)")
     ax.set_ylabel("predicted from the table (ms)")
     ax.set_title(
-        f"{title}\nMAPE {stats['mape']:.2f}%, within 10% {stats['within_10']:.0%}, tau {stats['kendall_tau']:.3f}",
+        f"{title}\nMAPE {stats['mape']:.2f}%, within 10% {stats['within_10']:.0%}, tau {tau}",
         fontsize=9,
     )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def heatmap(table: LatencyTable, path: str | Path) -> None:
+    """The entries as one heat map per block choice (position x channel choice), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spos_deploy.space import BLOCK_NAMES
+
+    fig, axes = plt.subplots(1, table.space.num_blocks, figsize=(4 * table.space.num_blocks, 5), sharey=True)
+    for b, ax in enumerate(np.atleast_1d(axes)):
+        im = ax.imshow(table.entries[:, b, :], aspect="auto", cmap="viridis")
+        ax.set_title(BLOCK_NAMES[b])
+        ax.set_xlabel("channel choice")
+        fig.colorbar(im, ax=ax, label="ms")
+    np.atleast_1d(axes)[0].set_ylabel("position")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)

@@ -10,8 +10,9 @@ Entries are kept split into quantizable and other ops at full precision: at ``bi
 quantizable part shrinks (by bits/32), so one table gives the exact score at every precision, not only the
 32- and 8-bit scores the file also records for reading.
 
-Building (:func:`build_micronet_table`) walks one uniform network per (block, channel), exactly like
-:func:`spos_deploy.tables.flops.build.build_flops_table`; everything else here is pure numpy.
+Building (:mod:`spos_deploy.tables.micronet.build`) walks one uniform network per (block, channel), exactly
+like the FLOPs table; checking against graphs is :mod:`spos_deploy.tables.micronet.validate`; everything here
+is pure numpy.
 """
 
 from __future__ import annotations
@@ -25,8 +26,20 @@ import numpy as np
 from spos_deploy.atomic import write_json
 from spos_deploy.counting.micronet import REF_OPS, REF_PARAMS
 from spos_deploy.errors import BadInputError
-from spos_deploy.space import SearchSpace, part_key
-from spos_deploy.tables.flops.table import check_config, check_header, nested_array, read_table_json
+from spos_deploy.space import BLOCK_NAMES, SearchSpace
+from spos_deploy.tables.core import (
+    LAYOUT_NOTE,
+    EntrySum,
+    check_config,
+    check_header,
+    entry_array,
+    field_of,
+    nested_json,
+    number,
+    one_or_many,
+    read_table,
+    table_space,
+)
 
 FORMAT_VERSION = 1
 KIND = "micronet"
@@ -55,10 +68,7 @@ class MicroNetTable:
     entries: np.ndarray
 
     def __post_init__(self) -> None:
-        L, B, S, F = self.entries.shape
-        self._flat = np.where(np.isnan(self.entries), 0.0, self.entries).reshape(L * B * S, F)
-        self._offsets = (np.arange(L, dtype=np.int64) * B * S)[None, :]
-        self._bstride = S
+        self._sum = EntrySum(self.entries)
 
     @property
     def valid(self) -> np.ndarray:
@@ -68,10 +78,7 @@ class MicroNetTable:
     # ---- counting -------------------------------------------------------------------------------------
     def _sums(self, blocks: Any, channels: Any) -> np.ndarray:
         """``[N, field]`` totals (stem + positions + head) at full precision."""
-        b = np.atleast_2d(np.asarray(blocks, dtype=np.int64))
-        c = np.atleast_2d(np.asarray(channels, dtype=np.int64))
-        idx = self._offsets[:, : b.shape[1]] + b * self._bstride + c
-        return self._flat[idx].sum(axis=1) + (self.stem + self.head)
+        return self._sum(blocks, channels) + (self.stem + self.head)
 
     def counts(self, blocks: Any, channels: Any, bits: int = 32) -> dict[str, np.ndarray]:
         """MicroNet ``params``, ``ops`` and ``score`` at ``bits`` of one (``[L]``) or many (``[N, L]``) archs."""
@@ -80,9 +87,7 @@ class MicroNetTable:
         params = s[:, 1] + f * s[:, 0]
         ops = s[:, 3] + f * s[:, 2]
         out = {"params": params, "ops": ops, "score": params / REF_PARAMS + ops / REF_OPS}
-        if np.ndim(blocks) == 1:
-            return {k: v[0] for k, v in out.items()}
-        return out
+        return {k: one_or_many(blocks, v) for k, v in out.items()}
 
     def score(self, blocks: Any, channels: Any, bits: int = 32) -> np.ndarray:
         """MicroNet score at ``bits`` (vectorized like :meth:`counts`)."""
@@ -96,9 +101,6 @@ class MicroNetTable:
 
     # ---- files ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        def nested(a: np.ndarray) -> list:
-            return [[[None if np.isnan(v) else float(v) for v in row] for row in pos] for pos in a]
-
         def part(v: np.ndarray) -> dict[str, float]:
             return {k: float(x) for k, x in zip(FIELDS, v)}
 
@@ -112,11 +114,11 @@ class MicroNetTable:
                 "quant/other": "at b < 32 bits the *_quant values scale by b/32, the *_other values do not",
                 "score": f"params / {REF_PARAMS:g} + ops / {REF_OPS:g} (stem and head not included per entry)",
             },
-            "layout": "[position][block choice][channel choice]; null where the choice gives 0 mid channels",
+            "layout": LAYOUT_NOTE,
             "stem": part(self.stem),
             "head": part(self.head),
-            **{k: nested(self.entries[..., i]) for i, k in enumerate(FIELDS)},
-            "score": {str(bits): nested(self.score_entries(bits)) for bits in (32, 8)},
+            **{k: nested_json(self.entries[..., i]) for i, k in enumerate(FIELDS)},
+            "score": {str(bits): nested_json(self.score_entries(bits)) for bits in (32, 8)},
         }
 
     def save(self, path: str | Path) -> None:
@@ -124,64 +126,49 @@ class MicroNetTable:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> MicroNetTable:
-        check_header(d, KIND, FORMAT_VERSION, "MicroNet", source)
-        try:
-            space = SearchSpace.from_config(d["config"])
+        """Check every field (one line naming it and ``source`` on the first problem) and build the table.
 
-            arr = nested_array
+        The recorded ``score`` entries are derived (for reading only) and not read back.
+        """
+        check_header(d, KIND, FORMAT_VERSION, source)
+        space = table_space(d, source)
+        entries = np.stack([entry_array(d, k, space, source) for k in FIELDS], axis=-1)
 
-            entries = np.stack([arr(d[k]) for k in FIELDS], axis=-1)
-            stem = np.array([float(d["stem"][k]) for k in FIELDS])
-            head = np.array([float(d["head"][k]) for k in FIELDS])
-        except (KeyError, TypeError, ValueError) as e:
-            raise BadInputError(f"{source}: malformed MicroNet table ({type(e).__name__}: {e})") from None
-        want = (space.num_positions, space.num_blocks, space.num_scales, len(FIELDS))
-        if entries.shape != want:
-            raise BadInputError(f"{source}: table shape {entries.shape} does not match its config {want}")
-        return cls(space, stem, head, entries)
+        def part(key: str) -> np.ndarray:
+            p = field_of(d, key, source, dict)
+            return np.array([number(p, k, f"{source}: {key}") for k in FIELDS])
+
+        return cls(space, part("stem"), part("head"), entries)
 
     @classmethod
     def load(cls, path: str | Path, expect: SearchSpace | None = None) -> MicroNetTable:
         """Read a table; with ``expect``, refuse one made for another configuration."""
-        table = cls.from_json(read_table_json(path), str(path))
+        table = cls.from_json(read_table(path), str(path))
         check_config(table.space, expect, str(path))
         return table
 
+    # ---- reading ----------------------------------------------------------------------------------------
+    def describe(self, source: str, bits: int = 32) -> tuple[list[str], list[str], list[list[Any]]]:
+        """What ``spos-lut show`` prints: heading lines, then per (position, block) the score range over channels."""
+        stem, head = self.counts_of(self.stem, bits), self.counts_of(self.head, bits)
+        lines = [
+            f"{source}: MicroNet table, {self.space.describe()} (scores at {bits} bits)",
+            f"stem {stem[0] / 1e6:.3f} M params, {stem[1] / 1e6:.3f} M ops; "
+            f"head {head[0] / 1e6:.3f} M params, {head[1] / 1e6:.3f} M ops",
+        ]
+        scores = self.score_entries(bits)
+        rows = []
+        for pos in self.space.positions():
+            for b, name in enumerate(BLOCK_NAMES):
+                s = scores[pos.index, b]
+                rows.append([pos.index, name, pos.stride, pos.in_size, f"{np.nanmin(s):.5f}", f"{np.nanmax(s):.5f}"])
+        return lines, ["pos", "block", "stride", "inp_size", "min score", "max score"], rows
 
-def _part_fields(rows: list) -> dict[str, np.ndarray]:
-    """Sum MicroNet rows per owner into the four :data:`FIELDS`."""
-    out: dict[str, np.ndarray] = {}
-    for r in rows:
-        v = out.setdefault(r.block, np.zeros(len(FIELDS)))
-        if r.quantizable:
-            v[0] += r.params
-            v[2] += r.mults + r.adds
-        else:
-            v[1] += r.params
-            v[3] += r.mults + r.adds
-    return out
-
-
-def build_micronet_table(space: SearchSpace, progress: bool = True) -> MicroNetTable:
-    """Profile one uniform network per (block, channel) choice and split its MicroNet rows by owner."""
-    from spos_deploy.counting.graph import graph_ops, symbol_from_block
-    from spos_deploy.counting.micronet import micronet_rows
-    from spos_deploy.nets.network import SposNet
-    from spos_deploy.tables.flops.build import uniform_networks
-
-    L, B, S = space.num_positions, space.num_blocks, space.num_scales
-    entries = np.full((L, B, S, len(FIELDS)), np.nan)
-    stem = head = None
-    size = space.input_size
-    for b, c, spec, valid in uniform_networks(space, "micronet table", progress):
-        rows, _ = micronet_rows(graph_ops(symbol_from_block(SposNet(spec)), (1, 3, size, size)))
-        parts = _part_fields(rows)
-        if "other" in parts:
-            raise RuntimeError("MicroNet rows outside stem, positions and head: the table would not be exact")
-        for p in valid:
-            entries[p.index, b, c] = parts[part_key(p.index)]
-        stem, head = parts["stem"], parts["head"]
-    return MicroNetTable(space, stem, head, entries)
+    @staticmethod
+    def counts_of(fields: np.ndarray, bits: int = 32) -> tuple[float, float]:
+        """(params, ops) at ``bits`` of one ``[field]`` vector (the stem, the head or one entry)."""
+        f = bits_factor(bits)
+        return float(fields[1] + f * fields[0]), float(fields[3] + f * fields[2])
 
 
 def default_micronet_name(space: SearchSpace) -> str:
