@@ -14,7 +14,6 @@ is refused.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from spos_deploy.errors import BadInputError, SposError
 
 from .driver import EvaluateFn
 from .genes import shard_of
+from .run_folder import expect_type, read_object
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,18 @@ class ShardExchange:
         return self.folder / f"shard-{index}-of-{self.count}.json"
 
     def _read(self, path: Path) -> dict[str, float] | None:
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
+        if not path.exists():
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInputError(f"{path}: unreadable shard results ({e})") from None
-        if d.get("fingerprint") != self.fingerprint:
+        d = read_object(path, "shard results", ("fingerprint", "results"))
+        if d["fingerprint"] != self.fingerprint:
             raise BadInputError(
                 f"{path}: results of another search (other settings or supernet); use an empty --shared-dir"
             )
-        return {k: float(v) for k, v in d["results"].items()}
+        results = expect_type(path, d, "results", dict)
+        try:
+            return {str(k): float(v) for k, v in results.items()}
+        except (TypeError, ValueError):
+            raise BadInputError(f"{path}: field 'results' must map architecture keys to accuracies") from None
 
     def _publish(self) -> None:
         write_json(self._path(self.index), {"fingerprint": self.fingerprint, "results": self.mine}, indent=None)
