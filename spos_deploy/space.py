@@ -237,6 +237,9 @@ class SearchSpace:
 
     def describe(self) -> str:
         """Short name used in table file names, e.g. ``OneShot_se_lcap_224``."""
+        for name, builtin in SPACES.items():
+            if self == builtin and name != "imagenet":
+                return f"{name}_{self.input_size}_c{self.num_classes}"
         parts = [self.layout.replace("+", "plus"), "se" if self.use_se else "nose", self.last_conv_variant]
         parts.append(str(self.input_size))
         if self.num_classes != 1000:
@@ -263,3 +266,25 @@ class SearchSpace:
 def space_for_layout(layout: str, **kwargs: Any) -> SearchSpace:
     """The default space of a layout, with the layout's stage channels filled in."""
     return SearchSpace(layout=layout, stage_out_channels=LAYOUTS[layout], **kwargs)
+
+
+SMALL_SPACE = SearchSpace(
+    layout="OneShot",
+    use_se=False,
+    last_conv_after_pooling=False,
+    input_size=32,
+    num_classes=10,
+    stage_repeats=(2, 2, 4, 2),
+    stage_out_channels=(32, 64, 128, 256),
+    first_conv_channels=16,
+    last_conv_channels=512,
+    stem_stride=2,
+    stage_strides=(1, 2, 2, 1),
+)
+"""The small-image space (28-32 px inputs, e.g. Fashion-MNIST padded to 32): feature maps 16-16-8-4-4.
+
+At 32 px the 224-px geometry leaves the last stages at 2x2 and 1x1, where every path's channels mean
+something different and a shared head cannot serve them all (measurements: docs/supernet.md)."""
+
+SPACES: dict[str, SearchSpace] = {"imagenet": SearchSpace(), "small": SMALL_SPACE}
+"""Built-in search spaces by name (``--space NAME`` in every command that takes a configuration)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.space import DEFAULT_REPEATS, LAYOUTS, SearchSpace
+from spos_deploy.space import DEFAULT_REPEATS, LAYOUTS, SPACES, SearchSpace
 
 # ---- value checkers ------------------------------------------------------------------------------
 
@@ -216,7 +216,11 @@ SPACE_KEYS = (
 def add_space_options(p: argparse.ArgumentParser) -> None:
     """The search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)."""
     g = p.add_argument_group("search-space configuration (defaults: OneShot, SE, last conv after pooling, 224)")
-    g.add_argument("--from-model", metavar="MODEL", help="take the configuration of a model.json or built-in")
+    start = g.add_mutually_exclusive_group()
+    start.add_argument("--from-model", metavar="MODEL", help="take the configuration of a model.json or built-in")
+    start.add_argument(
+        "--space", choices=sorted(SPACES), help="start from a built-in space: imagenet (default) or small (32 px)"
+    )
     g.add_argument("--layout", choices=list(LAYOUTS))
     g.add_argument("--se", dest="use_se", action=argparse.BooleanOptionalAction, default=None, help="SE in stages 2-3")
     g.add_argument(
@@ -239,11 +243,15 @@ def add_space_options(p: argparse.ArgumentParser) -> None:
 
 def space_from_args(args: argparse.Namespace) -> SearchSpace:
     """The configuration asked for on the command line, validated exactly like a model.json."""
-    from spos_deploy.model_spec import load_spec, spec_from_dict
+    from spos_deploy.model_spec import ModelSpec, load_spec, spec_from_dict
 
     base: dict = {}
     if getattr(args, "from_model", None):
         base = load_spec(args.from_model).to_json()
+    elif getattr(args, "space", None):
+        space = SPACES[args.space]
+        n = space.num_positions
+        base = ModelSpec(space, (0,) * n, (space.widest_choice,) * n).to_json()
     for key in SPACE_KEYS:
         v = getattr(args, key, None)
         if v is not None:
