@@ -269,7 +269,7 @@ def test_export_bad_inputs(trained, tmp_path):
     # neither weights nor --random-init
     p = export("-o", str(tmp_path / "f"))
     assert p.returncode == 2 and "--random-init" in p.stderr
-    assert len(procs) == 7
+    assert len(procs) == 6
     for p in procs:  # every one of them: one line, no traceback
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     # nothing half-written anywhere

@@ -8,6 +8,7 @@ therefore cleaned (weights are initializers only, see
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,18 @@ def export_symbol(net: mx.gluon.HybridBlock, prefix: str | Path, input_size: int
     return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
 
 
+def _export_raw(sym_file: Path, params_file: Path, raw: Path, size: int) -> None:
+    mx.onnx.export_model(
+        str(sym_file),
+        str(params_file),
+        [(1, 3, size, size)],
+        np.float32,
+        str(raw),
+        dynamic=True,
+        dynamic_input_shapes=[(None, 3, size, size)],
+    )
+
+
 def export_onnx(net: SposNet, path: str | Path, metadata: dict | None = None) -> Path:
     """Export ``net`` to ONNX at ``path`` (dynamic batch, weights as initializers, checked by onnx.checker)."""
     size = net.spec.space.input_size
@@ -48,15 +61,13 @@ def export_onnx(net: SposNet, path: str | Path, metadata: dict | None = None) ->
     with tempfile.TemporaryDirectory() as tmp:
         sym_file, params_file = export_symbol(net, Path(tmp) / "net", size)
         raw = Path(tmp) / "raw.onnx"
-        mx.onnx.export_model(
-            str(sym_file),
-            str(params_file),
-            [(1, 3, size, size)],
-            np.float32,
-            str(raw),
-            dynamic=True,
-            dynamic_input_shapes=[(None, 3, size, size)],
-        )
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the exporter logs three INFO lines per model on the root
+        try:
+            _export_raw(sym_file, params_file, raw, size)
+        finally:
+            root.setLevel(level)
         model = onnx.load(str(raw))
     strip_initializer_inputs(model)
     name_nodes(model)

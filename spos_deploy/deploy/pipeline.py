@@ -20,10 +20,10 @@ import numpy as np
 from spos_deploy.atomic import atomic_dir
 from spos_deploy.counting.graph import symbol_from_block
 from spos_deploy.counting.profile import Profile, profile_spec, profile_symbol
-from spos_deploy.data.images import LabelledImages, imagenet_samples, load_images
+from spos_deploy.data.images import LabelledImages, load_images
 from spos_deploy.deploy.choices import FORMATS, check_new_output
 from spos_deploy.deploy.onnx import PARITY_RTOL, Parity, compare_outputs, export_onnx, export_symbol, mxnet_logits
-from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_mxnet, quantize_onnx
+from spos_deploy.deploy.quantize import OrtQuantConfig, check_calibration_images, quantize_mxnet, quantize_onnx
 from spos_deploy.deploy.transforms import merge_bn, set_shuffle_form
 from spos_deploy.errors import BadInputError, SposError
 from spos_deploy.machine import machine_record
@@ -142,7 +142,7 @@ def _load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
 def _data(ref: str | None, spec: ModelSpec, limit: int, flag: str) -> LabelledImages:
     """Images for ``flag``, refused when their labels cannot be classes of this model."""
     size = spec.space.input_size
-    data = imagenet_samples(size) if ref is None else load_images(ref, size, limit=limit)
+    data = load_images(ref or "imagenet-samples", size, limit=limit)  # --eval-count applies to the default too
     if ref is None and spec.space.num_classes < 1000:
         return LabelledImages(data.images, None, f"{data.source}, labels not used ({spec.space.num_classes} classes)")
     data.check_labels(spec.space.num_classes, ref or "imagenet-samples", flag)
@@ -225,6 +225,10 @@ def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
     net, weights_note = _load_network(spec, opts)
     check_data = _data(opts.eval_data, spec, opts.eval_count, "--eval")
     calib = _data(opts.calib, spec, opts.calib_count, "--calib") if opts.int8 else None
+    if calib is not None:  # before any export: a wrong set fails in a second, not after the fp32 model
+        check_calibration_images(
+            calib.images, spec.space.input_size, what=f"--calib {opts.calib or 'imagenet-samples'}"
+        )
     deployed, checks = _deploy_form(net, spec, opts, check_data.images)
     deployed_prof = profile_symbol(symbol_from_block(deployed), spec.space.input_size, spec.name)
     report = ExportReport(

@@ -54,14 +54,16 @@ def _reader(images: np.ndarray, input_name: str, batch: int):
     return _Reader(images, input_name, batch)
 
 
-def check_calibration_images(images: np.ndarray, input_size: int, minimum: int = MIN_CALIBRATION_IMAGES) -> None:
+def check_calibration_images(
+    images: np.ndarray, input_size: int, minimum: int = MIN_CALIBRATION_IMAGES, what: str = "calibration data"
+) -> None:
+    """Refuse calibration images of the wrong shape, or too few for stable ranges; ``what`` names them."""
     if images.ndim != 4 or images.shape[1:] != (3, input_size, input_size):
         raise BadInputError(
-            f"calibration data has shape {tuple(images.shape)[1:]} per image, "
-            f"the model needs (3, {input_size}, {input_size})"
+            f"{what} has shape {tuple(images.shape)[1:]} per image, the model needs (3, {input_size}, {input_size})"
         )
     if len(images) < minimum:
-        raise BadInputError(f"calibration data has {len(images)} images, at least {minimum} are needed")
+        raise BadInputError(f"{what} has {len(images)} images, at least {minimum} are needed")
 
 
 @dataclass
