@@ -52,6 +52,14 @@ def _handler(signum: int, frame: Any) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """An interrupt that escapes ``run`` (it landed in an import's C code, or after ``run`` returned) still
+    ends with one line and 130/143, not a traceback or death by signal."""
+    if issubclass(kind, KeyboardInterrupt):
+        hard_exit(_state["signal"] if _state["signal"] is not None else signal.SIGINT)
+    sys.__excepthook__(kind, value, tb)
+
+
 def _unraisable(info: Any) -> None:
     if isinstance(info.exc_value, KeyboardInterrupt):
         hard_exit(_state["signal"])
@@ -68,3 +76,4 @@ def install(prog: str) -> None:
     except ValueError:  # not the main thread
         return
     sys.unraisablehook = _unraisable
+    sys.excepthook = _excepthook
