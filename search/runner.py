@@ -195,10 +195,10 @@ def _check_job(job: SearchJob) -> _Checked:
     check_output_folder(Path(job.out))
     check_gpus(job.gpus)
     run = resolve_supernet(job.supernet, job.space)
-    net = load_supernet(run)  # the weights must fit the space before anything else is done
     space = run.space
-    bounds = _bounds(job)
+    bounds = _bounds(job)  # the cheap checks first: bounds and tables are refused before the weights load
     latency = _latency_table(job, space)
+    net = load_supernet(run)  # the weights must fit the space before any evaluation
     metrics = metric_functions(
         space, job.flops_table, None, job.micronet_table, job.score_bits, latency=latency, with_score=True
     )
