@@ -195,7 +195,10 @@ def test_geometry_keys_round_trip_and_shape_the_positions():
         ({"stem_stride": 3}, "'stem_stride' must be one of [1, 2]"),
         ({"stage_strides": [2, 2, 2]}, "'stage_strides' has 3 entries but 'stage_repeats' has 4"),
         ({"stage_strides": [2, 2, 0, 2]}, "'stage_strides[2]' must be one of [1, 2]"),
-        ({"input_size": 36, "stem_stride": 1, "stage_strides": [1, 2, 2, 2]}, "multiple of 8 (the network's total stride)"),
+        (
+            {"input_size": 36, "stem_stride": 1, "stage_strides": [1, 2, 2, 2]},
+            "multiple of 8 (the network's total stride)",
+        ),
     ],
 )
 def test_bad_geometry_values(changes, needle):

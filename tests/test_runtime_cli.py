@@ -283,6 +283,8 @@ def _loaded_mxnet(pid: int) -> bool:
 
 PROFILE = ["spos-profile", "oneshot-s+", "--measure", "cpu"]  # --measure: busy for seconds, not done at 1.5 s
 EXPORT = ["spos-export", "oneshot-s+", "--random-init", "-o", "OUT"]
+
+
 @pytest.mark.parametrize(
     "argv,delay",
     [
