@@ -188,3 +188,20 @@ def test_calibration_windows_span_the_scales():
     assert all(hi - lo == 3 for lo, hi in windows)
     assert [lo for lo, _ in windows] == sorted(lo for lo, _ in windows)
     assert calibration_window(0, 1, 2) == (0, 1)
+
+
+def test_ort_profile_parsing_takes_the_median_run_and_drops_the_first():
+    from spos_deploy.runtime.op_profile import after_first_run, parse_ort_profile
+
+    def run(ts, a_ms, b_ms):
+        return [
+            {"cat": "Session", "name": "model_run", "ts": ts, "dur": 100},
+            {"cat": "Node", "name": "b00_pw1_fwd_kernel_time", "ts": ts + 1, "dur": a_ms * 1e3},
+            {"cat": "Node", "name": "b00_pw1_fwd_nchwc_kernel_time", "ts": ts + 2, "dur": 0.5e3},
+            {"cat": "Node", "name": "head_conv_fc_fwd_kernel_time", "ts": ts + 3, "dur": b_ms * 1e3},
+        ]
+
+    # a slow first run (allocation) and one run disturbed by another process (the fourth)
+    events = run(0, 20.0, 20.0) + run(1000, 1.0, 2.0) + run(2000, 1.2, 2.0) + run(3000, 9.0, 30.0) + run(4000, 1.1, 2.2)
+    ops = parse_ort_profile(after_first_run(events))
+    assert ops == {"b00_pw1_fwd": pytest.approx(1.65), "head_conv_fc_fwd": pytest.approx(2.1)}

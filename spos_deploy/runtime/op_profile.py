@@ -7,12 +7,15 @@ nodes keep the name of their first member.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.bench import bench_onnx
@@ -32,27 +35,44 @@ def op_key(ops_ms: dict[str, float], name: str) -> str | None:
     return fused if name.endswith("_fwd") and fused in ops_ms else None
 
 
-def parse_ort_profile(events: list[dict[str, Any]], runs: int) -> dict[str, float]:
-    """Mean milliseconds per run of every node, from an onnxruntime profile trace (pure)."""
-    total: dict[str, float] = defaultdict(float)
+def parse_ort_profile(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over runs of every node's milliseconds per run, from an onnxruntime profile trace (pure).
+
+    The median, not the mean: one run slowed by another process would otherwise inflate every node of
+    that run. Runs are told apart by the trace's ``model_run`` events; names that layout transforms
+    gave a suffix are added to the node they came from.
+    """
+    starts = sorted(ev["ts"] for ev in events if ev.get("name") == "model_run")
+    per_run: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for ev in events:
         if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
             continue
         name = ev["name"][: -len("_kernel_time")]
-        for suffix in ORT_SUFFIXES:  # layout transforms rename nodes
+        for suffix in ORT_SUFFIXES:
             name = name.removesuffix(suffix)
-        total[name] += ev.get("dur", 0) / 1e3
-    return {k: v / runs for k, v in total.items()}
+        run = bisect.bisect_right(starts, ev.get("ts", 0))
+        per_run[name][run] += ev.get("dur", 0) / 1e3
+    return {k: float(np.median(list(v.values()))) for k, v in per_run.items()}
+
+
+def after_first_run(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trace without the first inference: a fresh session's first run allocates its memory and is
+    several times slower than the ones a deployed model sees (pure)."""
+    runs = sorted((ev["ts"], ev.get("dur", 0)) for ev in events if ev.get("name") == "model_run")
+    if not runs:
+        return events
+    first_end = runs[0][0] + runs[0][1]
+    return [ev for ev in events if ev.get("cat") != "Node" or ev.get("ts", 0) >= first_end]
 
 
 def _profiled_events(path: Path, device: str, threads: int | None, runs: int) -> list[dict[str, Any]]:
-    """The trace of ``runs`` inferences of a fresh profiling session (the trace file is removed)."""
+    """The trace of ``runs`` inferences of a fresh profiling session after its first (the file is removed)."""
     run = ort_runner(ort_session(path, device=device, threads=threads, profile=True), label=str(path))
-    for _ in range(runs - 1):  # ort_runner made the first one
+    for _ in range(runs):  # ort_runner made the first one, which is dropped
         run()
     trace_file = run.session.end_profiling()
     try:
-        return json.loads(Path(trace_file).read_text())
+        return after_first_run(json.loads(Path(trace_file).read_text()))
     finally:
         os.remove(trace_file)
 
@@ -67,9 +87,8 @@ def measure_spec(spec: ModelSpec, device: str = "cpu", runs: int = 30, threads: 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(merge_bn(build_subnet(spec, seed=0)), Path(tmp) / "m.onnx")
         e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
-        _profiled_events(path, device, threads, runs=5)  # a first profiled session, thrown away: warm caches
         events = _profiled_events(path, device, threads, runs=runs)
-    ops = parse_ort_profile(events, runs)
+    ops = parse_ort_profile(events)
     blocks: dict[str, float] = defaultdict(float)
     for node, ms in ops.items():
         blocks[owner(node)] += ms
