@@ -9,7 +9,6 @@ scales, the input size against the network's total stride). Every failure is a
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,115 +181,132 @@ def _field_of(error: jsonschema.ValidationError) -> str:
     return head + "".join(f"[{p}]" for p in rest)
 
 
+_BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<="}
+
+
 def _schema_message(error: jsonschema.ValidationError) -> str:
-    v = error.validator
+    v, where = error.validator, _field_of(error)
+    got = json.dumps(error.instance)
     if v == "additionalProperties":
         allowed = sorted(MODEL_SCHEMA["properties"])
         extra = sorted(set(error.instance) - set(allowed))
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
     if v == "required":
         return f"missing required field {error.message.split(' ')[0]}"
-    if v == "type":
-        want = error.validator_value
-        return f"field '{_field_of(error)}' must be of type {want}, got {json.dumps(error.instance)}"
-    if v == "enum":
-        return f"field '{_field_of(error)}' must be one of {error.validator_value}, got {json.dumps(error.instance)}"
-    if v == "minimum":
-        return f"field '{_field_of(error)}' must be >= {error.validator_value}, got {json.dumps(error.instance)}"
-    if v == "exclusiveMinimum":
-        return f"field '{_field_of(error)}' must be > {error.validator_value}, got {json.dumps(error.instance)}"
-    if v == "maximum":
-        return f"field '{_field_of(error)}' must be <= {error.validator_value:,}, got {json.dumps(error.instance)}"
-    if v == "minItems":
-        return f"field '{_field_of(error)}' must not be empty"
-    if v == "maxItems":
-        return f"field '{_field_of(error)}' has more than {error.validator_value} entries"
-    return f"field '{_field_of(error)}': {error.message}"
+    if v in _BOUND_WORDS:
+        return f"field '{where}' must be {_BOUND_WORDS[v]} {error.validator_value:,}, got {got}"
+    messages = {
+        "type": f"field '{where}' must be of type {error.validator_value}, got {got}",
+        "enum": f"field '{where}' must be one of {error.validator_value}, got {got}",
+        "minItems": f"field '{where}' must not be empty",
+        "maxItems": f"field '{where}' has more than {error.validator_value} entries",
+    }
+    return messages.get(v, f"field '{where}': {error.message}")
 
 
-def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
-    """Validate a parsed model.json object and build the :class:`ModelSpec`."""
-
-    def fail(msg: str) -> BadInputError:
-        return BadInputError(f"{source}: {msg}")
-
+def _check_schema(d: Any) -> None:
     if not isinstance(d, dict):
-        raise fail(f"must be a JSON object, got {type(d).__name__}")
-    validator = _Validator(MODEL_SCHEMA)
-    errors = sorted(validator.iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+        raise BadInputError(f"must be a JSON object, got {type(d).__name__}")
+    errors = sorted(_Validator(MODEL_SCHEMA).iter_errors(d), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
-        raise fail(_schema_message(errors[0]))
+        raise BadInputError(_schema_message(errors[0]))
 
-    layout = d.get("layout", "OneShot")
-    repeats = tuple(d.get("stage_repeats", DEFAULT_REPEATS))
-    channels = tuple(d.get("stage_out_channels", LAYOUTS[layout]))
-    scales = tuple(float(s) for s in d.get("channel_scales", DEFAULT_SCALES))
+
+def _check_stages(d: dict[str, Any], repeats: tuple[int, ...], channels: tuple[int, ...]) -> None:
     if len(channels) != len(repeats):
-        raise fail(f"field 'stage_out_channels' has {len(channels)} entries but 'stage_repeats' has {len(repeats)}")
+        raise BadInputError(
+            f"field 'stage_out_channels' has {len(channels)} entries but 'stage_repeats' has {len(repeats)}"
+        )
     if "stage_strides" in d and len(d["stage_strides"]) != len(repeats):
-        raise fail(
+        raise BadInputError(
             f"field 'stage_strides' has {len(d['stage_strides'])} entries but 'stage_repeats' has {len(repeats)}"
         )
     if sum(repeats) > MAX_POSITIONS:
-        raise fail(f"field 'stage_repeats' adds up to {sum(repeats)} positions, more than {MAX_POSITIONS}")
-    # Ascending: the channel warm-up widens from the last id down, and "widest" means the last id everywhere.
-    for i in range(1, len(scales)):
-        if scales[i] <= scales[i - 1]:
-            raise fail(
-                f"field 'channel_scales' must be strictly ascending, got {scales[i - 1]:g} then {scales[i]:g} "
-                f"at [{i - 1}], [{i}]"
-            )
+        raise BadInputError(f"field 'stage_repeats' adds up to {sum(repeats)} positions, more than {MAX_POSITIONS}")
     # Multiples of 16: MXNet 1.9's oneDNN kernels fail (SIGFPE, "could not construct a sub-memory") on
     # channel splits and depthwise convs that are not 8-channel aligned.
-    first = d.get("first_conv_channels", 16)
-    if first % 16:
-        raise fail(f"field 'first_conv_channels' must be a multiple of 16, got {first}")
-    c_in = first
+    c_in = d.get("first_conv_channels", 16)
+    if c_in % 16:
+        raise BadInputError(f"field 'first_conv_channels' must be a multiple of 16, got {c_in}")
     for i, c in enumerate(channels):
         if c % 16:
-            raise fail(f"field 'stage_out_channels[{i}]' must be a multiple of 16, got {c}")
+            raise BadInputError(f"field 'stage_out_channels[{i}]' must be a multiple of 16, got {c}")
         if c <= c_in:
-            raise fail(
+            raise BadInputError(
                 f"field 'stage_out_channels[{i}]' must exceed the stage's input channels {c_in} "
                 f"(a stride-2 block concatenates its input with the main branch), got {c}"
             )
         c_in = c
-    input_size = d.get("input_size", 224)
-    stem_stride = d.get("stem_stride", 2)
-    strides = tuple(d.get("stage_strides", (2,) * len(repeats)))
-    stride = stem_stride * math.prod(strides)
-    if input_size % stride:
-        raise fail(f"field 'input_size' must be a multiple of {stride} (the network's total stride), got {input_size}")
-    n = sum(repeats)
-    for key in ("block_choices", "channel_choices"):
-        if len(d[key]) != n:
-            raise fail(f"field '{key}' must have {n} entries (sum of stage_repeats), got {len(d[key])}")
-    for i, b in enumerate(d["block_choices"]):
-        if not 0 <= b < len(BLOCK_NAMES):
-            raise fail(f"field 'block_choices[{i}]' must be in 0..{len(BLOCK_NAMES) - 1}, got {b}")
-    for i, c in enumerate(d["channel_choices"]):
-        if not 0 <= c < len(scales):
-            raise fail(f"field 'channel_choices[{i}]' must be in 0..{len(scales) - 1}, got {c}")
+
+
+def _check_scales(scales: tuple[float, ...]) -> None:
+    # Ascending: the channel warm-up widens from the last id down, and "widest" means the last id everywhere.
+    for i in range(1, len(scales)):
+        if scales[i] <= scales[i - 1]:
+            raise BadInputError(
+                f"field 'channel_scales' must be strictly ascending, got {scales[i - 1]:g} then {scales[i]:g} "
+                f"at [{i - 1}], [{i}]"
+            )
+
+
+def _space_of(d: dict[str, Any]) -> SearchSpace:
+    """The search-space part of a schema-valid model.json, with the rules that need several fields."""
+    layout = d.get("layout", "OneShot")
+    repeats = tuple(d.get("stage_repeats", DEFAULT_REPEATS))
+    channels = tuple(d.get("stage_out_channels", LAYOUTS[layout]))
+    scales = tuple(float(s) for s in d.get("channel_scales", DEFAULT_SCALES))
+    _check_stages(d, repeats, channels)
+    _check_scales(scales)
     space = SearchSpace(
         layout=layout,
         use_se=d.get("use_se", True),
         last_conv_after_pooling=d.get("last_conv_after_pooling", True),
-        input_size=input_size,
+        input_size=d.get("input_size", 224),
         num_classes=d.get("num_classes", 1000),
         stage_repeats=repeats,
         stage_out_channels=channels,
         channel_scales=scales,
-        first_conv_channels=first,
+        first_conv_channels=d.get("first_conv_channels", 16),
         last_conv_channels=d.get("last_conv_channels", 1024),
-        stem_stride=stem_stride,
-        stage_strides=strides,
+        stem_stride=d.get("stem_stride", 2),
+        stage_strides=tuple(d.get("stage_strides", (2,) * len(repeats))),
     )
+    if space.input_size % space.total_stride:
+        raise BadInputError(
+            f"field 'input_size' must be a multiple of {space.total_stride} (the network's total stride), "
+            f"got {space.input_size}"
+        )
+    return space
+
+
+def _check_choices(d: dict[str, Any], space: SearchSpace) -> None:
+    n = space.num_positions
+    for key, top in (("block_choices", len(BLOCK_NAMES)), ("channel_choices", space.num_scales)):
+        if len(d[key]) != n:
+            raise BadInputError(f"field '{key}' must have {n} entries (sum of stage_repeats), got {len(d[key])}")
+        for i, v in enumerate(d[key]):
+            if not 0 <= v < top:
+                raise BadInputError(f"field '{key}[{i}]' must be in 0..{top - 1}, got {v}")
     for pos, c in zip(space.positions(), d["channel_choices"]):
-        if space.mid(pos, c) < 1:
-            raise fail(
+        if not space.channel_valid(pos, c):
+            raise BadInputError(
                 f"field 'channel_choices[{pos.index}]' gives 0 mid channels "
-                f"(scale {scales[c]} of {pos.out_channels // 2})"
+                f"(scale {space.channel_scales[c]} of {pos.out_channels // 2})"
             )
+
+
+def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
+    """Validate a parsed model.json object and build the :class:`ModelSpec`.
+
+    Two steps: the JSON Schema (shapes, types, bounds), then the rules that need several fields; every
+    failure is one line naming ``source`` and the field.
+    """
+    try:
+        _check_schema(d)
+        space = _space_of(d)
+        _check_choices(d, space)
+    except BadInputError as e:
+        raise BadInputError(f"{source}: {e}") from None
     extra = {k: d[k] for k in ("accuracy", "flops", "params", "latency_ms") if k in d}
     return ModelSpec(
         space=space,

@@ -18,6 +18,7 @@ from spos_deploy.cli.options import (
     add_space_options,
     add_tables,
     check_range,
+    config_from_args,
     float_range,
     gpu_ids,
     int_range,
@@ -105,45 +106,20 @@ def _config(args: argparse.Namespace):
 
     common = dict(
         out=args.output,
-        data=args.data,
         val_data=None if args.val_data in (None, "none") else args.val_data,
-        train_limit=args.train_limit,
-        val_limit=args.val_limit,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        wd=args.wd,
-        warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-        keep=args.keep,
         gpus=gpu_ids(args.gpus),
-        kvstore=args.kvstore,
         hybridize=not args.no_hybridize,
-        max_steps=args.max_steps,
         progress=not args.no_progress,
     )
     if args.mode == "subnet":
-        return SubnetConfig(spec=load_spec(args.model, input_size=args.input_size), mixup=args.mixup, **common)
+        return config_from_args(SubnetConfig, args, spec=load_spec(args.model, input_size=args.input_size), **common)
     bounds = {}
     for key, attr in (("flops", "flops_range"), ("params", "params_range"), ("latency_ms", "latency_range")):
         rng = check_range(f"--{attr.replace('_', '-')}", getattr(args, attr))
         if rng is not None:
             bounds[key] = rng
-    return SupernetConfig(
-        space=space_from_args(args),
-        cs_start_epoch=args.cs_start_epoch,
-        cs_warmup=not args.no_cs_warmup,
-        cs_pace=args.cs_pace,
-        constraint=args.constraint,
-        bounds=bounds,
-        flops_table=args.flops_table,
-        latency_table=args.latency_table,
-        eval_paths=args.eval_paths,
-        **common,
+    return config_from_args(
+        SupernetConfig, args, space=space_from_args(args), cs_warmup=not args.no_cs_warmup, bounds=bounds, **common
     )
 
 

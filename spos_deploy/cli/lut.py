@@ -19,6 +19,7 @@ from spos_deploy.cli.options import (
     add_seed,
     add_space_options,
     add_threads,
+    config_from_args,
     int_range,
     nonneg_int,
     positive_int,
@@ -33,15 +34,7 @@ KINDS = ("flops", "micronet", "latency")
 def _latency_setup(args: argparse.Namespace) -> Any:
     from spos_deploy.tables.latency.build import LatencySetup
 
-    setup = LatencySetup(
-        runtime=args.runtime,
-        precision=args.precision,
-        batch=args.batch,
-        threads=args.threads,
-        shuffle=args.shuffle,
-        repeats=args.repeats,
-        calibration_networks=args.calibration_networks,
-    )
+    setup = config_from_args(LatencySetup, args)
     setup.check()
     return setup
 

@@ -262,3 +262,18 @@ def space_from_args(args: argparse.Namespace) -> SearchSpace:
     base.pop("name", None)
     base.pop("shuffle", None)
     return spec_from_dict(base, "configuration").space
+
+
+# ---- from options to the library's config objects -------------------------------------------------------------
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **given: Any) -> Any:
+    """An instance of the dataclass ``cls`` whose fields take the parsed options of the same name.
+
+    Options are spelled like the library's fields, so a command maps them once here instead of field by
+    field; ``given`` sets the fields whose value is not an option's as parsed (renamed or converted).
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls) if f.init} - set(given)
+    return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **given)
