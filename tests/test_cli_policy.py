@@ -17,15 +17,10 @@ import pytest
 from spos_deploy.atomic import atomic_dir, output_lock, read_json, remove_stale_staging, write_json
 from spos_deploy.errors import BadInputError, short_message
 
+from .conftest import COMMAND_MODULES
+
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {
-    "spos-profile": "spos_deploy.cli.profile",
-    "spos-lut": "spos_deploy.cli.lut",
-    "spos-export": "spos_deploy.cli.export",
-    "spos-bench": "spos_deploy.cli.bench",
-    "spos-search": "search.cli",
-    "spos-train": "training.cli",
-}
+COMMANDS = COMMAND_MODULES
 HEAVY = ("mxnet", "onnx", "onnxruntime", "matplotlib", "gluoncv")
 
 

@@ -19,7 +19,7 @@ from spos_deploy.nets.network import build_subnet
 from spos_deploy.nets.weights import load_subnet, save_subnet
 from spos_deploy.space import space_for_layout
 
-from .conftest import run_cli
+from .conftest import TINY_MODEL, run_cli
 
 
 def _rel(a, b) -> float:
@@ -114,20 +114,7 @@ def test_weights_round_trip_and_bad_weights(tmp_path):
 
 
 # ---- a small model trained here on real data ----------------------------------------------------------------
-TINY = {
-    "name": "tiny-fmnist",
-    "layout": "OneShot",
-    "stage_repeats": [1, 1, 2, 1],
-    "stage_out_channels": [32, 64, 128, 256],
-    "first_conv_channels": 16,
-    "last_conv_channels": 128,
-    "block_choices": [0, 1, 3, 2, 0],
-    "channel_choices": [9, 9, 9, 9, 9],
-    "use_se": True,
-    "last_conv_after_pooling": True,
-    "input_size": 32,
-    "num_classes": 10,
-}
+TINY = dict(TINY_MODEL, name="tiny-fmnist")
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,10 @@ import pytest
 
 from spos_deploy.model_spec import BUILTINS
 
+from .conftest import COMMAND_MODULES
+
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = {
-    "spos-profile": "spos_deploy.cli.profile",
-    "spos-lut": "spos_deploy.cli.lut",
-    "spos-export": "spos_deploy.cli.export",
-    "spos-bench": "spos_deploy.cli.bench",
-    "spos-search": "search.cli",
-    "spos-train": "training.cli",
-}
+MODULES = COMMAND_MODULES
 FLOPS_TABLE = ROOT / "lookup_tables" / "flops_OneShot_se_lcap_32_c10.json"
 LOG_PREFIXES = ("DEBUG ", "INFO ", "WARNING ")
 

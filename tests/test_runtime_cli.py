@@ -22,22 +22,9 @@ from spos_deploy.cli import bench as bench_cli
 from spos_deploy.cli import export as export_cli
 from spos_deploy.cli import profile as profile_cli
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_MODEL
 
-TINY = {
-    "name": "tiny",
-    "layout": "OneShot",
-    "stage_repeats": [1, 1, 2, 1],
-    "stage_out_channels": [32, 64, 128, 256],
-    "first_conv_channels": 16,
-    "last_conv_channels": 128,
-    "block_choices": [0, 1, 3, 2, 0],
-    "channel_choices": [9, 9, 9, 9, 9],
-    "use_se": True,
-    "last_conv_after_pooling": True,
-    "input_size": 32,
-    "num_classes": 10,
-}
+TINY = TINY_MODEL
 MAINS: dict[str, Callable] = {"export": export_cli.main, "bench": bench_cli.main, "profile": profile_cli.main}
 
 

@@ -27,9 +27,9 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec, load_spec
 from spos_deploy.space import SearchSpace
 
-from .conftest import ROOT
+from .conftest import ROOT, TEST_SPACE_CONFIG, supernet_folder
 
-SMALL = SearchSpace(input_size=32, num_classes=10, stage_repeats=(1, 1, 2, 1))
+SMALL = SearchSpace(**TEST_SPACE_CONFIG)
 FLOPS_RANGE = (4.0e6, 5.5e6)
 # Tiny evaluation: 1 BN batch of 64 images, 128 validation images, 4096 training images loaded.
 EVAL = dict(bn_images=64, batch_size=64, val_limit=128, data_limit=4096, progress=False)
@@ -40,13 +40,8 @@ EVAL_FLAGS = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "128", "
 
 @pytest.fixture(scope="module")
 def supernet(tmp_path_factory) -> Path:
-    """A spos-train-style run folder: config.json + supernet.params of a randomly initialised supernet."""
-    from spos_deploy.nets.supernet import build_supernet
-
-    folder = tmp_path_factory.mktemp("supernet")
-    build_supernet(SMALL, seed=0).save_parameters(str(folder / "supernet.params"))
-    (folder / "config.json").write_text(json.dumps({"mode": "supernet", "space": SMALL.to_config()}))
-    return folder
+    """A spos-train-style run folder of a randomly initialised supernet of SMALL."""
+    return supernet_folder(tmp_path_factory.mktemp("supernet"))
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,10 @@ naming the problem, no traceback, nothing new left behind. A tiny randomly initi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,21 +17,17 @@ from search.cli import main as search_main
 from spos_deploy.atomic import output_lock
 from spos_deploy.space import SearchSpace
 
-from .conftest import ROOT
+from .conftest import TEST_SPACE_CONFIG, interrupt_when, supernet_folder
 
-SMALL = SearchSpace(input_size=32, num_classes=10, stage_repeats=(1, 1, 2, 1))
+SMALL = SearchSpace(**TEST_SPACE_CONFIG)
 FAST = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "64", "--data-limit", "1024", "--no-progress"]
 SEARCH = ["--population", "3", "--generations", "2", "--budget", "4", "--no-plot", *FAST]
 
 
 @pytest.fixture(scope="module")
 def supernet(tmp_path_factory) -> Path:
-    from spos_deploy.nets.supernet import build_supernet
-
-    folder = tmp_path_factory.mktemp("supernet")
-    build_supernet(SMALL, seed=0).save_parameters(str(folder / "supernet.params"))
-    (folder / "config.json").write_text(json.dumps({"mode": "supernet", "space": SMALL.to_config()}))
-    return folder
+    """A spos-train-style run folder of a randomly initialised supernet of SMALL."""
+    return supernet_folder(tmp_path_factory.mktemp("supernet"))
 
 
 @pytest.fixture(scope="module")
@@ -200,18 +194,6 @@ def test_output_that_is_a_file(supernet, tmp_path, capsys):
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_end_a_search_with_their_status(sig, status, supernet, tmp_path):
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "SPOS_DEBUG"}
     argv = ["--supernet", str(supernet), "-o", str(out), "--population", "50", "--generations", "50", *FAST]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / ".lock").exists():
-        time.sleep(0.05)
-    assert (out / ".lock").exists()
-    time.sleep(1.0)  # into the evaluation loop
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == status, err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("INFO ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
+    returncode, err = interrupt_when("search.cli", argv, out / ".lock", sig, delay=1.0)  # into the evaluation
+    assert returncode == status, err

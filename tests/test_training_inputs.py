@@ -4,12 +4,10 @@ folders locked, stale staging removed, one line ending in steps.csv, signals. Re
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from spos_deploy.atomic import output_lock
 from training.cli import main as train_main
 
-from .conftest import ROOT, space_args
+from .conftest import interrupt_when, space_args
 
 TINY = [*space_args(input_size=32, num_classes=10, stage_repeats=[1, 1, 2, 1]), "--no-progress"]
 RUN = ["supernet", *TINY, "--train-limit", "256", "--val-data", "none", "--batch-size", "32", "--epochs", "2"]
@@ -195,17 +193,6 @@ def test_final_weights_and_model_json_are_written_atomically(tmp_path, capsys):
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_end_a_run_with_their_status(sig, status, tmp_path):
     out = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "SPOS_DEBUG"}
     argv = [*RUN, "--epochs", "50", "--train-limit", "2048", "-o", str(out)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "steps.csv").exists():
-        time.sleep(0.05)
-    assert (out / "steps.csv").exists()
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == status, err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("INFO ")]  # progress logs
-    assert len(lines) == 1 and "Traceback" not in err, err
+    returncode, err = interrupt_when("training.cli", argv, out / "steps.csv", sig)
+    assert returncode == status, err
