@@ -1,0 +1,335 @@
+"""What ``supernet_ranking.py`` and ``search_quality.py`` share: the small space, the one stand-alone training
+recipe with its run-folder cache, the supernet and latency table they start from, and small utilities.
+
+The stand-alone cache is keyed by recipe and architecture (``runs/subnets/<recipe>/<arch>/``), so an
+architecture trained by one benchmark is not trained again by the other, and a smoke run (``--quick``, another
+recipe) never mixes with a full one. Every step resumes: a finished run folder holds ``result.json``, a
+partial one is continued from its last checkpoint by :func:`training.trainer.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spos_deploy.atomic import write_json  # noqa: E402
+from spos_deploy.errors import BadInputError  # noqa: E402
+from spos_deploy.model_spec import ModelSpec  # noqa: E402
+from spos_deploy.space import SPACES  # noqa: E402
+
+SPACE = SPACES["small"]
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs"
+SUBNET_CACHE = RUNS / "subnets"
+TABLE_NAME = "latency_small_int8.json"
+
+log = logging.getLogger("benchmarks")
+
+
+# ---- logging, command line, errors -------------------------------------------------------------------------
+def setup_logging() -> None:
+    """Progress (ours and the trainer's) on stderr with a time stamp, so a long run can be followed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(lambda r: "already been marked for quantization" not in r.getMessage())  # int8 export noise
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+def command_line() -> str:
+    """The exact command that produced a result (recorded with it)."""
+    return "python " + shlex.join(sys.argv)
+
+
+def fail(message: str) -> None:
+    """One clear line and exit status 2, like the spos-* commands."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_data() -> None:
+    """Fail at once (not after an hour of training) when Fashion-MNIST is not installed."""
+    from spos_deploy.data.images import fashion_mnist
+
+    try:
+        for split in ("train", "test"):
+            fashion_mnist(split, SPACE.input_size, limit=1)
+    except BadInputError as e:
+        fail(f"Fashion-MNIST is needed (train and test splits): {e}")
+
+
+def tool(name: str) -> str:
+    """The console script installed next to this interpreter (the project's venv)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def run_tool(cmd: list[str]) -> None:
+    """A spos-* command as a subprocess (its output passes through to our stderr); a failure ends the run."""
+    log.info("running %s", shlex.join(cmd))
+    res = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr)
+    if res.returncode != 0:
+        fail(f"{Path(cmd[0]).name} failed (exit {res.returncode}): {shlex.join(cmd)}")
+
+
+def finite_or_none(v: float | None) -> float | None:
+    """JSON has no NaN: undefined statistics (ties, too few points) are recorded as null."""
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+class StepTimes:
+    """Seconds spent per step, accumulated over resumed sessions in ``OUT/step_times.json``."""
+
+    def __init__(self, out: Path):
+        self.path = out / "step_times.json"
+        self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        log.info("== %s", name)
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.time() - t0
+            write_json(self.path, self.times)
+
+
+# ---- architectures -----------------------------------------------------------------------------------------
+def arch_key(blocks: Sequence[int], channels: Sequence[int]) -> str:
+    """A readable file-name-safe key: block ids (0-3) then channel ids (0-9), one digit per position."""
+    return "b" + "".join(str(int(b)) for b in blocks) + "_c" + "".join(str(int(c)) for c in channels)
+
+
+def spec_of(blocks: Sequence[int], channels: Sequence[int], name: str | None = None) -> ModelSpec:
+    blocks, channels = tuple(int(b) for b in blocks), tuple(int(c) for c in channels)
+    return ModelSpec(SPACE, blocks, channels, name=name or arch_key(blocks, channels))
+
+
+def flops_table() -> Any:
+    """Exact FLOPs/params of the small space (counted from real graphs in a few seconds)."""
+    from spos_deploy.tables.flops.build import build_flops_table
+
+    return build_flops_table(SPACE, progress=False)
+
+
+def describe_archs(table: Any, counts: Any, blocks: np.ndarray, channels: np.ndarray) -> list[dict[str, Any]]:
+    """Key, choices, predicted latency, FLOPs and params of each architecture (the report's table columns)."""
+    pred = table.predict(blocks, channels)
+    flops, params = counts.count(blocks, channels)
+    return [
+        {
+            "key": arch_key(b, c),
+            "blocks": [int(v) for v in b],
+            "channels": [int(v) for v in c],
+            "predicted_ms": float(p),
+            "flops": int(f),
+            "params": int(n),
+        }
+        for b, c, p, f, n in zip(blocks, channels, pred, flops, params)
+    ]
+
+
+# ---- the stand-alone recipe ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """The one short from-scratch schedule every compared architecture gets (validated on the test set)."""
+
+    epochs: int = 2
+    train_limit: int = 20000
+    val_limit: int = 10000
+    batch_size: int = 128
+    lr: float = 0.1
+    warmup_epochs: float = 0.2
+    seed: int = 0
+
+    @property
+    def tag(self) -> str:
+        """The cache folder name: another recipe never reuses (or resumes) this one's runs."""
+        return (
+            f"e{self.epochs}_n{self.train_limit}_v{self.val_limit}_b{self.batch_size}_lr{self.lr:g}"
+            f"_w{self.warmup_epochs:g}_s{self.seed}"
+        )
+
+
+QUICK_RECIPE = Recipe(epochs=1, train_limit=512, val_limit=256)
+
+
+def add_recipe_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("stand-alone training (the same recipe in both benchmarks)")
+    g.add_argument("--epochs", type=int, help=f"default {Recipe.epochs} ({QUICK_RECIPE.epochs} with --quick)")
+    g.add_argument(
+        "--train-limit",
+        type=int,
+        help=f"training images (default {Recipe.train_limit}, --quick {QUICK_RECIPE.train_limit})",
+    )
+    g.add_argument(
+        "--val-limit", type=int, help=f"test images (default {Recipe.val_limit}, --quick {QUICK_RECIPE.val_limit})"
+    )
+    g.add_argument("--subnet-cache", default=str(SUBNET_CACHE), help="run folders of stand-alone trainings")
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    base = QUICK_RECIPE if args.quick else Recipe()
+    given = {k: getattr(args, k) for k in ("epochs", "train_limit", "val_limit") if getattr(args, k) is not None}
+    return Recipe(**{**asdict(base), **given})
+
+
+def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[str, Any]:
+    """Stand-alone top-1 of one architecture: from ``result.json`` when done, else trained (or resumed)."""
+    from training.trainer import SubnetConfig, train
+
+    folder = cache / recipe.tag / arch["key"]
+    done = folder / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    cfg = SubnetConfig(
+        out=str(folder),
+        spec=spec_of(arch["blocks"], arch["channels"]),
+        epochs=recipe.epochs,
+        train_limit=recipe.train_limit,
+        val_limit=recipe.val_limit,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        warmup_epochs=recipe.warmup_epochs,
+        seed=recipe.seed,
+        keep=1,
+        progress=False,
+        resume=True,
+    )
+    t0 = time.time()
+    history = train(cfg)["history"]
+    result = {
+        "key": arch["key"],
+        "recipe": asdict(recipe),
+        "standalone_acc": history[-1]["val_acc"],
+        "train_seconds": float(sum(h["seconds"] for h in history)),  # the optimizer steps, over all sessions
+        "wall_seconds": time.time() - t0,  # the last session: setup, steps and per-epoch validation
+        "run": str(folder),
+    }
+    write_json(done, result)
+    return result
+
+
+def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path) -> dict[str, dict[str, Any]]:
+    """Every architecture trained (cached ones skipped); logs progress, since this is the long step."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, arch in enumerate(archs):
+        cached = (cache / recipe.tag / arch["key"] / "result.json").exists()
+        log.info("stand-alone %d/%d %s%s", i + 1, len(archs), arch["key"], " (cached)" if cached else "")
+        out[arch["key"]] = res = train_standalone(arch, recipe, cache)
+        log.info("   top-1 %.4f (%.0f s)", res["standalone_acc"], res["wall_seconds"])
+    return out
+
+
+# ---- the supernet -----------------------------------------------------------------------------------------
+SUPERNET_DEFAULTS = {"supernet_epochs": 10, "supernet_train_limit": None, "supernet_max_steps": None}
+SUPERNET_QUICK = {"supernet_epochs": 1, "supernet_train_limit": 5120, "supernet_max_steps": 20}
+
+
+def add_supernet_args(ap: argparse.ArgumentParser, default_help: str) -> None:
+    g = ap.add_argument_group("supernet (trained here when --supernet has no supernet.params)")
+    g.add_argument("--supernet", help=f"spos-train supernet run folder of the small space (default: {default_help})")
+    g.add_argument("--supernet-epochs", type=int, help="default 10 (--quick: 1)")
+    g.add_argument("--supernet-train-limit", type=int, help="training images (default: all 60,000; --quick: 5120)")
+    g.add_argument("--supernet-lr", "--lr", dest="supernet_lr", type=float, default=0.2)
+    g.add_argument("--supernet-batch-size", "--batch-size", dest="supernet_batch_size", type=int, default=128)
+    g.add_argument("--supernet-warmup-epochs", type=float, default=0.5)
+    g.add_argument("--cs-start-epoch", type=int, default=1, help="channel-selection warm-up starts here")
+    g.add_argument("--cs-pace", type=int, default=1, help="epochs per warm-up step (10 epochs reach every width)")
+    g.add_argument("--supernet-max-steps", type=int, help="stop after this many steps (--quick: 20)")
+
+
+def resolve_supernet_args(args: argparse.Namespace) -> None:
+    """Fill the supernet options left unset with the full-size or the ``--quick`` defaults."""
+    for k, v in (SUPERNET_QUICK if args.quick else SUPERNET_DEFAULTS).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+
+
+def ensure_supernet(path: Path, args: argparse.Namespace) -> Path:
+    """``path`` if it holds a finished supernet, else train (or resume) one there with the options given."""
+    from training.trainer import SupernetConfig, train
+
+    if (path / "supernet.params").exists():
+        log.info("supernet: %s", path)
+        return path
+    cfg = SupernetConfig(
+        out=str(path),
+        space=SPACE,
+        epochs=args.supernet_epochs,
+        train_limit=args.supernet_train_limit,
+        batch_size=args.supernet_batch_size,
+        lr=args.supernet_lr,
+        warmup_epochs=args.supernet_warmup_epochs,
+        cs_start_epoch=args.cs_start_epoch,
+        cs_pace=args.cs_pace,
+        eval_paths=2,
+        val_limit=2000,
+        max_steps=args.supernet_max_steps,
+        keep=2,
+        progress=False,
+        resume=True,
+    )
+    log.info("training the supernet into %s (%d epochs)", path, cfg.epochs)
+    train(cfg)
+    return path
+
+
+def supernet_channels(path: Path) -> list[int]:
+    """Channel choices the supernet trained in its last epoch (a path narrower than these was never trained)."""
+    from training.sampling import warmup_for
+
+    cfg = json.loads((path / "config.json").read_text())
+    schedule = warmup_for(SPACE, cfg["cs_start_epoch"], cfg["cs_warmup"], cfg["cs_pace"])
+    return [int(c) for c in schedule.allowed(cfg["epochs"] - 1)]
+
+
+# ---- the latency table ------------------------------------------------------------------------------------
+def ensure_table(lut: str | None, default: Path, quick: bool) -> Path:
+    """``--lut``, or this machine's int8 table (onnxruntime, batch 1, 2 threads) built at ``default``."""
+    if lut:
+        return Path(lut)
+    if not default.exists():
+        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--space", "small", "--runtime", "ort-cpu"]
+        cmd += ["--precision", "int8", "--batch", "1", "--threads", "2", "-o", str(default), "--resume"]
+        cmd += ["--no-progress"] + (["--repeats", "5", "--calibration-networks", "3"] if quick else [])
+        run_tool(cmd)
+    return default
+
+
+def load_table(path: Path) -> Any:
+    """The table, refused (one line) when made for another space or measured on other hardware/settings."""
+    from spos_deploy.tables.latency.build import fingerprint
+    from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint
+    from spos_deploy.tables.latency.validate import setup_of
+
+    try:
+        table = LatencyTable.load(path, expect_space=SPACE)
+        here = fingerprint(setup_of(table), SPACE)
+        check_fingerprint(table.fingerprint, here, str(path), hint="omit --lut to build one here")
+    except BadInputError as e:
+        fail(str(e))
+    return table
+
+
+def table_record(path: Path, table: Any) -> dict[str, Any]:
+    """What the results say about the table: where, how measured, and on what."""
+    fp = table.fingerprint
+    keys = ("runtime", "precision", "batch", "threads", "cpu", "date")
+    return {"path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), **{k: fp.get(k) for k in keys}}

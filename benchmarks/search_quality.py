@@ -1,0 +1,349 @@
+"""Does the search find better models than a user gets without it? (issue 10, item 4)
+
+Under one predicted-latency budget (``--latency-max-ms``, default the 40% quantile of random architectures)
+on this CPU's int8 table of the small space, three kinds of architecture are compared:
+
+(a) the one ``spos-search --method evolution`` returns on the supernet,
+(b) ``--random`` (5) random architectures that meet the budget (rejection sampling, fixed seed),
+(c) a hand-designed baseline: every position SNB-3 at one uniform channel choice, the widest that fits.
+
+All are trained from scratch with the recipe of ``supernet_ranking.py`` (and its run-folder cache, in
+``benchmarks/_subnets.py``: an architecture trained by either benchmark is not trained again) and measured end
+to end in their deployed int8 form (interleaved rounds). Every step resumes (cached under ``--out``).
+
+    python benchmarks/search_quality.py [--supernet runs/ranking/supernet] [--lut TABLE] [--evaluations 100]
+    python benchmarks/search_quality.py --quick     # smoke run: tiny everything, results under runs/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _subnets import (  # noqa: E402
+    RESULTS,
+    RUNS,
+    SPACE,
+    TABLE_NAME,
+    StepTimes,
+    add_recipe_args,
+    add_supernet_args,
+    check_data,
+    command_line,
+    describe_archs,
+    ensure_supernet,
+    ensure_table,
+    fail,
+    flops_table,
+    load_table,
+    log,
+    recipe_from_args,
+    resolve_supernet_args,
+    run_tool,
+    setup_logging,
+    table_record,
+    tool,
+    train_all,
+)
+
+from spos_deploy.atomic import write_json, write_text  # noqa: E402
+from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.tables.core import random_architectures  # noqa: E402
+from spos_deploy.tables.latency.table import latency_quantile  # noqa: E402
+
+FULL = {
+    "evaluations": 100,
+    "population": 20,
+    "parents": 5,
+    "search_val_limit": 2000,
+    "search_bn_images": 1024,
+    "random": 5,
+    "rounds": 7,
+}
+QUICK = {
+    "evaluations": 4,
+    "population": 2,
+    "parents": 1,
+    "search_val_limit": 256,
+    "search_bn_images": 128,
+    "random": 2,
+    "rounds": 2,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", help="cache of every step (default runs/search-quality, --quick: ...-quick)")
+    ap.add_argument("--results", help="where the .md/.json go (default benchmarks/results; --quick: OUT/results)")
+    ap.add_argument(
+        "--lut",
+        help="latency table of the small space for this machine (default: the one "
+        "supernet_ranking.py builds, runs/ranking/latency_small_int8.json; built there if missing)",
+    )
+    ap.add_argument("--latency-max-ms", type=float, help="the budget (default: --budget-quantile of random archs)")
+    ap.add_argument("--budget-quantile", type=float, default=0.4)
+    g = ap.add_argument_group("search (spos-search --method evolution)")
+    g.add_argument("--evaluations", type=int, help=f"evaluated candidates (default {FULL['evaluations']})")
+    g.add_argument("--population", type=int, help=f"default {FULL['population']}")
+    g.add_argument("--parents", type=int, help=f"default {FULL['parents']}")
+    g.add_argument(
+        "--search-val-limit", type=int, help=f"test images per candidate (default {FULL['search_val_limit']})"
+    )
+    g.add_argument("--search-bn-images", type=int, help=f"BN images per candidate (default {FULL['search_bn_images']})")
+    g.add_argument("--search-seed", type=int, default=0)
+    ap.add_argument("--random", type=int, help=f"random architectures within the budget (default {FULL['random']})")
+    ap.add_argument(
+        "--seed", type=int, default=1000, help="seed of the random architectures (not the search's 0: other draws)"
+    )
+    ap.add_argument("--rounds", type=int, help=f"interleaved end-to-end latency rounds (default {FULL['rounds']})")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet and search, 512 images")
+    add_recipe_args(ap)
+    add_supernet_args(ap, "runs/ranking/supernet, the one supernet_ranking.py trains")
+    args = ap.parse_args(argv)
+    return resolve_defaults(args)
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Full-size or --quick defaults for what was not given; the supernet and table of supernet_ranking.py."""
+    resolve_supernet_args(args)
+    for k, v in (QUICK if args.quick else FULL).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    ranking = RUNS / ("ranking-quick" if args.quick else "ranking")
+    args.out = args.out or str(RUNS / ("search-quality-quick" if args.quick else "search-quality"))
+    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
+    args.supernet = args.supernet or str(ranking / "supernet")
+    args.table_default = str(ranking / TABLE_NAME)
+    if min(args.evaluations, args.population, args.parents, args.random, args.rounds) < 1:
+        fail("--evaluations, --population, --parents, --random and --rounds must be >= 1")
+    if args.parents > args.population:
+        fail("--parents must not exceed --population")
+    return args
+
+
+# ---- the three kinds of architecture ----------------------------------------------------------------------
+def searched(args: argparse.Namespace, lut: Path, budget: float, out: Path) -> dict[str, Any]:
+    """(a) spos-search's best under the budget (its results.json; the search resumes if interrupted)."""
+    folder = out / "search"
+    if not (folder / "results.json").exists():
+        cmd = [tool("spos-search"), "--supernet", args.supernet, "--lut", str(lut), "--latency-max-ms", str(budget)]
+        cmd += ["--method", "evolution", "--budget", str(args.evaluations), "--population", str(args.population)]
+        cmd += ["--parents", str(args.parents), "--generations", str(args.evaluations // args.population + 2)]
+        cmd += ["--val-limit", str(args.search_val_limit), "--bn-images", str(args.search_bn_images)]
+        cmd += ["--train-limit", str(max(5000, args.search_bn_images)), "--seed", str(args.search_seed)]
+        cmd += ["--no-progress", "-o", str(folder)] + (["--resume"] if folder.exists() else [])
+        run_tool(cmd)
+    return json.loads((folder / "results.json").read_text())
+
+
+def random_within(table: Any, budget: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(b) the first ``n`` uniform random architectures whose predicted latency meets the budget."""
+    blocks, channels = random_architectures(SPACE, 20000, seed)
+    ok = np.flatnonzero(table.predict(blocks, channels) <= budget)
+    if len(ok) < n:
+        fail(f"only {len(ok)} of 20,000 random architectures meet {budget:.3f} ms; raise --latency-max-ms")
+    return blocks[ok[:n]], channels[ok[:n]]
+
+
+def baseline(table: Any, budget: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(c) SNB-3 everywhere at the widest uniform channel choice that meets the budget (the narrowest,
+    flagged, if none does): what a user would hand-design in this space without a search."""
+    L = SPACE.num_positions
+    by_width = sorted(range(SPACE.num_scales), key=lambda c: -SPACE.channel_scales[c])
+    for c in by_width:
+        blocks, channels = np.zeros((1, L), np.int64), np.array([SPACE.fix_channels([c] * L)])
+        if float(table.predict(blocks, channels)[0]) <= budget:
+            return blocks, channels, True
+    return blocks, channels, False
+
+
+def candidates(
+    args: argparse.Namespace, table: Any, budget: float, search_res: dict[str, Any]
+) -> tuple[list[dict[str, Any]], bool]:
+    """All compared architectures with their role, predicted latency, FLOPs and params."""
+    best = search_res["best"]
+    rb, rc = random_within(table, budget, args.random, args.seed)
+    bb, bc, base_fits = baseline(table, budget)
+    blocks = np.concatenate([np.array([best["block_choices"]]), rb, bb])
+    channels = np.concatenate([np.array([best["channel_choices"]]), rc, bc])
+    archs = describe_archs(table, flops_table(), blocks, channels)
+    roles = ["searched"] + [f"random {i + 1}" for i in range(len(rb))] + ["baseline"]
+    for a, role in zip(archs, roles):
+        a["role"] = role
+    archs[0]["supernet_acc"] = best["accuracy"]
+    return archs, base_fits
+
+
+# ---- measured latency ---------------------------------------------------------------------------------------
+def measured_latency(table: Any, archs: list[dict[str, Any]], rounds: int, out: Path) -> dict[str, float]:
+    """End-to-end ms of every architecture, measured together (interleaved), cached in OUT/measured.json."""
+    from spos_deploy.tables.latency.validate import measure_architectures
+
+    path = out / "measured.json"
+    keys = [a["key"] for a in archs]
+    settings = {"keys": keys, "rounds": rounds, "table_date": table.fingerprint.get("date")}
+    if path.exists() and (cached := json.loads(path.read_text()))["settings"] == settings:
+        return cached["ms"]
+    blocks = np.array([a["blocks"] for a in archs])
+    channels = np.array([a["channels"] for a in archs])
+    log.info("measuring %d architectures end to end (%d interleaved rounds)", len(archs), rounds)
+    ms = measure_architectures(table, blocks, channels, rounds=rounds, progress=False)
+    result = dict(zip(keys, ms))
+    write_json(path, {"settings": settings, "ms": result})
+    return result
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the searched model beats the median random architecture and the hand-designed baseline."""
+    acc = {r["role"]: r["standalone_acc"] for r in rows}
+    rand = [r["standalone_acc"] for r in rows if r["role"].startswith("random")]
+    median = float(np.median(rand))
+    return {
+        "searched_acc": acc["searched"],
+        "random_median_acc": median,
+        "random_best_acc": float(np.max(rand)),
+        "baseline_acc": acc["baseline"],
+        "beats_random_median": bool(acc["searched"] > median),
+        "beats_baseline": bool(acc["searched"] > acc["baseline"]),
+    }
+
+
+def rows_table(rows: list[dict[str, Any]], budget: float) -> str:
+    body = [
+        [
+            r["role"],
+            r["key"],
+            f"{r['standalone_acc']:.4f}",
+            f"{r['supernet_acc']:.4f}" if "supernet_acc" in r else "",
+            f"{r['predicted_ms']:.3f}",
+            f"{r['measured_ms']:.3f}",
+            f"{100 * (r['measured_ms'] - budget) / budget:+.1f}%",
+            f"{r['flops']:,}",
+            f"{r['params']:,}",
+        ]
+        for r in rows
+    ]
+    headers = [
+        "model",
+        "architecture (blocks_channels)",
+        "stand-alone top-1",
+        "supernet top-1",
+        "predicted ms",
+        "measured ms",
+        "measured vs budget",
+        "FLOPs",
+        "params",
+    ]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def summary_text(v: dict[str, Any], base_fits: bool) -> str:
+    def yes(b: bool) -> str:
+        return "yes" if b else "NO"
+
+    text = (
+        f"Searched model: {v['searched_acc']:.4f}; median of the random ones {v['random_median_acc']:.4f} "
+        f"(best {v['random_best_acc']:.4f}); baseline {v['baseline_acc']:.4f}.\n\n"
+        "| question | answer |\n|---|---|\n"
+        f"| beats the median random architecture | {yes(v['beats_random_median'])} |\n"
+        f"| beats the hand-designed baseline | {yes(v['beats_baseline'])} |\n"
+    )
+    if not base_fits:
+        text += "\nNo uniform SNB-3 network meets the budget: the baseline is the narrowest one, over budget.\n"
+    return text
+
+
+def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """benchmarks/results/search_quality.md and .json (under OUT/results for --quick)."""
+    res, m, s, b = Path(args.results), record["machine"], record["settings"], record["budget_ms"]
+    write_json(res / "search_quality.json", record)
+    r, sr = s["recipe"], record["search"]
+    steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in record["timings"]["steps_s"].items())
+    text = (
+        f"# Search quality: searched vs random vs hand-designed, one latency budget (small space, Fashion-MNIST)\n\n"
+        f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
+        f"Budget {b:.3f} ms predicted int8 latency ({record['budget_source']}). Search: evolution, "
+        f"{sr['evaluated']} candidates evaluated on the supernet ({args.search_val_limit} test images, BN on "
+        f"{args.search_bn_images}). Every model trained from scratch: {r['epochs']} epochs on {r['train_limit']} "
+        f"images (batch {r['batch_size']}, lr {r['lr']}, warm-up {r['warmup_epochs']} epoch, seed {r['seed']}), "
+        f"top-1 on the first {r['val_limit']} test images. Measured: deployed int8 ONNX, median of {args.rounds} "
+        f"interleaved rounds.\n\n{rows_table(rows, b)}\n\n{summary_text(record['verdict'], record['baseline_fits'])}\n"
+        f"| step | minutes |\n|---|---|\n{steps}\n\n    {record['command']}\n"
+    )
+    write_text(res / "search_quality.md", text)
+    print(text)
+
+
+def budget_of(args: argparse.Namespace, table: Any) -> tuple[float, str]:
+    if args.latency_max_ms is not None:
+        return args.latency_max_ms, "given"
+    q = args.budget_quantile
+    return round(latency_quantile(table, q), 3), f"the {q:.0%} quantile of 20,000 random architectures"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    check_data()
+    out, recipe = Path(args.out), recipe_from_args(args)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = StepTimes(out)
+    with steps.step("supernet"):
+        ensure_supernet(Path(args.supernet), args)
+    with steps.step("latency table"):
+        lut = ensure_table(args.lut, Path(args.table_default), args.quick)
+        table = load_table(lut)
+        budget, source = budget_of(args, table)
+        log.info("latency budget %.3f ms (%s)", budget, source)
+    with steps.step("search"):
+        search_res = searched(args, lut, budget, out)
+    archs, base_fits = candidates(args, table, budget, search_res)
+    with steps.step("stand-alone training"):
+        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+    with steps.step("end-to-end latency"):
+        ms = measured_latency(table, archs, args.rounds, out)
+    rows = [
+        a
+        | {
+            "standalone_acc": standalone[a["key"]]["standalone_acc"],
+            "measured_ms": ms[a["key"]],
+            "train_wall_s": standalone[a["key"]]["wall_seconds"],
+        }
+        for a in archs
+    ]
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_record(),
+        "command": command_line(),
+        "settings": {
+            "args": vars(args),
+            "recipe": asdict(recipe) | {"tag": recipe.tag},
+            "table": table_record(lut, table),
+        },
+        "budget_ms": budget,
+        "budget_source": source,
+        "search": {k: search_res[k] for k in ("evaluated", "generations", "timing", "best")},
+        "architectures": rows,
+        "baseline_fits": base_fits,
+        "verdict": verdicts(rows),
+        "timings": {
+            "steps_s": steps.times,
+            "per_arch_train_wall_s_mean": float(np.mean([r["train_wall_s"] for r in rows])),
+        },
+    }
+    write_report(args, record, rows)
+
+
+if __name__ == "__main__":
+    main()

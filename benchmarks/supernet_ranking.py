@@ -1,0 +1,398 @@
+"""Does the supernet rank architectures the way training them from scratch does? (issue 10, item 3)
+
+Steps, each resumable (results cached under ``--out``, default runs/ranking/):
+
+1. The supernet of the small space (``--supernet RUN``; trained there when it has no supernet.params).
+2. This machine's int8 latency table of the small space (``--lut``; built into ``--out`` when not given).
+3. Architectures: 20,000 random ones, ``--archs`` of them stratified over predicted latency (equal-width bins
+   between the 2% and 98% quantiles, one random architecture per bin) plus ``--band`` more within +-10% of
+   the median latency (the narrow band a latency-budgeted search works in). Fixed seed.
+4. Every architecture trained from scratch with one short recipe (``benchmarks/_subnets.py``, shared with
+   ``search_quality.py``): the stand-alone top-1 on the Fashion-MNIST test set.
+5. Every architecture evaluated as a supernet path, BN statistics computed exactly for the path.
+6. Kendall tau / Spearman rho of supernet vs stand-alone accuracy, beside the tau of trivial proxies (FLOPs,
+   params, predicted latency); the same inside the narrow band; top-5 overlap; a scatter plot.
+
+    python benchmarks/supernet_ranking.py [--supernet runs/ranking/supernet] [--lut TABLE] [--archs 24]
+    python benchmarks/supernet_ranking.py --quick     # smoke run: tiny everything, results under runs/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _subnets import (  # noqa: E402
+    RESULTS,
+    RUNS,
+    SPACE,
+    TABLE_NAME,
+    Recipe,
+    StepTimes,
+    add_recipe_args,
+    add_supernet_args,
+    check_data,
+    command_line,
+    describe_archs,
+    ensure_supernet,
+    ensure_table,
+    fail,
+    finite_or_none,
+    flops_table,
+    load_table,
+    log,
+    recipe_from_args,
+    resolve_supernet_args,
+    setup_logging,
+    supernet_channels,
+    table_record,
+    train_all,
+)
+
+from spos_deploy.atomic import atomic_path, write_json, write_text  # noqa: E402
+from spos_deploy.errors import BadInputError  # noqa: E402
+from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.tables.core import kendall_tau, random_architectures  # noqa: E402
+
+BAND = 0.10  # the narrow band: +-10% of the median predicted latency
+EVAL_BATCH = 128
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", help="cache of every step (default runs/ranking, --quick: runs/ranking-quick)")
+    ap.add_argument("--results", help="where the .md/.json/.png go (default benchmarks/results; --quick: OUT)")
+    ap.add_argument("--lut", help="latency table of the small space for this machine (default: built into OUT)")
+    ap.add_argument("--archs", type=int, help="stratified architectures (default 24, --quick 3)")
+    ap.add_argument("--band", type=int, help="extra architectures within +-10%% of the median (default 8, --quick 1)")
+    ap.add_argument("--samples", type=int, default=20000, help="random architectures the picks are drawn from")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the architecture picks")
+    ap.add_argument("--bn-images", type=int, help="BN images per supernet path (default 2000, --quick 256)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
+    add_recipe_args(ap)
+    add_supernet_args(ap, "OUT/supernet")
+    args = ap.parse_args(argv)
+    resolve_supernet_args(args)
+    quick = {"archs": 3, "band": 1, "bn_images": 256} if args.quick else {"archs": 24, "band": 8, "bn_images": 2000}
+    for k, v in quick.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
+    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
+    args.supernet = args.supernet or str(Path(args.out) / "supernet")
+    if args.archs < 2 or args.band < 0 or args.bn_images < 1:
+        fail("--archs must be >= 2, --band >= 0 and --bn-images >= 1")
+    return args
+
+
+# ---- step 3: which architectures ------------------------------------------------------------------------
+def stratified_picks(pred: np.ndarray, n: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """One random index per equal-width latency bin between the 2% and 98% quantiles (and the empty bins):
+    equal-width bins spread the picks over the whole range, where random picks crowd around the median."""
+    lo, hi = np.quantile(pred, [0.02, 0.98])
+    edges = np.linspace(lo, hi, n + 1)
+    inside = (pred >= lo) & (pred <= hi)
+    bins = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, n - 1)
+    picks, empty = [], []
+    for i in range(n):
+        members = np.flatnonzero(inside & (bins == i))
+        if len(members):
+            picks.append(int(rng.choice(members)))
+        else:
+            empty.append(i)
+    return picks, empty
+
+
+def band_picks(pred: np.ndarray, n: int, rng: np.random.Generator, taken: list[int]) -> list[int]:
+    """``n`` random indices within +-10% of the median latency, none already taken."""
+    med = float(np.median(pred))
+    members = np.setdiff1d(np.flatnonzero(np.abs(pred - med) <= BAND * med), taken)
+    return [int(i) for i in rng.choice(members, size=min(n, len(members)), replace=False)]
+
+
+def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The stratified and band architectures with their predicted latency, FLOPs and params."""
+    blocks, channels = random_architectures(SPACE, args.samples, args.seed)
+    pred = table.predict(blocks, channels)
+    rng = np.random.default_rng([args.seed, 3])
+    strat, empty = stratified_picks(pred, args.archs, rng)
+    band = band_picks(pred, args.band, rng, strat)
+    med = float(np.median(pred))
+    idx = strat + band
+    archs = describe_archs(table, flops_table(), blocks[idx], channels[idx])
+    seen: set[str] = set()
+    unique = []
+    for a, i in zip(archs, idx):
+        a["group"] = "stratified" if i in strat else "band"
+        a["in_band"] = bool(abs(a["predicted_ms"] - med) <= BAND * med)
+        if a["key"] not in seen:  # 20,000 draws from ~10^16 architectures: a repeat is all but impossible
+            seen.add(a["key"])
+            unique.append(a)
+    info = {
+        "samples": args.samples,
+        "latency_q02_ms": float(np.quantile(pred, 0.02)),
+        "latency_q98_ms": float(np.quantile(pred, 0.98)),
+        "median_ms": med,
+        "band_ms": [med * (1 - BAND), med * (1 + BAND)],
+        "empty_bins": empty,
+    }
+    if empty:
+        log.info("%d of %d latency bins were empty: %d stratified architectures", len(empty), args.archs, len(strat))
+    return unique, info
+
+
+# ---- step 5: supernet accuracy ----------------------------------------------------------------------------
+def supernet_accuracies(
+    supernet: Path, archs: list[dict[str, Any]], recipe: Recipe, bn_images: int, out: Path
+) -> dict[str, dict[str, Any]]:
+    """Top-1 of every architecture as a supernet path (exact per-path BN), cached in OUT/supernet_acc.json
+    under the supernet's hash and the evaluation settings (another supernet or setting starts over)."""
+    from search.evaluator import PathEvaluator, prepare_data, resolve_supernet
+
+    try:
+        run = resolve_supernet(str(supernet), SPACE)
+    except BadInputError as e:
+        fail(str(e))
+    path = out / "supernet_acc.json"
+    settings = {"supernet_sha1": run.sha1, "bn_images": bn_images, "val_limit": recipe.val_limit, "batch": EVAL_BATCH}
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if cache.get("settings") != settings:
+        cache = {"settings": settings, "acc": {}}
+    todo = [a for a in archs if a["key"] not in cache["acc"]]
+    if todo:
+        data_limit = max(5000, bn_images)  # BN batches come from the first images of the training split
+        data = prepare_data(
+            SPACE, "fashion-mnist:train", "fashion-mnist:test", bn_images, EVAL_BATCH, recipe.val_limit, data_limit
+        )
+        evaluate = PathEvaluator(run, data, EVAL_BATCH)
+    for i, a in enumerate(todo):
+        t0 = time.time()
+        acc = evaluate(a["blocks"], a["channels"])
+        cache["acc"][a["key"]] = {"supernet_acc": float(acc), "seconds": time.time() - t0}
+        write_json(path, cache)
+        log.info("supernet path %d/%d %s: top-1 %.4f (%.1f s)", i + 1, len(todo), a["key"], acc, time.time() - t0)
+    return cache["acc"]
+
+
+# ---- step 6: statistics, plot, report ------------------------------------------------------------------------
+def ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (what Spearman's rho needs)."""
+    order = np.argsort(x, kind="stable")
+    r = np.empty(len(x))
+    r[order] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        tie = x == v
+        r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rho: Pearson correlation of the (average) ranks; NaN when undefined."""
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Kendall tau and Spearman rho of ``key`` against the stand-alone accuracy."""
+    x, y = [r[key] for r in rows], [r["standalone_acc"] for r in rows]
+    return {
+        "n": len(rows),
+        "kendall_tau": finite_or_none(kendall_tau(x, y)),
+        "spearman_rho": finite_or_none(spearman(x, y)),
+    }
+
+
+def top_overlap(rows: list[dict[str, Any]], k: int = 5) -> float:
+    """Share of the stand-alone top k that is also in the supernet's top k."""
+    k = min(k, len(rows))
+    best = {r["key"] for r in sorted(rows, key=lambda r: -r["standalone_acc"])[:k]}
+    found = {r["key"] for r in sorted(rows, key=lambda r: -r["supernet_acc"])[:k]}
+    return len(best & found) / k
+
+
+def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    band = [r for r in rows if r["in_band"]]
+    return {
+        "supernet": correlations(rows, "supernet_acc"),
+        "proxies": {k: correlations(rows, k) for k in ("flops", "params", "predicted_ms")},
+        "top5_overlap": top_overlap(rows),
+        "band": {"supernet": correlations(band, "supernet_acc"), "predicted_ms": correlations(band, "predicted_ms")},
+    }
+
+
+def scatter_plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
+    """Supernet vs stand-alone accuracy, band architectures marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for in_band, style in ((False, dict(marker="o", c="tab:blue")), (True, dict(marker="^", c="tab:red"))):
+        pts = [r for r in rows if r["in_band"] == in_band]
+        label = f"within +-{BAND:.0%} of the median latency" if in_band else "outside the band"
+        ax.scatter([r["standalone_acc"] for r in pts], [r["supernet_acc"] for r in pts], label=label, **style)
+    ax.set_title(f"Supernet vs stand-alone top-1 (Kendall tau {fmt(stats['supernet']['kendall_tau'])})")
+    ax.set_xlabel("stand-alone top-1 (trained from scratch)")
+    ax.set_ylabel("supernet path top-1 (exact per-path BN)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def fmt(v: float | None, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def stats_table(stats: dict[str, Any]) -> str:
+    rows = [["supernet accuracy (all)", *_corr_cells(stats["supernet"])]]
+    names = {"flops": "FLOPs (all)", "params": "params (all)", "predicted_ms": "predicted latency (all)"}
+    rows += [[names[k], *_corr_cells(v)] for k, v in stats["proxies"].items()]
+    rows += [[f"supernet accuracy (band +-{BAND:.0%})", *_corr_cells(stats["band"]["supernet"])]]
+    rows += [[f"predicted latency (band +-{BAND:.0%})", *_corr_cells(stats["band"]["predicted_ms"])]]
+    headers = ["vs stand-alone top-1", "n", "Kendall tau", "Spearman rho"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _corr_cells(c: dict[str, Any]) -> list[str]:
+    return [str(c["n"]), fmt(c["kendall_tau"]), fmt(c["spearman_rho"])]
+
+
+def arch_table(rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            r["key"],
+            r["group"] + (" (in band)" if r["in_band"] and r["group"] != "band" else ""),
+            f"{r['predicted_ms']:.3f}",
+            f"{r['flops']:,}",
+            f"{r['params']:,}",
+            f"{r['standalone_acc']:.4f}",
+            f"{r['supernet_acc']:.4f}",
+        ]
+        for r in sorted(rows, key=lambda r: r["predicted_ms"])
+    ]
+    headers = ["architecture (blocks_channels)", "group", "predicted ms", "FLOPs", "params", "stand-alone", "supernet"]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def timings(steps: StepTimes, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "steps_s": steps.times,
+        "per_arch_train_wall_s_mean": float(np.mean([r["train_wall_s"] for r in rows])),
+        "per_arch_train_steps_s_mean": float(np.mean([r["train_steps_s"] for r in rows])),
+        "per_path_eval_s_mean": float(np.mean([r["supernet_eval_s"] for r in rows])),
+    }
+
+
+def verdict(stats: dict[str, Any]) -> str:
+    """One sentence: does the supernet rank better than the best trivial proxy?"""
+    tau = stats["supernet"]["kendall_tau"]
+    best = max(stats["proxies"].items(), key=lambda kv: abs(kv[1]["kendall_tau"] or 0))
+    ptau = best[1]["kendall_tau"]
+    if tau is None or ptau is None:
+        return "Kendall tau is undefined here (ties or too few architectures)."
+    word = "better" if tau > abs(ptau) else "no better"
+    return f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best[0]} (tau {ptau:.3f})."
+
+
+def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path) -> None:
+    """benchmarks/results/supernet_ranking.md and .json (under OUT/results for --quick)."""
+    res, m, st, s = Path(args.results), record["machine"], record["stats"], record["settings"]
+    write_json(res / "supernet_ranking.json", record)
+    t = record["timings"]
+    steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in t["steps_s"].items())
+    text = (
+        f"# Supernet ranking vs training from scratch (small space, Fashion-MNIST)\n\n"
+        f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
+        f"{len(rows)} architectures: {args.archs} stratified over predicted int8 latency, {args.band} within "
+        f"+-{BAND:.0%} of the median ({record['selection']['median_ms']:.3f} ms). Stand-alone: {s['recipe']['epochs']} "
+        f"epochs on {s['recipe']['train_limit']} images (batch {s['recipe']['batch_size']}, lr {s['recipe']['lr']}, "
+        f"warm-up {s['recipe']['warmup_epochs']} epoch, seed {s['recipe']['seed']}); supernet: path top-1 after exact "
+        f"BN on {args.bn_images} training images; both on the first {s['recipe']['val_limit']} test images. "
+        f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}.\n\n"
+        f"{stats_table(st)}\n\nStand-alone top 5 found in the supernet's top 5: {st['top5_overlap']:.0%}. "
+        f"{verdict(st)}\n\n![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
+        f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
+        f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
+    )
+    write_text(res / "supernet_ranking.md", text)
+    print(text)
+
+
+def merge_rows(
+    archs: list[dict[str, Any]], standalone: dict[str, dict[str, Any]], supernet: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            **a,
+            "standalone_acc": standalone[a["key"]]["standalone_acc"],
+            "supernet_acc": supernet[a["key"]]["supernet_acc"],
+            "train_wall_s": standalone[a["key"]]["wall_seconds"],
+            "train_steps_s": standalone[a["key"]]["train_seconds"],
+            "supernet_eval_s": supernet[a["key"]]["seconds"],
+        }
+        for a in archs
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    check_data()
+    out, recipe = Path(args.out), recipe_from_args(args)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = StepTimes(out)
+    with steps.step("supernet"):
+        supernet = ensure_supernet(Path(args.supernet), args)
+    with steps.step("latency table"):
+        lut = ensure_table(args.lut, out / TABLE_NAME, args.quick)
+        table = load_table(lut)
+    with steps.step("architectures"):
+        archs, selection = choose_architectures(table, args)
+        write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
+    with steps.step("stand-alone training"):
+        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+    with steps.step("supernet evaluation"):
+        supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
+    rows = merge_rows(archs, standalone, supernet_acc)
+    stats = ranking_stats(rows)
+    png = Path(args.results) / "supernet_ranking.png"
+    scatter_plot(rows, stats, png)
+    settings = {
+        "args": vars(args),
+        "recipe": asdict(recipe) | {"tag": recipe.tag},
+        "supernet": {"path": str(supernet), "last_epoch_channels": supernet_channels(supernet)},
+        "table": table_record(lut, table),
+    }
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_record(),
+        "command": command_line(),
+        "settings": settings,
+        "selection": selection,
+        "architectures": rows,
+        "stats": stats,
+        "timings": timings(steps, rows),
+        "plot": png.name,
+    }
+    write_report(args, record, rows, png)
+
+
+if __name__ == "__main__":
+    main()
