@@ -274,17 +274,19 @@ SMALL_SPACE = SearchSpace(
     last_conv_after_pooling=False,
     input_size=32,
     num_classes=10,
-    stage_repeats=(2, 2, 4, 2),
+    stage_repeats=(1, 1, 2, 1),
     stage_out_channels=(32, 64, 128, 256),
     first_conv_channels=16,
     last_conv_channels=512,
     stem_stride=2,
     stage_strides=(1, 2, 2, 1),
 )
-"""The small-image space (28-32 px inputs, e.g. Fashion-MNIST padded to 32): feature maps 16-16-8-4-4.
+"""The small-image space (28-32 px inputs, e.g. Fashion-MNIST padded to 32): feature maps 16-16-8-4-4,
+5 positions, no SE, last conv before pooling.
 
 At 32 px the 224-px geometry leaves the last stages at 2x2 and 1x1, where every path's channels mean
-something different and a shared head cannot serve them all (measurements: docs/supernet.md)."""
+something different and a shared head cannot serve them all; each of these choices was measured
+(docs/supernet.md)."""
 
 SPACES: dict[str, SearchSpace] = {"imagenet": SearchSpace(), "small": SMALL_SPACE}
 """Built-in search spaces by name (``--space NAME`` in every command that takes a configuration)."""
