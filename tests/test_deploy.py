@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -91,6 +92,29 @@ def test_onnx_parity_random_architectures(layout, use_se, shuffle, merged, tmp_p
     assert ("Transpose" in ops) == (shuffle == "reshape")
     assert ("BatchNormalization" in ops) == (not merged)
     parity = check_onnx_parity(net, path, images64)
+    assert parity.passed and parity.max_rel < 1e-4
+
+
+@pytest.mark.parametrize("stem_stride,stage_strides", [(2, (1, 2, 2, 1)), (1, (1, 2, 2, 2))])
+@pytest.mark.parametrize("shuffle,merged", [("reshape", False), ("conv", True)])
+def test_onnx_parity_small_image_geometry(stem_stride, stage_strides, shuffle, merged, tmp_path):
+    """The small-image geometry (stride-1 stem, stages that keep their size) exports and deploys exactly too."""
+    from spos_deploy.data.images import fashion_mnist
+    from spos_deploy.space import SPACES
+
+    space = dataclasses.replace(SPACES["small"], stem_stride=stem_stride, stage_strides=stage_strides)
+    rng = np.random.default_rng(stem_stride)
+    n = space.num_positions
+    spec = ModelSpec(
+        space, tuple(map(int, rng.integers(0, 4, n))), tuple(map(int, rng.integers(0, 10, n))), shuffle=shuffle
+    )
+    net = build_subnet(spec, seed=3)
+    _randomise_bn(net, 4)
+    if merged:
+        net = merge_bn(net)
+    path = export_onnx(net, tmp_path / "m.onnx")
+    images = fashion_mnist("test", 32, limit=16).images
+    parity = check_onnx_parity(net, path, images)
     assert parity.passed and parity.max_rel < 1e-4
 
 
