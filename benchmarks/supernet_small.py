@@ -132,8 +132,9 @@ def recipe(out: Path, epochs: int, paths: int) -> None:
     ]
     md = (
         f"# Supernet of the small-image space on Fashion-MNIST\n\n`spos-train supernet {' '.join(args)}`\n\n"
-        f"{epochs} epochs x 60,000 images, training time {train_s / 60:.1f} min (this run's wall time "
-        f"{seconds / 60:.1f} min, per-epoch validation included).\n\n"
+        f"{epochs} epochs x 60,000 images: {train_s / 60:.1f} min of training, the sum of the run's epochs "
+        f"(per-epoch validation included; this invocation took {seconds / 60:.1f} min, a finished run is only "
+        "evaluated again).\n\n"
         f"**Random paths (full width, {paths} paths, exact per-path BN, {result['test_images']:,} test images): "
         f"mean {result['mean']:.4f}, min {result['min']:.4f}, max {result['max']:.4f}** (target: mean >= 0.85).\n\n"
         + tabulate(rows, ["epoch", "train loss", "val acc (2 paths, 1,000 images)", "img/s"], tablefmt="github")
