@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import sys
 import time
@@ -79,6 +80,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--samples", type=int, default=20000, help="random architectures the picks are drawn from")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture picks")
     ap.add_argument("--bn-images", type=int, help="BN images per supernet path (default 2000, --quick 256)")
+    ap.add_argument(
+        "--full-width",
+        action="store_true",
+        help="block choices only, every position at its widest channel choice (all 4^5 = 1024 such architectures\n"
+        "are the pool): the ranking a supernet trained at full width can be asked for",
+    )
+    ap.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="train only architectures K, K+N, K+2N, ... from scratch, then stop (run N of these side by side,\n"
+        "one per core, after the table exists; then once without --shard for the report)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
     add_recipe_args(ap)
     add_supernet_args(ap, "OUT/supernet")
@@ -91,6 +104,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
     args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
     args.supernet = args.supernet or str(Path(args.out) / "supernet")
+    if args.shard is not None:
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            fail(f"--shard {args.shard}: expected K/N, for example 0/2")
+        if not 0 <= k < n:
+            fail(f"--shard {args.shard}: K must be in 0..N-1")
+        args.shard = (k, n)
     if args.archs < 2 or args.band < 0 or args.bn_images < 1:
         fail("--archs must be >= 2, --band >= 0 and --bn-images >= 1")
     return args
@@ -123,7 +144,11 @@ def band_picks(pred: np.ndarray, n: int, rng: np.random.Generator, taken: list[i
 
 def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The stratified and band architectures with their predicted latency, FLOPs and params."""
-    blocks, channels = random_architectures(SPACE, args.samples, args.seed)
+    if args.full_width:  # the whole block-only pool: 4^5 architectures
+        blocks = np.array(list(itertools.product(range(SPACE.num_blocks), repeat=SPACE.num_positions)))
+        channels = np.full_like(blocks, SPACE.widest_choice)
+    else:
+        blocks, channels = random_architectures(SPACE, args.samples, args.seed)
     pred = table.predict(blocks, channels)
     rng = np.random.default_rng([args.seed, 3])
     strat, empty = stratified_picks(pred, args.archs, rng)
@@ -136,11 +161,12 @@ def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dic
     for a, i in zip(archs, idx):
         a["group"] = "stratified" if i in strat else "band"
         a["in_band"] = bool(abs(a["predicted_ms"] - med) <= BAND * med)
-        if a["key"] not in seen:  # 20,000 draws from ~10^16 architectures: a repeat is all but impossible
+        if a["key"] not in seen:  # a repeat only from --full-width's bins
             seen.add(a["key"])
             unique.append(a)
     info = {
-        "samples": args.samples,
+        "pool": "all block choices at full width" if args.full_width else "uniform random blocks and channels",
+        "samples": len(blocks),
         "latency_q02_ms": float(np.quantile(pred, 0.02)),
         "latency_q98_ms": float(np.quantile(pred, 0.98)),
         "median_ms": med,
@@ -366,6 +392,11 @@ def main(argv: list[str] | None = None) -> None:
     with steps.step("architectures"):
         archs, selection = choose_architectures(table, args)
         write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
+    if args.shard is not None:
+        k, n = args.shard
+        train_all(archs[k::n], recipe, Path(args.subnet_cache))
+        log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
+        return
     with steps.step("stand-alone training"):
         standalone = train_all(archs, recipe, Path(args.subnet_cache))
     with steps.step("supernet evaluation"):

@@ -136,3 +136,56 @@ def check_onnx_parity(
             f"on {parity.images} images"
         )
     return parity
+
+
+# ---- activation form ----------------------------------------------------------------------------------------
+HSWISH_FORMS = ("mul", "op")  # HardSigmoid(x) * x as exported by MXNet, or the one ONNX HardSwish op (opset 14)
+HARDSWISH_OPSET = 14
+
+
+def use_hardswish_op(model: onnx.ModelProto) -> int:
+    """Replace each ``Mul(x, HardSigmoid(x; 1/6, 1/2))`` by ``HardSwish(x)`` in place; returns how many.
+
+    The same function (ONNX defines HardSwish as exactly that product), one node instead of two: OpenVINO
+    then fuses it into the convolution before it, where the pair runs as an unfused reference kernel. A
+    HardSigmoid used alone (the SE gate) stays as it is.
+    """
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    replace: dict[int, onnx.NodeProto] = {}
+    drop: set[int] = set()
+    for node in model.graph.node:
+        if node.op_type != "HardSigmoid" or not _is_hswish_gate(node):
+            continue
+        x, gate = node.input[0], node.output[0]
+        after = users.get(gate, [])
+        if len(after) == 1 and after[0].op_type == "Mul" and sorted(after[0].input) == sorted([x, gate]):
+            mul = after[0]
+            drop.add(id(node))
+            replace[id(mul)] = onnx.helper.make_node("HardSwish", [x], list(mul.output), name=f"{mul.name}_hswish")
+    if not replace:
+        return 0
+    nodes = [replace.get(id(n), n) for n in model.graph.node if id(n) not in drop]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, HARDSWISH_OPSET)
+    return len(replace)
+
+
+def _is_hswish_gate(node: onnx.NodeProto) -> bool:
+    attrs = {a.name: a.f for a in node.attribute}
+    return abs(attrs.get("alpha", 0.2) - 1 / 6) < 1e-6 and abs(attrs.get("beta", 0.5) - 0.5) < 1e-6
+
+
+def rewrite_hswish(src: str | Path, dst: str | Path) -> int:
+    """``src`` with :func:`use_hardswish_op` applied, checked and written atomically to ``dst``."""
+    model = onnx.load(str(src))
+    n = use_hardswish_op(model)
+    onnx.checker.check_model(model)
+    with atomic_path(Path(dst)) as tmp_path:
+        onnx.save(model, str(tmp_path))
+    return n
