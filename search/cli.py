@@ -54,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--shard-timeout", type=positive_float, default=24 * 3600, help="seconds to wait for other shards")
     s = p.add_argument_group("search")
     s.add_argument("--method", choices=["evolution", "random"], default="evolution")
-    s.add_argument("--mode", choices=["joint", "blocks-first"], default="joint")
+    s.add_argument(
+        "--mode",
+        choices=["joint", "blocks-first", "blocks"],
+        default="joint",
+        help="joint: blocks and channels together; blocks-first: blocks at one uniform width, then channels; "
+        "blocks: block choices only, at the widest uniform width the constraints allow (for a supernet trained "
+        "at full width only)",
+    )
     s.add_argument("--population", type=positive_int, default=50)
     s.add_argument("--parents", type=positive_int, help="top-k parents of each generation (default: population / 5)")
     s.add_argument("--mutation", type=fraction, default=0.1, help="per-gene mutation probability (block genes)")

@@ -8,7 +8,8 @@ search and a resumed search ends exactly where an uninterrupted one ends.
 
 Phases (``--mode blocks-first``): the first half of the generations (and of the budget) searches blocks
 with every channel fixed to the widest uniform choice the constraints allow; the rest searches channels
-with the first phase's best blocks fixed. ``joint`` is one phase searching both.
+with the first phase's best blocks fixed. ``joint`` is one phase searching both; ``blocks`` is the first
+phase of ``blocks-first`` alone.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class SearchConfig:
 
     def phases(self) -> list[tuple[int, int | None]]:
         """(generations, cumulative budget cap) of each phase."""
-        if self.mode == "joint":
+        if self.mode in ("joint", "blocks"):
             return [(self.generations, self.budget)]
         g0 = math.ceil(self.generations / 2)
         b0 = None if self.budget is None else math.ceil(self.budget / 2)
@@ -120,10 +121,10 @@ def first_phase(cfg: SearchConfig, gs: GeneSpace, sampler: ConstrainedSampler, s
             continue
         if len(b):
             if c != int(np.argmax(scales)):
-                log.info("blocks-first: channels fixed at scale %s (the widest that meets the constraints)", scales[c])
+                log.info(cfg.mode + ": channels fixed at scale %s (the widest that meets the constraints)", scales[c])
             return phase
     sampler.check_bounds(Phase())
-    raise BadInputError("--mode blocks-first: no uniform channel choice meets the constraints; use --mode joint")
+    raise BadInputError(f"--mode {cfg.mode}: no uniform channel choice meets the constraints; use --mode joint")
 
 
 def best_key(cache: ResultCache, phase_index: int | None = None) -> str | None:

@@ -396,6 +396,24 @@ def test_blocks_first_searches_blocks_then_channels(supernet, tmp_path):
     assert [h["phase"] for h in results["history"]] == ["blocks", "channels"]
 
 
+def test_blocks_mode_searches_blocks_only_at_one_width(supernet, tmp_path):
+    seen = []
+    job = SearchJob(
+        supernet=str(supernet),
+        out=str(tmp_path / "out"),
+        config=SearchConfig(mode="blocks", population=4, parents=2, generations=3, seed=0),
+        flops_range=(0, 4.5e6),
+        **EVAL,
+    )
+    results = run_job(job, on_evaluate=lambda b, c: seen.append((b.copy(), c.copy())))
+    flops = metric_functions(SMALL, None, None)["flops"]
+    assert len(seen) >= 2
+    for b, c in seen:  # every generation: the widest uniform width that can meet the bound (1.8x here)
+        assert (c == 8).all() and (np.asarray(flops(b, c)) <= 4.5e6).all()
+    assert {h["phase"] for h in results["history"]} == {"blocks"}
+    assert results["best"]["channel_choices"] == [8] * 5
+
+
 def _synthetic_latency_table(path: Path, cpu: str | None = None) -> None:
     """A latency table of the small space with this machine's fingerprint (entries from FLOPs, not timed)."""
     from spos_deploy.tables.flops.build import build_flops_table
