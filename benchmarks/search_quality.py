@@ -106,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seed", type=int, default=1000, help="seed of the random architectures (not the search's 0: other draws)"
     )
     ap.add_argument("--rounds", type=int, help=f"interleaved end-to-end latency rounds (default {FULL['rounds']})")
+    ap.add_argument(
+        "--full-width",
+        action="store_true",
+        help="block choices only, every channel at the widest choice: spos-search --mode blocks, random\n"
+        "architectures and the baseline at full width (for a supernet trained at full width only)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet and search, 512 images")
     add_recipe_args(ap)
     add_supernet_args(ap, "runs/ranking/supernet, the one supernet_ranking.py trains")
@@ -141,25 +147,38 @@ def searched(args: argparse.Namespace, lut: Path, budget: float, out: Path) -> d
         cmd += ["--parents", str(args.parents), "--generations", str(args.evaluations // args.population + 2)]
         cmd += ["--val-limit", str(args.search_val_limit), "--bn-images", str(args.search_bn_images)]
         cmd += ["--train-limit", str(max(5000, args.search_bn_images)), "--seed", str(args.search_seed)]
+        cmd += ["--mode", "blocks"] if args.full_width else []
         cmd += ["--no-progress", "-o", str(folder)] + (["--resume"] if folder.exists() else [])
         run_tool(cmd)
     return json.loads((folder / "results.json").read_text())
 
 
-def random_within(table: Any, budget: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(b) the first ``n`` uniform random architectures whose predicted latency meets the budget."""
-    blocks, channels = random_architectures(SPACE, 20000, seed)
+def random_pool(seed: int, full_width: bool, n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random architectures (``full_width``: random blocks, every channel at the widest choice)."""
+    blocks, channels = random_architectures(SPACE, n, seed)
+    return blocks, np.full_like(channels, SPACE.widest_choice) if full_width else channels
+
+
+def random_within(
+    table: Any, budget: float, n: int, seed: int, full_width: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(b) the first ``n`` distinct uniform random architectures whose predicted latency meets the budget."""
+    blocks, channels = random_pool(seed, full_width)
+    _, first = np.unique(np.concatenate([blocks, channels], axis=1), axis=0, return_index=True)
+    first = np.sort(first)
+    blocks, channels = blocks[first], channels[first]
     ok = np.flatnonzero(table.predict(blocks, channels) <= budget)
     if len(ok) < n:
         fail(f"only {len(ok)} of 20,000 random architectures meet {budget:.3f} ms; raise --latency-max-ms")
     return blocks[ok[:n]], channels[ok[:n]]
 
 
-def baseline(table: Any, budget: float) -> tuple[np.ndarray, np.ndarray, bool]:
+def baseline(table: Any, budget: float, full_width: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """(c) SNB-3 everywhere at the widest uniform channel choice that meets the budget (the narrowest,
     flagged, if none does): what a user would hand-design in this space without a search."""
     L = SPACE.num_positions
     by_width = sorted(range(SPACE.num_scales), key=lambda c: -SPACE.channel_scales[c])
+    by_width = by_width[:1] if full_width else by_width
     for c in by_width:
         blocks, channels = np.zeros((1, L), np.int64), np.array([SPACE.fix_channels([c] * L)])
         if float(table.predict(blocks, channels)[0]) <= budget:
@@ -172,8 +191,8 @@ def candidates(
 ) -> tuple[list[dict[str, Any]], bool]:
     """All compared architectures with their role, predicted latency, FLOPs and params."""
     best = search_res["best"]
-    rb, rc = random_within(table, budget, args.random, args.seed)
-    bb, bc, base_fits = baseline(table, budget)
+    rb, rc = random_within(table, budget, args.random, args.seed, args.full_width)
+    bb, bc, base_fits = baseline(table, budget, args.full_width)
     blocks = np.concatenate([np.array([best["block_choices"]]), rb, bb])
     channels = np.concatenate([np.array([best["channel_choices"]]), rc, bc])
     archs = describe_archs(table, flops_table(), blocks, channels)
@@ -289,6 +308,10 @@ def budget_of(args: argparse.Namespace, table: Any) -> tuple[float, str]:
     if args.latency_max_ms is not None:
         return args.latency_max_ms, "given"
     q = args.budget_quantile
+    if args.full_width:
+        blocks, channels = random_pool(0, True)
+        budget = float(np.quantile(table.predict(blocks, channels), q))
+        return round(budget, 3), f"the {q:.0%} quantile of 20,000 random full-width architectures"
     return round(latency_quantile(table, q), 3), f"the {q:.0%} quantile of 20,000 random architectures"
 
 
