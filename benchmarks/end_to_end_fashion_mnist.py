@@ -2,10 +2,12 @@
 
 Steps (each one a documented spos-* command, run as a subprocess and timed):
 
-1. ``spos-train supernet``: the default OneShot space at 32x32, 10 classes (short schedule).
+1. ``spos-train supernet``: the small-image space (``--space small``: 32x32, 10 classes, five positions) with
+   its recipe (docs/supernet.md: full width, 13 epochs, lr 0.1, no label smoothing).
 2. Latency table for this CPU (onnxruntime, int8, batch 1): the shipped table in ``lookup_tables/`` when its
    fingerprint matches this machine, otherwise ``spos-lut build --kind latency`` builds one here.
-3. ``spos-search``: evolutionary search on the trained supernet under a latency budget from that table.
+3. ``spos-search --mode blocks``: evolutionary search over block choices (the supernet trained full width
+   only) under a latency budget from that table.
 4. ``spos-train subnet``: the chosen architecture trained from scratch.
 5. ``spos-export --int8``: BN merged, ONNX, int8 (onnxruntime static quantization), accuracy checked.
 6. ``spos-bench``: the int8 model's latency, measured end to end.
@@ -36,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
 from spos_deploy.errors import BadInputError  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.space import space_for_layout  # noqa: E402
+from spos_deploy.space import SPACES  # noqa: E402
 
-SPACE_ARGS = ["--input-size", "32", "--num-classes", "10"]
-TABLE = ROOT / "lookup_tables" / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
+SPACE_ARGS = ["--space", "small"]
+TABLE = ROOT / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2.json"
 
 
 def tool(name: str) -> str:
@@ -87,21 +89,25 @@ def usable_table(space) -> Path | None:
 
 
 def default_budget(table_path: Path, space, quantile: float) -> float:
-    """A budget that binds: the given quantile of predicted latency over random architectures."""
-    from spos_deploy.tables.latency.table import LatencyTable, latency_quantile
+    """A budget that binds: the given quantile of predicted latency over random full-width architectures
+    (what ``--mode blocks`` searches)."""
+    from spos_deploy.tables.latency.table import LatencyTable
 
-    return round(latency_quantile(LatencyTable.load(table_path, expect_space=space), quantile), 3)
+    blocks = np.random.default_rng(0).integers(0, space.num_blocks, (20000, space.num_positions))
+    channels = np.full_like(blocks, space.widest_choice)
+    table = LatencyTable.load(table_path, expect_space=space)
+    return round(float(np.quantile(table.predict(blocks, channels), quantile)), 3)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "runs" / "e2e"))
-    ap.add_argument("--supernet-epochs", type=int, default=4)
-    ap.add_argument("--supernet-images", type=int, default=48000, help="training images per supernet epoch")
-    ap.add_argument("--subnet-epochs", type=int, default=3)
-    ap.add_argument("--subnet-images", type=int, default=30000)
-    ap.add_argument("--latency-max-ms", type=float, help="default: the 30%% quantile of random architectures")
-    ap.add_argument("--budget-quantile", type=float, default=0.3)
+    ap.add_argument("--supernet-epochs", type=int, default=13)
+    ap.add_argument("--supernet-images", type=int, default=60000, help="training images per supernet epoch")
+    ap.add_argument("--subnet-epochs", type=int, default=5)
+    ap.add_argument("--subnet-images", type=int, default=60000)
+    ap.add_argument("--latency-max-ms", type=float, help="default: the 40%% quantile of random architectures")
+    ap.add_argument("--budget-quantile", type=float, default=0.4)
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--generations", type=int, default=5)
     ap.add_argument("--val-limit", type=int, default=2000, help="validation images per search candidate")
@@ -116,14 +122,15 @@ def main() -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(out)
-    space = space_for_layout("OneShot", input_size=32, num_classes=10)
+    space = SPACES["small"]
 
     # 1. supernet
     sup = out / "supernet"
     if not (sup / "supernet.params").exists():
         cmd = [tool("spos-train"), "supernet", *SPACE_ARGS, "--epochs", str(args.supernet_epochs)]
         cmd += ["--train-limit", str(args.supernet_images), "--batch-size", "128", "--lr", "0.1"]
-        cmd += ["--cs-start-epoch", "1", "--cs-pace", "1", "--eval-paths", "2", "--val-limit", "5000"]
+        cmd += ["--warmup-epochs", "0.1", "--label-smoothing", "0", "--cs-start-epoch", str(args.supernet_epochs + 1)]
+        cmd += ["--eval-paths", "2", "--val-limit", "1000"]
         cmd += ["-o", str(sup), "--resume", "--no-progress"]
         steps.run("train supernet", cmd)
 
@@ -141,7 +148,8 @@ def main() -> None:
     search = out / "search"
     if not (search / "results.json").exists():
         cmd = [tool("spos-search"), "--supernet", str(sup), "--lut", str(table), "--latency-max-ms", str(budget)]
-        cmd += ["--method", "evolution", "--population", str(args.population), "--generations", str(args.generations)]
+        cmd += ["--method", "evolution", "--mode", "blocks", "--population", str(args.population)]
+        cmd += ["--generations", str(args.generations)]
         cmd += ["--val-limit", str(args.val_limit), "--bn-images", str(args.bn_images), "--seed", "0"]
         cmd += ["-o", str(search)]
         if search.exists():

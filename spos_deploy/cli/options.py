@@ -277,3 +277,45 @@ def config_from_args(cls: type, args: argparse.Namespace, **given: Any) -> Any:
 
     names = {f.name for f in dataclasses.fields(cls) if f.init} - set(given)
     return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **given)
+
+
+# ---- runtimes and measurement ----------------------------------------------------------------------------------
+
+PRECISIONS = ("fp32", "bf16", "int8")
+OV_HINTS = ("latency", "throughput")
+DEFAULT_THROUGHPUT_BATCHES = (8, 32)
+
+
+def add_runtime(p: argparse.ArgumentParser, choices: Sequence[str], default: str, help: str) -> None:
+    """``--runtime``: which inference engine runs the model."""
+    p.add_argument("--runtime", choices=list(choices), default=default, help=f"{help} (default: {default})")
+
+
+def add_precision(p: argparse.ArgumentParser, help: str) -> None:
+    """``--precision {fp32,bf16,int8}``: stated, never chosen silently (``None`` when not given)."""
+    p.add_argument("--precision", choices=list(PRECISIONS), help=help)
+
+
+def add_hint(p: argparse.ArgumentParser) -> None:
+    """``--hint {latency,throughput}``: OpenVINO's performance hint (``None`` when not given)."""
+    p.add_argument("--hint", choices=list(OV_HINTS), help="OpenVINO performance hint (default: latency; openvino only)")
+
+
+def add_throughput(p: argparse.ArgumentParser) -> None:
+    """``--throughput [B ...]``: also images/s at each batch; the flag alone means 8 and 32."""
+    p.add_argument(
+        "--throughput",
+        nargs="*",
+        type=positive_int,
+        metavar="B",
+        help="also report images/s at these batches (the flag alone: "
+        + " and ".join(map(str, DEFAULT_THROUGHPUT_BATCHES))
+        + ")",
+    )
+
+
+def throughput_batches(value: Sequence[int] | None) -> list[int]:
+    """The batches of ``--throughput`` as parsed: none when absent, the defaults for the bare flag."""
+    if value is None:
+        return []
+    return list(dict.fromkeys(value or DEFAULT_THROUGHPUT_BATCHES))
