@@ -4,20 +4,25 @@ Pure (numpy and ``time`` only) so the statistics can be tested exactly and a com
 any runtime starts. What a number means: wall time of one synchronous call (``time.perf_counter`` around
 it), after ``warmup`` untimed calls. p50 is the headline figure and throughput is derived from it, because
 the median is what a latency table should hold: means are pulled up by the occasional scheduler hiccup on
-a shared machine.
+a shared machine. :func:`measure` also records how busy the machine was around its timed loop
+(:mod:`spos_deploy.runtime.load`) and logs a warning when it was, so no figure hides a busy machine.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from spos_deploy.errors import BadInputError
+from spos_deploy.runtime import load
+
+log = logging.getLogger(__name__)
 
 # How many times `repeats` time_fn may run when min_seconds asks for more: bounds a run on a tiny model.
 MAX_REPEAT_FACTOR = 20
@@ -37,11 +42,27 @@ class LatencyStats:
     p90_ms: float
     p99_ms: float
     throughput: float  # images per second = batch / (p50 seconds)
+    load: dict[str, Any] | None = None  # LoadRecord.as_dict() of the timed loop (None: not probed)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool | None:
+        return None if self.load is None else bool(self.load["busy"])
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (a non-finite throughput, from a p50 of zero, becomes ``None``)."""
         d = asdict(self)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+    def attach(self, record: load.LoadRecord, label: str = "") -> LatencyStats:
+        """Carry ``record``; a busy one adds its warning (logged once, here) to :attr:`warnings`."""
+        self.load = record.as_dict()
+        text = record.warning()
+        if text is not None:
+            text = f"{label}: {text}" if label else text
+            self.warnings.append(text)
+            log.warning("%s", text)
+        return self
 
 
 def summarize(times_s: Sequence[float], batch: int, warmup: int) -> LatencyStats:
@@ -104,6 +125,20 @@ def time_fn(fn: Callable[[], Any], warmup: int = 10, repeats: int = 50, min_seco
     return times
 
 
-def measure(fn: Callable[[], Any], batch: int, warmup: int = 10, repeats: int = 50) -> LatencyStats:
-    """:func:`time_fn` then :func:`summarize`: the statistics of ``repeats`` timed calls after ``warmup``."""
-    return summarize(time_fn(fn, warmup=warmup, repeats=repeats), batch, warmup)
+def measure(
+    fn: Callable[[], Any],
+    batch: int,
+    warmup: int = 10,
+    repeats: int = 50,
+    min_seconds: float = 0.0,
+    label: str = "",
+) -> LatencyStats:
+    """:func:`time_fn` then :func:`summarize`: the statistics of ``repeats`` timed calls after ``warmup``,
+    with the load record of the timed loop (the warm-up stays outside the probe). ``label`` prefixes the
+    busy warning (e.g. ``batch 8``)."""
+    check_counts(batch=batch, warmup=warmup, repeats=repeats)
+    for _ in range(warmup):
+        fn()
+    with load.probe() as p:
+        times = time_fn(fn, warmup=0, repeats=repeats, min_seconds=min_seconds)
+    return summarize(times, batch, warmup).attach(p.record(times), label)
