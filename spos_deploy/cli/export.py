@@ -1,4 +1,4 @@
-"""``spos-export``: deployable files (ONNX or MXNet, fp32 and int8) with a verified report.
+"""``spos-export``: deployable files (ONNX, MXNet or OpenVINO IR; fp32 and int8) with a verified report.
 
 Light at import (argparse and the option tables only): MXNet, onnx and onnxruntime are imported inside
 :func:`body`, after the signal policy is installed, so Ctrl-C during start-up is one line and exit 130.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_output, nonneg_int, positive_int
+from spos_deploy.cli.options import add_hswish, add_output, add_static_batch, nonneg_int, positive_int
 from spos_deploy.deploy.choices import CALIBRATION_METHODS, FORMATS, MXNET_CALIB_MODES, SHUFFLE_FORMS, check_new_output
 from spos_deploy.errors import BadInputError
 
@@ -20,8 +20,8 @@ from spos_deploy.errors import BadInputError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spos-export",
-        description="Merge BN, choose the shuffle form, export to ONNX or MXNet, optionally quantize to int8; every "
-        "step is checked on real images and summarised in DIR/report.json and DIR/report.md.",
+        description="Merge BN, choose the shuffle form, export to ONNX, MXNet or an OpenVINO IR, optionally quantize "
+        "to int8; every step is checked on real images and summarised in DIR/report.json and DIR/report.md.",
     )
     p.add_argument("model", help="model.json path or built-in name")
     w = p.add_mutually_exclusive_group()
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx")
     p.add_argument("--merge-bn", action=argparse.BooleanOptionalAction, default=True, help="fold BN into convs")
     p.add_argument("--shuffle", choices=SHUFFLE_FORMS, help="channel-shuffle form of the deployed graph")
+    add_hswish(p)
+    add_static_batch(p)
     p.add_argument("--input-size", type=positive_int, help="override the model's input size")
     p.add_argument("--int8", action="store_true", help="also write an int8 model")
     p.add_argument(
@@ -84,6 +86,8 @@ def _options(args: argparse.Namespace) -> Any:
             keep_float=args.keep_float,
         ),
         mxnet_calib_mode=args.mxnet_calib,
+        hswish=args.hswish,
+        static_batch=args.static_batch,
         bench=not args.no_bench,
     )
 
@@ -101,8 +105,15 @@ def _print_text(report: Any, output: str) -> None:
             f"  int8: top-1 agreement {acc['top1_agreement']:.3f}, top-1 fp32 {acc['top1_fp32']}, "
             f"int8 {acc['top1_int8']} on {acc['images']} images"
         )
+    if report.bf16 is not None:
+        acc = report.bf16.get("accuracy")
+        print(
+            f"  bf16: top-1 agreement {acc['top1_agreement']:.3f} on {acc['images']} images"
+            if acc
+            else f"  bf16: not measured ({report.bf16['reason']})"
+        )
     for k, v in report.latency.items():
-        print(f"  latency {k}: p50 {v['p50_ms']:.2f} ms")
+        print(f"  latency {k} ({v.get('precision', '?')}): p50 {v['p50_ms']:.2f} ms")
     print(f"  report: {output}/report.md")
 
 

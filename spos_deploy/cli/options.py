@@ -279,6 +279,31 @@ def config_from_args(cls: type, args: argparse.Namespace, **given: Any) -> Any:
     return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **given)
 
 
+# ---- deployment forms ---------------------------------------------------------------------------------------
+
+
+def add_hswish(p: argparse.ArgumentParser) -> None:
+    """``--hswish {mul,op}``: the activation form of a written ONNX model or OpenVINO IR (default: ``op`` for
+    OpenVINO, where the one HardSwish op fuses into the convolution before it, ``mul`` elsewhere)."""
+    from spos_deploy.deploy.choices import HSWISH_FORMS
+
+    p.add_argument(
+        "--hswish",
+        choices=HSWISH_FORMS,
+        help="h-swish as HardSigmoid(x)*x (mul) or one HardSwish op (op); default op for openvino, mul otherwise",
+    )
+
+
+def add_static_batch(p: argparse.ArgumentParser) -> None:
+    """``--static-batch N``: an OpenVINO IR with its input shape fixed to batch ``N`` (default: dynamic)."""
+    p.add_argument(
+        "--static-batch",
+        type=positive_int,
+        metavar="N",
+        help="fix the OpenVINO IR's input to batch N (OpenVINO folds the shape arithmetic; default: dynamic batch)",
+    )
+
+
 # ---- runtimes and measurement ----------------------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16", "int8")

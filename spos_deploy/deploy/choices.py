@@ -12,7 +12,9 @@ from pathlib import Path
 
 from spos_deploy.errors import BadInputError
 
-FORMATS = ("onnx", "mxnet")
+FORMATS = ("onnx", "mxnet", "openvino")
+HSWISH_FORMS = ("mul", "op")  # HardSigmoid(x) * x as MXNet exports it, or the one ONNX HardSwish op (opset 14)
+DEFAULT_HSWISH = {"onnx": "mul", "mxnet": "mul", "openvino": "op"}  # op: measured faster in OpenVINO only
 SHUFFLE_FORMS = ("reshape", "conv")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # onnxruntime static quantization
 MXNET_CALIB_MODES = ("none", "naive", "entropy")  # MXNet contrib quantize_net_v2
@@ -30,3 +32,15 @@ def check_new_output(out_dir: str | os.PathLike[str]) -> Path:
                 raise BadInputError(f"{out}: {up} is a file, not a folder (nothing was written)")
             break
     return out
+
+
+def hswish_form(fmt: str, hswish: str | None) -> str:
+    """The activation form an export writes: ``hswish`` as asked, else the default of ``fmt``; the MXNet
+    graph has only the product form."""
+    if hswish is not None and hswish not in HSWISH_FORMS:
+        raise BadInputError(f"--hswish {hswish}: use one of {', '.join(HSWISH_FORMS)}")
+    if fmt == "mxnet" and hswish == "op":
+        raise BadInputError(
+            "--hswish op: the HardSwish op exists in ONNX and OpenVINO only; use --format onnx or openvino"
+        )
+    return hswish or DEFAULT_HSWISH.get(fmt, "mul")

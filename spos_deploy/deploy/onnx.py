@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from spos_deploy.atomic import atomic_path
+from spos_deploy.deploy.choices import HSWISH_FORMS  # noqa: F401  (re-exported: the forms are declared there)
 from spos_deploy.errors import SposError
 from spos_deploy.nets.evaluate import batched_logits
 from spos_deploy.nets.network import SposNet
@@ -139,7 +140,6 @@ def check_onnx_parity(
 
 
 # ---- activation form ----------------------------------------------------------------------------------------
-HSWISH_FORMS = ("mul", "op")  # HardSigmoid(x) * x as exported by MXNet, or the one ONNX HardSwish op (opset 14)
 HARDSWISH_OPSET = 14
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mxnet as mx
 import numpy as np
@@ -21,8 +22,16 @@ from spos_deploy.atomic import atomic_dir
 from spos_deploy.counting.graph import symbol_from_block
 from spos_deploy.counting.profile import Profile, profile_spec, profile_symbol
 from spos_deploy.data.images import LabelledImages, load_images
-from spos_deploy.deploy.choices import FORMATS, check_new_output
-from spos_deploy.deploy.onnx import PARITY_RTOL, Parity, compare_outputs, export_onnx, export_symbol, mxnet_logits
+from spos_deploy.deploy.choices import FORMATS, check_new_output, hswish_form
+from spos_deploy.deploy.onnx import (
+    PARITY_RTOL,
+    Parity,
+    compare_outputs,
+    export_onnx,
+    export_symbol,
+    mxnet_logits,
+    rewrite_hswish,
+)
 from spos_deploy.deploy.quantize import OrtQuantConfig, check_calibration_images, quantize_mxnet, quantize_onnx
 from spos_deploy.deploy.transforms import merge_bn, set_shuffle_form
 from spos_deploy.errors import BadInputError, SposError
@@ -32,6 +41,9 @@ from spos_deploy.nets.evaluate import top1
 from spos_deploy.nets.network import SposNet, build_subnet
 from spos_deploy.nets.weights import load_subnet
 from spos_deploy.runtime.ort import ort_logits, ort_session
+
+if TYPE_CHECKING:
+    from spos_deploy.runtime.openvino import OvCompiled
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,9 @@ class ExportOptions:
     mxnet_calib_mode: str = "naive"
     bench: bool = True
     bench_repeats: int = 30
+    hswish: str | None = None  # None: the default form of the format (op for openvino, mul otherwise)
+    static_batch: int | None = None  # OpenVINO IR only: fix the input to this batch
+    ov_quant_preset: str = "performance"  # NNCF preset of int8 for OpenVINO
 
 
 @dataclass
@@ -96,6 +111,8 @@ class ExportReport:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     int8: dict[str, Any] | None = None
+    bf16: dict[str, Any] | None = None  # OpenVINO only: measured where the CPU runs bf16 natively, else why not
+    openvino: dict[str, Any] | None = None  # OpenVINO only: its version and what each precision compiled to
     accuracy_fp32: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
@@ -123,8 +140,9 @@ class ExportReport:
         if self.calibration_data is not None:
             d["calibration_data"] = self.calibration_data
         d.update(deployed=self.deployed, counts=self.counts())
-        if self.int8 is not None:
-            d["int8"] = self.int8
+        for key in ("openvino", "int8", "bf16"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         if self.accuracy_fp32 is not None:
             d["accuracy_fp32"] = self.accuracy_fp32
         d["latency"] = self.latency
@@ -153,13 +171,17 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None else top1(logits, labels)
 
 
-def _accuracy_report(ref_logits: np.ndarray, q_logits: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+def _accuracy_report(
+    ref_logits: np.ndarray, q_logits: np.ndarray, labels: np.ndarray | None, name: str = "int8"
+) -> dict[str, Any]:
+    """A reduced-precision model (``name``: int8 or bf16) against fp32 on the same images: a report row, not a
+    check, since how much accuracy is an acceptable price is the user's call."""
     cmp = compare_outputs(q_logits, ref_logits, tolerance=float("inf"))
     return {
         "images": int(len(ref_logits)),
         "labelled": labels is not None,
         "top1_fp32": _accuracy(ref_logits, labels),
-        "top1_int8": _accuracy(q_logits, labels),
+        f"top1_{name}": _accuracy(q_logits, labels),
         "top1_agreement": cmp.top1_agreement,
         "max_logit_error": cmp.max_abs,
         "max_rel_logit_error": cmp.max_rel,
@@ -182,7 +204,24 @@ def _bench(kind: str, path: Path, size: int, repeats: int, params: Path | None =
         stats = bench_onnx(str(path), batch=1, warmup=5, repeats=repeats)
     else:
         stats = bench_symbol(str(path), str(params) if params else None, (1, 3, size, size), warmup=5, repeats=repeats)
-    return stats.as_dict()
+    return {**stats.as_dict(), "runtime": "onnxruntime" if kind == "onnx" else "mxnet"}
+
+
+def _bench_ov(c: OvCompiled, batch: int, repeats: int) -> dict[str, Any]:
+    """Latency of a compiled OpenVINO model, with what it ran in: the row says its precision, never assumes it."""
+    from spos_deploy.runtime.openvino import ov_runner
+    from spos_deploy.runtime.timing import measure
+
+    stats = measure(ov_runner(c, batch), batch, warmup=5, repeats=repeats)
+    return {
+        **stats.as_dict(),
+        "runtime": "openvino",
+        "precision": c.precision,
+        "executed_precision": c.executed_precision,
+        "int8_layers": c.int8_layers,
+        "compute_layers": c.compute_layers,
+        "threads": c.threads,
+    }
 
 
 @dataclass
@@ -218,10 +257,30 @@ def _deploy_form(net: SposNet, spec: ModelSpec, opts: ExportOptions, images: np.
     return deployed, checks
 
 
-def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
-    """Everything before the first file is written: weights, data, transforms and their checks, counts."""
+def _check_format_options(opts: ExportOptions) -> None:
+    """Options that only some formats take, and the optional libraries a format needs: refused before any
+    work, in one line."""
     if opts.fmt not in FORMATS:
         raise BadInputError(f"--format {opts.fmt}: use {' or '.join(FORMATS)}")
+    hswish_form(opts.fmt, opts.hswish)
+    if opts.static_batch is not None and opts.fmt != "openvino":
+        raise BadInputError("--static-batch fixes the input of an OpenVINO IR: use it with --format openvino")
+    if opts.static_batch is not None and opts.static_batch < 1:
+        raise BadInputError(f"--static-batch {opts.static_batch}: must be >= 1")
+    if opts.fmt == "openvino":
+        from spos_deploy.deploy.openvino import NNCF_PRESETS, require_nncf
+        from spos_deploy.runtime.openvino import require_openvino
+
+        require_openvino("--format openvino")
+        if opts.int8:
+            require_nncf("--int8 with --format openvino")
+        if opts.ov_quant_preset not in NNCF_PRESETS:
+            raise BadInputError(f"NNCF preset {opts.ov_quant_preset}: use one of {', '.join(NNCF_PRESETS)}")
+
+
+def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
+    """Everything before the first file is written: weights, data, transforms and their checks, counts."""
+    _check_format_options(opts)
     net, weights_note = _load_network(spec, opts)
     check_data = _data(opts.eval_data, spec, opts.eval_count, "--eval")
     calib = _data(opts.calib, spec, opts.calib_count, "--calib") if opts.int8 else None
@@ -243,8 +302,10 @@ def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
         deployed={
             "bn_merged": deployed.merged,
             "shuffle": deployed.spec.shuffle,
+            "hswish": hswish_form(opts.fmt, opts.hswish),
             "format": opts.fmt,
             "precision": "int8" if opts.int8 else "fp32",
+            **({"static_batch": opts.static_batch} if opts.fmt == "openvino" else {}),
         },
         architecture=GraphCounts.of(profile_spec(deployed.spec), ARCHITECTURE_COUNTS, opts.int8),
         deployed_graph=GraphCounts.of(deployed_prof, DEPLOYED_COUNTS, opts.int8),
@@ -253,10 +314,19 @@ def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
     return _Job(spec, opts, deployed, check_data.images, check_data.labels, logits, calib, report)
 
 
+def _write_onnx(job: _Job, path: Path) -> Path:
+    """The deployed network as fp32 ONNX at ``path``, in the activation form of ``deployed.hswish`` (checked
+    afterwards, like the rest of the file, by the caller's parity check)."""
+    export_onnx(job.deployed, path, metadata={"weights": job.report.weights})
+    if job.report.deployed["hswish"] == "op":
+        job.report.deployed["hardswish_ops"] = rewrite_hswish(path, path)
+    return path
+
+
 def _export_onnx(job: _Job, tmp: Path) -> dict[str, Path]:
     """model.onnx (+ model.int8.onnx), each checked with onnxruntime, and their latency."""
     opts, report = job.opts, job.report
-    files = {"fp32": export_onnx(job.deployed, tmp / "model.onnx", metadata={"weights": report.weights})}
+    files = {"fp32": _write_onnx(job, tmp / "model.onnx")}
     fp32_logits = ort_logits(ort_session(files["fp32"]), job.images)
     report.checks.append(
         _check("onnxruntime fp32 vs MXNet", compare_outputs(fp32_logits, job.deployed_logits, PARITY_RTOL))
@@ -273,7 +343,8 @@ def _export_onnx(job: _Job, tmp: Path) -> dict[str, Path]:
         }
     if opts.bench:
         for precision, path in files.items():
-            report.latency[f"onnxruntime_{precision}"] = _bench("onnx", path, job.size, opts.bench_repeats)
+            row = _bench("onnx", path, job.size, opts.bench_repeats)
+            report.latency[f"onnxruntime_{precision}"] = {**row, "precision": precision}
     return files
 
 
@@ -299,10 +370,97 @@ def _export_mxnet(job: _Job, tmp: Path) -> dict[str, Path]:
     if opts.bench:
         for precision in ("fp32", "int8"):
             if precision in files:
-                report.latency[f"mxnet_{precision}"] = _bench(
-                    "mxnet", files[precision], job.size, opts.bench_repeats, files[f"{precision}_params"]
-                )
+                row = _bench("mxnet", files[precision], job.size, opts.bench_repeats, files[f"{precision}_params"])
+                report.latency[f"mxnet_{precision}"] = {**row, "precision": precision}
     return files
+
+
+def _export_openvino(job: _Job, tmp: Path) -> dict[str, Path]:
+    """model.xml/.bin (+ model.int8.xml/.bin), converted from an fp32 ONNX made on the side (not shipped:
+    the IR is what OpenVINO deploys), checked against MXNet with f32 forced; bf16 where native; latency."""
+    from spos_deploy.deploy.openvino import write_ir
+    from spos_deploy.runtime import openvino as rov
+
+    opts, report = job.opts, job.report
+    shape = None if opts.static_batch is None else (opts.static_batch, 3, job.size, job.size)
+    with tempfile.TemporaryDirectory(prefix="spos-export-onnx-") as work:
+        onnx_fp32 = _write_onnx(job, Path(work) / "model.onnx")
+        ort_fp32 = ort_logits(ort_session(onnx_fp32), job.images)
+        parity = compare_outputs(ort_fp32, job.deployed_logits, PARITY_RTOL)
+        report.checks.append(_check("onnxruntime fp32 (intermediate ONNX) vs MXNet", parity))
+        files = {"fp32": write_ir(onnx_fp32, tmp / "model.xml", shape)}
+        compiled = {"fp32": rov.ov_compile(files["fp32"], "fp32", label="model.xml")}
+        fp32_logits = rov.ov_logits(compiled["fp32"], job.images)
+        parity = compare_outputs(fp32_logits, job.deployed_logits, PARITY_RTOL)
+        check = _check("OpenVINO fp32 (IR, f32 forced) vs MXNet", parity)
+        report.checks.append({**check, "executed_precision": compiled["fp32"].executed_precision})
+        bf16 = _openvino_bf16(job, files["fp32"], fp32_logits)
+        if bf16 is not None:
+            compiled["bf16"] = bf16
+        if opts.int8:
+            compiled["int8"] = _openvino_int8(job, onnx_fp32, tmp / "model.int8.xml", shape, fp32_logits)
+            files["int8"] = tmp / "model.int8.xml"
+    report.openvino = {
+        "version": rov.version(),
+        "cpu_capabilities": rov.cpu_capabilities(),
+        "input_shape": list(shape) if shape else [None, 3, job.size, job.size],
+        "compiled": {k: c.as_dict() for k, c in compiled.items()},
+    }
+    if opts.bench:
+        for precision, c in compiled.items():
+            report.latency[f"openvino_{precision}"] = _bench_ov(c, opts.static_batch or 1, opts.bench_repeats)
+    return {
+        name: path for k, xml in files.items() for name, path in ((k, xml), (f"{k}_weights", xml.with_suffix(".bin")))
+    }
+
+
+def _openvino_bf16(job: _Job, xml: Path, fp32_logits: np.ndarray) -> OvCompiled | None:
+    """The fp32 IR compiled in bf16 where the CPU runs it natively (elsewhere OpenVINO emulates it, slower
+    than f32): its accuracy against OpenVINO fp32, or the reason it was not measured."""
+    from spos_deploy.runtime import openvino as rov
+
+    if not rov.native_bf16():
+        caps = ", ".join(rov.cpu_capabilities())
+        job.report.bf16 = {"measured": False, "reason": f"this CPU has no native bf16 (OpenVINO lists: {caps})"}
+        return None
+    c = rov.ov_compile(xml, "bf16", label=f"{xml.name} (bf16)")
+    logits = rov.ov_logits(c, job.images)
+    job.report.bf16 = {
+        "measured": True,
+        "runtime": "openvino",
+        "path": xml.name,
+        "executed_precision": c.executed_precision,
+        "accuracy": _accuracy_report(fp32_logits, logits, job.labels, "bf16"),
+    }
+    return c
+
+
+def _openvino_int8(
+    job: _Job, onnx_fp32: Path, xml: Path, shape: tuple[int, ...] | None, fp32_logits: np.ndarray
+) -> OvCompiled:
+    """int8 for OpenVINO: NNCF on the fp32 ONNX, converted to an IR, compiled at int8 (refused unless its
+    convolutions really run in int8), its accuracy against OpenVINO fp32."""
+    from spos_deploy.deploy.openvino import quantize_for_openvino, require_nncf, write_ir
+    from spos_deploy.runtime import openvino as rov
+
+    q_onnx = quantize_for_openvino(
+        onnx_fp32, onnx_fp32.with_name("model.int8.onnx"), job.calib.images, job.opts.ov_quant_preset
+    )
+    c = rov.ov_compile(write_ir(q_onnx, xml, shape), "int8", label=xml.name)
+    q_logits = rov.ov_logits(c, job.images)
+    job.report.int8 = {
+        "runtime": "openvino",
+        "method": "NNCF post-training quantization (min-max statistics, fast bias correction) of the ONNX model",
+        "nncf": str(getattr(require_nncf(), "__version__", "?")),
+        "preset": job.opts.ov_quant_preset,
+        "executed_precision": c.executed_precision,
+        "int8_layers": c.int8_layers,
+        "compute_layers": c.compute_layers,
+        **({"notes": c.notes} if c.notes else {}),
+        "accuracy": _accuracy_report(fp32_logits, q_logits, job.labels),
+        "path": xml.name,
+    }
+    return c
 
 
 def run_export(spec: ModelSpec, out_dir: str | Path, opts: ExportOptions) -> ExportReport:
@@ -311,7 +469,7 @@ def run_export(spec: ModelSpec, out_dir: str | Path, opts: ExportOptions) -> Exp
     job = _prepare(spec, opts)
     report = job.report
     with atomic_dir(out_dir) as tmp:
-        files = (_export_onnx if opts.fmt == "onnx" else _export_mxnet)(job, tmp)
+        files = {"onnx": _export_onnx, "mxnet": _export_mxnet, "openvino": _export_openvino}[opts.fmt](job, tmp)
         if job.labels is not None:
             report.accuracy_fp32 = {"top1": _accuracy(job.deployed_logits, job.labels), "images": len(job.images)}
         report.files = {k: {"name": p.name, "bytes": p.stat().st_size} for k, p in files.items()}
@@ -343,7 +501,8 @@ def _md_header(r: ExportReport) -> list[str]:
     d = r.deployed
     return lines + [
         f"- weights: {r.weights}",
-        f"- deployed: {d['format']}, {d['precision']}, BN merged: {d['bn_merged']}, shuffle: {d['shuffle']}",
+        f"- deployed: {d['format']}, {d['precision']}, BN merged: {d['bn_merged']}, shuffle: {d['shuffle']}, "
+        f"h-swish: {_hswish_words(d)}" + (f", static batch {d['static_batch']}" if d.get("static_batch") else ""),
         f"- checked on: {r.check_data}",
         "",
     ]
@@ -385,19 +544,59 @@ def _md_counts(r: ExportReport) -> list[str]:
     return lines
 
 
-def _md_int8(r: ExportReport) -> list[str]:
-    if r.int8 is None:
+def _hswish_words(d: dict[str, Any]) -> str:
+    if d.get("hswish") == "op":
+        n = d.get("hardswish_ops", 0)
+        return f"HardSwish op ({n} nodes)" if n else "HardSwish op (the model has no h-swish)"
+    return "HardSigmoid(x)*x"
+
+
+def _md_reduced(title: str, name: str, row: dict[str, Any] | None) -> list[str]:
+    """The int8 or bf16 section: how it was made and what it costs against fp32 on the check images."""
+    if row is None:
         return []
-    a = r.int8["accuracy"]
-    lines = ["", "## int8", "", f"- runtime: {r.int8['runtime']}"]
-    if r.int8.get("excluded") is not None:
-        lines.append(f"- kept in float by the sensitivity pass: {', '.join(r.int8['excluded']) or 'none'}")
+    lines = ["", f"## {title}", ""]
+    if not row.get("measured", True):
+        return lines + [f"- not measured: {row['reason']}"]
+    lines.append(f"- runtime: {row['runtime']}")
+    if row.get("method"):
+        lines.append(f"- method: {row['method']}, preset {row['preset']}")
+    if row.get("excluded") is not None:
+        lines.append(f"- kept in float by the sensitivity pass: {', '.join(row['excluded']) or 'none'}")
+    if row.get("executed_precision"):
+        layers = (
+            f" ({row['int8_layers']} of {row['compute_layers']} compute layers in int8)" if "int8_layers" in row else ""
+        )
+        lines.append(f"- runs in: {row['executed_precision']}{layers}")
+    a = row["accuracy"]
     return lines + [
         f"- images: {a['images']} ({'labelled' if a['labelled'] else 'unlabelled'})",
-        f"- top-1 fp32 / int8: {_fmt(a['top1_fp32'])} / {_fmt(a['top1_int8'])}",
+        f"- top-1 fp32 / {name}: {_fmt(a['top1_fp32'])} / {_fmt(a[f'top1_{name}'])}",
         f"- top-1 agreement: {_fmt(a['top1_agreement'])}",
         f"- max logit error: {_fmt(a['max_logit_error'])}",
     ]
+
+
+def _md_openvino(r: ExportReport) -> list[str]:
+    if r.openvino is None:
+        return []
+    o = r.openvino
+    lines = [
+        "",
+        "## OpenVINO",
+        "",
+        f"- version: {o['version']}; CPU capabilities: {', '.join(o['cpu_capabilities'])}",
+        f"- input shape: {o['input_shape']}",
+        "",
+        "| asked for | inference precision | runs in | int8 layers | compute layers |",
+        "|---|---|---|---|---|",
+    ]
+    for c in o["compiled"].values():
+        lines.append(
+            f"| {c['precision']} | {c['inference_precision']} | {c['executed_precision']} | {c['int8_layers']} | "
+            f"{c['compute_layers']} |"
+        )
+    return lines
 
 
 def _md_latency(r: ExportReport) -> list[str]:
@@ -405,20 +604,22 @@ def _md_latency(r: ExportReport) -> list[str]:
         return []
     lines = [
         "",
-        "## Latency (batch 1, this machine)",
+        "## Latency (this machine)",
         "",
-        "| runtime | p50 ms | p90 ms | p99 ms |",
-        "|---|---|---|---|",
+        "| runtime | runs in | batch | p50 ms | p90 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
     ]
     for k, v in r.latency.items():
-        lines.append(f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | {v['p99_ms']:.2f} |")
+        ran = v.get("executed_precision", v.get("precision", "-"))
+        lines.append(f"| {k} | {ran} | {v['batch']} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | {v['p99_ms']:.2f} |")
     lines.append(f"\nMachine: {r.machine['cpu']}, {r.machine['usable_cores']} cores.")
     return lines
 
 
 def report_markdown(r: ExportReport) -> str:
     """A readable summary of the report (the JSON has everything)."""
-    lines = _md_header(r) + _md_checks(r) + _md_counts(r) + _md_int8(r) + _md_latency(r)
+    lines = _md_header(r) + _md_checks(r) + _md_counts(r) + _md_openvino(r)
+    lines += _md_reduced("int8", "int8", r.int8) + _md_reduced("bf16", "bf16", r.bf16) + _md_latency(r)
     lines += ["", "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| {f['name']} | {f['bytes']:,} |" for f in r.files.values()]
     return "\n".join(lines) + "\n"
