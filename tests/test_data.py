@@ -463,3 +463,28 @@ def test_labels_outside_the_model_classes_are_refused() -> None:
         LabelledImages(images, np.array([0, 999, -1]), "x").check_labels(10, "data.npz", "--eval")
     with pytest.raises(BadInputError, match="label -1"):
         LabelledImages(images, np.array([0, 1, -1]), "x").check_labels(10, "data.npz")
+
+
+def test_training_augmentation_modes() -> None:
+    """crop-flip shifts content (pad + random crop); flip only mirrors whole images; none is the identity."""
+    from spos_deploy.data.batches import Dataset, load_dataset, train_batches
+
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((64, 3, 32, 32)).astype(np.float32)
+    labels = np.arange(64) % 10
+    outs = {}
+    for mode in ("crop-flip", "flip", "none"):
+        ds = Dataset(images, labels, 32, "synthetic", True, mode)
+        _, x, y = next(train_batches(ds, 64, epoch=0, seed=0))
+        order = np.random.default_rng([0, 0]).permutation(64)
+        outs[mode] = (x, images[order])
+        assert x.shape == (64, 3, 32, 32) and (y == labels[order]).all()
+    x, src = outs["none"]
+    assert np.array_equal(x, src)
+    x, src = outs["flip"]
+    same, mirrored = (x == src).all(axis=(1, 2, 3)), (x == src[..., ::-1]).all(axis=(1, 2, 3))
+    assert (same | mirrored).all() and same.any() and mirrored.any()
+    x, src = outs["crop-flip"]
+    assert not ((x == src).all(axis=(1, 2, 3)) | (x == src[..., ::-1]).all(axis=(1, 2, 3))).all()
+    with pytest.raises(BadInputError, match="--augment"):
+        load_dataset("fashion-mnist", 32, train=True, limit=8, augment="rotate")

@@ -28,6 +28,7 @@ from spos_deploy.cli.options import (
     positive_int,
     space_from_args,
 )
+from spos_deploy.data.batches import AUGMENTATIONS
 from spos_deploy.errors import BadInputError
 
 KVSTORES = ("device", "local", "dist_sync", "dist_async", "dist_device_sync")
@@ -44,6 +45,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--wd", type=nonneg_float, default=4e-5, help="weight decay (not on BN and biases)")
     t.add_argument("--warmup-epochs", type=nonneg_float, default=1.0)
     t.add_argument("--label-smoothing", type=float_range(0.0, 0.999), default=0.1)
+    t.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="crop-flip",
+        help="training augmentation: random crop (4-pixel padding for small images) and flip, flip only, or none",
+    )
     add_seed(p)
     add_resume(p, "continue from the last checkpoint in the run folder (same settings)")
     p.add_argument("--checkpoint-every", type=nonneg_int, default=0, help="also checkpoint every N steps")

@@ -54,6 +54,7 @@ class TrainConfig:
     wd: float = 4e-5
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    augment: str = "crop-flip"
     checkpoint_every: int = 0  # steps; 0: end of every epoch only
     keep: int = 3
     resume: bool = False
@@ -194,7 +195,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _load_data(cfg: TrainConfig, space: SearchSpace) -> tuple[Any, Any]:
-    train_ds = load_dataset(cfg.data, space.input_size, train=True, limit=cfg.train_limit)
+    train_ds = load_dataset(cfg.data, space.input_size, train=True, limit=cfg.train_limit, augment=cfg.augment)
     val_ds = load_dataset(cfg.val_data, space.input_size, train=False, limit=cfg.val_limit) if cfg.val_data else None
     if train_ds.num_classes > space.num_classes:
         raise BadInputError(f"{cfg.data}: {train_ds.num_classes} classes but the model has {space.num_classes}")

@@ -20,6 +20,7 @@ from spos_deploy.data.images import LabelledImages, centre_crop, load_images
 from spos_deploy.errors import BadInputError
 
 SMALL_PAD = 4
+AUGMENTATIONS = ("crop-flip", "flip", "none")  # what --augment takes: random crop and flip, flip only, nothing
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Dataset:
     input_size: int
     source: str
     small: bool  # small-image augmentation (pad + crop) instead of crop from a larger image
+    augment: str = "crop-flip"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,8 +40,12 @@ class Dataset:
         return int(self.labels.max()) + 1
 
 
-def load_dataset(ref: str, input_size: int, train: bool, limit: int | None = None) -> Dataset:
+def load_dataset(
+    ref: str, input_size: int, train: bool, limit: int | None = None, augment: str = "crop-flip"
+) -> Dataset:
     """Load a labelled dataset for training (with crop margin) or validation (centre crop)."""
+    if augment not in AUGMENTATIONS:
+        raise BadInputError(f"--augment {augment}: use one of {', '.join(AUGMENTATIONS)}")
     small = ref.startswith("fashion-mnist") or input_size <= 64
     if ref.startswith("fashion-mnist") and ":" not in ref:
         ref = f"fashion-mnist:{'train' if train else 'test'}"
@@ -49,11 +55,19 @@ def load_dataset(ref: str, input_size: int, train: bool, limit: int | None = Non
         raise BadInputError(f"{ref}: training needs labelled images (class folders, .rec labels, npz labels)")
     if len(data) == 0:
         raise BadInputError(f"{ref}: no images")
-    return Dataset(data.images, data.labels.astype(np.int64), input_size, data.source, small)
+    return Dataset(data.images, data.labels.astype(np.int64), input_size, data.source, small, augment)
 
 
-def _augment(batch: np.ndarray, size: int, small: bool, rng: np.random.Generator) -> np.ndarray:
+def _augment(
+    batch: np.ndarray, size: int, small: bool, rng: np.random.Generator, augment: str = "crop-flip"
+) -> np.ndarray:
     n = len(batch)
+    if augment != "crop-flip":  # no random crop: the centre (the whole image for small sources)
+        out = centre_crop(batch, size)
+        if augment == "flip":
+            flip = rng.random(n) < 0.5
+            out = np.where(flip[:, None, None, None], out[..., ::-1], out)
+        return np.ascontiguousarray(out, dtype=np.float32)
     if small:
         padded = np.pad(batch, ((0, 0), (0, 0), (SMALL_PAD, SMALL_PAD), (SMALL_PAD, SMALL_PAD)))
         margin = 2 * SMALL_PAD + batch.shape[2] - size
@@ -82,7 +96,7 @@ def train_batches(
     for step in range(start_step, steps_per_epoch(len(order), batch_size)):
         idx = order[step * batch_size : (step + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, step, shard])
-        yield step, _augment(ds.images[idx], ds.input_size, ds.small, rng), ds.labels[idx]
+        yield step, _augment(ds.images[idx], ds.input_size, ds.small, rng, ds.augment), ds.labels[idx]
 
 
 def eval_batches(ds: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
