@@ -12,8 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_hswish, add_output, add_static_batch, nonneg_int, positive_int
-from spos_deploy.deploy.choices import CALIBRATION_METHODS, FORMATS, MXNET_CALIB_MODES, SHUFFLE_FORMS, check_new_output
+from spos_deploy.cli.options import add_hswish, add_output, add_static_batch, add_target, nonneg_int, positive_int
+from spos_deploy.deploy.choices import (
+    CALIBRATION_METHODS,
+    FORMATS,
+    MXNET_CALIB_MODES,
+    SHUFFLE_FORMS,
+    check_format_options,
+    check_new_output,
+)
 from spos_deploy.errors import BadInputError
 
 
@@ -60,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mxnet-calib", choices=MXNET_CALIB_MODES, default="naive", help="MXNet contrib calibration")
     p.add_argument("--no-bench", action="store_true", help="skip the latency measurement in the report")
+    add_target(p)
     add_common(p)
     return p
 
@@ -123,6 +131,11 @@ def body(args: argparse.Namespace) -> int:
     if args.params is None and not args.random_init:
         raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
     check_new_output(args.output)
+    if args.target == "auto":  # it checks the options that narrow its candidates itself
+        from spos_deploy.deploy.auto import export_auto
+
+        return export_auto(args, _options(args), _print_text)
+    check_format_options(args.fmt, args.hswish, args.static_batch)
     spec = load_spec(args.model, input_size=args.input_size)
     from spos_deploy.deploy.pipeline import run_export
 

@@ -44,3 +44,14 @@ def hswish_form(fmt: str, hswish: str | None) -> str:
             "--hswish op: the HardSwish op exists in ONNX and OpenVINO only; use --format onnx or openvino"
         )
     return hswish or DEFAULT_HSWISH.get(fmt, "mul")
+
+
+def check_format_options(fmt: str, hswish: str | None, static_batch: int | None) -> None:
+    """Options that only some formats take, refused in one line before any runtime is loaded."""
+    if fmt not in FORMATS:
+        raise BadInputError(f"--format {fmt}: use {' or '.join(FORMATS)}")
+    hswish_form(fmt, hswish)
+    if static_batch is not None and fmt != "openvino":
+        raise BadInputError("--static-batch fixes the input of an OpenVINO IR: use it with --format openvino")
+    if static_batch is not None and static_batch < 1:
+        raise BadInputError(f"--static-batch {static_batch}: must be >= 1")

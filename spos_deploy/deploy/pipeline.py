@@ -22,7 +22,7 @@ from spos_deploy.atomic import atomic_dir
 from spos_deploy.counting.graph import symbol_from_block
 from spos_deploy.counting.profile import Profile, profile_spec, profile_symbol
 from spos_deploy.data.images import LabelledImages, load_images
-from spos_deploy.deploy.choices import FORMATS, check_new_output, hswish_form
+from spos_deploy.deploy.choices import check_format_options, check_new_output, hswish_form
 from spos_deploy.deploy.onnx import (
     PARITY_RTOL,
     Parity,
@@ -260,13 +260,7 @@ def _deploy_form(net: SposNet, spec: ModelSpec, opts: ExportOptions, images: np.
 def _check_format_options(opts: ExportOptions) -> None:
     """Options that only some formats take, and the optional libraries a format needs: refused before any
     work, in one line."""
-    if opts.fmt not in FORMATS:
-        raise BadInputError(f"--format {opts.fmt}: use {' or '.join(FORMATS)}")
-    hswish_form(opts.fmt, opts.hswish)
-    if opts.static_batch is not None and opts.fmt != "openvino":
-        raise BadInputError("--static-batch fixes the input of an OpenVINO IR: use it with --format openvino")
-    if opts.static_batch is not None and opts.static_batch < 1:
-        raise BadInputError(f"--static-batch {opts.static_batch}: must be >= 1")
+    check_format_options(opts.fmt, opts.hswish, opts.static_batch)
     if opts.fmt == "openvino":
         from spos_deploy.deploy.openvino import NNCF_PRESETS, require_nncf
         from spos_deploy.runtime.openvino import require_openvino
