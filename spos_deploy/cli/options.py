@@ -344,3 +344,39 @@ def throughput_batches(value: Sequence[int] | None) -> list[int]:
     if value is None:
         return []
     return list(dict.fromkeys(value or DEFAULT_THROUGHPUT_BATCHES))
+
+
+# ---- --target auto ----------------------------------------------------------------------------------------------
+
+AUTO_TARGETS = ("auto",)
+AUTO_ROUNDS = 5
+AUTO_REPEATS = 20
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    """``--target auto`` with its budget (``--auto-rounds``, ``--auto-repeats``) and ``--threads`` (added
+    here only if the command has none): measure every deployed form here, ship the fastest verified one."""
+    g = p.add_argument_group("--target auto (measure every deployed form on this machine, ship the fastest verified)")
+    g.add_argument(
+        "--target",
+        choices=AUTO_TARGETS,
+        help="auto: build, check and time every runtime/precision/graph form that applies here and ship the "
+        "fastest that passes its checks; --format openvino, --int8, --per-tensor, --shuffle, --hswish and "
+        "--static-batch 1 narrow the candidates",
+    )
+    g.add_argument(
+        "--auto-rounds",
+        type=positive_int,
+        default=AUTO_ROUNDS,
+        help=f"interleaved rounds over all candidates (default {AUTO_ROUNDS})",
+    )
+    g.add_argument(
+        "--auto-repeats",
+        type=positive_int,
+        default=AUTO_REPEATS,
+        help=f"timed calls per candidate in each round (default {AUTO_REPEATS})",
+    )
+    if not any("--threads" in a.option_strings for a in p._actions):
+        g.add_argument(
+            "--threads", type=threads_type, help="threads the candidates are measured with (default: usable cores)"
+        )

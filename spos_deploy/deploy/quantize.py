@@ -26,6 +26,8 @@ from spos_deploy.machine import has_vnni
 
 log = logging.getLogger(__name__)
 
+ORT_QUANT_FORMATS = ("qdq", "qoperator")
+
 
 class ArrayReader:
     """Feeds calibration images to onnxruntime in batches (a ``CalibrationDataReader``)."""
@@ -74,6 +76,7 @@ class OrtQuantConfig:
     keep_float: int = 2  # convs kept in float by the sensitivity pass (0 disables it)
     calib_batch: int = 8
     exclude: list[str] = field(default_factory=list)
+    quant_format: str = "qdq"  # qdq: QuantizeLinear/DequantizeLinear pairs; qoperator: QLinearConv and friends
 
     def resolved_reduce_range(self) -> bool:
         """AVX2 without VNNI saturates in the u8*s8 kernels; 7-bit weights avoid it (onnxruntime's advice)."""
@@ -87,7 +90,9 @@ def preprocess_onnx(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def _quantize(src: Path, dst: Path, images: np.ndarray, cfg: OrtQuantConfig, exclude: list[str]) -> None:
+def _quantize(
+    src: Path, dst: Path, images: np.ndarray, cfg: OrtQuantConfig, exclude: list[str], fmt: str | None = None
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     method = {
@@ -99,7 +104,7 @@ def _quantize(src: Path, dst: Path, images: np.ndarray, cfg: OrtQuantConfig, exc
         str(src),
         str(dst),
         _reader(images, "data", cfg.calib_batch),
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat.QOperator if (fmt or cfg.quant_format) == "qoperator" else QuantFormat.QDQ,
         per_channel=cfg.per_channel,
         reduce_range=cfg.resolved_reduce_range(),
         activation_type=QuantType.QUInt8,
@@ -162,23 +167,27 @@ def quantize_onnx(
     """Static int8 QDQ quantization of an fp32 ONNX model calibrated on ``images``.
 
     The pre-processed model and the calibration files live in a temporary folder of this call: only
-    ``out_path`` is left behind.
+    ``out_path`` is left behind. The sensitivity pass always ranks convs on a QDQ model (onnxruntime's
+    activation-matching debugger reads QDQ graphs only); a QOperator model is then written with the same
+    convs kept in float.
     """
     cfg = cfg or OrtQuantConfig()
     if cfg.method not in CALIBRATION_METHODS:
         raise BadInputError(f"unknown calibration method {cfg.method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
+    if cfg.quant_format not in ORT_QUANT_FORMATS:
+        raise BadInputError(f"quantization format {cfg.quant_format!r}: use one of {', '.join(ORT_QUANT_FORMATS)}")
     check_calibration_images(images, input_size)
     out_path = Path(out_path)
     sensitivity: list[tuple[str, float]] = []
     excluded = list(cfg.exclude)
     with tempfile.TemporaryDirectory(prefix="spos-quantize-") as tmp:
         pre = preprocess_onnx(fp32_path, Path(tmp) / "preprocessed.onnx")
-        _quantize(pre, out_path, images, cfg, excluded)
         if cfg.keep_float > 0:
+            _quantize(pre, out_path, images, cfg, excluded, fmt="qdq")
             sensitivity = conv_sensitivity(pre, out_path, images, cfg.calib_batch)
             excluded += [n for n, _ in sensitivity[: cfg.keep_float] if n not in excluded]
             log.info("keeping in float: %s", ", ".join(excluded))
-            _quantize(pre, out_path, images, cfg, excluded)
+        _quantize(pre, out_path, images, cfg, excluded)
     config = asdict(cfg)
     config["reduce_range"] = cfg.resolved_reduce_range()
     return OrtQuantResult(str(out_path), excluded, sensitivity, config)

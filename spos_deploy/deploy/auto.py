@@ -1,0 +1,816 @@
+"""``spos-export --target auto``: build every deployed form that applies here, verify and time them all on
+this machine, and ship the fastest one that passed its checks through the normal export pipeline.
+
+Why measure instead of ranking by rule: which form is fastest depends on the CPU (VNNI, native bf16, AMX),
+the runtime release and the network (depthwise convs, hard-swish, SE), and the measured differences are
+10-40 %: onnxruntime int8 beat OpenVINO's default on one 2-core Zen 4 while OpenVINO ran our onnxruntime
+int8 file slower than its own fp32. So every candidate is timed, on the thread count it will run with.
+
+Three layers, so that the decision can be tested exactly without a runtime:
+
+* the candidates (:func:`candidates`) and the decision over measured records (:func:`verdict`,
+  :func:`choose`, :func:`slower_than_fp32`, :func:`auto_section`): pure;
+* the measurement (:func:`interleaved_times`): round r times each candidate ``repeats`` calls, the
+  candidates in a fresh random order each round, so a change in the machine's speed during the run
+  (another job starting, frequency drift) lands on all candidates alike instead of on whichever ran last;
+* the build (:func:`run_auto`): networks, ONNX files, int8 models, sessions, checks, then the shipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("onnxruntime", "openvino")
+AUTO_PRECISIONS = ("fp32", "bf16", "int8")
+WEIGHT_SCALES = ("per-channel", "per-tensor")
+ORT_LAYOUTS = ("qdq", "qoperator")
+OV_BATCHES = ("dynamic", "static")
+DEFAULT_ROUNDS = 5
+DEFAULT_REPEATS = 20
+WARMUP_CALLS = 5
+TOP1_DROP_MAX = 0.005
+"""Labelled data and trained weights: a reduced-precision form may lose at most 0.5 points of top-1 (issue 11)."""
+AGREEMENT_MIN = 0.9
+"""Unlabelled data or random weights: a reduced-precision form must pick the fp32 class on 90 % of the images.
+Random weights give near-flat logits, so their top-1 is noise and a top-1 difference says nothing."""
+TIE_RTOL = 0.01
+"""Two p50s within 1 % are a tie: the candidate listed first (fp32 before reduced precision, onnxruntime first)
+wins, since the measurement cannot tell them apart and the simpler form is the safer one to ship."""
+
+
+# ---- candidates -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One deployed form: a runtime, a precision and the graph forms it was built from."""
+
+    runtime: str
+    precision: str
+    shuffle: str
+    hswish: str
+    scales: str | None = None  # onnxruntime int8: per-channel or per-tensor weight scales
+    layout: str | None = None  # onnxruntime int8: qdq or qoperator
+    batch: str | None = None  # openvino: dynamic or static input shape
+
+    @property
+    def key(self) -> str:
+        parts = (self.runtime, self.precision, self.shuffle, self.hswish, self.scales, self.layout, self.batch)
+        return "/".join(p for p in parts if p)
+
+    def forms(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class AutoSpace:
+    """What may be tried; each axis is narrowed by the explicit options of ``spos-export`` (docs/deploy.md)."""
+
+    runtimes: tuple[str, ...] = RUNTIMES
+    precisions: tuple[str, ...] = AUTO_PRECISIONS
+    shuffles: tuple[str, ...] = ("reshape", "conv")
+    hswish: tuple[str, ...] = ("mul", "op")
+    scales: tuple[str, ...] = WEIGHT_SCALES
+    layouts: tuple[str, ...] = ORT_LAYOUTS
+    batches: tuple[str, ...] = OV_BATCHES
+
+
+@dataclass
+class Machine:
+    """What this machine and this install can run (the facts the candidate list depends on)."""
+
+    openvino: bool
+    nncf: bool
+    native_bf16: bool
+    hardswish_in_model: bool = True
+    pipeline_forms: dict[str, bool] = field(default_factory=dict)  # what run_export can ship
+
+
+def _skip(c: Candidate, m: Machine) -> str | None:
+    """Why ``c`` is not built here, or None (each reason is a fact, never a guess about speed)."""
+    ship = m.pipeline_forms
+    if c.runtime == "openvino" and not m.openvino:
+        return "OpenVINO is not installed"
+    if c.runtime == "openvino" and not ship.get("openvino", True):
+        return "the export pipeline cannot write an OpenVINO IR yet"
+    if c.precision == "bf16" and not m.native_bf16:
+        return "this CPU has no native bf16 (OpenVINO lists no BF16): emulated bf16 is slower than fp32"
+    if c.runtime == "openvino" and c.precision == "int8" and not m.nncf:
+        return "int8 for OpenVINO needs NNCF, which is not installed"
+    if c.hswish == "op" and not m.hardswish_in_model:
+        return "the model has no hard-swish: the op form is the same graph as mul"
+    if c.hswish == "op" and not ship.get("hswish", True):
+        return "the export pipeline cannot write the HardSwish-op form yet"
+    if c.batch == "static" and not ship.get("static_batch", True):
+        return "the export pipeline cannot write a static-shape IR yet"
+    return None
+
+
+def _combos(runtime: str, precision: str, space: AutoSpace) -> Iterator[dict[str, str | None]]:
+    """The runtime-specific axes of one (runtime, precision); bf16 is OpenVINO's only (onnxruntime's CPU
+    provider has no bf16 convolution kernels)."""
+    if runtime == "onnxruntime" and precision == "int8":
+        for s, lay in itertools.product(space.scales, space.layouts):
+            yield {"scales": s, "layout": lay}
+    elif runtime == "openvino":
+        for b in space.batches:
+            yield {"batch": b}
+    elif precision == "fp32":
+        yield {}
+
+
+def candidates(space: AutoSpace, machine: Machine) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """Every candidate of ``space`` in a fixed order (runtime, precision, shuffle, activation, variant), and
+    those that cannot be built here with the reason. The order is the tie-break of :func:`choose`."""
+    built, skipped = [], []
+    for runtime, precision in itertools.product(space.runtimes, space.precisions):
+        for shuffle, act in itertools.product(space.shuffles, space.hswish):
+            for extra in _combos(runtime, precision, space):
+                c = Candidate(runtime, precision, shuffle, act, **extra)
+                reason = _skip(c, machine)
+                if reason is None:
+                    built.append(c)
+                else:
+                    skipped.append({"candidate": c.key, **c.forms(), "reason": reason})
+    return built, skipped
+
+
+NOT_CANDIDATES = [
+    "the onnxruntime int8 (QDQ) file run by OpenVINO: OpenVINO's own int8 (NNCF) places the quantize pairs where "
+    "its transformations expect them; the onnxruntime file ran slower in OpenVINO than OpenVINO fp32 (issue 11)",
+    "MXNet (fp32 and contrib int8): 2-5x slower than either runtime on every CPU measured (README table)",
+    "bf16 in onnxruntime: its CPU provider has no bf16 convolutions",
+]
+"""Forms never built, and why: listed in the report so that the candidate list is complete."""
+
+
+# ---- verification (pure) --------------------------------------------------------------------------------------
+
+
+def verdict(
+    precision: str,
+    logits: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    random_weights: bool,
+) -> tuple[bool, str, dict[str, Any]]:
+    """Whether a candidate's logits on the check images are good enough to ship, why, and the numbers.
+
+    fp32 forms must match the fp32 reference (MXNet) within the export's parity tolerance. Reduced
+    precision: top-1 within :data:`TOP1_DROP_MAX` of fp32 on labelled data with trained weights, else top-1
+    agreement with fp32 of at least :data:`AGREEMENT_MIN`.
+    """
+    from spos_deploy.deploy.onnx import PARITY_RTOL, compare_outputs
+    from spos_deploy.nets.evaluate import top1
+
+    tol = PARITY_RTOL if precision == "fp32" else float("inf")
+    cmp = compare_outputs(logits, reference, tol)
+    acc: dict[str, Any] = {
+        "images": cmp.images,
+        "max_rel_logit_error": cmp.max_rel,
+        "top1_agreement": cmp.top1_agreement,
+    }
+    if labels is not None:
+        acc.update(top1_fp32=top1(reference, labels), top1=top1(logits, labels))
+    if precision == "fp32":
+        ok = cmp.passed
+        why = f"parity vs MXNet: max rel {cmp.max_rel:.2e} {'<=' if ok else '>'} {PARITY_RTOL:g}"
+        return ok, why, {**acc, "rule": f"parity max rel <= {PARITY_RTOL:g}"}
+    if labels is not None and not random_weights:
+        drop = acc["top1_fp32"] - acc["top1"]
+        ok = drop <= TOP1_DROP_MAX + 1e-12
+        why = f"top-1 {acc['top1']:.4f} vs fp32 {acc['top1_fp32']:.4f} ({100 * drop:+.2f} points lost)"
+        return ok, why, {**acc, "rule": f"top-1 at most {100 * TOP1_DROP_MAX:g} points below fp32 (labelled)"}
+    ok = cmp.top1_agreement >= AGREEMENT_MIN
+    why = f"top-1 agreement with fp32 {cmp.top1_agreement:.3f} {'>=' if ok else '<'} {AGREEMENT_MIN:g}"
+    basis = "random weights" if random_weights else "unlabelled data"
+    return ok, why, {**acc, "rule": f"top-1 agreement with fp32 >= {AGREEMENT_MIN:g} ({basis})"}
+
+
+# ---- measured records and the decision (pure) -----------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """A candidate as built, checked and timed."""
+
+    candidate: Candidate
+    passed: bool
+    reason: str
+    accuracy: dict[str, Any] | None = None
+    times_ms: list[float] = field(default_factory=list)
+    compiled: dict[str, Any] | None = None  # OpenVINO: what was compiled and executed
+
+    @property
+    def p50(self) -> float | None:
+        return float(np.percentile(self.times_ms, 50)) if self.times_ms else None
+
+    @property
+    def p90(self) -> float | None:
+        return float(np.percentile(self.times_ms, 90)) if self.times_ms else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {
+            "candidate": self.candidate.key,
+            **self.candidate.forms(),
+            "p50_ms": self.p50,
+            "p90_ms": self.p90,
+            "runs": len(self.times_ms),
+            "passed": self.passed,
+            "reason": self.reason,
+            "accuracy": self.accuracy,
+        }
+        return d if self.compiled is None else {**d, "compiled": self.compiled}
+
+
+def ranking(records: Sequence[Record]) -> list[Record]:
+    """Passing, timed records, the winner first, then by p50. The winner is the first in candidate order
+    among those within :data:`TIE_RTOL` of the fastest p50 (a tie goes to the form listed first)."""
+    order = {id(r): i for i, r in enumerate(records)}
+    timed = sorted((r for r in records if r.passed and r.times_ms), key=lambda r: (r.p50, order[id(r)]))
+    if not timed:
+        return []
+    tied = [r for r in timed if r.p50 <= timed[0].p50 * (1 + TIE_RTOL)]
+    win = min(tied, key=lambda r: order[id(r)])
+    return [win] + [r for r in timed if r is not win]
+
+
+@dataclass
+class Choice:
+    winner: Record
+    why: str
+    runner_up: Record | None
+    speedup_vs_next: float | None
+
+
+def choose(records: Sequence[Record]) -> Choice | None:
+    """The fastest candidate that passed its checks (None when none passed); a failed one never wins."""
+    ranked = ranking(records)
+    if not ranked:
+        return None
+    win, nxt = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    if nxt is None:
+        return Choice(win, "the only candidate that passed its checks and was timed", None, None)
+    speedup = nxt.p50 / win.p50 if win.p50 > 0 else None
+    if nxt.p50 <= win.p50 * (1 + TIE_RTOL):
+        why = (
+            f"tied with {nxt.candidate.key} (p50 {win.p50:.3f} vs {nxt.p50:.3f} ms, within {100 * TIE_RTOL:g} % "
+            "of the fastest): listed first, the simpler form"
+        )
+    else:
+        why = f"fastest passing: {speedup:.2f}x faster than the next, {nxt.candidate.key} ({nxt.p50:.3f} ms)"
+    return Choice(win, why, nxt, speedup)
+
+
+def _fp32_twin(r: Record, records: Sequence[Record]) -> Record | None:
+    """The fp32 candidate of the same runtime and the same graph forms as ``r``."""
+    c = r.candidate
+    for o in records:
+        oc = o.candidate
+        if (oc.runtime, oc.precision, oc.shuffle, oc.hswish, oc.batch) == (
+            c.runtime,
+            "fp32",
+            c.shuffle,
+            c.hswish,
+            c.batch,
+        ):
+            return o
+    return None
+
+
+def slower_than_fp32(records: Sequence[Record]) -> list[str]:
+    """One line per reduced-precision candidate that measured slower than its fp32 twin: the report never
+    lets an int8 (or bf16) model look faster than fp32 when it was not."""
+    lines = []
+    for r in records:
+        if r.candidate.precision == "fp32" or r.p50 is None:
+            continue
+        twin = _fp32_twin(r, records)
+        if twin is not None and twin.p50 is not None and r.p50 > twin.p50:
+            lines.append(
+                f"{r.candidate.key} measured slower than {twin.candidate.key}: p50 {r.p50:.3f} vs "
+                f"{twin.p50:.3f} ms ({r.p50 / twin.p50:.2f}x)"
+            )
+    return lines
+
+
+def auto_section(
+    records: Sequence[Record],
+    skipped: Sequence[dict[str, Any]],
+    measurement: dict[str, Any],
+    load: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``auto`` section of report.json: every candidate, the winner and why, the load verdict, warnings."""
+    choice = choose(records)
+    warnings = slower_than_fp32(records)
+    if load and load.get("busy"):
+        warnings.append(load.get("warning") or "the machine was busy while measuring: the ranking may not hold")
+    elif load is None:
+        warnings.append("no load probe available: whether the machine was busy while measuring is unknown")
+    return {
+        "measurement": measurement,
+        "candidates": [r.as_dict() for r in records],
+        "not_built": list(skipped),
+        "never_candidates": NOT_CANDIDATES,
+        "ranking": [r.candidate.key for r in ranking(records)],
+        "winner": None if choice is None else choice.winner.candidate.key,
+        "winner_forms": None if choice is None else choice.winner.candidate.forms(),
+        "why": "no candidate passed its checks" if choice is None else choice.why,
+        "speedup_vs_next": None if choice is None else choice.speedup_vs_next,
+        "load": load,
+        "warnings": warnings,
+    }
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _acc_cell(acc: dict[str, Any] | None) -> str:
+    if not acc:
+        return "-"
+    if "top1" in acc:
+        return f"top-1 {acc['top1']:.4f} (fp32 {acc['top1_fp32']:.4f}), agree {acc['top1_agreement']:.3f}"
+    return f"agree {acc['top1_agreement']:.3f}, rel err {acc['max_rel_logit_error']:.2e}"
+
+
+def candidate_table(section: dict[str, Any]) -> list[str]:
+    """The candidates as markdown table rows, fastest passing first, then the rest in candidate order."""
+    rows = sorted(
+        section["candidates"],
+        key=lambda c: (
+            c["candidate"] not in section["ranking"],
+            section["ranking"].index(c["candidate"]) if c["candidate"] in section["ranking"] else 0,
+        ),
+    )
+    lines = ["| candidate | p50 ms | p90 ms | accuracy vs fp32 | passed | why |", "|---|---|---|---|---|---|"]
+    for c in rows:
+        mark = " **(shipped)**" if c["candidate"] == section["winner"] else ""
+        lines.append(
+            f"| {c['candidate']}{mark} | {_ms(c['p50_ms'])} | {_ms(c['p90_ms'])} | {_acc_cell(c['accuracy'])} | "
+            f"{'yes' if c['passed'] else 'NO'} | {c['reason']} |"
+        )
+    return lines
+
+
+def auto_markdown(section: dict[str, Any]) -> str:
+    """The ``## Auto target`` part of report.md."""
+    m = section["measurement"]
+    lines = [
+        "",
+        "## Auto target: every candidate measured on this machine",
+        "",
+        f"Batch 1, {m['threads']} threads, {m['rounds']} interleaved rounds x {m['repeats']} calls per candidate "
+        "(shuffled order each round); p50/p90 over all rounds.",
+        "",
+        *candidate_table(section),
+        "",
+        f"- shipped: **{section['winner']}**: {section['why']}",
+    ]
+    load = section.get("load")
+    if load:
+        from spos_deploy.runtime.load import summary_line
+
+        lines.append(f"- machine while measuring: {summary_line(load)}")
+    lines += [f"- **warning**: {w}" for w in section["warnings"]]
+    if section["not_built"]:
+        lines += ["", "Not built here:", ""]
+        lines += [f"- {s['candidate']}: {s['reason']}" for s in section["not_built"]]
+    lines += ["", "Never candidates:", ""] + [f"- {n}" for n in section["never_candidates"]]
+    return "\n".join(lines) + "\n"
+
+
+# ---- measurement --------------------------------------------------------------------------------------------------
+
+
+def interleaved_times(
+    runners: Mapping[str, Callable[[], Any]],
+    rounds: int,
+    repeats: int,
+    warmup: int = WARMUP_CALLS,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Per-call wall times (ms) of every runner: ``warmup`` untimed calls each, then ``rounds`` rounds in
+    which each runner, in a shuffled order, makes ``repeats`` timed calls."""
+    if rounds < 1 or repeats < 1:
+        raise ValueError("rounds and repeats must be >= 1")
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    rng = random.Random(seed)
+    names = list(runners)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for n in names:
+            fn = runners[n]
+            for _ in range(repeats):
+                t0 = clock()
+                fn()
+                times[n].append((clock() - t0) * 1e3)
+    return times
+
+
+def round_spread(times_ms: Sequence[float], rounds: int) -> float | None:
+    """(max - min) / median of one candidate's per-round medians: how much its speed moved between rounds."""
+    if rounds < 2 or len(times_ms) < rounds:
+        return None
+    medians = [float(np.median(c)) for c in np.array_split(np.asarray(times_ms, dtype=np.float64), rounds)]
+    mid = float(np.median(times_ms))
+    return (max(medians) - min(medians)) / mid if mid > 0 else None
+
+
+@contextlib.contextmanager
+def load_probe() -> Iterator[dict[str, Any]]:
+    """The busy-machine probe of :mod:`spos_deploy.runtime.load` around the whole measurement; the yielded
+    dict receives its record (``busy``, ``warning``, the figures) when the block ends."""
+    from spos_deploy.runtime import load
+
+    out: dict[str, Any] = {}
+    with load.probe() as p:
+        yield out
+    rec = p.record(None)  # per-candidate steadiness is the round spread, added by the caller
+    out.update(rec.as_dict(), warning=rec.warning())
+
+
+def load_verdict(load: dict[str, Any], spreads: Mapping[str, float | None]) -> dict[str, Any]:
+    """The probe's record plus the interleaved-round steadiness: busy when the probe says so or when any
+    candidate's round medians spread beyond the probe's chunk threshold."""
+    from spos_deploy.runtime.load import SPREAD_MAX
+
+    known = {k: v for k, v in spreads.items() if v is not None}
+    worst = max(known, key=known.get) if known else None
+    out = {**load, "round_spread_max": None if worst is None else round(known[worst], 4), "round_spread_of": worst}
+    if worst is not None and known[worst] > SPREAD_MAX:
+        out["busy"] = True
+        line = (
+            f"unsteady while measuring: {worst} moved {100 * known[worst]:.0f} % between interleaved rounds "
+            f"(> {100 * SPREAD_MAX:g} %); the ranking may not hold"
+        )
+        out["warning"] = f"{out['warning']}; {line}" if out.get("warning") else line
+    return out
+
+
+# ---- build, check, measure, ship ------------------------------------------------------------------------------
+
+
+@dataclass
+class AutoOptions:
+    """The measurement budget and what may be tried."""
+
+    space: AutoSpace = field(default_factory=AutoSpace)
+    rounds: int = DEFAULT_ROUNDS
+    repeats: int = DEFAULT_REPEATS
+    threads: int | None = None  # None: the usable cores
+    seed: int = 0
+
+
+@dataclass
+class _Work:
+    """What every candidate is built from: the original network, the check and calibration images, the
+    fp32 reference logits, and the files made so far (by form)."""
+
+    spec: Any
+    opts: Any
+    net: Any
+    images: np.ndarray
+    labels: np.ndarray | None
+    calib: np.ndarray | None
+    reference: np.ndarray
+    random_weights: bool
+    threads: int
+    folder: Path
+    files: dict[tuple, Path | Exception] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.spec.space.input_size
+
+
+def _cached(work: _Work, key: tuple, make: Callable[[Path], Path]) -> Path:
+    """Build the file of ``key`` once; a failure is remembered and raised again for every candidate using it."""
+    if key not in work.files:
+        try:
+            work.files[key] = make(work.folder / ("-".join(str(k) for k in key) + ".onnx"))
+        except Exception as e:  # noqa: BLE001 - one bad form fails its candidates, not the whole search
+            work.files[key] = e
+    got = work.files[key]
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def _fp32_onnx(work: _Work, shuffle: str, act: str) -> Path:
+    """The fp32 ONNX of one (shuffle, activation) form, each transform checked as the pipeline checks it."""
+    from spos_deploy.deploy.onnx import export_onnx, rewrite_hswish
+    from spos_deploy.deploy.pipeline import _deploy_form
+
+    def make(path: Path) -> Path:
+        if act == "op":
+            return _rewrite(rewrite_hswish, _fp32_onnx(work, shuffle, "mul"), path)
+        deployed, _ = _deploy_form(work.net, work.spec, dataclasses.replace(work.opts, shuffle=shuffle), work.images)
+        return export_onnx(deployed, path)
+
+    return _cached(work, ("fp32", shuffle, act), make)
+
+
+def _rewrite(fn: Callable[[Path, Path], int], src: Path, dst: Path) -> Path:
+    fn(src, dst)
+    return dst
+
+
+def _int8_file(work: _Work, c: Candidate) -> Path:
+    """The int8 model of ``c``: onnxruntime's static quantization or NNCF's, on the fp32 ONNX of its forms."""
+    from spos_deploy.deploy.openvino import quantize_for_openvino
+    from spos_deploy.deploy.quantize import quantize_onnx
+
+    src = _fp32_onnx(work, c.shuffle, c.hswish)
+    if c.runtime == "openvino":
+        return _cached(
+            work,
+            ("nncf", c.shuffle, c.hswish),
+            lambda p: quantize_for_openvino(src, p, work.calib, work.opts.ov_quant_preset),
+        )
+    cfg = dataclasses.replace(work.opts.ort_quant, per_channel=c.scales == "per-channel", quant_format=c.layout)
+    return _cached(
+        work,
+        ("ort", c.shuffle, c.hswish, c.scales, c.layout),
+        lambda p: Path(quantize_onnx(src, p, work.calib, work.size, cfg).path),
+    )
+
+
+def _runner(work: _Work, c: Candidate) -> tuple[Callable[[], Any], np.ndarray, dict[str, Any] | None]:
+    """A timed-call runner of ``c`` (batch 1, the measurement's threads), its logits on the check images and,
+    for OpenVINO, what was compiled."""
+    from spos_deploy.runtime.ort import ort_logits, ort_runner
+
+    path = _int8_file(work, c) if c.precision == "int8" else _fp32_onnx(work, c.shuffle, c.hswish)
+    if c.runtime == "onnxruntime":
+        runner = ort_runner(path, 1, threads=work.threads, label=c.key)
+        return runner, ort_logits(runner.session, work.images), None
+    from spos_deploy.runtime import openvino as rov
+
+    shape = (1, 3, work.size, work.size) if c.batch == "static" else None
+    compiled = rov.ov_compile(path, c.precision, work.threads, static_shape=shape, label=c.key)
+    return rov.ov_runner(compiled, 1), rov.ov_logits(compiled, work.images), compiled.as_dict()
+
+
+def build_and_check(work: _Work, cands: Sequence[Candidate]) -> tuple[list[Record], dict[str, Callable[[], Any]]]:
+    """Every candidate built and checked on the check images; the runners of those that could be run (a
+    candidate that failed its check is still timed, so the report shows what its speed would have been)."""
+    from spos_deploy.errors import short_message
+
+    records, runners = [], {}
+    for c in cands:
+        log.info("auto: building %s", c.key)
+        try:
+            runner, logits, compiled = _runner(work, c)
+        except Exception as e:  # noqa: BLE001 - a form that cannot be built here is a failed candidate
+            records.append(Record(c, False, f"could not be built: {short_message(e)}"))
+            continue
+        ok, why, acc = verdict(c.precision, logits, work.reference, work.labels, work.random_weights)
+        records.append(Record(c, ok, why, acc, compiled=compiled))
+        runners[c.key] = runner
+    return records, runners
+
+
+def measure_all(records: Sequence[Record], runners: Mapping[str, Callable[[], Any]], auto: AutoOptions) -> dict:
+    """Interleaved timing of every runner inside the load probe; fills each record's times, returns the load
+    verdict."""
+    with load_probe() as load:
+        times = interleaved_times(runners, auto.rounds, auto.repeats, seed=auto.seed)
+    for r in records:
+        r.times_ms = times.get(r.candidate.key, [])
+    return load_verdict(load, {k: round_spread(v, auto.rounds) for k, v in times.items()})
+
+
+def _machine(space: AutoSpace, net: Any) -> Machine:
+    """The facts the candidate list depends on: installed runtimes, native bf16, whether the model has any
+    hard-swish (else the op form is the mul form), what the export pipeline can ship."""
+    import importlib.util
+
+    from spos_deploy.deploy.pipeline import ExportOptions
+    from spos_deploy.runtime import openvino as rov
+
+    ov = rov.available()
+    names = {f.name for f in dataclasses.fields(ExportOptions)}
+    from spos_deploy.deploy.choices import FORMATS
+
+    return Machine(
+        openvino=ov,
+        nncf=importlib.util.find_spec("nncf") is not None,
+        native_bf16=ov and "bf16" in space.precisions and rov.native_bf16(),
+        hardswish_in_model=_has_hswish(net),
+        pipeline_forms={
+            "openvino": "openvino" in FORMATS,
+            "hswish": "hswish" in names,
+            "static_batch": "static_batch" in names,
+        },
+    )
+
+
+def _has_hswish(net: Any) -> bool:
+    """Whether the network uses hard-swish anywhere (read from its blocks' activation names)."""
+    from spos_deploy.nets.blocks import HardSwish
+
+    return any(isinstance(b, HardSwish) for b in _blocks(net))
+
+
+def _blocks(block: Any) -> Iterator[Any]:
+    yield block
+    for child in getattr(block, "_children", {}).values():
+        yield from _blocks(child)
+
+
+def _winner_options(opts: Any, c: Candidate) -> Any:
+    """The pipeline's options that write exactly the winner's form."""
+    return dataclasses.replace(
+        opts,
+        fmt="onnx" if c.runtime == "onnxruntime" else "openvino",
+        int8=c.precision == "int8",
+        shuffle=c.shuffle,
+        hswish=c.hswish,
+        static_batch=1 if c.batch == "static" else None,
+        ort_quant=dataclasses.replace(
+            opts.ort_quant, per_channel=c.scales != "per-tensor", quant_format=c.layout or opts.ort_quant.quant_format
+        ),
+    )
+
+
+SHIPPED_FILE = {"onnxruntime": ("model.onnx", "model.int8.onnx"), "openvino": ("model.xml", "model.int8.xml")}
+
+
+def how_to_run(c: Candidate) -> dict[str, Any]:
+    """Which shipped file is the winner and how to run it as it was measured (bf16 and the static shape are
+    compile-time settings of OpenVINO, not properties of the file)."""
+    name = SHIPPED_FILE[c.runtime][c.precision == "int8"]
+    d: dict[str, Any] = {"file": name, "runtime": c.runtime, "precision": c.precision}
+    if c.runtime == "openvino":
+        d["command"] = f"spos-bench {name} --runtime openvino --precision {c.precision}"
+        d["note"] = "compile with INFERENCE_PRECISION_HINT=" + ("bf16" if c.precision == "bf16" else "f32")
+    else:
+        d["command"] = f"spos-bench {name}"
+    if c.batch == "static":
+        d["input"] = "fixed to batch 1 in the IR"
+    return d
+
+
+def _prepare_work(spec: Any, opts: Any, auto: AutoOptions, folder: Path) -> _Work:
+    """Weights, check and calibration images (refused up front, as the pipeline refuses them) and the fp32
+    reference logits of the network as given."""
+    from spos_deploy.deploy.onnx import mxnet_logits
+    from spos_deploy.deploy.pipeline import _data, _load_network
+    from spos_deploy.deploy.quantize import check_calibration_images
+    from spos_deploy.machine import cpu_info
+
+    net, _ = _load_network(spec, opts)
+    check = _data(opts.eval_data, spec, opts.eval_count, "--eval")
+    calib = None
+    if "int8" in auto.space.precisions:
+        calib = _data(opts.calib, spec, opts.calib_count, "--calib")
+        check_calibration_images(
+            calib.images, spec.space.input_size, what=f"--calib {opts.calib or 'imagenet-samples'}"
+        )
+    return _Work(
+        spec=spec,
+        opts=opts,
+        net=net,
+        images=check.images,
+        labels=check.labels,
+        calib=None if calib is None else calib.images,
+        reference=mxnet_logits(net, check.images),
+        random_weights=bool(opts.random_init and not opts.params),
+        threads=auto.threads or int(cpu_info()["usable_cores"] or 1),
+        folder=folder,
+    )
+
+
+def search(spec: Any, opts: Any, auto: AutoOptions) -> dict[str, Any]:
+    """Build, check and time every candidate; the ``auto`` section (without shipping anything)."""
+    with tempfile.TemporaryDirectory(prefix="spos-auto-") as tmp:
+        work = _prepare_work(spec, opts, auto, Path(tmp))
+        cands, skipped = candidates(auto.space, _machine(auto.space, work.net))
+        if not cands:
+            from spos_deploy.errors import BadInputError
+
+            raise BadInputError(
+                "--target auto: no candidate can be built here: "
+                + "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped[:3])
+            )
+        records, runners = build_and_check(work, cands)
+        load = measure_all(records, runners, auto) if runners else {"busy": False, "warning": None}
+    measurement = {
+        "batch": 1,
+        "threads": work.threads,
+        "rounds": auto.rounds,
+        "repeats": auto.repeats,
+        "warmup": WARMUP_CALLS,
+        "order": "interleaved: each round times every candidate, in a shuffled order",
+        "statistic": "p50 and p90 over all rounds' calls",
+        "check_images": int(len(work.images)),
+        "labelled": work.labels is not None,
+        "random_weights": work.random_weights,
+    }
+    return auto_section(records, skipped, measurement, load)
+
+
+def run_auto(spec: Any, out_dir: str | Path, opts: Any, auto: AutoOptions) -> tuple[Any, dict[str, Any]]:
+    """``--target auto``: search, then ship the winner with :func:`run_export` (the same files, checks and
+    report as an explicit export of that form) and add the ``auto`` section to report.json and report.md."""
+    from spos_deploy.atomic import atomic_dir
+    from spos_deploy.deploy.choices import check_new_output
+    from spos_deploy.deploy.pipeline import report_markdown, run_export
+    from spos_deploy.errors import SposError
+
+    out_dir = check_new_output(out_dir)
+    section = search(spec, opts, auto)
+    if section["winner"] is None:
+        raise SposError(
+            "--target auto: no candidate passed its checks: "
+            + "; ".join(f"{c['candidate']}: {c['reason']}" for c in section["candidates"][:3])
+        )
+    winner = Candidate(**section["winner_forms"])
+    section["shipped"] = how_to_run(winner)
+    with atomic_dir(out_dir) as tmp:
+        inner = tmp / "export"
+        report = run_export(spec, inner, _winner_options(opts, winner))
+        for f in inner.iterdir():
+            f.rename(tmp / f.name)
+        inner.rmdir()
+        (tmp / "report.json").write_text(json.dumps({**report.as_dict(), "auto": section}, indent=1) + "\n")
+        (tmp / "report.md").write_text(report_markdown(report) + auto_markdown(section))
+    return report, section
+
+
+def print_auto(section: dict[str, Any]) -> None:
+    """The candidate table and the winner, for the text output of ``spos-export --target auto``."""
+    for line in candidate_table(section):
+        print("  " + line)
+    print(f"  shipped: {section['winner']} ({section['shipped']['file']}): {section['why']}")
+    if section.get("load"):
+        from spos_deploy.runtime.load import summary_line
+
+        print(f"  machine while measuring: {summary_line(section['load'])}")
+    for w in section["warnings"]:
+        print(f"  warning: {w}")
+
+
+def space_from_options(
+    fmt: str, int8: bool, per_tensor: bool, shuffle: str | None, hswish: str | None, static_batch: int | None
+) -> AutoSpace:
+    """The candidates that explicit ``spos-export`` options leave (docs/deploy.md, "--target auto"): each
+    option given fixes its axis; ``--format onnx`` is the default, so it cannot restrict anything."""
+    from spos_deploy.errors import BadInputError
+
+    if fmt == "mxnet":
+        raise BadInputError("--target auto measures onnxruntime and OpenVINO forms; --format mxnet is not one")
+    if static_batch is not None and static_batch != 1:
+        raise BadInputError(f"--target auto measures batch 1; --static-batch {static_batch} cannot be a candidate")
+    space = AutoSpace()
+    if fmt == "openvino" or static_batch is not None:
+        space.runtimes = ("openvino",)
+    if static_batch is not None:
+        space.batches = ("static",)
+    if int8:
+        space.precisions = ("int8",)
+    if per_tensor:
+        space.scales = ("per-tensor",)
+    if shuffle is not None:
+        space.shuffles = (shuffle,)
+    if hswish is not None:
+        space.hswish = (hswish,)
+    return space
+
+
+def export_auto(args: Any, opts: Any, print_text: Callable[[Any, str], None]) -> int:
+    """The ``--target auto`` branch of ``spos-export``: search, ship, print the table (or the JSON)."""
+    from spos_deploy.cli.common import print_json
+    from spos_deploy.model_spec import load_spec
+
+    space = space_from_options(args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch)
+    auto = AutoOptions(space=space, rounds=args.auto_rounds, repeats=args.auto_repeats, threads=args.threads)
+    spec = load_spec(args.model, input_size=args.input_size)
+    report, section = run_auto(spec, args.output, opts, auto)
+    if args.json:
+        print_json({**report.as_dict(), "auto": section})
+        return 0
+    print(f"--target auto: {len(section['candidates'])} candidates measured on this machine")
+    print_auto(section)
+    print_text(report, args.output)
+    return 0
