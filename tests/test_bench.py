@@ -269,8 +269,22 @@ def test_cli_json_onnx(exported):
     proc = run_bench(exported["dynamic"], "--batch", "2", "--threads", "1", "--repeats", "3", "--warmup", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
-    assert set(d) == {"target", "runtime", "device", "providers", "threads", "batch", "latency", "machine"}
+    assert set(d) == {
+        "target",
+        "runtime",
+        "precision",
+        "precision_source",
+        "device",
+        "providers",
+        "threads",
+        "batch",
+        "latency",
+        "warnings",
+        "machine",
+    }
     assert (d["target"], d["runtime"], d["device"]) == (exported["dynamic"], "onnxruntime", "cpu")
+    assert (d["precision"], d["precision_source"]) == ("fp32", "file")
+    assert d["warnings"] == d["latency"]["warnings"] and d["latency"]["load"]["usable_cores"] >= 1
     assert d["providers"] == ["CPUExecutionProvider"] and d["threads"] == 1 and d["batch"] == 2
     assert set(d["latency"]) == STATS_KEYS
     assert (d["latency"]["runs"], d["latency"]["warmup"], d["latency"]["batch"]) == (3, 1, 2)

@@ -1,7 +1,11 @@
-"""``spos-bench``: latency of an ONNX file (onnxruntime), an exported MXNet graph or a model.json (MXNet).
+"""``spos-bench``: latency and throughput of an ONNX file (onnxruntime or OpenVINO), an OpenVINO IR, an
+exported MXNet graph or a model.json (MXNet).
 
-MXNet and onnxruntime are imported only once the arguments are checked: MXNet reads ``OMP_NUM_THREADS``
-when it starts, so that is the one moment ``--threads`` can reach it.
+MXNet, onnxruntime and OpenVINO are imported only once the arguments are checked: MXNet reads
+``OMP_NUM_THREADS`` when it starts, so that is the one moment ``--threads`` can reach it. Precision is
+stated, never changed silently: OpenVINO compiles exactly ``--precision`` (default fp32) and reports what it
+compiled; onnxruntime and MXNet run a file at the precision it holds, and a ``--precision`` that differs is
+refused. Every latency figure carries the load record of its timed loop (``runtime/load.py``).
 """
 
 from __future__ import annotations
@@ -11,36 +15,63 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_batch, add_threads, nonneg_int, positive_int
+from spos_deploy.cli.options import (
+    add_batch,
+    add_hint,
+    add_precision,
+    add_runtime,
+    add_threads,
+    add_throughput,
+    nonneg_int,
+    positive_int,
+    throughput_batches,
+)
 from spos_deploy.errors import BadInputError
 
 log = logging.getLogger("spos_deploy")
 
 RANDOM_WEIGHTS = "random weights: latency only"
 DEFAULT_SYMBOL_INPUT_SIZE = 224  # an exported graph does not record its input size
+RUNTIMES = ("auto", "onnxruntime", "openvino", "mxnet")
+KIND_RUNTIMES = {"onnx": ("onnxruntime", "openvino"), "ir": ("openvino",), "symbol": ("mxnet",), "spec": ("mxnet",)}
+"""Which runtimes can run each kind of target; the first is what ``--runtime auto`` picks."""
+KIND_WORDS = {"onnx": "an .onnx file", "ir": "an OpenVINO IR", "symbol": "an MXNet graph", "spec": "a model"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spos-bench",
-        description="Measure inference latency (p50/p90/p99) of an .onnx file with onnxruntime, or of an MXNet "
-        "'-symbol.json' graph, a model.json or a built-in model (oneshot, oneshot+, oneshot-s+) with MXNet. "
-        "Model.json and built-ins get random weights: the numbers are latency only.",
+        description="Measure inference latency (p50/p90/p99) and throughput of an .onnx file (onnxruntime or "
+        "OpenVINO), an OpenVINO IR (.xml + .bin), an MXNet '-symbol.json' graph, a model.json or a built-in model "
+        "(oneshot, oneshot+, oneshot-s+; MXNet). Model.json and built-ins get random weights: latency only. "
+        "Every figure says whether the machine was busy while it was measured.",
     )
-    p.add_argument("target", metavar="TARGET", help=".onnx file, MXNet -symbol.json, model.json or built-in name")
+    p.add_argument("target", metavar="TARGET", help=".onnx, .xml (IR), MXNet -symbol.json, model.json or built-in")
+    add_runtime(p, RUNTIMES, "auto", "auto: onnxruntime for .onnx, openvino for .xml, mxnet for graphs and models")
+    add_precision(
+        p,
+        help="openvino: the precision compiled (default fp32; bf16 only where the CPU has it); "
+        "onnxruntime/mxnet: must match the file's own",
+    )
+    add_hint(p)
     p.add_argument("--params", metavar="FILE", help="weights of a -symbol.json target (default: random weights)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
     add_batch(p, help="images per call")
-    add_threads(p, help="intra-op (onnxruntime) or OpenMP (MXNet) threads, 1-256 (default: the runtime's own)")
+    add_threads(
+        p,
+        help="intra-op (onnxruntime), inference (OpenVINO) or OpenMP (MXNet) threads, 1-256 "
+        "(default: the runtime's own)",
+    )
     p.add_argument("--warmup", type=nonneg_int, default=10, help="untimed calls before timing (default: 10)")
     p.add_argument("--repeats", type=positive_int, default=50, help="timed calls (default: 50)")
+    add_throughput(p)
     p.add_argument(
         "--input-size",
         type=positive_int,
@@ -52,9 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def target_kind(target: str) -> str:
-    """``onnx``, ``symbol`` (an MXNet graph: by name, or a .json file holding ``nodes`` and ``heads``) or ``spec``."""
+    """``onnx``, ``ir`` (an OpenVINO .xml), ``symbol`` (an MXNet graph: by name, or a .json file holding
+    ``nodes`` and ``heads``) or ``spec``."""
     if target.lower().endswith(".onnx"):
         return "onnx"
+    if target.lower().endswith(".xml"):
+        return "ir"
     if target.endswith("-symbol.json"):
         return "symbol"
     path = Path(target)
@@ -68,12 +102,29 @@ def target_kind(target: str) -> str:
     return "spec"
 
 
-def _check_args(args: argparse.Namespace, kind: str) -> None:
+def choose_runtime(kind: str, runtime: str) -> str:
+    """The runtime that runs a target of ``kind`` (``auto``: the first of :data:`KIND_RUNTIMES`)."""
+    allowed = KIND_RUNTIMES[kind]
+    if runtime == "auto":
+        return allowed[0]
+    if runtime not in allowed:
+        hint = "; export it with spos-export first" if kind == "spec" else ""
+        raise BadInputError(f"--runtime {runtime} cannot run {KIND_WORDS[kind]}; it takes {' or '.join(allowed)}{hint}")
+    return runtime
+
+
+def _check_args(args: argparse.Namespace, kind: str, runtime: str) -> None:
     """What argparse cannot check alone (the numbers are checked while parsing)."""
     if args.params is not None and kind != "symbol":
         raise BadInputError("--params applies only to an MXNet -symbol.json target")
-    if kind == "onnx" and not Path(args.target).is_file():
+    if kind in ("onnx", "ir") and not Path(args.target).is_file():
         raise BadInputError(f"{args.target}: no such file")
+    if kind == "ir" and not Path(args.target).with_suffix(".bin").is_file():
+        raise BadInputError(f"{args.target}: its weights {Path(args.target).with_suffix('.bin').name} are missing")
+    if runtime != "openvino" and args.hint is not None:
+        raise BadInputError(f"--hint applies only to --runtime openvino, not {runtime}")
+    if runtime == "openvino" and args.device != "cpu":
+        raise BadInputError("--device gpu: the OpenVINO runtime here runs on the CPU only")
 
 
 def _set_mxnet_threads(threads: int | None) -> None:
@@ -86,38 +137,120 @@ def _set_mxnet_threads(threads: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _measure(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def _file_precision(args: argparse.Namespace, runtime: str, held: str) -> str:
+    """onnxruntime and MXNet run what the file holds: a --precision asking for something else is refused."""
+    if args.precision is not None and args.precision != held:
+        raise BadInputError(
+            f"--precision {args.precision}: {runtime} runs {args.target} at the precision it holds, {held} "
+            f"(only --runtime openvino compiles a chosen precision)"
+        )
+    return held
+
+
+Bencher = Callable[[int, str], Any]
+"""``(batch, label) -> LatencyStats`` (or ``(LatencyStats, requests)`` for OpenVINO's throughput rounds)."""
+
+
+def _onnxruntime(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
     from spos_deploy.runtime import bench
     from spos_deploy.runtime.ort import ort_session
 
-    out: dict[str, Any] = {"target": args.target, "device": args.device}  # ordered for print in the return
+    out["precision"] = _file_precision(args, "onnxruntime", bench.onnx_precision(args.target))
+    out["precision_source"] = "file"
+    sess = ort_session(args.target, device=args.device, threads=args.threads)
+    out["providers"] = sess.get_providers()
     size = args.input_size
-    if kind == "onnx":
-        sess = ort_session(args.target, device=args.device, threads=args.threads)
-        shape = None if size is None else (args.batch, None, size, size)
-        stats = bench.bench_ort_session(sess, args.batch, args.warmup, args.repeats, shape, label=args.target)
-        out.update(runtime="onnxruntime", providers=sess.get_providers())
-    elif kind == "symbol":
+
+    def at(batch: int, label: str) -> Any:
+        shape = None if size is None else (batch, None, size, size)
+        return bench.bench_ort_session(sess, batch, args.warmup, args.repeats, shape, args.target, warn_label=label)
+
+    return at, at
+
+
+def _openvino(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
+    from spos_deploy.runtime import bench
+    from spos_deploy.runtime.openvino import ov_compile
+
+    hint = args.hint or "latency"
+    compiled = ov_compile(args.target, args.precision or "fp32", args.threads, hint, label=args.target)
+    out.update(precision=compiled.precision, precision_source="asked", openvino=compiled.as_dict())
+    size = args.input_size
+
+    def shape(batch: int) -> tuple | None:
+        return None if size is None else (batch, None, size, size)
+
+    def at(batch: int, label: str) -> Any:
+        return bench.bench_ov_compiled(compiled, batch, args.warmup, args.repeats, shape(batch), label)
+
+    def rate(batch: int, label: str) -> Any:
+        if hint != "throughput":
+            return at(batch, label)
+        return bench.ov_parallel_throughput(compiled, batch, args.warmup, args.repeats, shape(batch), label)
+
+    return at, rate
+
+
+def _mxnet(args: argparse.Namespace, kind: str, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
+    from spos_deploy.runtime import bench
+
+    if kind == "symbol":
+        out["precision"] = _file_precision(args, "mxnet", bench.symbol_precision(args.target))
         ctx = bench.mxnet_context(args.device)
-        size = size or DEFAULT_SYMBOL_INPUT_SIZE
-        shape = (args.batch, 3, size, size)
-        stats = bench.bench_symbol(args.target, args.params, shape, ctx, warmup=args.warmup, repeats=args.repeats)
-        out["runtime"] = "mxnet"
+        size = args.input_size or DEFAULT_SYMBOL_INPUT_SIZE
+        net = bench.load_symbol_block(args.target, args.params, ctx)
         if args.params is None:
             out["note"] = RANDOM_WEIGHTS
     else:
         from spos_deploy.model_spec import load_spec
 
-        spec = load_spec(args.target, input_size=size)  # before any MXNet work: a bad model.json fails fast
+        spec = load_spec(args.target, input_size=args.input_size)  # before any MXNet work: fails fast
+        out["precision"] = _file_precision(args, "mxnet", "fp32")
         ctx = bench.mxnet_context(args.device)
         from spos_deploy.nets.network import build_subnet
 
         net = build_subnet(spec, ctx=ctx)
-        s = spec.space.input_size
-        stats = bench.bench_mxnet(net, (args.batch, 3, s, s), ctx, warmup=args.warmup, repeats=args.repeats)
-        out.update(runtime="mxnet", note=RANDOM_WEIGHTS)
+        size = spec.space.input_size
+        out["note"] = RANDOM_WEIGHTS
+    out["precision_source"] = "file" if kind == "symbol" else "model"
+
+    def at(batch: int, label: str) -> Any:
+        return bench.bench_mxnet(net, (batch, 3, size, size), ctx, args.warmup, args.repeats, label=label)
+
+    return at, at
+
+
+def _throughput_row(result: Any, batch: int) -> dict[str, Any]:
+    stats, requests = result if isinstance(result, tuple) else (result, 1)
+    return {
+        "batch": batch,
+        "requests": requests,
+        "images_per_s": stats.as_dict()["throughput"],
+        "p50_ms": stats.p50_ms,
+        "busy": stats.busy,
+        "latency": stats.as_dict(),
+    }
+
+
+def _measure(args: argparse.Namespace, kind: str, runtime: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"target": args.target, "runtime": runtime, "device": args.device}
+    if runtime == "onnxruntime":
+        at, rate = _onnxruntime(args, out)
+    elif runtime == "openvino":
+        at, rate = _openvino(args, out)
+    else:
+        at, rate = _mxnet(args, kind, out)
+    stats = at(args.batch, "")
     out.update(threads=args.threads, batch=args.batch, latency=stats.as_dict())
-    order = ["target", "runtime", "device", "providers", "threads", "batch", "latency", "note"]
+    warnings = list(stats.warnings)
+    batches = throughput_batches(args.throughput)
+    if batches:
+        rows = [_throughput_row(rate(b, f"batch {b}"), b) for b in batches]
+        out["throughput"] = rows
+        warnings += [w for r in rows for w in r["latency"]["warnings"]]
+    out["warnings"] = warnings
+    order = ["target", "runtime", "precision", "precision_source", "openvino", "device", "providers", "threads"]
+    order += ["batch", "latency", "throughput", "warnings", "note"]
     return {k: out[k] for k in order if k in out}
 
 
@@ -126,15 +259,46 @@ def _machine_line(m: dict[str, Any]) -> str:
     return f"machine: {m['cpu']}, {m['usable_cores']} usable of {m['logical_cores']} logical cores; {versions}"
 
 
+def _openvino_line(ov: dict[str, Any]) -> str:
+    layers = ", ".join(f"{k} " + "/".join(f"{p} {n}" for p, n in v.items()) for k, v in ov["layers"].items())
+    line = (
+        f"openvino {ov['openvino'].split('-')[0]}: asked {ov['precision']}, compiled inference precision "
+        f"{ov['inference_precision']}, executed {ov['executed_precision']} ({layers}); hint {ov['hint']}, "
+        f"{ov['threads']} threads, {ov['streams']} streams"
+    )
+    return line + "".join(f"; {n}" for n in ov.get("notes", []))
+
+
+def _precision_line(out: dict[str, Any]) -> str:
+    source = {"file": "the file's own", "model": "the model's, random weights", "asked": "as asked"}
+    return f"precision: {out['precision']} ({source[out['precision_source']]})"
+
+
 def _print_text(out: dict[str, Any]) -> None:
+    from spos_deploy.runtime.load import summary_line
+
     lat = out["latency"]
     threads = "default" if out["threads"] is None else out["threads"]
-    row = [out["runtime"], out["device"], out["batch"], threads]
+    row = [out["runtime"], out["precision"], out["device"], out["batch"], threads]
     row += [f"{lat[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms")]
     row.append("" if lat["throughput"] is None else f"{lat['throughput']:.1f}")
-    headers = ["runtime", "device", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "min ms"]
-    headers.append("images/s (p50)")
+    headers = ["runtime", "precision", "device", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms"]
+    headers += ["std ms", "min ms", "images/s (p50)"]
     print(tabulate([row], headers=headers, tablefmt="github", disable_numparse=True))
+    if "throughput" in out:
+        print()
+        rows = [
+            [
+                r["batch"],
+                r["requests"],
+                f"{r['p50_ms']:.3f}",
+                f"{r['images_per_s'] or 0:.1f}",
+                summary_line(r["latency"]["load"]),
+            ]
+            for r in out["throughput"]
+        ]
+        headers = ["batch", "requests in flight", "p50 ms (per call)", "images/s", "load"]
+        print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     print()
     what = f"target: {out['target']}; {lat['runs']} timed runs after {lat['warmup']} warm-up"
     if "providers" in out:
@@ -142,15 +306,24 @@ def _print_text(out: dict[str, Any]) -> None:
     if "note" in out:
         what += f"; {out['note']}"
     print(what)
+    print(_openvino_line(out["openvino"]) if "openvino" in out else _precision_line(out))
+    print(f"load: {summary_line(lat['load'])}")
+    for w in out["warnings"]:
+        print(f"warning: {w}")
     print(_machine_line(out["machine"]))
 
 
 def body(args: argparse.Namespace) -> int:
     kind = target_kind(args.target)
-    _check_args(args, kind)
-    if kind != "onnx":
+    runtime = choose_runtime(kind, args.runtime)
+    _check_args(args, kind, runtime)
+    if runtime == "openvino":
+        from spos_deploy.runtime.openvino import require_openvino
+
+        require_openvino("--runtime openvino" if args.runtime == "openvino" else f"{args.target} (an OpenVINO IR)")
+    if runtime == "mxnet":
         _set_mxnet_threads(args.threads)
-    out = _measure(args, kind)
+    out = _measure(args, kind, runtime)
     from spos_deploy.machine import machine_record
 
     out["machine"] = machine_record()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_plot, add_threads, positive_int
+from spos_deploy.cli.options import add_plot, add_precision, add_runtime, add_threads, positive_int
 from spos_deploy.space import part_key
 
 if TYPE_CHECKING:
@@ -43,10 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--measure",
         choices=["cpu", "gpu"],
-        help="also measure time per op and per block (onnxruntime profiler, deployed form, random weights)",
+        help="also measure time per op and per block (the runtime's own profiler, deployed form, random weights)",
     )
     p.add_argument("--measure-runs", type=positive_int, default=30, help="profiled runs for --measure (default 30)")
-    add_threads(p, help="intra-op threads for --measure (default: onnxruntime's own)")
+    add_runtime(
+        p, ("onnxruntime", "openvino"), "onnxruntime", "--measure: onnxruntime's profiler or OpenVINO's counters"
+    )
+    add_precision(p, help="--measure --runtime openvino: fp32 (default) or bf16 (where the CPU has it)")
+    add_threads(p, help="threads for --measure (default: the runtime's own)")
     add_common(p)
     return p
 
@@ -111,6 +115,9 @@ def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str
             ms = measured["blocks_ms"].get(r["part"], 0.0)
             row += [f"{ms:.3f}", f"{2 * (r['flops'] or 0) / (ms * 1e6):.1f}" if ms > 0 else "-"]
         rows.append(row)
+    other = (measured or {}).get("blocks_ms", {}).get("other", 0.0)
+    if other > 0:
+        rows.append(["other", "(no block: graph plumbing)", *[""] * 8, f"{other:.3f}", "-"])
     headers = [
         "part",
         "block",
@@ -164,6 +171,50 @@ def _plot(prof: Profile, path: str) -> None:
     plt.close(fig)
 
 
+def _measured(args: argparse.Namespace, spec: object) -> dict | None:
+    """The --measure profile, or ``None``; the runtime options apply only with --measure."""
+    if not args.measure:
+        if args.runtime != "onnxruntime" or args.precision is not None:
+            from spos_deploy.errors import BadInputError
+
+            raise BadInputError("--runtime and --precision apply only with --measure")
+        return None
+    if args.runtime == "onnxruntime" and args.precision not in (None, "fp32"):
+        from spos_deploy.errors import BadInputError
+
+        raise BadInputError(
+            f"--precision {args.precision}: onnxruntime profiles the fp32 export; use --runtime openvino"
+        )
+    from spos_deploy.runtime.op_profile import measure_spec
+
+    return measure_spec(
+        spec,
+        device=args.measure,
+        runs=args.measure_runs,
+        threads=args.threads,
+        runtime=args.runtime,
+        precision=args.precision or "fp32",
+    )
+
+
+def _print_measured(m: dict) -> None:
+    from spos_deploy.runtime.load import summary_line
+
+    what = m["runtime"]
+    if "openvino" in m:
+        what += f" {m['openvino']['executed_precision']}"
+    total, e2e = m["nodes_total_ms"], m["end_to_end_p50_ms"]
+    print(
+        f"\nmeasured ({what}, {m['device']}, BN merged, random weights): end to end {e2e:.3f} ms p50, sum of "
+        f"nodes {total:.3f} ms ({100 * total / e2e:.0f} % of end to end; other: "
+        f"{m['blocks_ms'].get('other', 0.0):.3f} ms)"
+    )
+    if m.get("load"):
+        print(f"load: {summary_line(m['load'])}")
+    for w in m.get("warnings", []):
+        print(f"warning: {w}")
+
+
 def body(args: argparse.Namespace) -> int:
     from spos_deploy.counting.profile import COMPARE_MODELS, profile_spec, profile_zoo
     from spos_deploy.model_spec import load_spec
@@ -178,11 +229,7 @@ def body(args: argparse.Namespace) -> int:
         compare = [profile_zoo(n, spec.space.input_size) for n in names]
     if args.plot:
         _plot(prof, args.plot)
-    measured = None
-    if args.measure:
-        from spos_deploy.runtime.op_profile import measure_spec
-
-        measured = measure_spec(spec, device=args.measure, runs=args.measure_runs, threads=args.threads)
+    measured = _measured(args, spec)
     if args.json:
         out = prof.to_json(args.bits)
         if measured is not None:
@@ -215,10 +262,7 @@ def body(args: argparse.Namespace) -> int:
         else:
             print(_blocks_table(prof, args.bits, measured))
     if measured is not None:
-        print(
-            f"\nmeasured ({measured['runtime']}, {measured['device']}, BN merged, random weights): end to end "
-            f"{measured['end_to_end_p50_ms']:.3f} ms p50, sum of nodes {measured['nodes_total_ms']:.3f} ms"
-        )
+        _print_measured(measured)
     for p in [prof, *compare]:
         if p.unknown_ops:
             print(f"note: {p.name}: op types counted as free (no rule): {', '.join(p.unknown_ops)}", file=sys.stderr)

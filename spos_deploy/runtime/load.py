@@ -4,9 +4,13 @@ A latency measured beside another busy process can be several times the real one
 fp32 went from 7.5 to 22.9 ms with one other process on one of two cores) and nothing in the number
 itself shows it. So every measurement takes two snapshots around its timed loop and records:
 
+* how long this process's threads waited in the run queue for a CPU, over the wall time
+  (``/proc/self/task/*/schedstat``, nanoseconds): the direct measure of contention, precise even for a
+  timed loop of a few milliseconds;
 * other processes' CPU time on the cores this process may use, over the wall time, in cores
   (``/proc/stat`` per-CPU busy time minus this process's own CPU time), plus the time the hypervisor
-  took from those cores (steal);
+  took from those cores (steal); counted in clock ticks, so left out (``None``) for a loop too short for
+  them to resolve;
 * the 1-minute load average before and after (informational: it is machine-wide, lags by a minute and
   counts this process too);
 * steadiness: the spread between the medians of consecutive chunks of the timed runs, which catches a
@@ -31,6 +35,11 @@ import numpy as np
 OTHERS_MAX_CORES = 0.25
 """Other processes may use this much of the cores this process needs before the machine counts as busy:
 a quarter of a core taken from a 2-thread run is a slowdown of the order of the 10 % a latency table must hold."""
+WAIT_MAX = 0.05
+"""Largest run-queue wait of this process's threads, in cores (seconds waited per second of wall), of a quiet
+machine: waking a thread costs microseconds, so even thousands of wake-ups a second stay near 0.005."""
+MAX_RESOLUTION_CORES = 1.0
+"""Beyond this tick-rounding error the others' CPU figure says nothing and is left out."""
 SPREAD_MAX = 0.15
 """Largest (max - min) / median of the chunk medians of a steady measurement: beyond it the machine's speed
 moved by more than a latency table's ±10 % budget during the run."""
@@ -45,6 +54,7 @@ class Snapshot:
 
     wall_s: float  # time.perf_counter()
     self_cpu_s: float  # this process's CPU time, all threads (time.process_time())
+    wait_s: float | None  # run-queue wait of this process's threads (schedstat)
     busy_s: float | None  # busy CPU time of the usable cores since boot (user+nice+system+irq+softirq)
     steal_s: float | None  # time the hypervisor ran something else on the usable cores
     load1: float | None  # 1-minute load average
@@ -59,6 +69,7 @@ class LoadRecord:
     wall_s: float
     usable_cores: int
     self_cores: float
+    wait_cores: float | None  # seconds this process's threads waited for a CPU per second of wall
     others_cores: float | None
     steal_cores: float | None
     resolution_cores: float | None  # how far others_cores may be off from tick rounding alone
@@ -141,6 +152,7 @@ def others_limit(cores: int, self_cores: float) -> float:
 
 
 def verdict(
+    wait_cores: float | None,
     others_cores: float | None,
     steal_cores: float | None,
     self_cores: float,
@@ -148,9 +160,12 @@ def verdict(
     spread: float | None,
     resolution: float | None = 0.0,
 ) -> tuple[bool, list[str]]:
-    """``(busy, reasons)``: busy when others (with steal) use more than :func:`others_limit` beyond the tick
-    rounding, or when the chunk spread exceeds :data:`SPREAD_MAX`."""
+    """``(busy, reasons)``: busy when this process waited for a CPU more than :data:`WAIT_MAX`, when others
+    (with steal) use more than :func:`others_limit` beyond the tick rounding, or unsteady when the chunk
+    spread exceeds :data:`SPREAD_MAX`."""
     reasons: list[str] = []
+    if wait_cores is not None and wait_cores > WAIT_MAX:
+        reasons.append("waited")
     if others_cores is not None:
         taken = others_cores + (steal_cores or 0.0)
         if taken - (resolution or 0.0) > others_limit(cores, self_cores):
@@ -164,19 +179,22 @@ def load_record(before: Snapshot, after: Snapshot, times_s: Sequence[float] | No
     """The record of one timed loop from its two snapshots and its per-call times (pure)."""
     wall = max(after.wall_s - before.wall_s, 1e-9)
     self_cores = max(0.0, after.self_cpu_s - before.self_cpu_s) / wall
-    others = steal = resolution = None
+    others = steal = resolution = wait = None
+    if before.wait_s is not None and after.wait_s is not None:
+        wait = max(0.0, after.wait_s - before.wait_s) / wall
     if before.busy_s is not None and after.busy_s is not None:
-        busy = (after.busy_s - before.busy_s) / wall
-        others = max(0.0, busy - self_cores)
         resolution = TICK_ERROR * before.cores * before.tick_s / wall
+        if resolution <= MAX_RESOLUTION_CORES:
+            others = max(0.0, (after.busy_s - before.busy_s) / wall - self_cores)
     if before.steal_s is not None and after.steal_s is not None:
         steal = max(0.0, after.steal_s - before.steal_s) / wall
     spread, n = chunk_spread(times_s) if times_s is not None else (None, 0)
-    busy_flag, reasons = verdict(others, steal, self_cores, before.cores, spread, resolution)
+    busy_flag, reasons = verdict(wait, others, steal, self_cores, before.cores, spread, resolution)
     return LoadRecord(
         wall_s=wall,
         usable_cores=before.cores,
         self_cores=self_cores,
+        wait_cores=wait,
         others_cores=others,
         steal_cores=steal,
         resolution_cores=resolution,
@@ -193,6 +211,8 @@ def warning_text(r: LoadRecord) -> str:
     """e.g. ``machine busy while measuring: other processes used 0.97 of 2 cores; load 1.20 -> 2.00;
     latency figures are likely too slow``."""
     parts = []
+    if r.wait_cores is not None:
+        parts.append(f"this process waited {1e3 * r.wait_cores:.0f} ms per second for a CPU")
     if r.others_cores is not None:
         parts.append(f"other processes used {r.others_cores:.2f} of {r.usable_cores} cores")
     if r.steal_cores is not None and r.steal_cores >= 0.05:
@@ -202,7 +222,7 @@ def warning_text(r: LoadRecord) -> str:
     if r.chunk_spread is not None:
         steady = "unsteady: " if "unsteady" in r.reasons else ""
         parts.append(f"{steady}chunk medians spread {100 * r.chunk_spread:.0f} %")
-    what = "busy" if "others" in r.reasons else "unsteady"
+    what = "unsteady" if r.reasons == ["unsteady"] else "busy"
     return f"machine {what} while measuring: {'; '.join(parts)}; latency figures are likely too slow"
 
 
@@ -210,6 +230,8 @@ def summary_line(r: LoadRecord | dict[str, Any]) -> str:
     """The load in one line for text output, busy or not."""
     d = r.as_dict() if isinstance(r, LoadRecord) else r
     parts = []
+    if d.get("wait_cores") is not None:
+        parts.append(f"waited {1e3 * d['wait_cores']:.0f} ms/s for a CPU")
     if d.get("others_cores") is not None:
         parts.append(f"other processes {d['others_cores']:.2f} of {d['usable_cores']} cores")
     if d.get("load_before") is not None and d.get("load_after") is not None:
@@ -236,6 +258,21 @@ def _read(path: str) -> str | None:
         return None
 
 
+def read_wait_s() -> float | None:
+    """Run-queue wait (seconds) summed over this process's threads, from their ``schedstat`` files."""
+    total, seen = 0, False
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        text = _read(f"/proc/self/task/{tid}/schedstat")  # a thread may end between listing and reading
+        if text is not None and len(text.split()) >= 2:
+            total += int(text.split()[1])
+            seen = True
+    return total / 1e9 if seen else None
+
+
 def read_snapshot() -> Snapshot:
     """The machine now (the only function here that reads ``/proc``)."""
     cpus = usable_cpus()
@@ -249,6 +286,7 @@ def read_snapshot() -> Snapshot:
     return Snapshot(
         wall_s=time.perf_counter(),
         self_cpu_s=time.process_time(),
+        wait_s=read_wait_s(),
         busy_s=None if ticks is None else ticks[0] / hz,
         steal_s=None if ticks is None else ticks[1] / hz,
         load1=None if loadavg is None else parse_loadavg(loadavg),

@@ -1,8 +1,13 @@
-"""Measured time per op and per block, from onnxruntime's own profiler, mapped back to the model's blocks.
+"""Measured time per op and per block, from onnxruntime's profiler or OpenVINO's per-layer performance
+counters, mapped back to the model's blocks.
 
-The network is deployed as it would ship (BN merged, ONNX, onnxruntime with all graph optimisations);
-node names survive export (``b03_pw1_fwd``), so each profiled node is attributed to its block. Fused
-nodes keep the name of their first member.
+The network is deployed as it would ship (BN merged, ONNX, then onnxruntime with all graph optimisations
+or OpenVINO at an explicit precision); node names survive export (``b03_pw1_fwd``), so each profiled node
+is attributed to its block. Fused nodes keep the name of their first member. OpenVINO names a layer after
+the ONNX node with a suffix (``b03_pw1_fwd/WithoutBiases``) and a layout Reorder after the layers it joins
+(``b03_pw1_fwd/WithoutBiases_acdb_abcd_b03_pw1_act_hard_sigmoid0``): a Reorder is charged to the node it
+comes from, or the one it feeds when that one is unknown. What maps to no block (``VariadicSplit_6078``)
+is the ``other`` row, so the blocks plus ``other`` add up to the counters' total.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.bench import bench_onnx
 from spos_deploy.runtime.ort import ort_runner, ort_session
@@ -24,6 +31,7 @@ from spos_deploy.runtime.timing import check_counts
 from spos_deploy.space import owner
 
 ORT_SUFFIXES = ("_nchwc",)
+_OV_REORDER = re.compile(r"_([a-fA-F][a-fA-F0-9]*)_([a-fA-F][a-fA-F0-9]*)_")  # _abcd_acdb_: oneDNN layout tags
 
 
 def op_key(ops_ms: dict[str, float], name: str) -> str | None:
@@ -77,27 +85,98 @@ def _profiled_events(path: Path, device: str, threads: int | None, runs: int) ->
         os.remove(trace_file)
 
 
-def measure_spec(spec: ModelSpec, device: str = "cpu", runs: int = 30, threads: int | None = None) -> dict[str, Any]:
-    """Per-node and per-block times of ``spec`` (random weights; time does not depend on them)."""
+def ov_base(name: str) -> str:
+    """The ONNX node an OpenVINO layer name comes from: ``b03_pw1_fwd/WithoutBiases`` -> ``b03_pw1_fwd``."""
+    return name.split("/", 1)[0]
+
+
+def ov_node(name: str, layer_type: str, known: set[str]) -> str:
+    """The node an OpenVINO layer's time belongs to (pure): its base name, or for a Reorder the known node
+    it comes from (else the one it feeds, else its own name)."""
+    if layer_type != "Reorder":
+        return ov_base(name)
+    splits = [(name[: m.start()], name[m.end() :]) for m in _OV_REORDER.finditer(name)]
+    for src, _ in splits:
+        if ov_base(src) in known:
+            return ov_base(src)
+    for _, dst in splits:
+        if ov_base(dst) in known:
+            return ov_base(dst)
+    return ov_base(splits[0][0]) if splits else ov_base(name)
+
+
+def parse_ov_counters(runs: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """Median over runs of every node's milliseconds per run, from :func:`~spos_deploy.runtime.openvino.
+    layer_times` of each run (pure); the median for the reason :func:`parse_ort_profile` gives."""
+    known = {ov_base(r["node"]) for run in runs for r in run if r["type"] != "Reorder"}
+    per_run: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(runs))
+    for i, run in enumerate(runs):
+        for r in run:
+            per_run[ov_node(r["node"], r["type"], known)][i] += r["ms"]
+    return {k: float(np.median(v)) for k, v in per_run.items()}
+
+
+def _ov_ops(path: Path, precision: str, threads: int | None, runs: int) -> tuple[dict[str, float], Any, dict]:
+    """Per-node medians of ``runs`` profiled inferences (the untimed first one dropped), the end-to-end
+    latency of the same settings without counters, and what was compiled."""
+    from spos_deploy.runtime.bench import bench_openvino
+    from spos_deploy.runtime.openvino import layer_times, ov_compile, ov_runner
+
+    e2e, info = bench_openvino(path, batch=1, threads=threads, precision=precision, warmup=5, repeats=runs)
+    run = ov_runner(ov_compile(path, precision, threads, perf_count=True, label=str(path)), label=str(path))
+    counters = []
+    for _ in range(runs):  # ov_runner made the first one, which is dropped
+        run()
+        counters.append(layer_times(run.request))
+    return parse_ov_counters(counters), e2e, info
+
+
+def measure_spec(
+    spec: ModelSpec,
+    device: str = "cpu",
+    runs: int = 30,
+    threads: int | None = None,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Per-node and per-block times of ``spec`` (random weights; time does not depend on them) with
+    onnxruntime's profiler or OpenVINO's counters (``precision``: fp32 or bf16; CPU only)."""
     check_counts(repeats=runs)
+    if runtime not in ("onnxruntime", "openvino"):
+        raise BadInputError(f"--runtime {runtime}: use onnxruntime or openvino")
+    if runtime == "openvino":
+        from spos_deploy.runtime.openvino import check_precision, require_openvino
+
+        require_openvino("--measure --runtime openvino")
+        if device != "cpu":
+            raise BadInputError(f"--measure {device}: the OpenVINO runtime here runs on the CPU only")
+        if precision == "int8":
+            raise BadInputError("--precision int8: profiling runs the random-weight fp32 export; use fp32 or bf16")
+        check_precision(precision)
     from spos_deploy.deploy.onnx import export_onnx
     from spos_deploy.deploy.transforms import merge_bn
     from spos_deploy.nets.network import build_subnet
 
+    extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(merge_bn(build_subnet(spec, seed=0)), Path(tmp) / "m.onnx")
-        e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
-        events = _profiled_events(path, device, threads, runs=runs)
-    ops = parse_ort_profile(events)
+        if runtime == "openvino":
+            ops, e2e, extra["openvino"] = _ov_ops(path, precision, threads, runs)
+        else:
+            e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
+            ops = parse_ort_profile(_profiled_events(path, device, threads, runs=runs))
     blocks: dict[str, float] = defaultdict(float)
     for node, ms in ops.items():
         blocks[owner(node)] += ms
     return {
-        "runtime": "onnxruntime",
+        "runtime": runtime,
         "device": device,
         "runs": runs,
         "end_to_end_p50_ms": e2e.p50_ms,
         "nodes_total_ms": float(sum(ops.values())),
         "blocks_ms": dict(blocks),
         "ops_ms": ops,
+        "load": e2e.load,
+        "warnings": e2e.warnings,
+        **extra,
     }
