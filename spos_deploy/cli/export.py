@@ -134,7 +134,7 @@ def body(args: argparse.Namespace) -> int:
     if args.target == "auto":  # it checks the options that narrow its candidates itself
         from spos_deploy.deploy.auto import export_auto
 
-        return export_auto(args, _options(args), _print_text)
+        return export_auto(args, _options, _print_text)
     check_format_options(args.fmt, args.hswish, args.static_batch)
     spec = load_spec(args.model, input_size=args.input_size)
     from spos_deploy.deploy.pipeline import run_export

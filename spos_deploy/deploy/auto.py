@@ -98,26 +98,18 @@ class Machine:
     nncf: bool
     native_bf16: bool
     hardswish_in_model: bool = True
-    pipeline_forms: dict[str, bool] = field(default_factory=dict)  # what run_export can ship
 
 
 def _skip(c: Candidate, m: Machine) -> str | None:
     """Why ``c`` is not built here, or None (each reason is a fact, never a guess about speed)."""
-    ship = m.pipeline_forms
     if c.runtime == "openvino" and not m.openvino:
         return "OpenVINO is not installed"
-    if c.runtime == "openvino" and not ship.get("openvino", True):
-        return "the export pipeline cannot write an OpenVINO IR yet"
     if c.precision == "bf16" and not m.native_bf16:
         return "this CPU has no native bf16 (OpenVINO lists no BF16): emulated bf16 is slower than fp32"
     if c.runtime == "openvino" and c.precision == "int8" and not m.nncf:
         return "int8 for OpenVINO needs NNCF, which is not installed"
     if c.hswish == "op" and not m.hardswish_in_model:
         return "the model has no hard-swish: the op form is the same graph as mul"
-    if c.hswish == "op" and not ship.get("hswish", True):
-        return "the export pipeline cannot write the HardSwish-op form yet"
-    if c.batch == "static" and not ship.get("static_batch", True):
-        return "the export pipeline cannot write a static-shape IR yet"
     return None
 
 
@@ -351,13 +343,8 @@ def _acc_cell(acc: dict[str, Any] | None) -> str:
 
 def candidate_table(section: dict[str, Any]) -> list[str]:
     """The candidates as markdown table rows, fastest passing first, then the rest in candidate order."""
-    rows = sorted(
-        section["candidates"],
-        key=lambda c: (
-            c["candidate"] not in section["ranking"],
-            section["ranking"].index(c["candidate"]) if c["candidate"] in section["ranking"] else 0,
-        ),
-    )
+    rank = {k: i for i, k in enumerate(section["ranking"])}
+    rows = sorted(section["candidates"], key=lambda c: rank.get(c["candidate"], len(rank)))
     lines = ["| candidate | p50 ms | p90 ms | accuracy vs fp32 | passed | why |", "|---|---|---|---|---|---|"]
     for c in rows:
         mark = " **(shipped)**" if c["candidate"] == section["winner"] else ""
@@ -600,28 +587,19 @@ def measure_all(records: Sequence[Record], runners: Mapping[str, Callable[[], An
     return load_verdict(load, {k: round_spread(v, auto.rounds) for k, v in times.items()})
 
 
-def _machine(space: AutoSpace, net: Any) -> Machine:
+def _machine(net: Any) -> Machine:
     """The facts the candidate list depends on: installed runtimes, native bf16, whether the model has any
-    hard-swish (else the op form is the mul form), what the export pipeline can ship."""
+    hard-swish (else the op form is the mul form)."""
     import importlib.util
 
-    from spos_deploy.deploy.pipeline import ExportOptions
     from spos_deploy.runtime import openvino as rov
 
     ov = rov.available()
-    names = {f.name for f in dataclasses.fields(ExportOptions)}
-    from spos_deploy.deploy.choices import FORMATS
-
     return Machine(
         openvino=ov,
         nncf=importlib.util.find_spec("nncf") is not None,
-        native_bf16=ov and "bf16" in space.precisions and rov.native_bf16(),
+        native_bf16=ov and rov.native_bf16(),
         hardswish_in_model=_has_hswish(net),
-        pipeline_forms={
-            "openvino": "openvino" in FORMATS,
-            "hswish": "hswish" in names,
-            "static_batch": "static_batch" in names,
-        },
     )
 
 
@@ -705,7 +683,7 @@ def search(spec: Any, opts: Any, auto: AutoOptions) -> dict[str, Any]:
     """Build, check and time every candidate; the ``auto`` section (without shipping anything)."""
     with tempfile.TemporaryDirectory(prefix="spos-auto-") as tmp:
         work = _prepare_work(spec, opts, auto, Path(tmp))
-        cands, skipped = candidates(auto.space, _machine(auto.space, work.net))
+        cands, skipped = candidates(auto.space, _machine(work.net))
         if not cands:
             from spos_deploy.errors import BadInputError
 
@@ -798,15 +776,17 @@ def space_from_options(
     return space
 
 
-def export_auto(args: Any, opts: Any, print_text: Callable[[Any, str], None]) -> int:
-    """The ``--target auto`` branch of ``spos-export``: search, ship, print the table (or the JSON)."""
+def export_auto(args: Any, options: Callable[[Any], Any], print_text: Callable[[Any, str], None]) -> int:
+    """The ``--target auto`` branch of ``spos-export``: search, ship, print the table (or the JSON).
+    ``options`` maps the arguments to the pipeline's options; it is called after the checks of the options
+    that narrow the candidates, since it loads the pipeline (MXNet) and a bad option should cost no second."""
     from spos_deploy.cli.common import print_json
     from spos_deploy.model_spec import load_spec
 
     space = space_from_options(args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch)
     auto = AutoOptions(space=space, rounds=args.auto_rounds, repeats=args.auto_repeats, threads=args.threads)
     spec = load_spec(args.model, input_size=args.input_size)
-    report, section = run_auto(spec, args.output, opts, auto)
+    report, section = run_auto(spec, args.output, options(args), auto)
     if args.json:
         print_json({**report.as_dict(), "auto": section})
         return 0
