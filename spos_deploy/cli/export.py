@@ -109,14 +109,17 @@ def _print_text(report: Any, output: str) -> None:
     print(f"  FLOPs / params, deployed graph (as written):      {g.flops:,} / {g.params:,}")
     if report.int8 is not None:
         acc = report.int8["accuracy"]
+        layers = report.int8.get("int8_layers")
         print(
-            f"  int8: top-1 agreement {acc['top1_agreement']:.3f}, top-1 fp32 {acc['top1_fp32']}, "
-            f"int8 {acc['top1_int8']} on {acc['images']} images"
+            f"  int8 ({report.int8['runtime']}): top-1 agreement {acc['top1_agreement']:.3f}, top-1 fp32 "
+            f"{acc['top1_fp32']}, int8 {acc['top1_int8']} on {acc['images']} images"
+            + ("" if layers is None else f"; {layers} of {report.int8['compute_layers']} compute layers in int8")
         )
     if report.bf16 is not None:
         acc = report.bf16.get("accuracy")
         print(
-            f"  bf16: top-1 agreement {acc['top1_agreement']:.3f} on {acc['images']} images"
+            f"  bf16 (openvino): top-1 agreement {acc['top1_agreement']:.3f}, top-1 fp32 {acc['top1_fp32']}, "
+            f"bf16 {acc['top1_bf16']} on {acc['images']} images"
             if acc
             else f"  bf16: not measured ({report.bf16['reason']})"
         )
