@@ -266,9 +266,13 @@ def test_mxnet_context():
 
 
 def test_cli_json_onnx(exported):
-    proc = run_bench(exported["dynamic"], "--batch", "2", "--threads", "1", "--repeats", "3", "--warmup", "1", "--json")
+    args = ["--batch", "2", "--threads", "1", "--repeats", "3", "--warmup", "1", "--throughput", "3", "--json"]
+    proc = run_bench(exported["dynamic"], *args)
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
+    rows = d.pop("throughput")
+    assert [(r["batch"], r["requests"], r["latency"]["batch"]) for r in rows] == [(3, 1, 3)]
+    assert rows[0]["images_per_s"] == pytest.approx(3e3 / rows[0]["p50_ms"])
     assert set(d) == {
         "target",
         "runtime",
@@ -284,7 +288,8 @@ def test_cli_json_onnx(exported):
     }
     assert (d["target"], d["runtime"], d["device"]) == (exported["dynamic"], "onnxruntime", "cpu")
     assert (d["precision"], d["precision_source"]) == ("fp32", "file")
-    assert d["warnings"] == d["latency"]["warnings"] and d["latency"]["load"]["usable_cores"] >= 1
+    assert d["warnings"] == d["latency"]["warnings"] + rows[0]["latency"]["warnings"]
+    assert d["latency"]["load"]["usable_cores"] >= 1
     assert d["providers"] == ["CPUExecutionProvider"] and d["threads"] == 1 and d["batch"] == 2
     assert set(d["latency"]) == STATS_KEYS
     assert (d["latency"]["runs"], d["latency"]["warmup"], d["latency"]["batch"]) == (3, 1, 2)

@@ -171,20 +171,31 @@ def _plot(prof: Profile, path: str) -> None:
     plt.close(fig)
 
 
-def _measured(args: argparse.Namespace, spec: object) -> dict | None:
-    """The --measure profile, or ``None``; the runtime options apply only with --measure."""
-    if not args.measure:
-        if args.runtime != "onnxruntime" or args.precision is not None:
-            from spos_deploy.errors import BadInputError
+def _check_measure_args(args: argparse.Namespace) -> None:
+    """Refuse runtime options that cannot apply, before any counting work."""
+    from spos_deploy.errors import BadInputError
 
-            raise BadInputError("--runtime and --precision apply only with --measure")
-        return None
+    if not args.measure and (args.runtime != "onnxruntime" or args.precision is not None):
+        raise BadInputError("--runtime and --precision apply only with --measure")
     if args.runtime == "onnxruntime" and args.precision not in (None, "fp32"):
-        from spos_deploy.errors import BadInputError
-
         raise BadInputError(
             f"--precision {args.precision}: onnxruntime profiles the fp32 export; use --runtime openvino"
         )
+    if args.runtime == "openvino" and args.measure == "gpu":
+        raise BadInputError("--measure gpu: the OpenVINO runtime here runs on the CPU only")
+    if args.runtime == "openvino" and args.measure:
+        from spos_deploy.runtime.openvino import check_precision, require_openvino
+
+        require_openvino("--measure --runtime openvino")
+        if args.precision == "int8":
+            raise BadInputError("--precision int8: profiling runs the random-weight fp32 export; use fp32 or bf16")
+        check_precision(args.precision or "fp32")
+
+
+def _measured(args: argparse.Namespace, spec: object) -> dict | None:
+    """The --measure profile, or ``None``."""
+    if not args.measure:
+        return None
     from spos_deploy.runtime.op_profile import measure_spec
 
     return measure_spec(
@@ -219,6 +230,7 @@ def body(args: argparse.Namespace) -> int:
     from spos_deploy.counting.profile import COMPARE_MODELS, profile_spec, profile_zoo
     from spos_deploy.model_spec import load_spec
 
+    _check_measure_args(args)
     spec = load_spec(args.model, input_size=args.input_size)
     if args.shuffle:
         spec = spec.with_(shuffle=args.shuffle)

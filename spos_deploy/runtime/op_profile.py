@@ -118,7 +118,8 @@ def parse_ov_counters(runs: list[list[dict[str, Any]]]) -> dict[str, float]:
 
 def _ov_ops(path: Path, precision: str, threads: int | None, runs: int) -> tuple[dict[str, float], Any, dict]:
     """Per-node medians of ``runs`` profiled inferences (the untimed first one dropped), the end-to-end
-    latency of the same settings without counters, and what was compiled."""
+    latency of the same settings without counters, and what was compiled (with ``counters_total_ms``, the
+    median over runs of all counters of a run: what the per-node medians should add up to)."""
     from spos_deploy.runtime.bench import bench_openvino
     from spos_deploy.runtime.openvino import layer_times, ov_compile, ov_runner
 
@@ -128,6 +129,7 @@ def _ov_ops(path: Path, precision: str, threads: int | None, runs: int) -> tuple
     for _ in range(runs):  # ov_runner made the first one, which is dropped
         run()
         counters.append(layer_times(run.request))
+    info = {**info, "counters_total_ms": float(np.median([sum(r["ms"] for r in run) for run in counters]))}
     return parse_ov_counters(counters), e2e, info
 
 
