@@ -484,6 +484,7 @@ class _Work:
     threads: int
     folder: Path
     files: dict[tuple, Path | Exception] = field(default_factory=dict)
+    kept_float: dict[str, list[str]] = field(default_factory=dict)  # onnxruntime int8: convs left in float
 
     @property
     def size(self) -> int:
@@ -525,7 +526,6 @@ def _rewrite(fn: Callable[[Path, Path], int], src: Path, dst: Path) -> Path:
 def _int8_file(work: _Work, c: Candidate) -> Path:
     """The int8 model of ``c``: onnxruntime's static quantization or NNCF's, on the fp32 ONNX of its forms."""
     from spos_deploy.deploy.openvino import quantize_for_openvino
-    from spos_deploy.deploy.quantize import quantize_onnx
 
     src = _fp32_onnx(work, c.shuffle, c.hswish)
     if c.runtime == "openvino":
@@ -534,12 +534,23 @@ def _int8_file(work: _Work, c: Candidate) -> Path:
             ("nncf", c.shuffle, c.hswish),
             lambda p: quantize_for_openvino(src, p, work.calib, work.opts.ov_quant_preset),
         )
+    return _cached(work, ("ort", c.shuffle, c.hswish, c.scales, c.layout), lambda p: _ort_int8(work, c, src, p))
+
+
+def _ort_int8(work: _Work, c: Candidate, src: Path, dst: Path) -> Path:
+    """onnxruntime int8 of ``c``. The sensitivity pass ranks convs on the QDQ model whatever the layout, so
+    the QOperator model reuses the convs its QDQ twin kept in float instead of ranking them again: the same
+    file the pipeline writes for that form, without a second sensitivity pass."""
+    from spos_deploy.deploy.quantize import quantize_onnx
+
     cfg = dataclasses.replace(work.opts.ort_quant, per_channel=c.scales == "per-channel", quant_format=c.layout)
-    return _cached(
-        work,
-        ("ort", c.shuffle, c.hswish, c.scales, c.layout),
-        lambda p: Path(quantize_onnx(src, p, work.calib, work.size, cfg).path),
-    )
+    twin = dataclasses.replace(c, layout="qdq")
+    if c.layout == "qoperator" and cfg.keep_float > 0:
+        _int8_file(work, twin)
+        cfg = dataclasses.replace(cfg, exclude=work.kept_float[twin.key], keep_float=0)
+    result = quantize_onnx(src, dst, work.calib, work.size, cfg)
+    work.kept_float[c.key] = result.excluded
+    return Path(result.path)
 
 
 def _runner(work: _Work, c: Candidate) -> tuple[Callable[[], Any], np.ndarray, dict[str, Any] | None]:
