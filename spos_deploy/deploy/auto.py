@@ -49,8 +49,8 @@ AGREEMENT_MIN = 0.9
 """Unlabelled data or random weights: a reduced-precision form must pick the fp32 class on 90 % of the images.
 Random weights give near-flat logits, so their top-1 is noise and a top-1 difference says nothing."""
 TIE_RTOL = 0.01
-"""Two p50s within 1 % are a tie: the candidate listed first (fp32 before reduced precision, onnxruntime first)
-wins, since the measurement cannot tell them apart and the simpler form is the safer one to ship."""
+"""p50s within 1 % of the fastest are a tie: the candidate listed first in :func:`candidates` order wins, since
+the measurement cannot tell them apart and the simpler form is the safer one to ship."""
 
 
 # ---- candidates -----------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ class Candidate:
 
 @dataclass
 class AutoSpace:
-    """What may be tried; each axis is narrowed by the explicit options of ``spos-export`` (docs/deploy.md)."""
+    """What may be tried; each axis is narrowed by the explicit options of ``spos-export`` (docs/target_auto.md)."""
 
     runtimes: tuple[str, ...] = RUNTIMES
     precisions: tuple[str, ...] = AUTO_PRECISIONS
@@ -269,20 +269,15 @@ def choose(records: Sequence[Record]) -> Choice | None:
     return Choice(win, why, nxt, speedup)
 
 
+def _graph(c: Candidate) -> tuple[str, str, str, str | None]:
+    return c.runtime, c.shuffle, c.hswish, c.batch
+
+
 def _fp32_twin(r: Record, records: Sequence[Record]) -> Record | None:
     """The fp32 candidate of the same runtime and the same graph forms as ``r``."""
-    c = r.candidate
-    for o in records:
-        oc = o.candidate
-        if (oc.runtime, oc.precision, oc.shuffle, oc.hswish, oc.batch) == (
-            c.runtime,
-            "fp32",
-            c.shuffle,
-            c.hswish,
-            c.batch,
-        ):
-            return o
-    return None
+    return next(
+        (o for o in records if o.candidate.precision == "fp32" and _graph(o.candidate) == _graph(r.candidate)), None
+    )
 
 
 def slower_than_fp32(records: Sequence[Record]) -> list[str]:
@@ -511,16 +506,12 @@ def _fp32_onnx(work: _Work, shuffle: str, act: str) -> Path:
 
     def make(path: Path) -> Path:
         if act == "op":
-            return _rewrite(rewrite_hswish, _fp32_onnx(work, shuffle, "mul"), path)
+            rewrite_hswish(_fp32_onnx(work, shuffle, "mul"), path)
+            return path
         deployed, _ = _deploy_form(work.net, work.spec, dataclasses.replace(work.opts, shuffle=shuffle), work.images)
         return export_onnx(deployed, path)
 
     return _cached(work, ("fp32", shuffle, act), make)
-
-
-def _rewrite(fn: Callable[[Path, Path], int], src: Path, dst: Path) -> Path:
-    fn(src, dst)
-    return dst
 
 
 def _int8_file(work: _Work, c: Candidate) -> Path:
