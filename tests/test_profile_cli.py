@@ -43,3 +43,16 @@ def test_profile_tables_and_compare(tmp_path):
     assert d["compare"][0]["name"] == "mobilenetv3_small" and d["compare"][0]["flops"] > 0
     proc = run_cli("spos-profile", "oneshot", "--compare", "no_such_net")
     assert proc.returncode == 2 and "no_such_net" in proc.stderr
+
+
+def test_profile_measure_text_reports_load_and_coverage(tmp_path):
+    """--measure (onnxruntime) says how much of end-to-end time the nodes cover and how loaded the machine was."""
+    from .conftest import TINY_MODEL
+
+    model = tmp_path / "tiny.json"
+    model.write_text(json.dumps(TINY_MODEL))
+    proc = run_cli("spos-profile", str(model), "--measure", "cpu", "--measure-runs", "5", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("measured (onnxruntime"))
+    assert "% of end to end" in line and "other: " in line
+    assert any(ln.startswith("load: quiet") or ln.startswith("load: BUSY") for ln in proc.stdout.splitlines())
