@@ -18,13 +18,21 @@ class BadInputError(SposError):
     exit_code = 2
 
 
-_NOISE = ("[bt]", "File ", "Traceback", "Stack trace", "During handling", "The above exception")
+_NOISE = (
+    "[bt]",
+    "File ",
+    "Traceback",
+    "Stack trace",
+    "During handling",
+    "The above exception",
+    "Exception from src/",  # OpenVINO's banner: the source file that raised, before the message
+)
 
 
 def short_message(exc: BaseException, limit: int = 300) -> str:
     """The one informative line of an exception, for messages that quote a library's error.
 
-    MXNet and onnxruntime put a C++ backtrace, a Python traceback or a banner before the line that says
+    MXNet, onnxruntime and OpenVINO put a C++ backtrace, a Python traceback or a banner before the line that says
     what went wrong; this keeps that line (the last one that names an error, else the first real line),
     drops the ``MXNetError:`` style prefix and cuts it to ``limit`` characters.
     """

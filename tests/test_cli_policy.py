@@ -110,6 +110,11 @@ def test_short_message_keeps_the_informative_line():
         "MXNetError: Check failed: shape mismatch (3 vs 4)"
     )
     assert short_message(mx_like) == "Check failed: shape mismatch (3 vs 4)"
+    ov_like = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:84:\nException from src/frontends/ir/src/frontend.cpp:2:\n"
+        "Incorrect weights in bin file!\n"
+    )
+    assert short_message(ov_like) == "Incorrect weights in bin file!"
     assert short_message(ValueError("")) == "ValueError"
     assert len(short_message(ValueError("x" * 1000))) == 300
 
