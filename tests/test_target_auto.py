@@ -282,3 +282,29 @@ def test_target_auto_bad_options_are_one_line(tmp_path, extra, message):
     proc = run_cli("spos-export", "oneshot-s+", "--random-init", "-o", str(tmp_path / "o"), "--target", "auto", *extra)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_qoperator_int8_keeps_the_convs_its_qdq_twin_keeps_in_float(tmp_path):
+    """The QOperator layout (new in OrtQuantConfig) writes QLinearConv nodes, ranks convs on the QDQ model and
+    so keeps the same convs in float: what auto measures for it is the file the pipeline ships."""
+    import onnx
+
+    from spos_deploy.data.images import load_images
+    from spos_deploy.deploy.onnx import export_onnx
+    from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_onnx
+    from spos_deploy.model_spec import spec_from_dict
+    from spos_deploy.nets.network import build_subnet
+    from spos_deploy.runtime.ort import ort_logits, ort_session
+
+    spec = spec_from_dict(dict(TINY_MODEL))
+    fp32 = export_onnx(build_subnet(spec, seed=0), tmp_path / "m.onnx")
+    images = load_images("fashion-mnist:test", 32, limit=32).images
+    qdq = quantize_onnx(fp32, tmp_path / "qdq.onnx", images, 32, OrtQuantConfig(keep_float=2))
+    qop = quantize_onnx(fp32, tmp_path / "qop.onnx", images, 32, OrtQuantConfig(keep_float=2, quant_format="qoperator"))
+    assert qop.excluded == qdq.excluded and len(qop.excluded) == 2
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "qop.onnx")).graph.node}
+    assert "QLinearConv" in ops and "QuantizeLinear" in ops
+    a, b = (ort_logits(ort_session(p), images) for p in (qdq.path, qop.path))
+    assert np.abs(a - b).max() <= 0.1 * np.abs(a).max()
+    with pytest.raises(BadInputError, match="quantization format"):
+        quantize_onnx(fp32, tmp_path / "x.onnx", images, 32, OrtQuantConfig(quant_format="qop"))

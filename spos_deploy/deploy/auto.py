@@ -571,6 +571,7 @@ def build_and_check(work: _Work, cands: Sequence[Candidate]) -> tuple[list[Recor
         try:
             runner, logits, compiled = _runner(work, c)
         except Exception as e:  # noqa: BLE001 - a form that cannot be built here is a failed candidate
+            log.debug("auto: %s could not be built", c.key, exc_info=True)
             records.append(Record(c, False, f"could not be built: {short_message(e)}"))
             continue
         ok, why, acc = verdict(c.precision, logits, work.reference, work.labels, work.random_weights)
@@ -606,7 +607,7 @@ def _machine(net: Any) -> Machine:
 
 
 def _has_hswish(net: Any) -> bool:
-    """Whether the network uses hard-swish anywhere (read from its blocks' activation names)."""
+    """Whether the network has a hard-swish block anywhere (else the op form would be the mul graph again)."""
     from spos_deploy.nets.blocks import HardSwish
 
     return any(isinstance(b, HardSwish) for b in _blocks(net))
