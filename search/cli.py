@@ -20,6 +20,7 @@ from spos_deploy.cli.options import (
     add_plot,
     add_progress,
     add_ranges,
+    add_reanchor,
     add_resume,
     add_seed,
     add_space_options,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tables(c, ("flops", "micronet", "latency"))
     c.add_argument("--latency-max-ms", type=positive_float, help="predicted latency budget (needs --latency-table)")
     c.add_argument("--allow-table-mismatch", action="store_true", help="use a latency table from other hardware")
+    add_reanchor(c)
     add_plot(p, "where to draw the candidates (default: candidates.png in the output folder)")
     p.add_argument("--no-plot", action="store_true", help="no candidates plot")
     add_progress(p)

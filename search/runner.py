@@ -64,6 +64,7 @@ class SearchJob:
     lut: str | None = None
     latency_max_ms: float | None = None
     allow_table_mismatch: bool = False
+    reanchor: bool = True  # re-measure the latency table's anchors and scale its predictions (--no-reanchor)
     flops_table: str | None = None
     micronet_table: str | None = None
     workers: int = 1
@@ -122,6 +123,11 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     diff = check_fingerprint(table.fingerprint, here, job.lut, job.allow_table_mismatch, hint)
     if diff:
         log.warning("latency table from other hardware or settings (%s)", "; ".join(diff))
+    elif job.reanchor:
+        from spos_deploy.tables.latency.validate import reanchor
+
+        info = reanchor(table)
+        log.info("%s: %s", job.lut, info["note"] if info else "no anchor networks (an older table): as built")
     return table
 
 

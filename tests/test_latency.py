@@ -205,3 +205,174 @@ def test_ort_profile_parsing_takes_the_median_run_and_drops_the_first():
     events = run(0, 20.0, 20.0) + run(1000, 1.0, 2.0) + run(2000, 1.2, 2.0) + run(3000, 9.0, 30.0) + run(4000, 1.1, 2.2)
     ops = parse_ort_profile(after_first_run(events))
     assert ops == {"b00_pw1_fwd": pytest.approx(1.65), "head_conv_fc_fwd": pytest.approx(2.1)}
+
+
+# ---- drift: anchors, re-anchoring, error sources, validation rounds ----------------------------------------
+def test_reanchor_factor_is_the_median_ratio():
+    from spos_deploy.tables.latency.table import reanchor_factor, speed_note
+
+    build = [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert reanchor_factor(build, [1.1 * b for b in build]) == pytest.approx(1.10, rel=1e-12)
+    # one anchor disturbed (3x slower while timed) does not move the median of five
+    disturbed = [1.1 * b for b in build[:4]] + [3 * build[4]]
+    assert reanchor_factor(build, disturbed) == pytest.approx(1.10, rel=1e-12)
+    assert reanchor_factor(build, [0.95 * b for b in build]) == pytest.approx(0.95)
+    assert speed_note(1.041) == ("machine 4.1 % slower than when the table was built: predictions scaled by 1.041")
+    assert "faster" in speed_note(0.9) and "unchanged" in speed_note(1.0)
+    with pytest.raises(ValueError):
+        reanchor_factor([1.0, 2.0], [1.0])
+
+
+def test_reanchored_table_scales_its_predictions():
+    rng = np.random.default_rng(1)
+    entries = rng.uniform(0.1, 2.0, (4, 4, 2))
+    table = LatencyTable(SMALL, {}, 0.3, 0.2, entries, np.zeros_like(entries), slope=1.2, intercept=0.1)
+    blocks, channels = rng.integers(0, 4, (50, 4)), rng.integers(0, 2, (50, 4))
+    built = table.predict(blocks, channels)
+    table.speed_factor = 1.10
+    assert np.allclose(table.predict(blocks, channels), 1.10 * built, rtol=1e-12)
+    assert np.allclose(table.predict_as_built(blocks, channels), built, rtol=1e-12)
+    assert table.predict(blocks[0], channels[0]) == pytest.approx(1.10 * built[0])
+
+
+def test_anchors_round_trip_and_are_checked(tmp_path):
+    entries = np.ones((4, 4, 2))
+    anchors = [{"blocks": [0, 1, 2, 3], "channels": [0, 1, 0, 1], "ms": 1.5}]
+    table = LatencyTable(SMALL, {}, 0.3, 0.2, entries, np.zeros_like(entries), anchors=anchors)
+    table.speed_factor = 2.0  # a use-time property: never saved
+    table.save(tmp_path / "t.json")
+    loaded = LatencyTable.load(tmp_path / "t.json")
+    assert loaded.anchors == anchors and loaded.speed_factor == 1.0
+    d = json.loads((tmp_path / "t.json").read_text())
+    for bad, match in (
+        ([{"blocks": [0, 1, 2, 9], "channels": [0, 1, 0, 1], "ms": 1.5}], "anchors\\[0\\]: 'blocks'"),
+        ([{"blocks": [0, 1, 2, 3], "channels": [0, 1, 0, 1], "ms": -1}], "anchors\\[0\\]: 'ms'"),
+        ({"a": 1}, "'anchors' must be a list"),
+    ):
+        with pytest.raises(BadInputError, match=match):
+            LatencyTable.from_json(dict(d, anchors=bad), "t.json")
+    del d["anchors"]  # a table built before anchors: none, as built
+    assert LatencyTable.from_json(d).anchors == []
+
+
+def test_error_sources_separate_speed_correction_and_entries():
+    from spos_deploy.tables.latency.validate import error_sources
+
+    raw = np.array([2.0, 3.0, 4.0, 5.0, 6.0])
+    built = 1.5 * raw + 0.5
+    # the machine is 10 % slower, nothing else is wrong: all error is machine speed
+    e = error_sources(raw, 1.5, 0.5, 1.1 * built, factor=1.1)
+    assert e["speed_factor_best"] == pytest.approx(1.1)
+    assert e["mape_as_built"] == pytest.approx(100 * (1 - 1 / 1.1))
+    assert e["mape_reanchored"] == pytest.approx(0, abs=1e-9)
+    assert e["from_machine_speed"] == pytest.approx(e["mape_as_built"])
+    assert e["from_correction"] == pytest.approx(0, abs=1e-9) and e["from_entries"] == pytest.approx(0, abs=1e-9)
+    # a wrong intercept is not a speed change: a line refitted on the networks removes it
+    e = error_sources(raw, 1.5, 0.5, 1.5 * raw + 2.0)
+    assert e["from_correction"] > 1 and e["from_entries"] == pytest.approx(0, abs=1e-9)
+    assert e["mape_reanchored"] is None
+    # per-network scatter stays with the entries; the spread over passes measures the ground truth's noise
+    noisy = built * np.array([1.05, 0.95, 1.04, 0.97, 1.02])
+    passes = np.stack([noisy * 0.99, noisy * 1.01])
+    e = error_sources(raw, 1.5, 0.5, noisy, per_pass=passes)
+    assert e["from_entries"] > 1
+    expected_noise = np.median(passes.std(axis=0, ddof=1) / np.median(passes, axis=0)) / np.sqrt(2) * 100
+    assert e["measurement_noise_pct"] == pytest.approx(expected_noise)
+
+
+def test_summarize_rounds_mean_and_worst():
+    from spos_deploy.tables.latency.validate import summarize_rounds
+
+    def stats(mape, w10, tau):
+        return {"mape": mape, "within_10": w10, "kendall_tau": tau}
+
+    rounds = [
+        {"as_built": stats(3.0, 1.0, 0.9), "reanchored": stats(2.0, 1.0, 0.9), "reanchor": {"factor": 1.02}},
+        {"as_built": stats(7.0, 0.8, 0.8), "reanchored": stats(3.0, 0.9, 0.85), "reanchor": {"factor": 1.06}},
+    ]
+    s = summarize_rounds(rounds)
+    assert s["as_built"]["mape"] == {"mean": 5.0, "worst": 7.0}
+    assert s["as_built"]["within_10"] == {"mean": pytest.approx(0.9), "worst": 0.8}
+    assert s["reanchored"]["kendall_tau"] == {"mean": pytest.approx(0.875), "worst": 0.85}
+    assert s["speed_factors"] == [1.02, 1.06] and s["rounds"] == 2
+    assert summarize_rounds([{"as_built": stats(3.0, 1.0, 0.9), "reanchored": None}])["reanchored"] is None
+
+
+def test_non_positive_slope_falls_back_to_a_scale():
+    slope, intercept = fit_correction(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.5]))
+    assert slope == pytest.approx(np.median([3.0, 1.0, 0.5])) and intercept == 0.0
+
+
+def test_built_table_has_anchors_and_reanchors(small_table):
+    from spos_deploy.tables.latency.validate import reanchor
+
+    path, table = small_table
+    assert len(table.anchors) == 5 and all(a["ms"] > 0 for a in table.anchors)
+    sums = [table.raw_sum(a["blocks"], a["channels"]) for a in table.anchors]
+    assert min(sums) < max(sums)  # small to large networks
+    loaded = LatencyTable.load(path)
+    info = reanchor(loaded)
+    assert info["factor"] > 0 and loaded.speed_factor == info["factor"]
+    assert len(info["anchors_now_ms"]) == 5
+    assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_build_ms"]))
+    b, c = np.zeros(4, int), np.ones(4, int)
+    assert loaded.predict(b, c) == pytest.approx(info["factor"] * table.predict(b, c))
+
+
+@pytest.mark.slow
+def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path):
+    path, _ = small_table
+    report = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "spos_deploy.cli.lut", "validate", str(path), "--rounds", "2", "--samples", "3"]
+    proc = subprocess.run(
+        [*cmd, "--passes", "2", "--no-progress", "--plot", str(tmp_path / "p.png"), "--report", str(report)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "pooled over all rounds" in proc.stdout
+        and "worst" in proc.stdout
+        and "than when the table was built" in proc.stdout
+    )
+    r = json.loads(report.read_text())
+    assert r["samples"] == 6 and len(r["points"]) == 6 and {p["round"] for p in r["points"]} == {0, 1}
+    assert len(r["rounds"]) == 2 and r["rounds"][0]["seed"] != r["rounds"][1]["seed"]
+    first = {(tuple(p["blocks"]), tuple(p["channels"])) for p in r["points"] if p["round"] == 0}
+    second = {(tuple(p["blocks"]), tuple(p["channels"])) for p in r["points"] if p["round"] == 1}
+    assert first.isdisjoint(second)  # fresh architectures each round
+    for rd in r["rounds"]:
+        assert rd["reanchor"]["factor"] > 0 and rd["as_built"]["samples"] == 3 and rd["reanchored"]["samples"] == 3
+        assert rd["mape"] == pytest.approx(rd["reanchored"]["mape"])
+        assert set(rd["error_sources"]) >= {"from_machine_speed", "from_correction", "from_entries"}
+    mapes = [rd["as_built"]["mape"] for rd in r["rounds"]]
+    assert r["summary"]["as_built"]["mape"] == {
+        "mean": pytest.approx(np.mean(mapes)),
+        "worst": pytest.approx(max(mapes)),
+    }
+    assert r["summary"]["reanchored"]["within_10"]["worst"] <= r["summary"]["reanchored"]["within_10"]["mean"]
+    assert {"samples", "mape", "max_error", "within_5", "within_10", "kendall_tau", "table", "fingerprint"} <= set(r)
+    off = subprocess.run(
+        [*cmd, "--no-reanchor", "--passes", "1", "--json", "--no-progress", "--plot", str(tmp_path / "q.png")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert off.returncode == 0, off.stderr
+    o = json.loads(off.stdout)
+    assert o["reanchor"] is False and all(rd["reanchor"] is None and rd["reanchored"] is None for rd in o["rounds"])
+    assert o["summary"]["reanchored"] is None and o["summary"]["as_built"]["mape"]["mean"] >= 0
+
+
+def test_table_of_another_runtime_is_refused(small_table):
+    proc = subprocess.run(
+        [sys.executable, "-m", "spos_deploy.cli.lut", "validate", str(small_table[0]), "--runtime", "mxnet-cpu"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "runtime: table 'onnxruntime', here 'mxnet'" in line
+    assert "--runtime mxnet-cpu" in line

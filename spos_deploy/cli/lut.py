@@ -14,8 +14,11 @@ from spos_deploy.cli.options import (
     add_batch,
     add_output,
     add_plot,
+    add_precision,
     add_progress,
+    add_reanchor,
     add_resume,
+    add_runtime,
     add_seed,
     add_space_options,
     add_threads,
@@ -29,6 +32,7 @@ from spos_deploy.errors import BadInputError
 
 DEFAULT_DIR = Path("lookup_tables")
 KINDS = ("flops", "micronet", "latency")
+LATENCY_RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")  # build.RUNTIMES
 
 
 def _latency_setup(args: argparse.Namespace) -> Any:
@@ -98,23 +102,107 @@ def _fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def _validate_latency(args: argparse.Namespace, table: Any) -> dict[str, Any]:
+    from spos_deploy.tables.latency.validate import validate_rounds
+
+    return {
+        "kind": "latency",
+        "fingerprint": table.fingerprint,
+        **validate_rounds(
+            table,
+            args.samples,
+            args.rounds,
+            args.seed,
+            args.passes,
+            args.reanchor,
+            args.allow_table_mismatch,
+            not args.no_progress,
+            args.table,
+            args.runtime,
+        ),
+    }
+
+
+def _latency_rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [
+        ["samples", result["samples"]],
+        ["MAPE %", f"{result['mape']:.2f}"],
+        ["max error %", f"{result['max_error']:.2f}"],
+        ["within ±5%", f"{result['within_5']:.0%}"],
+        ["within ±10%", f"{result['within_10']:.0%}"],
+        ["Kendall tau", _fmt(result["kendall_tau"], ".3f")],
+    ]
+
+
+def _round_rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Per round and summary: speed factor, then MAPE / within 10 % / tau as built and re-anchored."""
+    headers = [
+        "round",
+        "speed",
+        "MAPE %",
+        "within 10%",
+        "tau",
+        "MAPE % re-anch.",
+        "within 10% re-anch.",
+        "tau re-anch.",
+    ]
+
+    def stats(s: dict[str, Any] | None) -> list[str]:
+        if not s:
+            return ["-", "-", "-"]
+        return [f"{s['mape']:.2f}", f"{s['within_10']:.0%}", _fmt(s["kendall_tau"], ".3f")]
+
+    rows = []
+    for i, r in enumerate(result["rounds"]):
+        speed = f"{r['reanchor']['factor']:.3f}" if r.get("reanchor") else "-"
+        rows.append([i + 1, speed, *stats(r["as_built"]), *stats(r["reanchored"])])
+    summary = result["summary"]
+    for which in ("mean", "worst"):
+        cells = []
+        for key in ("as_built", "reanchored"):
+            s = summary[key]
+            if not s:
+                cells += ["-", "-", "-"]
+                continue
+            mape, w10, tau = (s[k][which] if s[k] else None for k in ("mape", "within_10", "kendall_tau"))
+            cells += [_fmt(mape, ".2f"), _fmt(w10, ".0%"), _fmt(tau, ".3f")]
+        rows.append([which, "", *cells])
+    return headers, rows
+
+
+def _print_latency(result: dict[str, Any]) -> None:
+    from tabulate import tabulate
+
+    notes = [r["reanchor"]["note"] for r in result["rounds"] if r.get("reanchor")]
+    if notes:
+        print(notes[-1] if len(notes) == 1 else "re-anchored each round: " + "; ".join(notes))
+    elif not result["reanchor"]:
+        print("predictions as built (not re-anchored)")
+    if len(result["rounds"]) > 1:
+        headers, rows = _round_rows(result)
+        print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        print("pooled over all rounds:")
+    print(tabulate(_latency_rows(result), tablefmt="github", disable_numparse=True))
+    print(f"scatter plot: {result['plot']}")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from spos_deploy.tables.files import kind_of, load_table, validate_any
 
     table = load_table(args.table)
     kind = kind_of(table)
-    result = {
-        "table": args.table,
-        **validate_any(
-            table, args.samples, args.seed, not args.no_progress, args.rounds, args.allow_table_mismatch, args.table
-        ),
-    }
     if kind == "latency":
+        result = {"table": args.table, **_validate_latency(args, table)}
         from spos_deploy.tables.latency.validate import scatter_plot
 
         plot = Path(args.plot) if args.plot else Path(args.table).with_suffix(".validation.png")
         scatter_plot(result, plot, Path(args.table).name)
         result["plot"] = str(plot)
+    else:
+        result = {
+            "table": args.table,
+            **validate_any(table, args.samples, args.seed, not args.no_progress, 1, args.allow_table_mismatch),
+        }
     if args.report:
         from spos_deploy.atomic import write_json
 
@@ -122,18 +210,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     elif kind == "latency":
-        from tabulate import tabulate
-
-        rows = [
-            ["samples", result["samples"]],
-            ["MAPE %", f"{result['mape']:.2f}"],
-            ["max error %", f"{result['max_error']:.2f}"],
-            ["within ±5%", f"{result['within_5']:.0%}"],
-            ["within ±10%", f"{result['within_10']:.0%}"],
-            ["Kendall tau", _fmt(result["kendall_tau"], ".3f")],
-        ]
-        print(tabulate(rows, tablefmt="github", disable_numparse=True))
-        print(f"scatter plot: {result['plot']}")
+        _print_latency(result)
     else:
         bad = len(result["mismatches"])
         print(f"{args.table}: {args.samples} random architectures, {'all exact' if not bad else f'{bad} MISMATCHES'}")
@@ -175,8 +252,11 @@ def _build_parser(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="replace an existing output file")
     add_progress(b)
     lat = b.add_argument_group("latency tables (--kind latency)")
-    lat.add_argument("--runtime", choices=["ort-cpu", "ort-cuda", "mxnet-cpu", "mxnet-gpu"], default="ort-cpu")
-    lat.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    add_runtime(lat, LATENCY_RUNTIMES, "ort-cpu", "runtime the table is measured with")
+    add_precision(
+        lat, "fp32 (default), int8 (onnxruntime: QDQ; OpenVINO: NNCF) or bf16 (openvino-cpu, where the CPU has it)"
+    )
+    b.set_defaults(precision="fp32")
     add_batch(lat)
     add_threads(lat, help="intra-op threads (default: every core this process may use)")
     lat.add_argument("--shuffle", choices=["reshape", "conv"], default="reshape", help="deployed shuffle form")
@@ -202,8 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=positive_int, default=50, help="random architectures (default 50)")
     add_seed(v)
     v.add_argument(
-        "--rounds", type=positive_int, default=5, help="interleaved end-to-end measurement rounds (onnxruntime)"
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="latency: validation rounds, fresh architectures each; per round and mean/worst (default 1)",
     )
+    v.add_argument(
+        "--passes", type=positive_int, default=5, help="latency: interleaved end-to-end timing passes per round"
+    )
+    v.add_argument(
+        "--runtime",
+        choices=list(LATENCY_RUNTIMES),
+        help="latency: the runtime the table must be for (a table of another runtime is refused)",
+    )
+    add_reanchor(v)
     add_progress(v)
     add_plot(v, help="scatter plot PNG (latency; default: next to the table)")
     v.add_argument("--report", metavar="FILE", help="also write the result JSON here")

@@ -125,6 +125,16 @@ def add_resume(p: argparse.ArgumentParser, help: str = "continue an interrupted 
     p.add_argument("--resume", action="store_true", help=help)
 
 
+def add_reanchor(p: argparse.ArgumentParser) -> None:
+    """``--no-reanchor``: use a latency table's predictions as built, without re-measuring its anchors."""
+    p.add_argument(
+        "--no-reanchor",
+        dest="reanchor",
+        action="store_false",
+        help="do not re-measure the latency table's anchor networks to follow this machine's speed now",
+    )
+
+
 def add_gpus(p: argparse.ArgumentParser, help: str = "GPU ids, e.g. 0 1 or 0,1 (default: CPU)") -> None:
     """``--gpus``: read with :func:`gpu_ids`."""
     p.add_argument("--gpus", nargs="+", metavar="ID", default=None, help=help)

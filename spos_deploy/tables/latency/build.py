@@ -1,11 +1,14 @@
 """Measure latency lookup tables on this machine: every (position, block, channel) in its deployed form.
 
-How (onnxruntime): one uniform network per (block, channel) choice is built with BN merged, exported
-to ONNX (and quantized to int8 QDQ for ``--precision int8``), and each position's block is cut out of
+How (onnxruntime and OpenVINO): one uniform network per (block, channel) choice is built with BN merged,
+exported to ONNX in the form that runtime ships (int8 QDQ for onnxruntime ``--precision int8``; the
+HardSwish-op form for OpenVINO, NNCF-quantized for its int8), and each position's block is cut out of
 it between its input and output tensors, so every entry runs the exact nodes that ship, with its real
 input shape. The stem and the head are cut the same way. A few random whole networks are measured at
-the end to fit the table's correction. Progress goes to a ``.partial.jsonl`` file after every entry:
-a crash or Ctrl-C loses at most the entry being timed, and ``resume=True`` continues.
+the end to fit the table's correction, and a few fixed anchor networks are timed so that a later use can
+tell how much faster or slower the machine has become (:func:`time_anchors`). Progress goes to a
+``.partial.jsonl`` file after every entry: a crash or Ctrl-C loses at most the entry being timed, and
+``resume=True`` continues.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint, fi
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("ort-cpu", "ort-cuda", "mxnet-cpu", "mxnet-gpu")
+RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
+PRECISIONS = ("fp32", "int8", "bf16")
+RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "mxnet": "mxnet"}
+ANCHORS = 5  # a median of 5 ratios: one disturbed anchor does not move it
+ANCHOR_PASSES = 4
 
 
 @dataclass
@@ -53,6 +60,12 @@ class LatencySetup:
     retries: int = 2
     calibration_networks: int = 12
     seed: int = 0
+    anchors: int = ANCHORS
+
+    @property
+    def onnx_runtime(self) -> bool:
+        """Measured on cut ONNX parts (onnxruntime or OpenVINO), not on MXNet blocks."""
+        return self.runtime.startswith(("ort", "openvino"))
 
     def resolved_threads(self) -> int:
         return self.threads or len(os.sched_getaffinity(0))
@@ -60,12 +73,23 @@ class LatencySetup:
     def check(self) -> None:
         if self.runtime not in RUNTIMES:
             raise BadInputError(f"--runtime {self.runtime}: use one of {', '.join(RUNTIMES)}")
-        if self.precision not in ("fp32", "int8"):
-            raise BadInputError(f"--precision {self.precision}: use fp32 or int8")
+        if self.precision not in PRECISIONS:
+            raise BadInputError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS)}")
         if self.runtime.startswith("mxnet") and self.precision == "int8":
-            raise BadInputError("--precision int8 is measured with onnxruntime (--runtime ort-cpu or ort-cuda)")
-        if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3:
-            raise BadInputError("--batch and --threads must be >= 1 and --repeats >= 3")
+            raise BadInputError("--precision int8 is measured with onnxruntime or OpenVINO, not MXNet")
+        if self.precision == "bf16" and self.runtime != "openvino-cpu":
+            raise BadInputError("--precision bf16 is measured with OpenVINO only (--runtime openvino-cpu)")
+        if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3 or self.anchors < 0:
+            raise BadInputError("--batch and --threads must be >= 1, --repeats >= 3 and anchors >= 0")
+        if self.runtime == "openvino-cpu":
+            from spos_deploy.runtime.openvino import check_precision, require_openvino
+
+            require_openvino("--runtime openvino-cpu")
+            check_precision(self.precision)
+            if self.precision == "int8":
+                from spos_deploy.deploy.openvino import require_nncf
+
+                require_nncf("--runtime openvino-cpu --precision int8")
 
 
 def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
@@ -78,7 +102,7 @@ def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
         "cores": info["usable_cores"],
         "threads": setup.resolved_threads(),
         "gpu": None,
-        "runtime": "onnxruntime" if runtime == "ort" else "mxnet",
+        "runtime": RUNTIME_NAMES[runtime],
         "runtime_option": setup.runtime,
         "precision": setup.precision,
         "batch": setup.batch,
@@ -92,6 +116,13 @@ def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
 
         fp["runtime_version"] = onnxruntime.__version__
         fp["provider"] = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    elif runtime == "openvino":
+        from spos_deploy.runtime.openvino import version
+
+        fp["runtime_version"] = version()
+        fp["provider"] = "CPU"
+        fp["hswish"] = "op"
+        fp["input_shape"] = "static"  # compiled for the one input shape measured (batch fixed)
     else:
         import mxnet
 
@@ -186,8 +217,11 @@ def _calibration_images(space: SearchSpace, n: int = 4) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((max(n, 8), 3, s, s)).astype(np.float32)
 
 
-def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0) -> Path:
-    """Random-weight network of ``spec`` in deployed form (BN merged) as ONNX, int8 QDQ if asked."""
+def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0, runtime: str = "ort-cpu") -> Path:
+    """Random-weight network of ``spec`` in the deployed form of ``runtime`` (BN merged) as ONNX: int8 QDQ
+    for onnxruntime int8; for OpenVINO the HardSwish-op form (what ``spos-export --format openvino``
+    writes), NNCF-quantized on the whole network for int8 (parts are cut from it afterwards, so each
+    entry runs exactly the quantizers of the deployed network)."""
     from spos_deploy.deploy.onnx import export_onnx
     from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_onnx
     from spos_deploy.deploy.transforms import merge_bn
@@ -195,6 +229,8 @@ def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0
 
     net = merge_bn(build_subnet(spec, seed=seed))
     fp32 = export_onnx(net, folder / f"{spec.name}.onnx")
+    if runtime == "openvino-cpu":
+        return _openvino_form(fp32, folder, spec, precision)
     if precision == "fp32":
         return fp32
     q = quantize_onnx(
@@ -205,6 +241,33 @@ def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0
         OrtQuantConfig(keep_float=0, calib_batch=4),
     )
     return Path(q.path)
+
+
+def _openvino_form(fp32: Path, folder: Path, spec: ModelSpec, precision: str) -> Path:
+    from spos_deploy.deploy.onnx import rewrite_hswish
+    from spos_deploy.deploy.openvino import quantize_for_openvino
+
+    op = folder / f"{spec.name}.hswish.onnx"
+    rewrite_hswish(fp32, op)
+    if precision != "int8":
+        return op
+    return quantize_for_openvino(op, folder / f"{spec.name}.ov-int8.onnx", _calibration_images(spec.space))
+
+
+def onnx_runner(path: str | Path, shape: tuple[int, ...], setup: LatencySetup) -> Callable[[], Any]:
+    """One synchronous inference of the ONNX file ``path`` on a fixed input of ``shape``, in the table's
+    runtime, precision and threads (an OpenVINO part is compiled int8 only where it holds quantizers)."""
+    if setup.runtime == "openvino-cpu":
+        from spos_deploy.runtime.openvino import is_quantized, ov_compile, ov_runner, read_model
+
+        model = read_model(path)
+        precision = setup.precision
+        if precision == "int8" and not is_quantized(model):
+            precision = "fp32"  # a cut part without quantizers (none in our networks, but never a refusal)
+        compiled = ov_compile(model, precision, setup.resolved_threads(), static_shape=shape, label=str(path))
+        return ov_runner(compiled, shape[0], shape)
+    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
+    return ort_runner(path, shape[0], shape, device=device, threads=setup.resolved_threads())
 
 
 def part_boundaries(model) -> dict[str, tuple[str, str]]:
@@ -227,8 +290,8 @@ def part_boundaries(model) -> dict[str, tuple[str, str]]:
     return bounds
 
 
-class OrtPartTimer:
-    """Times parts of one exported network with onnxruntime (cut with onnx's Extractor)."""
+class PartTimer:
+    """Times parts of one exported network with onnxruntime or OpenVINO (cut with onnx's Extractor)."""
 
     def __init__(self, path: Path, setup: LatencySetup):
         import onnx
@@ -237,18 +300,20 @@ class OrtPartTimer:
         self.extractor = onnx.utils.Extractor(self.model)
         self.bounds = part_boundaries(self.model)
         self.setup = setup
-        self.device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
 
-    def time_part(self, part: str, input_shape: tuple[int, ...]) -> tuple[float, float]:
+    def runner(self, part: str, input_shape: tuple[int, ...]) -> Callable[[], Any]:
         src, dst = self.bounds[part]
         sub = self.extractor.extract_model([src], [dst])
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             f.write(sub.SerializeToString())
             f.flush()
-            run = ort_runner(
-                f.name, input_shape[0], input_shape, device=self.device, threads=self.setup.resolved_threads()
-            )
-        return _stable_time(run, self.setup)
+            return onnx_runner(f.name, input_shape, self.setup)
+
+    def time_part(self, part: str, input_shape: tuple[int, ...]) -> tuple[float, float]:
+        return _stable_time(self.runner(part, input_shape), self.setup)
+
+
+OrtPartTimer = PartTimer  # the name before OpenVINO parts
 
 
 def _part_input_shapes(space: SearchSpace, batch: int) -> dict[str, tuple[int, ...]]:
@@ -270,20 +335,69 @@ def _whole(setup: LatencySetup) -> LatencySetup:
     )
 
 
-def _time_whole_ort(path: Path, setup: LatencySetup, shape: tuple[int, ...]) -> tuple[float, float]:
-    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
-    setup = _whole(setup)
-    run = ort_runner(path, shape[0], shape, device=device, threads=setup.resolved_threads())
-    return _stable_time(run, setup)
+def _time_whole(path: Path, setup: LatencySetup, shape: tuple[int, ...]) -> tuple[float, float]:
+    return _stable_time(onnx_runner(path, shape, setup), _whole(setup))
+
+
+def network_shape(space: SearchSpace, setup: LatencySetup) -> tuple[int, ...]:
+    return (setup.batch, 3, space.input_size, space.input_size)
 
 
 def measure_network(spec: ModelSpec, setup: LatencySetup) -> float:
     """Median end-to-end latency (ms) of ``spec`` in its deployed form, with random weights."""
-    shape = (setup.batch, 3, spec.space.input_size, spec.space.input_size)
-    if setup.runtime.startswith("ort"):
+    shape = network_shape(spec.space, setup)
+    if setup.onnx_runtime:
         with tempfile.TemporaryDirectory() as tmp:
-            return _time_whole_ort(export_deployed(spec, Path(tmp), setup.precision, setup.seed), setup, shape)[0]
+            path = export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
+            return _time_whole(path, setup, shape)[0]
     return _time_mxnet(_mxnet_deployed(spec, setup), shape, _whole(setup))[0]
+
+
+def interleaved_passes(
+    runs: list[list[Callable[[], Any]]], passes: int, repeats: int, min_seconds: float = 0.0, seed: int = 0
+) -> np.ndarray:
+    """``[passes, networks]`` median ms: each pass times every network once, in a shuffled order, with the
+    next of its runners (sessions) in turn. A machine's drift then hits all networks alike."""
+    per_pass = np.zeros((passes, len(runs)))
+    order = np.random.default_rng(seed)
+    for r in range(passes):
+        for i in order.permutation(len(runs)):
+            run = runs[i][r % len(runs[i])]
+            times = time_fn(run, warmup=3, repeats=repeats, min_seconds=min_seconds)
+            per_pass[r, i] = np.median(times) * 1e3
+    return per_pass
+
+
+def anchor_specs(space: SearchSpace, setup: LatencySetup) -> list[ModelSpec]:
+    """The fixed anchor networks of a table: small to large (:func:`calibration_window`), drawn from the seed
+    alone, so every table of one space and seed has the same anchors."""
+    rng = np.random.default_rng([setup.seed, 7])
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    specs = []
+    for k in range(setup.anchors):
+        lo, hi = calibration_window(k, setup.anchors, S)
+        blocks = tuple(map(int, rng.integers(0, B, L)))
+        channels = tuple(map(int, space.fix_channels(rng.integers(lo, hi + 1, L))))
+        specs.append(ModelSpec(space, blocks, channels, f"anchor{k}", shuffle=setup.shuffle))
+    return specs
+
+
+def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCHOR_PASSES) -> list[float]:
+    """End-to-end ms of the anchor networks, measured the one way used both when a table is built and when
+    it is re-anchored (so their ratio is the machine's speed change, not a difference of methods): a few
+    interleaved passes of at least 10 runs and 50 ms each, alternating two sessions per anchor (one
+    session's memory placement can keep it a few percent off); about a second of timing on a 2-core CPU."""
+    if not specs:
+        return []
+    shape = network_shape(specs[0].space, setup)
+    with tempfile.TemporaryDirectory() as tmp:
+        if setup.onnx_runtime:
+            paths = [export_deployed(s, Path(tmp), setup.precision, setup.seed, setup.runtime) for s in specs]
+            runs = [[onnx_runner(p, shape, setup) for _ in range(2)] for p in paths]
+        else:
+            runs = [[_mxnet_call(_mxnet_deployed(s, setup), shape, setup)] for s in specs]
+        per_pass = interleaved_passes(runs, passes, repeats=10, min_seconds=0.05)
+    return [float(v) for v in np.median(per_pass, axis=0)]
 
 
 def _mxnet_ctx(setup: LatencySetup):
@@ -302,21 +416,24 @@ def _mxnet_deployed(spec: ModelSpec, setup: LatencySetup):
     return net
 
 
-def _time_mxnet(block, shape: tuple[int, ...], setup: LatencySetup) -> tuple[float, float]:
+def _mxnet_call(block, shape: tuple[int, ...], setup: LatencySetup) -> Callable[[], Any]:
     import mxnet as mx
 
-    ctx = _mxnet_ctx(setup)
-    x = mx.nd.random.normal(shape=shape, ctx=ctx)
+    x = mx.nd.random.normal(shape=shape, ctx=_mxnet_ctx(setup))
     block(x).wait_to_read()
-    return _stable_time(lambda: block(x).wait_to_read(), setup)
+    return lambda: block(x).wait_to_read()
+
+
+def _time_mxnet(block, shape: tuple[int, ...], setup: LatencySetup) -> tuple[float, float]:
+    return _stable_time(_mxnet_call(block, shape, setup), setup)
 
 
 def _part_measurer(
     spec: ModelSpec, setup: LatencySetup, tmp: Path, shapes: dict[str, tuple[int, ...]]
 ) -> Callable[[str], tuple[float, float]]:
     """A function timing one part (stem, bNN, head) of ``spec``'s deployed network."""
-    if setup.runtime.startswith("ort"):
-        timer = OrtPartTimer(export_deployed(spec, tmp, setup.precision, setup.seed), setup)
+    if setup.onnx_runtime:
+        timer = PartTimer(export_deployed(spec, tmp, setup.precision, setup.seed, setup.runtime), setup)
         return lambda part: timer.time_part(part, shapes[part])
     net = _mxnet_deployed(spec, setup)
     parts = {"stem": net.stem, "head": net.head, **{part_key(i): blk for i, blk in enumerate(net.features)}}
@@ -341,16 +458,13 @@ def _drift_probe(
     otherwise all be too large together. The probe is one mid-network block; each record stores the
     probe's time next to it and entries are scaled by median(probe) / probe-at-the-time.
     """
-    if not setup.runtime.startswith("ort"):
+    if not setup.onnx_runtime:
         return lambda: None
     spec, _ = uniform_spec(space, 0, space.widest_choice, setup.shuffle, name=f"uniform-0-{space.widest_choice}")
     part = part_key(space.num_positions // 2)
-    timer = OrtPartTimer(export_deployed(spec, tmp / "probe", setup.precision, setup.seed), setup)
-    src, dst = timer.bounds[part]
-    sub = timer.extractor.extract_model([src], [dst])
-    path = tmp / "probe.onnx"
-    path.write_bytes(sub.SerializeToString())
-    run = ort_runner(path, shapes[part][0], shapes[part], device=timer.device, threads=setup.resolved_threads())
+    (tmp / "probe").mkdir(exist_ok=True)
+    timer = PartTimer(export_deployed(spec, tmp / "probe", setup.precision, setup.seed, setup.runtime), setup)
+    run = timer.runner(part, shapes[part])
     return lambda: float(np.median(time_fn(run, warmup=5, repeats=60)) * 1e3)
 
 
@@ -404,6 +518,20 @@ def _measure_calibration(
         bar.update(1)
 
 
+def _measure_anchors(
+    space: SearchSpace, setup: LatencySetup, prog: Progress, probe: Callable[[], float | None], bar: tqdm
+) -> None:
+    """The anchor networks' end-to-end times now (:func:`time_anchors`), with the probe before and after."""
+    if setup.anchors == 0 or "anchors" in prog.done:
+        return
+    before = probe()
+    ms = time_anchors(anchor_specs(space, setup), setup)
+    after = probe()
+    ref = (before + after) / 2 if before and after else None
+    prog.add({"key": "anchors", "ms": ms, "ref": ref})
+    bar.update(1)
+
+
 def build_latency_table(
     space: SearchSpace, setup: LatencySetup, out: Path, resume: bool = False, progress: bool = True
 ) -> LatencyTable:
@@ -415,7 +543,7 @@ def build_latency_table(
     prog = Progress(partial, header, resume)
     entries = sum(space.channel_valid(p, c) for p in space.positions() for c in range(space.num_scales))
     bar = tqdm(
-        total=entries * space.num_blocks + 2 + setup.calibration_networks,
+        total=entries * space.num_blocks + 2 + setup.calibration_networks + (setup.anchors > 0),
         initial=len(prog.done),
         desc=f"latency table ({setup.runtime}, {setup.precision})",
         unit="entry",
@@ -426,23 +554,26 @@ def build_latency_table(
             probe = _drift_probe(space, setup, Path(tmp), _part_input_shapes(space, setup.batch))
             _measure_entries(space, setup, prog, Path(tmp), probe, bar)
             _measure_calibration(space, setup, prog, probe, bar)
+            _measure_anchors(space, setup, prog, probe, bar)
     finally:
         bar.close()
         prog.close()
-    table = assemble(space, fp, prog.done)
+    table = assemble(space, fp, prog.done, anchor_specs(space, setup))
     table.save(out)
     partial.unlink()
     return table
 
 
-def assemble(space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, Any]]) -> LatencyTable:
-    """The table from measured records: entries, then the correction fitted on the whole networks."""
+def assemble(
+    space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, Any]], anchors: list[ModelSpec] | None = None
+) -> LatencyTable:
+    """The table from measured records: entries, the correction fitted on the whole networks, the anchors."""
     L, B, S = space.num_positions, space.num_blocks, space.num_scales
     entries = np.full((L, B, S), np.nan)
     disp = np.full((L, B, S), np.nan)
     raw = np.full((L, B, S), np.nan)
     probe = np.full((L, B, S), np.nan)
-    refs = [rec["ref"] for rec in done.values() if rec.get("ref")]
+    refs = [rec["ref"] for key, rec in done.items() if rec.get("ref") and key != "anchors"]
     base = float(np.median(refs)) if refs else None
 
     def scale(rec: dict[str, Any]) -> float:
@@ -479,6 +610,17 @@ def assemble(space: SearchSpace, fp: dict[str, Any], done: dict[str, dict[str, A
                 "raw_sum_ms": float(s),
             }
             for r, s in zip(nets, sums)
+        ]
+    if anchors and "anchors" in done:
+        rec = done["anchors"]
+        table.anchors = [
+            {
+                "blocks": list(a.block_choices),
+                "channels": list(a.channel_choices),
+                "ms": m * scale(rec),
+                "measured_ms": m,
+            }
+            for a, m in zip(anchors, rec["ms"])
         ]
     return table
 

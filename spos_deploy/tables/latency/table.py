@@ -7,6 +7,11 @@ Prediction = ``slope * (stem + sum of the chosen entries + head) + intercept``. 
 each block alone, so every entry carries one session call's fixed overhead and misses what a whole
 network gains from a warm cache; a least-squares line fitted at build time against a few whole
 networks measured end to end absorbs both (documented in docs/latency.md).
+
+A machine's speed drifts between build and use (a shared VM by several percent within an hour), which
+moves every latency alike. A table therefore stores a few anchor networks with their end-to-end latency at
+build time; a user re-measures them (:func:`spos_deploy.tables.latency.validate.reanchor`) and predictions
+are scaled by :func:`reanchor_factor`, the median ratio now / at build (``speed_factor``).
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class LatencyTable:
     calibration: list[dict[str, Any]] = field(default_factory=list)  # whole networks measured at build time
     raw_entries: np.ndarray | None = None  # as timed, before drift compensation
     probe_ms: np.ndarray | None = None  # drift probe time recorded with each entry
+    anchors: list[dict[str, Any]] = field(default_factory=list)  # blocks, channels, ms at the table's speed
+    speed_factor: float = 1.0  # set when re-anchored on use (never saved): machine now / at build
 
     def __post_init__(self) -> None:
         self._sum = EntrySum(self.entries)
@@ -77,7 +84,12 @@ class LatencyTable:
         return one_or_many(blocks, self._sum(blocks, channels) + (self.stem_ms + self.head_ms))
 
     def predict(self, blocks: Any, channels: Any) -> np.ndarray:
-        """Predicted end-to-end latency (ms) of one (``[L]``) or many (``[N, L]``) architectures."""
+        """Predicted end-to-end latency (ms) of one (``[L]``) or many (``[N, L]``) architectures, scaled by
+        the re-anchored ``speed_factor`` (1 unless re-anchored)."""
+        return self.speed_factor * self.predict_as_built(blocks, channels)
+
+    def predict_as_built(self, blocks: Any, channels: Any) -> np.ndarray:
+        """The prediction at the machine speed of the build (no re-anchoring)."""
         return self.slope * self.raw_sum(blocks, channels) + self.intercept
 
     # ---- files ----------------------------------------------------------------------------------------
@@ -104,6 +116,7 @@ class LatencyTable:
                 "intercept": self.intercept,
                 "calibration_networks": self.calibration,
             },
+            "anchors": self.anchors,
         }
 
     def save(self, path: str | Path) -> None:
@@ -133,6 +146,7 @@ class LatencyTable:
             calibration=list(calibration),
             raw_entries=optional("raw_entries", gaps=False),
             probe_ms=optional("probe_ms", gaps=True),  # no drift probe on MXNet runtimes: null entries
+            anchors=read_anchors(d.get("anchors"), space, source),
         )
 
     @classmethod
@@ -160,6 +174,8 @@ class LatencyTable:
             f"measured on {fp.get('gpu') or fp.get('cpu')} ({fp.get('cores')} cores) at {fp.get('date')}",
             f"stem {self.stem_ms:.3f} ms, head {self.head_ms:.3f} ms; correction: "
             f"{self.slope:.3f} x sum + {self.intercept:.3f} ms",
+            f"anchors: {len(self.anchors)} networks"
+            + (" (re-measured when the table is used, to follow the machine's speed)" if self.anchors else ""),
         ]
         rows = []
         for pos in self.space.positions():
@@ -170,6 +186,51 @@ class LatencyTable:
                     [pos.index, name, pos.stride, pos.in_size, f"{np.nanmin(e):.3f}", f"{np.nanmax(e):.3f}", disp]
                 )
         return lines, ["pos", "block", "stride", "inp_size", "min ms", "max ms", "max dispersion"], rows
+
+
+def read_anchors(raw: Any, space: SearchSpace, source: str) -> list[dict[str, Any]]:
+    """The ``anchors`` of a table file (absent or null: none, as in tables built before anchors), each
+    checked: an architecture of the space and a positive latency."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BadInputError(f"{source}: 'anchors' must be a list, got {type(raw).__name__}")
+    out = []
+    for i, a in enumerate(raw):
+        where = f"{source}: anchors[{i}]"
+        if not isinstance(a, dict):
+            raise BadInputError(f"{where} must be an object")
+        for key, n in (("blocks", space.num_blocks), ("channels", space.num_scales)):
+            v = a.get(key)
+            ok = isinstance(v, list) and len(v) == space.num_positions
+            if not ok or not all(type(x) is int and 0 <= x < n for x in v):
+                raise BadInputError(f"{where}: '{key}' must be {space.num_positions} choices in 0..{n - 1}")
+        ms = number(a, "ms", where)
+        if ms <= 0:
+            raise BadInputError(f"{where}: 'ms' must be > 0")
+        out.append(dict(a, ms=ms))
+    return out
+
+
+def reanchor_factor(build_ms: Any, now_ms: Any) -> float:
+    """How much slower (> 1) or faster the machine is now than when the table was built: the median over
+    the anchors of now / at build. The median, so that one anchor disturbed while it was timed (another
+    process, a page fault) does not move the factor of all predictions."""
+    build, now = np.asarray(build_ms, float), np.asarray(now_ms, float)
+    if build.shape != now.shape or build.size == 0:
+        raise ValueError("reanchor_factor needs as many times now as at build, at least one")
+    if np.any(build <= 0) or np.any(now <= 0) or not np.all(np.isfinite(now)):
+        raise ValueError("anchor times must be finite and positive")
+    return float(np.median(now / build))
+
+
+def speed_note(factor: float) -> str:
+    """One line for the user: how the machine's speed changed and that predictions follow it."""
+    pct = abs(factor - 1) * 100
+    if pct < 0.05:
+        return "machine as fast as when the table was built: predictions unchanged"
+    word = "slower" if factor > 1 else "faster"
+    return f"machine {pct:.1f} % {word} than when the table was built: predictions scaled by {factor:.3f}"
 
 
 def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: int = 0) -> float:
@@ -204,9 +265,16 @@ def check_fingerprint(
 
 
 def fit_correction(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``measured = slope * raw + intercept`` (slope 1, intercept mean residual for < 2 points)."""
+    """Least-squares ``measured = slope * raw + intercept`` (slope 1, intercept mean residual for < 2 points).
+
+    A slope that is not positive (networks so small, or a machine so noisy, that their times do not grow
+    with their sums) would rank larger networks as faster; the correction is then a pure scale, the median
+    of measured / raw, which keeps the entries' order.
+    """
     raw_ms, measured_ms = np.asarray(raw_ms, float), np.asarray(measured_ms, float)
     if len(raw_ms) < 2 or np.ptp(raw_ms) == 0:
         return 1.0, float(np.mean(measured_ms - raw_ms)) if len(raw_ms) else 0.0
     slope, intercept = np.polyfit(raw_ms, measured_ms, 1)
+    if slope <= 0:
+        return float(np.median(measured_ms / raw_ms)), 0.0
     return float(slope), float(intercept)

@@ -1,4 +1,10 @@
-"""Check a latency table against whole networks measured end to end on the same machine."""
+"""Check a latency table against whole networks measured end to end on the same machine; re-anchor it.
+
+Where a table's error comes from is split three ways (:func:`error_sources`): a global change of the
+machine's speed between build and use (what re-anchoring removes), the fitted correction (what refitting
+its line on the validation networks would remove), and the single entries (what is left). A table's
+expected error is reported over several validation rounds of fresh architectures (:func:`validate_rounds`).
+"""
 
 from __future__ import annotations
 
@@ -12,20 +18,37 @@ from tqdm import tqdm
 from spos_deploy.atomic import atomic_path
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.runtime.timing import time_fn
 from spos_deploy.tables.core import random_architectures, validation_stats
-from spos_deploy.tables.latency.build import LatencySetup, export_deployed, fingerprint, measure_network
-from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint
+from spos_deploy.tables.latency.build import (
+    LatencySetup,
+    export_deployed,
+    fingerprint,
+    interleaved_passes,
+    measure_network,
+    network_shape,
+    onnx_runner,
+    time_anchors,
+)
+from spos_deploy.tables.latency.table import (
+    LatencyTable,
+    check_fingerprint,
+    fit_correction,
+    reanchor_factor,
+    speed_note,
+)
+
+SUMMARY_KEYS = ("mape", "within_10", "kendall_tau")
 
 
-def setup_of(table: LatencyTable) -> LatencySetup:
-    """The measurement settings a table was built with (from its fingerprint)."""
+def setup_of(table: LatencyTable, runtime: str | None = None) -> LatencySetup:
+    """The measurement settings a table was built with (from its fingerprint); ``runtime`` replaces its
+    runtime, to check the table against the runtime a user asks for."""
     fp = table.fingerprint
     missing = [k for k in ("runtime_option", "precision", "batch", "threads", "shuffle") if k not in fp]
     if missing:
         raise BadInputError(f"fingerprint lacks {', '.join(missing)}: cannot tell how the table was measured")
     return LatencySetup(
-        runtime=fp["runtime_option"],
+        runtime=runtime or fp["runtime_option"],
         precision=fp["precision"],
         batch=fp["batch"],
         threads=fp["threads"],
@@ -34,53 +57,149 @@ def setup_of(table: LatencyTable) -> LatencySetup:
     )
 
 
-def _interleaved_ort(
-    specs: list[ModelSpec], setup: LatencySetup, rounds: int, progress: bool, sessions: int = 3
-) -> list[float]:
-    """End-to-end medians measured in ``rounds`` interleaved passes over all networks.
+def check_here(
+    table: LatencyTable, allow_mismatch: bool = False, source: str = "table", runtime: str | None = None
+) -> dict[str, Any]:
+    """This machine's fingerprint in the table's settings (or for ``runtime``), refused where it differs."""
+    here = fingerprint(setup_of(table, runtime), table.space)
+    hint = "validation must run where the table was built (or pass --allow-table-mismatch)"
+    if runtime and runtime != table.fingerprint.get("runtime_option"):
+        hint = f"build one for it: spos-lut build --kind latency --runtime {runtime}"
+        allow_mismatch = False
+    check_fingerprint(table.fingerprint, here, source, allow_mismatch, hint)
+    return here
+
+
+def _specs(table: LatencyTable, blocks: Any, channels: Any, prefix: str = "net") -> list[ModelSpec]:
+    shuffle = table.fingerprint.get("shuffle", "reshape")
+    return [
+        ModelSpec(table.space, tuple(map(int, b)), tuple(map(int, c)), f"{prefix}{i}", shuffle=shuffle)
+        for i, (b, c) in enumerate(zip(blocks, channels))
+    ]
+
+
+def _interleaved(
+    specs: list[ModelSpec], setup: LatencySetup, passes: int, progress: bool, sessions: int = 3
+) -> np.ndarray:
+    """``[passes, networks]`` end-to-end medians, measured in interleaved passes over all networks.
 
     A shared 2-core VM drifts by several percent over minutes; timing each network once, one after the
     other, turns that drift into ranking errors (two such passes agreed only to Kendall tau 0.85 here).
-    Interleaving spreads the drift over all networks alike, and the median of the per-round medians is
-    what a network costs. Each network also gets ``sessions`` onnxruntime sessions, used in turn: one
-    session's memory placement can make it a few percent faster or slower for as long as it lives (two
-    15-round validations of the same int8 networks, one session each, agreed only to tau 0.88).
+    Interleaving spreads the drift over all networks alike, and the median of the per-pass medians is
+    what a network costs. Each network also gets ``sessions`` sessions (onnxruntime) or compiled models
+    (OpenVINO), used in turn: one session's memory placement can make it a few percent faster or slower
+    for as long as it lives (two 15-pass validations of the same int8 networks, one session each, agreed
+    only to tau 0.88).
     """
-    from spos_deploy.runtime.ort import ort_runner
-
-    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
+        shape = network_shape(specs[0].space, setup)
         for spec in tqdm(specs, desc="export", unit="net", disable=not progress):
-            path = export_deployed(spec, Path(tmp), setup.precision, setup.seed)
-            size = spec.space.input_size
-            shape = (setup.batch, 3, size, size)
-            threads = setup.resolved_threads()
-            runs.append(
-                [ort_runner(path, setup.batch, shape, device=device, threads=threads) for _ in range(max(1, sessions))]
-            )
-        per_round = np.zeros((rounds, len(specs)))
-        order_rng = np.random.default_rng(0)
-        for r in tqdm(range(rounds), desc="interleaved rounds", unit="round", disable=not progress):
-            for i in order_rng.permutation(len(specs)):
-                run = runs[i][r % len(runs[i])]
-                times = time_fn(run, warmup=3, repeats=max(10, setup.network_repeats // rounds))
-                per_round[r, i] = np.median(times) * 1e3
-    return [float(v) for v in np.median(per_round, axis=0)]
+            path = export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
+            runs.append([onnx_runner(path, shape, setup) for _ in range(max(1, sessions))])
+        return interleaved_passes(runs, passes, repeats=max(10, setup.network_repeats // passes))
+
+
+def measure_passes(
+    table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, passes: int = 5, progress: bool = True
+) -> np.ndarray:
+    """``[passes, N]`` end-to-end ms of architectures in the table's deployed form and settings (one row
+    for MXNet runtimes, which time each network on its own)."""
+    setup = setup_of(table)
+    specs = _specs(table, blocks, channels)
+    if setup.onnx_runtime:
+        return _interleaved(specs, setup, passes, progress)
+    return np.array([[measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]])
 
 
 def measure_architectures(
     table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, rounds: int = 5, progress: bool = True
 ) -> list[float]:
-    """End-to-end latency (ms) of architectures in the deployed form and settings the table was measured in."""
+    """End-to-end latency (ms) of architectures: the median over ``rounds`` interleaved passes."""
+    return [float(v) for v in np.median(measure_passes(table, blocks, channels, rounds, progress), axis=0)]
+
+
+def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
+    """Re-measure the table's anchors now (about a second of timing, plus exporting them) and, with
+    ``apply``, scale its predictions by the factor; ``None`` for a table without anchors."""
+    if not table.anchors:
+        return None
     setup = setup_of(table)
-    specs = [
-        ModelSpec(table.space, tuple(map(int, b)), tuple(map(int, c)), f"net{i}", shuffle=setup.shuffle)
-        for i, (b, c) in enumerate(zip(blocks, channels))
+    specs = _specs(table, [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors], "anchor")
+    build = [a["ms"] for a in table.anchors]
+    now = time_anchors(specs, setup)
+    factor = reanchor_factor(build, now)
+    if apply:
+        table.speed_factor = factor
+    return {"factor": factor, "note": speed_note(factor), "anchors_build_ms": build, "anchors_now_ms": now}
+
+
+def error_sources(
+    raw_sums: Any, slope: float, intercept: float, measured: Any, factor: float | None = None, per_pass: Any = None
+) -> dict[str, Any]:
+    """Split a table's MAPE on validation networks into its sources (percentage points of MAPE).
+
+    * machine speed: MAPE as built minus MAPE with the best single scale (median measured / predicted),
+      the part a global speed change explains; the anchors' factor is shown beside the best one;
+    * correction: the best-scale MAPE minus the MAPE of the correction line refitted on these networks;
+    * entries: what a refitted line still misses (single entries, and the ground truth's own noise,
+      ``measurement_noise_pct``: the per-network spread over interleaved passes, over sqrt(passes)).
+    """
+    raw, m = np.asarray(raw_sums, float), np.asarray(measured, float)
+    built = slope * raw + intercept
+    best = float(np.median(m / built))
+    s, b = fit_correction(raw, m)
+
+    def mape(pred: np.ndarray) -> float:
+        return float(np.mean(np.abs(pred - m) / m) * 100)
+
+    out = {
+        "speed_factor_anchors": factor,
+        "speed_factor_best": best,
+        "mape_as_built": mape(built),
+        "mape_reanchored": None if factor is None else mape(factor * built),
+        "mape_best_scale": mape(best * built),
+        "mape_refitted_line": mape(s * raw + b),
+        "measurement_noise_pct": None,
+    }
+    out["from_machine_speed"] = out["mape_as_built"] - out["mape_best_scale"]
+    out["from_correction"] = out["mape_best_scale"] - out["mape_refitted_line"]
+    out["from_entries"] = out["mape_refitted_line"]
+    pp = None if per_pass is None else np.asarray(per_pass, float)
+    if pp is not None and pp.ndim == 2 and len(pp) >= 2:
+        rel_sd = pp.std(axis=0, ddof=1) / np.median(pp, axis=0)
+        out["measurement_noise_pct"] = float(np.median(rel_sd) / np.sqrt(len(pp)) * 100)
+    return out
+
+
+def validation_round(
+    table: LatencyTable, samples: int, seed: int, passes: int = 5, reanchor_on: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """One validation: re-anchor (unless off), then ``samples`` fresh random architectures measured end to
+    end. The statistics reported are those of the re-anchored predictions (as built without anchors or
+    with ``reanchor_on`` off); ``as_built`` and ``reanchored`` hold both."""
+    info = reanchor(table, apply=False) if reanchor_on else None
+    factor = info["factor"] if info else None
+    blocks, channels = random_architectures(table.space, samples, seed)
+    per_pass = measure_passes(table, blocks, channels, passes, progress)
+    measured = np.median(per_pass, axis=0)
+    built = table.predict_as_built(blocks, channels)
+    reported = built * factor if factor else built
+    result = {
+        **validation_stats(reported, measured),
+        "seed": seed,
+        "as_built": validation_stats(built, measured),
+        "reanchored": validation_stats(reported, measured) if factor else None,
+        "reanchor": info,
+        "error_sources": error_sources(
+            table.raw_sum(blocks, channels), table.slope, table.intercept, measured, factor, per_pass
+        ),
+    }
+    result["points"] = [
+        {"blocks": list(map(int, b)), "channels": list(map(int, c)), "predicted_ms": float(p), "measured_ms": float(m)}
+        for b, c, p, m in zip(blocks, channels, reported, measured)
     ]
-    if setup.runtime.startswith("ort"):
-        return _interleaved_ort(specs, setup, rounds, progress)
-    return [measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]
+    return result
 
 
 def validate_table(
@@ -91,24 +210,64 @@ def validate_table(
     progress: bool = True,
     rounds: int = 5,
     source: str = "table",
+    reanchor: bool = True,
 ) -> dict[str, Any]:
-    """Predicted vs measured end to end for ``samples`` random architectures, in the table's own settings."""
+    """One validation round (``rounds``: interleaved measurement passes, the name this function always had)."""
     if samples < 1 or rounds < 1:
         raise BadInputError(f"samples ({samples}) and rounds ({rounds}) must be >= 1")
-    setup = setup_of(table)
-    here = fingerprint(setup, table.space)
-    hint = "validation must run where the table was built (or pass --allow-table-mismatch)"
-    check_fingerprint(table.fingerprint, here, source, allow_mismatch, hint)
-    blocks, channels = random_architectures(table.space, samples, seed)
-    predicted = table.predict(blocks, channels)
-    measured = measure_architectures(table, blocks, channels, rounds, progress)
-    stats = validation_stats(predicted, measured)
-    stats["points"] = [
-        {"blocks": list(map(int, b)), "channels": list(map(int, c)), "predicted_ms": float(p), "measured_ms": float(m)}
-        for b, c, p, m in zip(blocks, channels, predicted, measured)
-    ]
-    stats["fingerprint_here"] = here
-    return stats
+    here = check_here(table, allow_mismatch, source)
+    return {**validation_round(table, samples, seed, rounds, reanchor, progress), "fingerprint_here": here}
+
+
+def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and worst of MAPE, share within 10 % and Kendall tau over rounds, as built and re-anchored
+    (worst: the largest MAPE, the smallest share and tau)."""
+
+    def of(key: str) -> dict[str, Any] | None:
+        sets = [r[key] for r in rounds if r.get(key)]
+        if len(sets) < len(rounds) or not sets:
+            return None
+        out: dict[str, Any] = {}
+        for k in SUMMARY_KEYS:
+            vals = [s[k] for s in sets if s[k] is not None]
+            worst = max if k == "mape" else min
+            out[k] = {"mean": float(np.mean(vals)), "worst": float(worst(vals))} if vals else None
+        return out
+
+    factors = [r["reanchor"]["factor"] for r in rounds if r.get("reanchor")]
+    return {"rounds": len(rounds), "as_built": of("as_built"), "reanchored": of("reanchored"), "speed_factors": factors}
+
+
+def validate_rounds(
+    table: LatencyTable,
+    samples: int,
+    rounds: int = 1,
+    seed: int = 0,
+    passes: int = 5,
+    reanchor: bool = True,
+    allow_mismatch: bool = False,
+    progress: bool = True,
+    source: str = "table",
+    runtime: str | None = None,
+) -> dict[str, Any]:
+    """``rounds`` validations, fresh architectures each (seeds ``seed``, ``seed + 1``, ...): per round and
+    summarised (:func:`summarize_rounds`). The top-level statistics pool every round's networks."""
+    if samples < 1 or rounds < 1 or passes < 1:
+        raise BadInputError(f"samples ({samples}), rounds ({rounds}) and passes ({passes}) must be >= 1")
+    here = check_here(table, allow_mismatch, source, runtime)
+    per = [validation_round(table, samples, seed + r, passes, reanchor, progress) for r in range(rounds)]
+    points = [dict(p, round=i) for i, r in enumerate(per) for p in r["points"]]
+    pooled = validation_stats([p["predicted_ms"] for p in points], [p["measured_ms"] for p in points])
+    for r in per:
+        r.pop("points")
+    return {
+        **pooled,
+        "reanchor": reanchor and bool(table.anchors),
+        "rounds": per,
+        "summary": summarize_rounds(per),
+        "points": points,
+        "fingerprint_here": here,
+    }
 
 
 def scatter_plot(stats: dict[str, Any], path: str | Path, title: str) -> None:
