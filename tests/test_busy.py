@@ -78,10 +78,12 @@ def test_others_limit_leaves_room_for_idle_cores():
         (0.0, 0.0, 0.02, False, []),
         (0.0, 0.24, 0.02, False, []),
         (0.0, 0.26, 0.02, True, ["others"]),
-        (0.049, 0.0, None, False, []),
-        (0.051, 0.0, None, True, ["waited"]),
+        (0.049, None, None, False, []),
+        (0.051, None, None, True, ["waited"]),
         (0.0, None, 0.16, True, ["unsteady"]),
         (0.3, 1.0, 0.5, True, ["waited", "others", "unsteady"]),
+        (0.3, 0.05, None, False, []),  # others idle: the wait is this process's own threads (oversubscribed)
+        (0.3, 0.15, None, True, ["waited"]),
     ],
 )
 def test_verdict_thresholds(wait, others, spread, busy, reasons):

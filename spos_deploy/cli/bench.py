@@ -308,8 +308,6 @@ def _print_text(out: dict[str, Any]) -> None:
     print(what)
     print(_openvino_line(out["openvino"]) if "openvino" in out else _precision_line(out))
     print(f"load: {summary_line(lat['load'])}")
-    for w in out["warnings"]:
-        print(f"warning: {w}")
     print(_machine_line(out["machine"]))
 
 

@@ -222,8 +222,6 @@ def _print_measured(m: dict) -> None:
     )
     if m.get("load"):
         print(f"load: {summary_line(m['load'])}")
-    for w in m.get("warnings", []):
-        print(f"warning: {w}")
 
 
 def body(args: argparse.Namespace) -> int:

@@ -38,6 +38,9 @@ a quarter of a core taken from a 2-thread run is a slowdown of the order of the 
 WAIT_MAX = 0.05
 """Largest run-queue wait of this process's threads, in cores (seconds waited per second of wall), of a quiet
 machine: waking a thread costs microseconds, so even thousands of wake-ups a second stay near 0.005."""
+SELF_ONLY_CORES = 0.1
+"""Others below this (where measured) mean a run-queue wait is this process's own doing: more threads than
+usable cores. That is the configuration being measured, not a busy machine, so it does not count."""
 MAX_RESOLUTION_CORES = 1.0
 """Beyond this tick-rounding error the others' CPU figure says nothing and is left out."""
 SPREAD_MAX = 0.15
@@ -160,11 +163,13 @@ def verdict(
     spread: float | None,
     resolution: float | None = 0.0,
 ) -> tuple[bool, list[str]]:
-    """``(busy, reasons)``: busy when this process waited for a CPU more than :data:`WAIT_MAX`, when others
+    """``(busy, reasons)``: busy when this process waited for a CPU more than :data:`WAIT_MAX` (unless others
+    are known to have been idle: see :data:`SELF_ONLY_CORES`), when others
     (with steal) use more than :func:`others_limit` beyond the tick rounding, or unsteady when the chunk
     spread exceeds :data:`SPREAD_MAX`."""
     reasons: list[str] = []
-    if wait_cores is not None and wait_cores > WAIT_MAX:
+    others_known_idle = others_cores is not None and others_cores + (steal_cores or 0.0) <= SELF_ONLY_CORES
+    if wait_cores is not None and wait_cores > WAIT_MAX and not others_known_idle:
         reasons.append("waited")
     if others_cores is not None:
         taken = others_cores + (steal_cores or 0.0)
