@@ -42,7 +42,12 @@ DEFAULT_SYMBOL_INPUT_SIZE = 224  # an exported graph does not record its input s
 RUNTIMES = ("auto", "onnxruntime", "openvino", "mxnet")
 KIND_RUNTIMES = {"onnx": ("onnxruntime", "openvino"), "ir": ("openvino",), "symbol": ("mxnet",), "spec": ("mxnet",)}
 """Which runtimes can run each kind of target; the first is what ``--runtime auto`` picks."""
-KIND_WORDS = {"onnx": "an .onnx file", "ir": "an OpenVINO IR", "symbol": "an MXNet graph", "spec": "a model"}
+KIND_WORDS = {
+    "onnx": "an .onnx file",
+    "ir": "an OpenVINO IR",
+    "symbol": "an MXNet graph",
+    "spec": "a model.json or built-in model",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
