@@ -170,14 +170,15 @@ def _round_rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def _print_latency(result: dict[str, Any]) -> None:
+def _print_latency(result: dict[str, Any], args_reanchor: bool) -> None:
     from tabulate import tabulate
 
     notes = [r["reanchor"]["note"] for r in result["rounds"] if r.get("reanchor")]
     if notes:
         print(notes[-1] if len(notes) == 1 else "re-anchored each round: " + "; ".join(notes))
     elif not result["reanchor"]:
-        print("predictions as built (not re-anchored)")
+        why = "--no-reanchor" if not args_reanchor else "the table has no anchor networks"
+        print(f"predictions as built, not re-anchored ({why})")
     if len(result["rounds"]) > 1:
         headers, rows = _round_rows(result)
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
@@ -210,7 +211,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     elif kind == "latency":
-        _print_latency(result)
+        _print_latency(result, args.reanchor)
     else:
         bad = len(result["mismatches"])
         print(f"{args.table}: {args.samples} random architectures, {'all exact' if not bad else f'{bad} MISMATCHES'}")

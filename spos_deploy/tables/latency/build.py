@@ -612,17 +612,16 @@ def assemble(
             for r, s in zip(nets, sums)
         ]
     if anchors and "anchors" in done:
-        rec = done["anchors"]
-        table.anchors = [
-            {
-                "blocks": list(a.block_choices),
-                "channels": list(a.channel_choices),
-                "ms": m * scale(rec),
-                "measured_ms": m,
-            }
-            for a, m in zip(anchors, rec["ms"])
-        ]
+        table.anchors = _anchor_records(anchors, done["anchors"], scale(done["anchors"]))
     return table
+
+
+def _anchor_records(anchors: list[ModelSpec], rec: dict[str, Any], scale: float) -> list[dict[str, Any]]:
+    """The table's ``anchors``: each network and its time at the table's reference speed (drift-scaled)."""
+    return [
+        {"blocks": list(a.block_choices), "channels": list(a.channel_choices), "ms": m * scale, "measured_ms": m}
+        for a, m in zip(anchors, rec["ms"])
+    ]
 
 
 def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:

@@ -1,0 +1,277 @@
+"""Do latency tables stay right over an hour? K build-then-validate cycles, with and without re-anchoring.
+
+Each cycle (they start at equal intervals over ``--minutes``) builds a fresh table for every target
+(runtime:precision), then validates it on ``--samples`` fresh random architectures measured end to end
+in interleaved passes: the statistics as built and re-anchored (the table's anchors re-measured just
+before), the anchor drift factor, where the error comes from (machine speed, correction, entries), and
+the machine's load over the cycle (``spos_deploy.runtime.load``). From the second cycle on, the table of
+the first cycle is scored on the same measured networks as well: that is a table used an hour after it
+was built, the case re-anchoring is for. Targets (issue 11), in every cycle: MAPE <= 5 %, >= 95 % within
+±10 %, Kendall tau >= 0.9.
+
+    python benchmarks/latency_table_cycles.py                       # 3 cycles over 60 min, 224 space
+    python benchmarks/latency_table_cycles.py --targets ort-cpu:fp32 --cycles 3 --minutes 60
+    python benchmarks/latency_table_cycles.py --quick               # smoke run: tiny space, about 2 min
+
+How long (estimated from a quick run and the entry counts, 2 threads; 224 space: 800 entries, 40 uniform
+networks, 50 validation networks): per cycle about 4-5 min for ort-cpu fp32, 8-10 min for openvino-cpu
+fp32, 20-25 min for openvino-cpu int8 (NNCF quantizes each of about 110 networks, ~9 s each): 35-40 min
+for the three defaults, so with the default 20-minute intervals a cycle starts late (recorded as
+``started_late_seconds``); give int8 its own run (``--targets openvino-cpu:int8 --minutes 90``) to keep the
+intervals. ``--quick`` takes about 2 minutes.
+
+Writes ``benchmarks/results/latency_table_cycles.md/.json`` (``--quick``: a temporary folder unless
+``--out`` is given, so a smoke run never replaces the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spos_deploy.atomic import write_json, write_text  # noqa: E402
+from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.space import SPACES, SearchSpace  # noqa: E402
+from spos_deploy.tables.core import validation_stats  # noqa: E402
+from spos_deploy.tables.latency.build import LatencySetup, build_latency_table  # noqa: E402
+from spos_deploy.tables.latency.table import LatencyTable, reanchor_factor  # noqa: E402
+from spos_deploy.tables.latency.validate import error_sources, validation_round  # noqa: E402
+
+TARGETS = {"mape": 5.0, "within_10": 0.95, "kendall_tau": 0.9}
+DEFAULT_TARGETS = ("ort-cpu:fp32", "openvino-cpu:fp32", "openvino-cpu:int8")
+QUICK = {"targets": ("ort-cpu:fp32", "openvino-cpu:fp32"), "cycles": 2, "minutes": 0.5, "samples": 4, "passes": 2}
+STATS = ("mape", "within_10", "kendall_tau")
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", nargs="+", help=f"runtime:precision (default {' '.join(DEFAULT_TARGETS)})")
+    ap.add_argument("--cycles", type=int, help="build-then-validate cycles (default 3)")
+    ap.add_argument("--minutes", type=float, help="wall time the cycles are spread over (default 60)")
+    ap.add_argument("--samples", type=int, help="fresh architectures per validation (default 50)")
+    ap.add_argument("--passes", type=int, help="interleaved timing passes per validation (default 5)")
+    ap.add_argument("--space", choices=sorted(SPACES), default="imagenet", help="built-in space (default 224)")
+    ap.add_argument("--threads", type=int, help="intra-op threads (default: every usable core)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny space, few entries and networks")
+    ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    args = ap.parse_args()
+    defaults = QUICK if args.quick else {"targets": DEFAULT_TARGETS, "cycles": 3, "minutes": 60.0}
+    defaults = {"samples": 50, "passes": 5, **defaults}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.cycles < 1 or args.samples < 2 or args.passes < 1 or args.minutes < 0:
+        ap.error("--cycles and --passes must be >= 1, --samples >= 2, --minutes >= 0")
+    for t in args.targets:
+        if t.count(":") != 1:
+            ap.error(f"--targets {t}: expected runtime:precision, e.g. openvino-cpu:int8")
+    return args
+
+
+def space_of(args: argparse.Namespace) -> SearchSpace:
+    space = SPACES[args.space]
+    if args.quick:  # 2 channel scales, so a table has a few dozen entries
+        space = dataclasses.replace(SPACES["small"], channel_scales=(1.0, 2.0), use_se=True)
+    return space
+
+
+def setup_of(target: str, args: argparse.Namespace) -> LatencySetup:
+    runtime, precision = target.split(":")
+    setup = LatencySetup(runtime=runtime, precision=precision, threads=args.threads)
+    if args.quick:
+        setup = dataclasses.replace(setup, repeats=3, calibration_networks=3)
+    setup.check()
+    return setup
+
+
+def load_probe() -> Any:
+    """The busy-machine probe of ``runtime/load.py`` (a context manager), or ``None`` where it is missing."""
+    try:
+        from spos_deploy.runtime.load import probe
+    except ImportError:
+        return None
+    return probe
+
+
+def rescore(table: LatencyTable, measured_round: dict[str, Any]) -> dict[str, Any]:
+    """Statistics of another table (the first cycle's) on the networks a round measured, re-anchored with
+    the anchor times that round measured (the anchors of one space and seed are the same networks)."""
+    pts = measured_round["points"]
+    blocks = [p["blocks"] for p in pts]
+    channels = [p["channels"] for p in pts]
+    measured = [p["measured_ms"] for p in pts]
+    built = table.predict_as_built(blocks, channels)
+    info = measured_round.get("reanchor")
+    factor = None
+    if info and len(table.anchors) == len(info["anchors_now_ms"]):
+        factor = reanchor_factor([a["ms"] for a in table.anchors], info["anchors_now_ms"])
+    return {
+        "as_built": validation_stats(built, measured),
+        "reanchored": validation_stats(built * factor, measured) if factor else None,
+        "factor": factor,
+        "error_sources": error_sources(table.raw_sum(blocks, channels), table.slope, table.intercept, measured, factor),
+    }
+
+
+def run_target(target: str, cycle: int, args: argparse.Namespace, work: Path, kept: dict[str, Any]) -> dict[str, Any]:
+    """Build and validate one table (and rescore the kept first-cycle table); times and load recorded."""
+    space, setup = space_of(args), setup_of(target, args)
+    probe = load_probe()
+    with probe() if probe else contextlib.nullcontext() as p:
+        t0 = time.perf_counter()
+        path = work / f"{target.replace(':', '_')}_cycle{cycle}.json"
+        table = build_latency_table(space, setup, path, progress=not args.quick)
+        build_s = time.perf_counter() - t0
+        rnd = validation_round(
+            table, args.samples, 1000 + cycle, args.passes, reanchor_on=True, progress=not args.quick
+        )
+        validate_s = time.perf_counter() - t0 - build_s
+    load = p.record().as_dict() if p else None
+    kept.setdefault(target, table)
+    first = rescore(kept[target], rnd) if cycle > 1 else None
+    return {
+        "target": target,
+        "cycle": cycle,
+        "build_seconds": build_s,
+        "validate_seconds": validate_s,
+        "factor": rnd["reanchor"]["factor"] if rnd.get("reanchor") else None,
+        "as_built": rnd["as_built"],
+        "reanchored": rnd["reanchored"],
+        "error_sources": rnd["error_sources"],
+        "first_cycle_table": first,
+        "load": load,
+        "samples": args.samples,
+    }
+
+
+def meets(stats: dict[str, Any] | None) -> bool | None:
+    if not stats:
+        return None
+    tau = stats["kendall_tau"]
+    return bool(
+        stats["mape"] <= TARGETS["mape"]
+        and stats["within_10"] >= TARGETS["within_10"]
+        and tau is not None
+        and tau >= TARGETS["kendall_tau"]
+    )
+
+
+def _cells(stats: dict[str, Any] | None) -> list[str]:
+    if not stats:
+        return ["-"] * 3
+    tau = stats["kendall_tau"]
+    return [f"{stats['mape']:.2f}", f"{stats['within_10']:.0%}", "n/a" if tau is None else f"{tau:.3f}"]
+
+
+def report_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    headers = [
+        "target", "cycle", "build s", "speed factor", "MAPE %", "within 10%", "tau",
+        "MAPE % re-anch.", "within 10% re-anch.", "tau re-anch.", "1st table re-anch. MAPE %", "load",
+    ]  # fmt: skip
+    rows = []
+    for r in results:
+        first = r["first_cycle_table"]
+        first_mape = f"{first['reanchored']['mape']:.2f}" if first and first["reanchored"] else "-"
+        load = r["load"]
+        busy = "-" if load is None else ("BUSY" if load["busy"] else "quiet")
+        factor = "-" if r["factor"] is None else f"{r['factor']:.3f}"
+        rows.append(
+            [r["target"], r["cycle"], f"{r['build_seconds']:.0f}", factor, *_cells(r["as_built"]),
+             *_cells(r["reanchored"]), first_mape, busy]
+        )  # fmt: skip
+    return headers, rows
+
+
+def verdicts(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per target: does every cycle meet the targets, as built and re-anchored; the worst of each statistic."""
+    out: dict[str, dict[str, Any]] = {}
+    for target in dict.fromkeys(r["target"] for r in results):
+        rs = [r for r in results if r["target"] == target]
+        v: dict[str, Any] = {}
+        for which in ("as_built", "reanchored"):
+            sets = [r[which] for r in rs if r[which]]
+            v[f"{which}_all_cycles_meet"] = bool(sets) and len(sets) == len(rs) and all(meets(s) for s in sets)
+            v[f"{which}_worst"] = {
+                "mape": max(s["mape"] for s in sets) if sets else None,
+                "within_10": min(s["within_10"] for s in sets) if sets else None,
+                "kendall_tau": min((s["kendall_tau"] for s in sets if s["kendall_tau"] is not None), default=None),
+            }
+        out[target] = v
+    return out
+
+
+def write_results(args: argparse.Namespace, results: list[dict[str, Any]], wall_s: float) -> Path:
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="latency_table_cycles_")) if args.quick else ROOT / "benchmarks" / "results"
+    )
+    headers, rows = report_rows(results)
+    text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    m = machine_record()
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    v = verdicts(results)
+    doc = {
+        "benchmark": "latency_table_cycles",
+        "date": date,
+        "machine": m,
+        "settings": {k: (list(x) if isinstance(x, tuple) else x) for k, x in vars(args).items() if k != "out"},
+        "space": space_of(args).describe(),
+        "targets": TARGETS,
+        "wall_seconds": wall_s,
+        "verdicts": v,
+        "results": results,
+    }
+    write_json(out / "latency_table_cycles.json", doc)
+    lines = [f"- {t}: every cycle meets the targets as built: {x['as_built_all_cycles_meet']}, re-anchored: "
+             f"{x['reanchored_all_cycles_meet']}" for t, x in v.items()]  # fmt: skip
+    write_text(
+        out / "latency_table_cycles.md",
+        f"# Latency tables over time: {args.cycles} build-then-validate cycles over {args.minutes:g} min\n\n"
+        f"{date} on {m['cpu']} ({m['usable_cores']} cores); space {doc['space']}; {args.samples} fresh "
+        f"architectures per validation, {args.passes} interleaved passes{' (quick smoke run)' if args.quick else ''}."
+        f"\n\n{text}\n\n" + "\n".join(lines) + f"\n\nTargets in every cycle: MAPE <= {TARGETS['mape']} %, >= "
+        f"{TARGETS['within_10']:.0%} within ±10 %, Kendall tau >= {TARGETS['kendall_tau']}. 'speed factor': the "
+        "anchors re-measured before the validation over their time at build (> 1: slower now); '1st table': the "
+        "first cycle's table scored on this cycle's networks. Load: runtime/load.py over the cycle.\n",
+    )
+    print(text)
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    for t in args.targets:
+        setup_of(t, args)  # refuse an unknown runtime or precision before an hour of work
+    interval = args.minutes * 60 / args.cycles
+    start = time.monotonic()
+    results: list[dict[str, Any]] = []
+    kept: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="latency_cycles_") as tmp:
+        for k in range(1, args.cycles + 1):
+            wait = start + (k - 1) * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            late = max(0.0, -wait)
+            for target in args.targets:
+                r = run_target(target, k, args, Path(tmp), kept)
+                r["started_late_seconds"] = late
+                results.append(r)
+                print(f"cycle {k} {target}: build {r['build_seconds']:.0f} s, validate {r['validate_seconds']:.0f} s",
+                      flush=True)  # fmt: skip
+    out = write_results(args, results, time.monotonic() - start)
+    print(f"results: {out / 'latency_table_cycles.md'}")
+
+
+if __name__ == "__main__":
+    main()
