@@ -316,7 +316,8 @@ def test_built_table_has_anchors_and_reanchors(small_table):
     assert len(info["anchors_now_ms"]) == 5
     assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_build_ms"]))
     b, c = np.zeros(4, int), np.ones(4, int)
-    assert loaded.predict(b, c) == pytest.approx(info["factor"] * table.predict(b, c))
+    assert loaded.predict(b, c) == pytest.approx(info["factor"] * loaded.predict_as_built(b, c), rel=1e-12)
+    assert loaded.predict_as_built(b, c) == pytest.approx(table.predict(b, c), rel=1e-4)  # saved to 6 decimals
 
 
 @pytest.mark.slow
@@ -376,3 +377,17 @@ def test_table_of_another_runtime_is_refused(small_table):
     line = proc.stderr.strip().splitlines()[-1]
     assert len(proc.stderr.strip().splitlines()) == 1 and "runtime: table 'onnxruntime', here 'mxnet'" in line
     assert "--runtime mxnet-cpu" in line
+
+
+def test_search_reanchors_its_latency_table_unless_told_not_to(small_table, caplog):
+    from search.runner import SearchJob, _latency_table
+
+    path, _ = small_table
+    table = LatencyTable.load(path)
+    with caplog.at_level("INFO", logger="search.runner"):
+        used = _latency_table(SearchJob(supernet="-", out="-", lut=str(path)), SMALL)
+    assert used.speed_factor != 1.0 and "than when the table was built" in caplog.text
+    b, c = np.zeros(4, int), np.ones(4, int)
+    assert used.predict(b, c) == pytest.approx(used.speed_factor * table.predict(b, c))
+    off = _latency_table(SearchJob(supernet="-", out="-", lut=str(path), reanchor=False), SMALL)
+    assert off.speed_factor == 1.0 and off.predict(b, c) == pytest.approx(table.predict(b, c))

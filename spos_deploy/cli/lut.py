@@ -184,7 +184,22 @@ def _print_latency(result: dict[str, Any], args_reanchor: bool) -> None:
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         print("pooled over all rounds:")
     print(tabulate(_latency_rows(result), tablefmt="github", disable_numparse=True))
+    print(_sources_line(result["rounds"]))
     print(f"scatter plot: {result['plot']}")
+
+
+def _sources_line(rounds: list[dict[str, Any]]) -> str:
+    """Where the error as built comes from, in MAPE points (the mean over rounds)."""
+
+    def mean(key: str) -> str:
+        vals = [r["error_sources"][key] for r in rounds if r["error_sources"][key] is not None]
+        return f"{sum(vals) / len(vals):.2f}" if vals else "n/a"
+
+    return (
+        f"error as built, MAPE points from: machine speed {mean('from_machine_speed')}, correction "
+        f"{mean('from_correction')}, entries {mean('from_entries')} (ground-truth noise "
+        f"{mean('measurement_noise_pct')} %)"
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
