@@ -25,7 +25,7 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="block choices only, every position at its widest channel choice (all 4^5 = 1024 such architectures\n"
         "are the pool): the ranking a supernet trained at full width can be asked for",
+    )
+    ap.add_argument(
+        "--noise-archs",
+        type=int,
+        default=0,
+        help="also train this many of the architectures again with the next seed: the tau of the stand-alone\n"
+        "recipe against itself, the ceiling any proxy can reach against it (default 0: not measured)",
     )
     ap.add_argument(
         "--shard",
@@ -259,6 +266,47 @@ def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int) -> dict[str, Any]:
+    """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seed + 1``: how
+    well the stand-alone recipe ranks against itself, beside the supernet on the same architectures."""
+    order = sorted(rows, key=lambda r: r["standalone_acc"])
+    picks = [order[int(i)] for i in np.linspace(0, len(order) - 1, min(n, len(order)))]
+    again = train_all(picks, replace(recipe, seed=recipe.seed + 1), cache)
+    a = [r["standalone_acc"] for r in picks]
+    b = [again[r["key"]]["standalone_acc"] for r in picks]
+    sup = [r["supernet_acc"] for r in picks]
+    diff = np.asarray(b) - np.asarray(a)
+    return {
+        "n": len(picks),
+        "keys": [r["key"] for r in picks],
+        "second_seed_acc": b,
+        "seed_vs_seed_tau": finite_or_none(kendall_tau(a, b)),
+        "supernet_vs_seed0_tau": finite_or_none(kendall_tau(sup, a)),
+        "supernet_vs_seed1_tau": finite_or_none(kendall_tau(sup, b)),
+        "supernet_vs_mean_tau": finite_or_none(kendall_tau(sup, (np.asarray(a) + b) / 2)),
+        "seed_diff_std_pts": float(100 * diff.std(ddof=1)) if len(diff) > 1 else None,
+        "standalone_range_pts": float(100 * (max(a) - min(a))),
+    }
+
+
+def noise_text(st: dict[str, Any]) -> str:
+    z = st.get("seed_noise")
+    if not z:
+        return ""
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (
+        f"\n\n**Noise ceiling.** {z['n']} of the architectures (spread over the stand-alone ranking) trained again "
+        f"with the next seed: stand-alone vs stand-alone Kendall tau {f(z['seed_vs_seed_tau'])} (the seed changes "
+        f"top-1 by {z['seed_diff_std_pts']:.2f} points std, against a {z['standalone_range_pts']:.2f}-point range of "
+        f"stand-alone accuracies); on the same architectures the supernet's tau is {f(z['supernet_vs_seed0_tau'])} "
+        f"against seed 0, {f(z['supernet_vs_seed1_tau'])} against seed 1, {f(z['supernet_vs_mean_tau'])} against "
+        f"their mean."
+    )
+
+
 def scatter_plot(rows: list[dict[str, Any]], stats: dict[str, Any], path: Path) -> None:
     """Supernet vs stand-alone accuracy, band architectures marked."""
     import matplotlib
@@ -353,7 +401,7 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"BN on {args.bn_images} training images; both on the first {s['recipe']['val_limit']} test images. "
         f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}.\n\n"
         f"{stats_table(st)}\n\nStand-alone top 5 found in the supernet's top 5: {st['top5_overlap']:.0%}. "
-        f"{verdict(st)}\n\n![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
+        f"{verdict(st)}{noise_text(st)}\n\n![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
         f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
     )
@@ -403,6 +451,9 @@ def main(argv: list[str] | None = None) -> None:
         supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
     rows = merge_rows(archs, standalone, supernet_acc)
     stats = ranking_stats(rows)
+    if args.noise_archs:
+        with steps.step("seed-noise training"):
+            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
     png = Path(args.results) / "supernet_ranking.png"
     scatter_plot(rows, stats, png)
     settings = {
