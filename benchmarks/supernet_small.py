@@ -41,8 +41,10 @@ from spos_deploy.machine import machine_record  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 SMALL = ["--space", "small"]
 RECIPE = ["--batch-size", "128", "--lr", "0.1", "--warmup-epochs", "0.1", "--label-smoothing", "0"]
-"""The documented recipe (docs/supernet.md): NAG, cosine after a 0.1-epoch warm-up, no label smoothing,
-full width only (``--cs-start-epoch`` beyond the last epoch)."""
+"""The base of the ablation: NAG, cosine after a 0.1-epoch warm-up, no label smoothing, full width only
+(``--cs-start-epoch`` beyond the last epoch), random crop + flip."""
+AUGMENT = ["--augment", "flip"]
+"""What the documented recipe adds to the base (docs/supernet.md): flips only, no random crop."""
 
 SHORT = ["--epochs", "1", "--train-limit", "25600", "--val-data", "none", "--cs-start-epoch", "5"]
 GEOMETRY = ["--input-size", "32", "--num-classes", "10", "--no-se", "--stage-out-channels", "32", "64", "128", "256"]
@@ -68,6 +70,8 @@ ABLATION: list[tuple[str, str, list[str]]] = [
         SMALL + [*LR01, "--batch-size", "256", "--lr", "0.6", "--warmup-epochs", "0.2"],
     ),
     ("channel search from the first step", "cs0", SMALL + LR01 + ["--cs-start-epoch", "0", "--no-cs-warmup"]),
+    ("augmentation: flip only (no random crop)", "flip", SMALL + LR01 + ["--augment", "flip"]),
+    ("augmentation: none", "noaug", SMALL + LR01 + ["--augment", "none"]),
 ]
 
 
@@ -119,8 +123,8 @@ def _record(name: str, payload: dict, md: str) -> None:
 
 
 def recipe(out: Path, epochs: int, paths: int) -> None:
-    run = out / "recipe"
-    args = SMALL + RECIPE + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
+    run = out / "recipe-flip"
+    args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
     seconds = train(run, args)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
