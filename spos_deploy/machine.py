@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import importlib.metadata
 import platform
 from functools import lru_cache
 from typing import Any
@@ -42,6 +43,11 @@ def software_versions() -> dict[str, str]:
         try:
             out[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - optional at this point
+            pass
+    for dist in ("openvino", "nncf"):  # optional: the installed release, without importing it
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return out
 
