@@ -3,7 +3,7 @@
 Steps (each one a documented spos-* command, run as a subprocess and timed):
 
 1. ``spos-train supernet``: the small-image space (``--space small``: 32x32, 10 classes, five positions) with
-   its recipe (docs/supernet.md: full width, 13 epochs, lr 0.1, no label smoothing).
+   its recipe (docs/supernet.md: full width, 13 epochs, lr 0.1, no label smoothing, flips only).
 2. Latency table for this CPU (onnxruntime, int8, batch 1): the shipped table in ``lookup_tables/`` when its
    fingerprint matches this machine, otherwise ``spos-lut build --kind latency`` builds one here.
 3. ``spos-search --mode blocks``: evolutionary search over block choices (the supernet trained full width
@@ -41,7 +41,7 @@ from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import SPACES  # noqa: E402
 
 SPACE_ARGS = ["--space", "small"]
-TABLE = ROOT / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2.json"
+TABLE = ROOT / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.json"
 
 
 def tool(name: str) -> str:
@@ -129,7 +129,8 @@ def main() -> None:
     if not (sup / "supernet.params").exists():
         cmd = [tool("spos-train"), "supernet", *SPACE_ARGS, "--epochs", str(args.supernet_epochs)]
         cmd += ["--train-limit", str(args.supernet_images), "--batch-size", "128", "--lr", "0.1"]
-        cmd += ["--warmup-epochs", "0.1", "--label-smoothing", "0", "--cs-start-epoch", str(args.supernet_epochs + 1)]
+        cmd += ["--warmup-epochs", "0.1", "--label-smoothing", "0", "--augment", "flip"]
+        cmd += ["--cs-start-epoch", str(args.supernet_epochs + 1)]
         cmd += ["--eval-paths", "2", "--val-limit", "1000"]
         cmd += ["-o", str(sup), "--resume", "--no-progress"]
         steps.run("train supernet", cmd)

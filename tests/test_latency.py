@@ -223,6 +223,18 @@ def test_reanchor_factor_is_the_median_ratio():
         reanchor_factor([1.0, 2.0], [1.0])
 
 
+def test_anchors_that_disagree_are_not_a_speed_change():
+    from spos_deploy.tables.latency.table import ANCHOR_AGREEMENT, anchor_spread
+
+    build = [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert anchor_spread(build, [1.1 * b for b in build]) == pytest.approx(0.0, abs=1e-12)
+    # one disturbed anchor is absorbed like the median absorbs it
+    assert anchor_spread(build, [1.1 * b for b in build[:4]] + [3 * build[4]]) == pytest.approx(0.0, abs=1e-12)
+    # ratios 1.0 1.2 1.5 1.9 2.0: the timing is unsteady, not the machine slower by a common factor
+    spread = anchor_spread(build, [r * b for r, b in zip([1.0, 1.2, 1.5, 1.9, 2.0], build)])
+    assert spread == pytest.approx((1.9 - 1.2) / 1.5) and spread > ANCHOR_AGREEMENT
+
+
 def test_reanchored_table_scales_its_predictions():
     rng = np.random.default_rng(1)
     entries = rng.uniform(0.1, 2.0, (4, 4, 2))

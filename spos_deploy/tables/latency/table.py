@@ -224,6 +224,20 @@ def reanchor_factor(build_ms: Any, now_ms: Any) -> float:
     return float(np.median(now / build))
 
 
+ANCHOR_AGREEMENT = 0.10  # the anchors' ratios now / at build must agree within this relative spread
+
+
+def anchor_spread(build_ms: Any, now_ms: Any) -> float:
+    """Relative spread of the anchors' ratios now / at build: (max - min) / median, without the lowest and
+    the highest ratio when there are five or more. A real change of the
+    machine's speed moves every anchor alike; ratios that disagree mean the timing itself is unsteady (the
+    OpenVINO cycles in benchmarks/results/latency_table_cycles.md: a factor of 1.9 on a quiet machine), and
+    scaling by their median would add error instead of removing it."""
+    r = np.sort(np.asarray(now_ms, float) / np.asarray(build_ms, float))
+    inner = r[1:-1] if r.size >= 5 else r  # one disturbed anchor at either end is the median's to absorb
+    return float((inner[-1] - inner[0]) / np.median(r))
+
+
 def speed_note(factor: float) -> str:
     """One line for the user: how the machine's speed changed and that predictions follow it."""
     pct = abs(factor - 1) * 100

@@ -30,7 +30,9 @@ from spos_deploy.tables.latency.build import (
     time_anchors,
 )
 from spos_deploy.tables.latency.table import (
+    ANCHOR_AGREEMENT,
     LatencyTable,
+    anchor_spread,
     check_fingerprint,
     fit_correction,
     reanchor_factor,
@@ -121,7 +123,8 @@ def measure_architectures(
 
 def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
     """Re-measure the table's anchors now (about a second of timing, plus exporting them) and, with
-    ``apply``, scale its predictions by the factor; ``None`` for a table without anchors."""
+    ``apply``, scale its predictions by the factor when the anchors agree on it (:func:`anchor_spread`);
+    ``None`` for a table without anchors."""
     if not table.anchors:
         return None
     setup = setup_of(table)
@@ -129,9 +132,24 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
     build = [a["ms"] for a in table.anchors]
     now = time_anchors(specs, setup)
     factor = reanchor_factor(build, now)
-    if apply:
+    spread = anchor_spread(build, now)
+    agree = spread <= ANCHOR_AGREEMENT
+    note = speed_note(factor)
+    if not agree:
+        note = (
+            f"anchors disagree (ratios now / at build spread {100 * spread:.0f} % > {100 * ANCHOR_AGREEMENT:.0f} %): "
+            "timing is unsteady here, predictions left as built"
+        )
+    if apply and agree:
         table.speed_factor = factor
-    return {"factor": factor, "note": speed_note(factor), "anchors_build_ms": build, "anchors_now_ms": now}
+    return {
+        "factor": factor,
+        "anchors_agree": bool(agree),
+        "anchor_spread": spread,
+        "note": note,
+        "anchors_build_ms": build,
+        "anchors_now_ms": now,
+    }
 
 
 def error_sources(
@@ -179,7 +197,7 @@ def validation_round(
     end. The statistics reported are those of the re-anchored predictions (as built without anchors or
     with ``reanchor_on`` off); ``as_built`` and ``reanchored`` hold both."""
     info = reanchor(table, apply=False) if reanchor_on else None
-    factor = info["factor"] if info else None
+    factor = info["factor"] if info and info["anchors_agree"] else None
     blocks, channels = random_architectures(table.space, samples, seed)
     per_pass = measure_passes(table, blocks, channels, passes, progress)
     measured = np.median(per_pass, axis=0)
