@@ -9,7 +9,8 @@ Uniform and constrained sampling of whole candidates live in :mod:`search.sampli
 A :class:`Phase` says which genes are searched: ``joint`` searches both; ``blocks-first`` first searches
 blocks with every channel fixed (at the widest choice the constraints allow), then channels with the best
 blocks fixed; ``blocks`` is that first phase alone (for a supernet trained at full width only, whose
-narrower channel choices were never trained). Fixed genes are never sampled or mutated, so a phase never leaves its slice of the space.
+narrower channel choices were never trained). Fixed genes are never sampled or mutated, so a phase never
+leaves its slice of the space.
 """
 
 from __future__ import annotations
