@@ -324,11 +324,12 @@ def test_built_table_has_anchors_and_reanchors(small_table):
     assert min(sums) < max(sums)  # small to large networks
     loaded = LatencyTable.load(path)
     info = reanchor(loaded)
-    assert info["factor"] > 0 and loaded.speed_factor == info["factor"]
+    applied = info["factor"] if info["anchors_agree"] else 1.0  # tiny networks on a shared machine may disagree
+    assert info["factor"] > 0 and loaded.speed_factor == applied
     assert len(info["anchors_now_ms"]) == 5
     assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_build_ms"]))
     b, c = np.zeros(4, int), np.ones(4, int)
-    assert loaded.predict(b, c) == pytest.approx(info["factor"] * loaded.predict_as_built(b, c), rel=1e-12)
+    assert loaded.predict(b, c) == pytest.approx(applied * loaded.predict_as_built(b, c), rel=1e-12)
     assert loaded.predict_as_built(b, c) == pytest.approx(table.predict(b, c), rel=1e-4)  # saved to 6 decimals
 
 
@@ -347,7 +348,7 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
     assert (
         "pooled over all rounds" in proc.stdout
         and "worst" in proc.stdout
-        and "than when the table was built" in proc.stdout
+        and ("than when the table was built" in proc.stdout or "anchors disagree" in proc.stdout)
     )
     r = json.loads(report.read_text())
     assert r["samples"] == 6 and len(r["points"]) == 6 and {p["round"] for p in r["points"]} == {0, 1}
@@ -357,7 +358,8 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
     assert first.isdisjoint(second)  # fresh architectures each round
     for rd in r["rounds"]:
         assert rd["reanchor"]["factor"] > 0 and rd["as_built"]["samples"] == 3 and rd["reanchored"]["samples"] == 3
-        assert rd["mape"] == pytest.approx(rd["reanchored"]["mape"])
+        used = rd["reanchored"] if rd["reanchor"]["anchors_agree"] else rd["as_built"]
+        assert rd["mape"] == pytest.approx(used["mape"])
         assert set(rd["error_sources"]) >= {"from_machine_speed", "from_correction", "from_entries"}
     mapes = [rd["as_built"]["mape"] for rd in r["rounds"]]
     assert r["summary"]["as_built"]["mape"] == {
