@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from pathlib import Path
 
 import mxnet as mx
@@ -73,7 +74,7 @@ CASES = [
 
 @pytest.mark.parametrize("layout,use_se,shuffle,merged", CASES)
 def test_onnx_parity_random_architectures(layout, use_se, shuffle, merged, tmp_path, images64):
-    rng = np.random.default_rng(hash((layout, use_se, shuffle)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((layout, use_se, shuffle)).encode()))  # hash() of str varies
     space = space_for_layout(layout, use_se=use_se, last_conv_after_pooling=not use_se, input_size=64)
     spec = ModelSpec(
         space, tuple(map(int, rng.integers(0, 4, 20))), tuple(map(int, rng.integers(0, 10, 20))), shuffle=shuffle
