@@ -90,7 +90,10 @@ def test_openvino_table_validates_and_reanchors(ov_table):
     built = LatencyTable.load(ov_table).predict(
         np.array(r["points"][0]["blocks"]), np.array(r["points"][0]["channels"])
     )
-    assert r["points"][0]["predicted_ms"] == pytest.approx(rd["reanchor"]["factor"] * built, rel=1e-9)
+    # a user of the table gets the anchors' factor only when they agree (a shared 2-core VM often disagrees)
+    factor = rd["reanchor"]["factor"] if rd["reanchor"]["anchors_agree"] else 1.0
+    assert r["points"][0]["predicted_ms"] == pytest.approx(factor * built, rel=1e-9)
+    assert rd["reanchored"]["samples"] == 3 and rd["as_built"]["samples"] == 3
 
 
 @pytest.mark.slow
