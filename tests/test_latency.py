@@ -400,7 +400,10 @@ def test_search_reanchors_its_latency_table_unless_told_not_to(small_table, capl
     table = LatencyTable.load(path)
     with caplog.at_level("INFO", logger="search.runner"):
         used = _latency_table(SearchJob(supernet="-", out="-", lut=str(path)), SMALL)
-    assert used.speed_factor != 1.0 and "than when the table was built" in caplog.text
+    if "anchors disagree" in caplog.text:  # a shared machine: the table is used as built, and the log says why
+        assert used.speed_factor == 1.0 and "predictions left as built" in caplog.text
+    else:
+        assert used.speed_factor != 1.0 and "than when the table was built" in caplog.text
     b, c = np.zeros(4, int), np.ones(4, int)
     assert used.predict(b, c) == pytest.approx(used.speed_factor * table.predict(b, c))
     off = _latency_table(SearchJob(supernet="-", out="-", lut=str(path), reanchor=False), SMALL)
