@@ -122,9 +122,10 @@ def _record(name: str, payload: dict, md: str) -> None:
     print(md)
 
 
-def recipe(out: Path, epochs: int, paths: int) -> None:
-    run = out / "recipe-flip"
+def recipe(out: Path, epochs: int, paths: int, wd: float | None = None) -> None:
+    run = out / ("recipe-flip" if wd is None else f"recipe-flip-wd{wd:g}")
     args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
+    args += [] if wd is None else ["--wd", f"{wd:g}"]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
     seconds = train(run, args)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
@@ -202,10 +203,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "supernet-small-bench"))
     ap.add_argument("--epochs", type=int, default=13, help="recipe: epochs of 60,000 images (13: ~20 min here)")
     ap.add_argument("--paths", type=int, default=10)
+    ap.add_argument("--wd", type=float, help="recipe: weight decay (default: spos-train's, 4e-5)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    recipe(out, args.epochs, args.paths) if args.what == "recipe" else ablation(out)
+    recipe(out, args.epochs, args.paths, args.wd) if args.what == "recipe" else ablation(out)
 
 
 if __name__ == "__main__":

@@ -292,6 +292,29 @@ def test_error_sources_separate_speed_correction_and_entries():
     assert e["measurement_noise_pct"] == pytest.approx(expected_noise)
 
 
+def test_pass_drift_and_the_measurement_s_own_tau():
+    from spos_deploy.tables.latency.validate import drift_warning, error_sources, halves_tau, pass_drift
+
+    nets = np.array([1.0, 2.0, 3.0, 4.0])
+    steady = np.stack([nets, nets * 1.01, nets * 0.99, nets])
+    assert pass_drift(steady) == pytest.approx(0.02)
+    # the second pass ran on a machine 30 % slower: every network in it at once
+    slow = np.stack([nets, nets * 1.3, nets, nets])
+    assert pass_drift(slow) == pytest.approx(0.3)
+    assert halves_tau(slow) == pytest.approx(1.0)  # a global drift does not reorder the networks
+    swapped = np.stack([nets, nets[::-1], nets, nets[::-1]])  # even and odd passes disagree completely
+    assert halves_tau(swapped) == pytest.approx(-1.0)
+    assert halves_tau(nets[None, :]) is None and halves_tau(np.ones((2, 1))) is None
+    with pytest.raises(ValueError):
+        pass_drift(nets[None, :])
+    e = error_sources(nets, 1.0, 0.0, np.median(slow, axis=0), per_pass=slow)
+    assert e["pass_drift_pct"] == pytest.approx(30.0) and e["tau_ceiling"] == pytest.approx(1.0)
+    two = drift_warning(e, threads=2)
+    assert "moved 30 % between interleaved passes at 2 threads" in two and "--threads 1" in two
+    assert "--threads" not in drift_warning(e, threads=1)
+    assert drift_warning({"pass_drift_pct": 5.0}, 2) is None and drift_warning({"pass_drift_pct": None}, 2) is None
+
+
 def test_summarize_rounds_mean_and_worst():
     from spos_deploy.tables.latency.validate import summarize_rounds
 
@@ -360,7 +383,8 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
         assert rd["reanchor"]["factor"] > 0 and rd["as_built"]["samples"] == 3 and rd["reanchored"]["samples"] == 3
         used = rd["reanchored"] if rd["reanchor"]["anchors_agree"] else rd["as_built"]
         assert rd["mape"] == pytest.approx(used["mape"])
-        assert set(rd["error_sources"]) >= {"from_machine_speed", "from_correction", "from_entries"}
+        assert set(rd["error_sources"]) >= {"from_machine_speed", "from_correction", "from_entries", "tau_ceiling"}
+        assert rd["error_sources"]["pass_drift_pct"] >= 0
     mapes = [rd["as_built"]["mape"] for rd in r["rounds"]]
     assert r["summary"]["as_built"]["mape"] == {
         "mean": pytest.approx(np.mean(mapes)),
@@ -368,6 +392,8 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
     }
     assert r["summary"]["reanchored"]["within_10"]["worst"] <= r["summary"]["reanchored"]["within_10"]["mean"]
     assert {"samples", "mape", "max_error", "within_5", "within_10", "kendall_tau", "table", "fingerprint"} <= set(r)
+    assert "drift between passes" in proc.stdout and isinstance(r["warnings"], list)
+    assert all(f"warning: {w}" in proc.stderr for w in r["warnings"])
     off = subprocess.run(
         [*cmd, "--no-reanchor", "--passes", "1", "--json", "--no-progress", "--plot", str(tmp_path / "q.png")],
         capture_output=True,

@@ -63,6 +63,18 @@ def test_explicit_options_narrow_the_candidates():
         auto.space_from_options("mxnet", False, False, None, None, None)
     with pytest.raises(BadInputError, match="batch 1"):
         auto.space_from_options("openvino", False, False, None, None, 8)
+    # --auto-runtimes keeps one runtime's forms; it cannot contradict --format openvino
+    keys = {
+        c.key
+        for c in auto.candidates(auto.space_from_options("onnx", False, False, None, None, None, ["onnxruntime"]), ALL)[
+            0
+        ]
+    }
+    assert keys and all(k.startswith("onnxruntime/") for k in keys)
+    with pytest.raises(BadInputError, match="leaves out openvino"):
+        auto.space_from_options("openvino", False, False, None, None, None, ["onnxruntime"])
+    with pytest.raises(BadInputError, match="--auto-runtimes mxnet"):
+        auto.space_from_options("onnx", False, False, None, None, None, ["mxnet"])
 
 
 # ---- checks -----------------------------------------------------------------------------------------------------
@@ -276,11 +288,21 @@ def test_target_auto_over_every_candidate(tmp_path):
         (["--format", "mxnet"], "--format mxnet is not one"),
         (["--format", "openvino", "--static-batch", "4"], "measures batch 1"),
         (["--auto-rounds", "0"], "--auto-rounds"),
+        (["--format", "openvino", "--auto-runtimes", "onnxruntime"], "leaves out openvino"),
+        (["--auto-runtimes", "tensorrt"], "--auto-runtimes"),
     ],
 )
 def test_target_auto_bad_options_are_one_line(tmp_path, extra, message):
     proc = run_cli("spos-export", "oneshot-s+", "--random-init", "-o", str(tmp_path / "o"), "--target", "auto", *extra)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_auto_runtimes_without_target_auto_is_refused(tmp_path):
+    proc = run_cli(
+        "spos-export", "oneshot-s+", "--random-init", "-o", str(tmp_path / "o"), "--auto-runtimes", "openvino"
+    )
+    assert proc.returncode == 2 and "add --target auto" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

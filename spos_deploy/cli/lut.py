@@ -185,6 +185,8 @@ def _print_latency(result: dict[str, Any], args_reanchor: bool) -> None:
         print("pooled over all rounds:")
     print(tabulate(_latency_rows(result), tablefmt="github", disable_numparse=True))
     print(_sources_line(result["rounds"]))
+    for w in result.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     print(f"scatter plot: {result['plot']}")
 
 
@@ -198,7 +200,8 @@ def _sources_line(rounds: list[dict[str, Any]]) -> str:
     return (
         f"error as built, MAPE points from: machine speed {mean('from_machine_speed')}, correction "
         f"{mean('from_correction')}, entries {mean('from_entries')} (ground-truth noise "
-        f"{mean('measurement_noise_pct')} %)"
+        f"{mean('measurement_noise_pct')} %, drift between passes {mean('pass_drift_pct')} %; the measurement "
+        f"ranks the networks against itself to tau {mean('tau_ceiling')})"
     )
 
 

@@ -359,6 +359,7 @@ def throughput_batches(value: Sequence[int] | None) -> list[int]:
 # ---- --target auto ----------------------------------------------------------------------------------------------
 
 AUTO_TARGETS = ("auto",)
+AUTO_RUNTIMES = ("onnxruntime", "openvino")
 AUTO_ROUNDS = 5
 AUTO_REPEATS = 20
 
@@ -373,6 +374,14 @@ def add_target(p: argparse.ArgumentParser) -> None:
         help="auto: build, check and time every runtime/precision/graph form that applies here and ship the "
         "fastest that passes its checks; --format openvino, --int8, --per-tensor, --shuffle, --hswish and "
         "--static-batch 1 narrow the candidates",
+    )
+    g.add_argument(
+        "--auto-runtimes",
+        nargs="+",
+        choices=AUTO_RUNTIMES,
+        metavar="RUNTIME",
+        help=f"auto: the runtimes whose forms are candidates ({', '.join(AUTO_RUNTIMES)}; default: every one "
+        "installed here)",
     )
     g.add_argument(
         "--auto-rounds",

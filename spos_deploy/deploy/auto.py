@@ -502,13 +502,13 @@ def _cached(work: _Work, key: tuple, make: Callable[[Path], Path]) -> Path:
 def _fp32_onnx(work: _Work, shuffle: str, act: str) -> Path:
     """The fp32 ONNX of one (shuffle, activation) form, each transform checked as the pipeline checks it."""
     from spos_deploy.deploy.onnx import export_onnx, rewrite_hswish
-    from spos_deploy.deploy.pipeline import _deploy_form
+    from spos_deploy.deploy.pipeline import deploy_form
 
     def make(path: Path) -> Path:
         if act == "op":
             rewrite_hswish(_fp32_onnx(work, shuffle, "mul"), path)
             return path
-        deployed, _ = _deploy_form(work.net, work.spec, dataclasses.replace(work.opts, shuffle=shuffle), work.images)
+        deployed, _ = deploy_form(work.net, work.spec, dataclasses.replace(work.opts, shuffle=shuffle), work.images)
         return export_onnx(deployed, path)
 
     return _cached(work, ("fp32", shuffle, act), make)
@@ -656,15 +656,15 @@ def _prepare_work(spec: Any, opts: Any, auto: AutoOptions, folder: Path) -> _Wor
     """Weights, check and calibration images (refused up front, as the pipeline refuses them) and the fp32
     reference logits of the network as given."""
     from spos_deploy.deploy.onnx import mxnet_logits
-    from spos_deploy.deploy.pipeline import _data, _load_network
+    from spos_deploy.deploy.pipeline import load_network, option_images
     from spos_deploy.deploy.quantize import check_calibration_images
     from spos_deploy.machine import cpu_info
 
-    net, _ = _load_network(spec, opts)
-    check = _data(opts.eval_data, spec, opts.eval_count, "--eval")
+    net, _ = load_network(spec, opts)
+    check = option_images(opts.eval_data, spec, opts.eval_count, "--eval")
     calib = None
     if "int8" in auto.space.precisions:
-        calib = _data(opts.calib, spec, opts.calib_count, "--calib")
+        calib = option_images(opts.calib, spec, opts.calib_count, "--calib")
         check_calibration_images(
             calib.images, spec.space.input_size, what=f"--calib {opts.calib or 'imagenet-samples'}"
         )
@@ -753,10 +753,17 @@ def print_auto(section: dict[str, Any]) -> None:
 
 
 def space_from_options(
-    fmt: str, int8: bool, per_tensor: bool, shuffle: str | None, hswish: str | None, static_batch: int | None
+    fmt: str,
+    int8: bool,
+    per_tensor: bool,
+    shuffle: str | None,
+    hswish: str | None,
+    static_batch: int | None,
+    runtimes: Sequence[str] | None = None,
 ) -> AutoSpace:
     """The candidates that explicit ``spos-export`` options leave (docs/deploy.md, "--target auto"): each
-    option given fixes its axis; ``--format onnx`` is the default, so it cannot restrict anything."""
+    option given fixes its axis; ``--format onnx`` is the default, so it cannot restrict anything;
+    ``runtimes`` (``--auto-runtimes``) keeps those runtimes' forms only."""
     from spos_deploy.errors import BadInputError
 
     if fmt == "mxnet":
@@ -764,7 +771,15 @@ def space_from_options(
     if static_batch is not None and static_batch != 1:
         raise BadInputError(f"--target auto measures batch 1; --static-batch {static_batch} cannot be a candidate")
     space = AutoSpace()
+    if runtimes:
+        unknown = sorted(set(runtimes) - set(RUNTIMES))
+        if unknown:
+            raise BadInputError(f"--auto-runtimes {' '.join(unknown)}: use {' and/or '.join(RUNTIMES)}")
+        space.runtimes = tuple(r for r in RUNTIMES if r in runtimes)
     if fmt == "openvino" or static_batch is not None:
+        if "openvino" not in space.runtimes:
+            why = "--format openvino" if fmt == "openvino" else "--static-batch"
+            raise BadInputError(f"{why} asks for OpenVINO forms, but --auto-runtimes leaves out openvino")
         space.runtimes = ("openvino",)
     if static_batch is not None:
         space.batches = ("static",)
@@ -786,7 +801,9 @@ def export_auto(args: Any, options: Callable[[Any], Any], print_text: Callable[[
     from spos_deploy.cli.common import print_json
     from spos_deploy.model_spec import load_spec
 
-    space = space_from_options(args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch)
+    space = space_from_options(
+        args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch, args.auto_runtimes
+    )
     auto = AutoOptions(space=space, rounds=args.auto_rounds, repeats=args.auto_repeats, threads=args.threads)
     spec = load_spec(args.model, input_size=args.input_size)
     report, section = run_auto(spec, args.output, options(args), auto)

@@ -149,7 +149,8 @@ class ExportReport:
         return d
 
 
-def _load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
+def load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
+    """The network to deploy and where its weights came from: random weights only when asked for."""
     if opts.params:
         return load_subnet(spec, opts.params), f"weights from {opts.params}"
     if opts.random_init:
@@ -157,7 +158,7 @@ def _load_network(spec: ModelSpec, opts: ExportOptions) -> tuple[SposNet, str]:
     raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
 
 
-def _data(ref: str | None, spec: ModelSpec, limit: int, flag: str) -> LabelledImages:
+def option_images(ref: str | None, spec: ModelSpec, limit: int, flag: str) -> LabelledImages:
     """Images for ``flag``, refused when their labels cannot be classes of this model."""
     size = spec.space.input_size
     data = load_images(ref or "imagenet-samples", size, limit=limit)  # --eval-count applies to the default too
@@ -242,7 +243,7 @@ class _Job:
         return self.spec.space.input_size
 
 
-def _deploy_form(net: SposNet, spec: ModelSpec, opts: ExportOptions, images: np.ndarray) -> tuple[SposNet, list]:
+def deploy_form(net: SposNet, spec: ModelSpec, opts: ExportOptions, images: np.ndarray) -> tuple[SposNet, list]:
     """The network in the form it ships (BN merged, chosen shuffle), each transform checked on ``images``."""
     reference = mxnet_logits(net, images)
     deployed, checks = net, []
@@ -275,14 +276,14 @@ def _check_format_options(opts: ExportOptions) -> None:
 def _prepare(spec: ModelSpec, opts: ExportOptions) -> _Job:
     """Everything before the first file is written: weights, data, transforms and their checks, counts."""
     _check_format_options(opts)
-    net, weights_note = _load_network(spec, opts)
-    check_data = _data(opts.eval_data, spec, opts.eval_count, "--eval")
-    calib = _data(opts.calib, spec, opts.calib_count, "--calib") if opts.int8 else None
+    net, weights_note = load_network(spec, opts)
+    check_data = option_images(opts.eval_data, spec, opts.eval_count, "--eval")
+    calib = option_images(opts.calib, spec, opts.calib_count, "--calib") if opts.int8 else None
     if calib is not None:  # before any export: a wrong set fails in a second, not after the fp32 model
         check_calibration_images(
             calib.images, spec.space.input_size, what=f"--calib {opts.calib or 'imagenet-samples'}"
         )
-    deployed, checks = _deploy_form(net, spec, opts, check_data.images)
+    deployed, checks = deploy_form(net, spec, opts, check_data.images)
     deployed_prof = profile_symbol(symbol_from_block(deployed), spec.space.input_size, spec.name)
     report = ExportReport(
         model=spec.to_json(),

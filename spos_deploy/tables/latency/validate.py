@@ -18,7 +18,7 @@ from tqdm import tqdm
 from spos_deploy.atomic import atomic_path
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.tables.core import random_architectures, validation_stats
+from spos_deploy.tables.core import kendall_tau, random_architectures, validation_stats
 from spos_deploy.tables.latency.build import (
     LatencySetup,
     export_deployed,
@@ -40,6 +40,7 @@ from spos_deploy.tables.latency.table import (
 )
 
 SUMMARY_KEYS = ("mape", "within_10", "kendall_tau")
+DRIFT_WARNING = 0.10  # interleaved passes whose typical speeds differ by more: the timing is unsteady here
 
 
 def setup_of(table: LatencyTable, runtime: str | None = None) -> LatencySetup:
@@ -184,10 +185,46 @@ def error_sources(
     out["from_correction"] = out["mape_best_scale"] - out["mape_refitted_line"]
     out["from_entries"] = out["mape_refitted_line"]
     pp = None if per_pass is None else np.asarray(per_pass, float)
+    out["pass_drift_pct"] = out["tau_ceiling"] = None
     if pp is not None and pp.ndim == 2 and len(pp) >= 2:
         rel_sd = pp.std(axis=0, ddof=1) / np.median(pp, axis=0)
         out["measurement_noise_pct"] = float(np.median(rel_sd) / np.sqrt(len(pp)) * 100)
+        out["pass_drift_pct"] = 100 * pass_drift(pp)
+        out["tau_ceiling"] = halves_tau(pp)
     return out
+
+
+def pass_drift(per_pass: Any) -> float:
+    """How far the machine's speed moved between interleaved passes: the spread (max - min) of each pass's
+    typical ratio to the networks' medians. Every network in a pass shares the pass's machine state, so
+    this is the global part of the noise; a steady machine keeps it to a few percent."""
+    pp = np.asarray(per_pass, float)
+    if pp.ndim != 2 or len(pp) < 2:
+        raise ValueError("pass_drift needs [passes >= 2, networks] timings")
+    ratios = np.median(pp / np.median(pp, axis=0), axis=1)
+    return float(ratios.max() - ratios.min())
+
+
+def halves_tau(per_pass: Any) -> float | None:
+    """Kendall tau between the medians of the even and the odd passes: how well the measurement ranks the
+    networks against itself, a ceiling for any table's tau on them (``None`` below 2 passes or networks)."""
+    pp = np.asarray(per_pass, float)
+    if pp.ndim != 2 or len(pp) < 2 or pp.shape[1] < 2:
+        return None
+    tau = kendall_tau(np.median(pp[0::2], axis=0), np.median(pp[1::2], axis=0))
+    return None if np.isnan(tau) else float(tau)
+
+
+def drift_warning(sources: dict[str, Any], threads: int) -> str | None:
+    """One line when the passes drifted more than :data:`DRIFT_WARNING` (``None`` otherwise)."""
+    drift = sources.get("pass_drift_pct")
+    if drift is None or drift <= 100 * DRIFT_WARNING:
+        return None
+    hint = " (fewer threads time more steadily on a shared VM: try --threads 1)" if threads > 1 else ""
+    return (
+        f"timing unsteady: the machine's speed moved {drift:.0f} % between interleaved passes at "
+        f"{threads} thread{'s' if threads > 1 else ''}; measured latencies here carry that noise{hint}"
+    )
 
 
 def validation_round(
@@ -280,8 +317,11 @@ def validate_rounds(
     pooled = validation_stats([p["predicted_ms"] for p in points], [p["measured_ms"] for p in points])
     for r in per:
         r.pop("points")
+    threads = setup_of(table).resolved_threads()
+    warnings = [w for r in per if (w := drift_warning(r["error_sources"], threads))]
     return {
         **pooled,
+        "warnings": warnings,
         "reanchor": reanchor and bool(table.anchors),
         "rounds": per,
         "summary": summarize_rounds(per),
