@@ -10,6 +10,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 
 from spos_deploy.data.images import fashion_mnist, imagenet_samples
@@ -92,8 +93,50 @@ def test_onnx_parity_random_architectures(layout, use_se, shuffle, merged, tmp_p
     ops = {n.op_type for n in model.graph.node}
     assert ("Transpose" in ops) == (shuffle == "reshape")
     assert ("BatchNormalization" in ops) == (not merged)
-    parity = check_onnx_parity(net, path, images64)
-    assert parity.passed and parity.max_rel < 1e-4
+    _assert_fp32_parity(net, path, images64)
+
+
+def _assert_fp32_parity(net, path, images, tolerance=1e-4):
+    """onnxruntime against the network computed in float64, within ``tolerance`` or 4x MXNet's own fp32
+    rounding error on this draw, whichever is larger. Randomised BN statistics can make a draw ill-conditioned
+    (seed 13 of the OneShot + SE sweep: logits up to 2,700, MXNet fp32 itself 1.5e-3 off float64, onnxruntime
+    1.9e-3 off): there no fp32 runtime can match fp32 MXNet to 1e-4, while an export error is orders larger."""
+    from spos_deploy.runtime.ort import ort_logits, ort_session
+
+    x = mx.nd.array(images)
+    fp32 = net(x).asnumpy().astype(np.float64)
+    got = ort_logits(ort_session(path), images).astype(np.float64)
+    net.cast("float64")
+    exact = net(x.astype("float64")).asnumpy()
+    scale = np.abs(exact).max()
+    own = np.abs(fp32 - exact).max() / scale
+    err = np.abs(got - exact).max() / scale
+    assert err <= max(tolerance, 4 * own), f"onnxruntime {err:.2e} off float64; MXNet fp32 itself {own:.2e}"
+    if own < tolerance / 10:  # a well-conditioned draw: the export's own 1e-4 check holds as shipped
+        net.cast("float32")
+        assert check_onnx_parity(net, path, images).max_rel < tolerance
+
+
+def test_ill_conditioned_draw_is_judged_against_float64_and_a_wrong_weight_still_fails(tmp_path, images64):
+    """Seed 13 of the parity sweep (docs/deploy.md): exact export, yet 3.4e-3 from fp32 MXNet."""
+    space = space_for_layout("OneShot", use_se=True, last_conv_after_pooling=False, input_size=64)
+    rng = np.random.default_rng(13)
+    spec = ModelSpec(space, tuple(map(int, rng.integers(0, 4, 20))), tuple(map(int, rng.integers(0, 10, 20))))
+    net = build_subnet(spec, seed=3)
+    _randomise_bn(net, 4)
+    path = export_onnx(net, tmp_path / "m.onnx")
+    with pytest.raises(Exception, match="parity check failed"):
+        check_onnx_parity(net, path, images64)  # 1e-4 against fp32 MXNet cannot hold on this draw
+    _assert_fp32_parity(net, path, images64)
+    net.cast("float32")
+    model = onnx.load(str(path))
+    w = next(t for t in model.graph.initializer if t.name.startswith("b05_") and len(t.dims) == 4)
+    arr = onnx.numpy_helper.to_array(w).copy()
+    arr.flat[0] += 0.5  # one wrong weight in one block
+    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+    onnx.save(model, str(tmp_path / "wrong.onnx"))
+    with pytest.raises(AssertionError, match="off float64"):
+        _assert_fp32_parity(net, tmp_path / "wrong.onnx", images64)
 
 
 @pytest.mark.parametrize("stem_stride,stage_strides", [(2, (1, 2, 2, 1)), (1, (1, 2, 2, 2))])
