@@ -134,10 +134,8 @@ def body(args: argparse.Namespace) -> int:
     if args.params is None and not args.random_init:
         raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
     check_new_output(args.output)
-    if args.target != "auto":
-        given = [f for f, v in (("--auto-runtimes", args.auto_runtimes),) if v]
-        if given:
-            raise BadInputError(f"{given[0]} chooses among --target auto's candidates: add --target auto")
+    if args.target != "auto" and args.auto_runtimes:
+        raise BadInputError("--auto-runtimes chooses among --target auto's candidates: add --target auto")
     if args.target == "auto":  # it checks the options that narrow its candidates itself
         from spos_deploy.deploy.auto import export_auto
 

@@ -194,15 +194,20 @@ def error_sources(
     return out
 
 
-def pass_drift(per_pass: Any) -> float:
-    """How far the machine's speed moved between interleaved passes: the spread (max - min) of each pass's
-    typical ratio to the networks' medians. Every network in a pass shares the pass's machine state, so
-    this is the global part of the noise; a steady machine keeps it to a few percent."""
+def pass_speeds(per_pass: Any) -> np.ndarray:
+    """Each interleaved pass's typical speed: the median over networks of its time over the network's
+    median. Every network in a pass shares the pass's machine state, so this is the global part of the noise."""
     pp = np.asarray(per_pass, float)
     if pp.ndim != 2 or len(pp) < 2:
-        raise ValueError("pass_drift needs [passes >= 2, networks] timings")
-    ratios = np.median(pp / np.median(pp, axis=0), axis=1)
-    return float(ratios.max() - ratios.min())
+        raise ValueError("interleaved timings must be [passes >= 2, networks]")
+    return np.median(pp / np.median(pp, axis=0), axis=1)
+
+
+def pass_drift(per_pass: Any) -> float:
+    """How far the machine's speed moved between interleaved passes: the spread (max - min) of
+    :func:`pass_speeds`; a steady machine keeps it to a few percent."""
+    speeds = pass_speeds(per_pass)
+    return float(speeds.max() - speeds.min())
 
 
 def halves_tau(per_pass: Any) -> float | None:
