@@ -47,7 +47,7 @@ from spos_deploy.tables.latency.build import (  # noqa: E402
     network_shape,
     onnx_runner,
 )
-from spos_deploy.tables.latency.validate import halves_tau, pass_drift, pass_speeds  # noqa: E402
+from spos_deploy.tables.latency.validate import drift_free, halves_tau, pass_drift  # noqa: E402
 
 DEFAULT_TARGETS = ("ort-cpu:1", "ort-cpu:2", "openvino-cpu:1", "openvino-cpu:2")
 
@@ -86,8 +86,8 @@ def measure(
     runs = [[onnx_runner(p, shape, setup) for _ in range(3)] for p in paths]
     with load.probe() as lp:
         per_pass = interleaved_passes(runs, args.passes, repeats=args.repeats)
-    drift_free = per_pass / pass_speeds(per_pass)[:, None]
-    residual = drift_free / np.median(drift_free, axis=0)
+    steady = drift_free(per_pass)
+    residual = steady / np.median(steady, axis=0)
     return {
         "target": target,
         "p50_ms": float(np.median(per_pass)),

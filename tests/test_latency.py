@@ -285,11 +285,36 @@ def test_error_sources_separate_speed_correction_and_entries():
     assert e["mape_reanchored"] is None
     # per-network scatter stays with the entries; the spread over passes measures the ground truth's noise
     noisy = built * np.array([1.05, 0.95, 1.04, 0.97, 1.02])
-    passes = np.stack([noisy * 0.99, noisy * 1.01])
+    scatter = np.array([[0.99, 1.01, 1.0, 0.98, 1.0], [1.01, 0.99, 1.0, 1.02, 1.0]])
+    passes = noisy * scatter
     e = error_sources(raw, 1.5, 0.5, noisy, per_pass=passes)
     assert e["from_entries"] > 1
     expected_noise = np.median(passes.std(axis=0, ddof=1) / np.median(passes, axis=0)) / np.sqrt(2) * 100
-    assert e["measurement_noise_pct"] == pytest.approx(expected_noise)
+    assert e["measurement_noise_pct"] == pytest.approx(expected_noise) and expected_noise > 0.5
+    # a pass that ran faster or slower as a whole is the machine's drift, not noise of the ground truth
+    e = error_sources(raw, 1.5, 0.5, noisy, per_pass=np.stack([noisy * 0.9, noisy * 1.2]))
+    assert e["measurement_noise_pct"] == pytest.approx(0, abs=1e-9) and e["pass_drift_pct"] == pytest.approx(30 / 1.05)
+    # the anchors timed inside the passes give their own re-anchored MAPE, beside the one timed before
+    e = error_sources(raw, 1.5, 0.5, 1.1 * built, factor=1.3, in_pass=1.1)
+    assert e["speed_factor_in_pass"] == 1.1 and e["mape_reanchored_in_pass"] == pytest.approx(0, abs=1e-9)
+    assert e["mape_reanchored"] > 15
+
+
+def test_steady_medians_divide_out_each_pass_s_speed():
+    from spos_deploy.tables.latency.validate import drift_free, steady_medians
+
+    nets = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    speeds = np.array([1.0, 1.3, 1.0, 1.3])  # the machine alternates between two speeds
+    per_pass = nets * speeds[:, None]
+    per_pass[0, 0] *= 1.05  # one network disturbed once, in a fast pass
+    raw = np.median(per_pass, axis=0)
+    steady = steady_medians(per_pass)
+    # the raw median of network 0 mixes its disturbed fast pass with a slow one and comes out 2.2 % high;
+    # with each pass's speed divided out its disturbance is one outlier of four and leaves no trace
+    assert raw[0] / raw[1] * 2 == pytest.approx(1.0217, abs=1e-3)
+    assert steady / steady[1] * 2 == pytest.approx(nets, rel=1e-12)
+    assert np.array_equal(drift_free(per_pass[:, :2]), per_pass[:, :2])  # two networks: speed not separable
+    assert np.array_equal(steady_medians(per_pass[:1]), per_pass[0])  # one pass: nothing to divide out
 
 
 def test_pass_drift_and_the_measurement_s_own_tau():
@@ -385,12 +410,22 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
         assert rd["mape"] == pytest.approx(used["mape"])
         assert set(rd["error_sources"]) >= {"from_machine_speed", "from_correction", "from_entries", "tau_ceiling"}
         assert rd["error_sources"]["pass_drift_pct"] >= 0
+        # the anchors were timed again inside the round's own passes: a factor, and statistics scaled by it
+        inside = rd["anchors_in_pass"]
+        assert len(inside["anchors_now_ms"]) == 5 and inside["factor"] > 0
+        build = [a["ms"] for a in json.loads(path.read_text())["anchors"]]
+        assert inside["factor"] == pytest.approx(np.median(np.array(inside["anchors_now_ms"]) / build))
+        assert rd["reanchored_in_pass"]["samples"] == 3
+        assert rd["error_sources"]["speed_factor_in_pass"] == pytest.approx(inside["factor"])
     mapes = [rd["as_built"]["mape"] for rd in r["rounds"]]
     assert r["summary"]["as_built"]["mape"] == {
         "mean": pytest.approx(np.mean(mapes)),
         "worst": pytest.approx(max(mapes)),
     }
     assert r["summary"]["reanchored"]["within_10"]["worst"] <= r["summary"]["reanchored"]["within_10"]["mean"]
+    in_pass = [rd["reanchored_in_pass"]["mape"] for rd in r["rounds"]]
+    assert r["summary"]["reanchored_in_pass"]["mape"]["worst"] == pytest.approx(max(in_pass))
+    assert "anchors timed inside the passes" in proc.stdout and "in-pass" in proc.stdout
     assert {"samples", "mape", "max_error", "within_5", "within_10", "kendall_tau", "table", "fingerprint"} <= set(r)
     assert "drift between passes" in proc.stdout and isinstance(r["warnings"], list)
     assert all(f"warning: {w}" in proc.stderr for w in r["warnings"])

@@ -41,7 +41,7 @@ RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
 PRECISIONS = ("fp32", "int8", "bf16")
 RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "mxnet": "mxnet"}
 ANCHORS = 5  # a median of 5 ratios: one disturbed anchor does not move it
-ANCHOR_PASSES = 4
+ANCHOR_PASSES = 12  # a 10-call burst scatters by 6-9 % here: a median of 12 per anchor
 
 
 @dataclass
@@ -386,7 +386,7 @@ def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCH
     """End-to-end ms of the anchor networks, measured the one way used both when a table is built and when
     it is re-anchored (so their ratio is the machine's speed change, not a difference of methods): a few
     interleaved passes of at least 10 runs and 50 ms each, alternating two sessions per anchor (one
-    session's memory placement can keep it a few percent off); about a second of timing on a 2-core CPU."""
+    session's memory placement can keep it a few percent off); a few seconds of timing on a 2-core CPU."""
     if not specs:
         return []
     shape = network_shape(specs[0].space, setup)

@@ -225,6 +225,8 @@ def reanchor_factor(build_ms: Any, now_ms: Any) -> float:
 
 
 ANCHOR_AGREEMENT = 0.10  # the anchors' ratios now / at build must agree within this relative spread
+STAT_SETS = ("as_built", "reanchored", "reanchored_in_pass")  # a validation's statistics, see validate
+VALIDATION_PASSES = 20  # interleaved end-to-end passes of a validation: many short ones (validate.steady_medians)
 
 
 def anchor_spread(build_ms: Any, now_ms: Any) -> float:

@@ -31,6 +31,8 @@ from spos_deploy.tables.latency.build import (
 )
 from spos_deploy.tables.latency.table import (
     ANCHOR_AGREEMENT,
+    STAT_SETS,
+    VALIDATION_PASSES,
     LatencyTable,
     anchor_spread,
     check_fingerprint,
@@ -88,7 +90,7 @@ def _interleaved(
 
     A shared 2-core VM drifts by several percent over minutes; timing each network once, one after the
     other, turns that drift into ranking errors (two such passes agreed only to Kendall tau 0.85 here).
-    Interleaving spreads the drift over all networks alike, and the median of the per-pass medians is
+    Interleaving spreads the drift over all networks alike, and :func:`steady_medians` of the passes is
     what a network costs. Each network also gets ``sessions`` sessions (onnxruntime) or compiled models
     (OpenVINO), used in turn: one session's memory placement can make it a few percent faster or slower
     for as long as it lives (two 15-pass validations of the same int8 networks, one session each, agreed
@@ -104,7 +106,7 @@ def _interleaved(
 
 
 def measure_passes(
-    table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, passes: int = 5, progress: bool = True
+    table: LatencyTable, blocks: Any, channels: Any, passes: int = VALIDATION_PASSES, progress: bool = True
 ) -> np.ndarray:
     """``[passes, N]`` end-to-end ms of architectures in the table's deployed form and settings (one row
     for MXNet runtimes, which time each network on its own)."""
@@ -116,14 +118,18 @@ def measure_passes(
 
 
 def measure_architectures(
-    table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, rounds: int = 5, progress: bool = True
+    table: LatencyTable,
+    blocks: np.ndarray,
+    channels: np.ndarray,
+    rounds: int = VALIDATION_PASSES,
+    progress: bool = True,
 ) -> list[float]:
-    """End-to-end latency (ms) of architectures: the median over ``rounds`` interleaved passes."""
-    return [float(v) for v in np.median(measure_passes(table, blocks, channels, rounds, progress), axis=0)]
+    """End-to-end latency (ms) of architectures over ``rounds`` interleaved passes (:func:`steady_medians`)."""
+    return [float(v) for v in steady_medians(measure_passes(table, blocks, channels, rounds, progress))]
 
 
 def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
-    """Re-measure the table's anchors now (about a second of timing, plus exporting them) and, with
+    """Re-measure the table's anchors now (a few seconds of timing, plus exporting them) and, with
     ``apply``, scale its predictions by the factor when the anchors agree on it (:func:`anchor_spread`);
     ``None`` for a table without anchors."""
     if not table.anchors:
@@ -154,15 +160,23 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
 
 
 def error_sources(
-    raw_sums: Any, slope: float, intercept: float, measured: Any, factor: float | None = None, per_pass: Any = None
+    raw_sums: Any,
+    slope: float,
+    intercept: float,
+    measured: Any,
+    factor: float | None = None,
+    per_pass: Any = None,
+    in_pass: float | None = None,
 ) -> dict[str, Any]:
     """Split a table's MAPE on validation networks into its sources (percentage points of MAPE).
 
     * machine speed: MAPE as built minus MAPE with the best single scale (median measured / predicted),
-      the part a global speed change explains; the anchors' factor is shown beside the best one;
+      the part a global speed change explains; the anchors' factor is shown beside the best one, both as
+      re-measured before the validation (``factor``) and as timed inside its passes (``in_pass``);
     * correction: the best-scale MAPE minus the MAPE of the correction line refitted on these networks;
     * entries: what a refitted line still misses (single entries, and the ground truth's own noise,
-      ``measurement_noise_pct``: the per-network spread over interleaved passes, over sqrt(passes)).
+      ``measurement_noise_pct``: the per-network spread over interleaved passes once each pass's speed is
+      divided out, over sqrt(passes)).
     """
     raw, m = np.asarray(raw_sums, float), np.asarray(measured, float)
     built = slope * raw + intercept
@@ -174,9 +188,11 @@ def error_sources(
 
     out = {
         "speed_factor_anchors": factor,
+        "speed_factor_in_pass": in_pass,
         "speed_factor_best": best,
         "mape_as_built": mape(built),
         "mape_reanchored": None if factor is None else mape(factor * built),
+        "mape_reanchored_in_pass": None if in_pass is None else mape(in_pass * built),
         "mape_best_scale": mape(best * built),
         "mape_refitted_line": mape(s * raw + b),
         "measurement_noise_pct": None,
@@ -187,7 +203,8 @@ def error_sources(
     pp = None if per_pass is None else np.asarray(per_pass, float)
     out["pass_drift_pct"] = out["tau_ceiling"] = None
     if pp is not None and pp.ndim == 2 and len(pp) >= 2:
-        rel_sd = pp.std(axis=0, ddof=1) / np.median(pp, axis=0)
+        steady = drift_free(pp)
+        rel_sd = steady.std(axis=0, ddof=1) / np.median(steady, axis=0)
         out["measurement_noise_pct"] = float(np.median(rel_sd) / np.sqrt(len(pp)) * 100)
         out["pass_drift_pct"] = 100 * pass_drift(pp)
         out["tau_ceiling"] = halves_tau(pp)
@@ -203,6 +220,25 @@ def pass_speeds(per_pass: Any) -> np.ndarray:
     return np.median(pp / np.median(pp, axis=0), axis=1)
 
 
+def drift_free(per_pass: Any) -> np.ndarray:
+    """``[passes, networks]`` with each pass divided by its speed (:func:`pass_speeds`): the timings as if
+    the machine had kept its typical speed through every pass. Below 3 networks a pass's speed cannot be
+    told from the networks' own scatter, and the timings are returned as they are."""
+    pp = np.asarray(per_pass, float)
+    if pp.ndim != 2 or len(pp) < 2 or pp.shape[1] < 3:
+        return pp
+    return pp / pass_speeds(pp)[:, None]
+
+
+def steady_medians(per_pass: Any) -> np.ndarray:
+    """Each network's time at the machine's typical speed: the median over passes of :func:`drift_free`.
+
+    Many short passes beat a few long ones here: a 10-call burst of one network scatters by 6-9 % on this
+    VM, partly with its neighbours in time, so medians over many passes of all networks, with each pass's
+    shared part divided out, are what ranks the networks steadily (docs/latency.md)."""
+    return np.median(drift_free(per_pass), axis=0)
+
+
 def pass_drift(per_pass: Any) -> float:
     """How far the machine's speed moved between interleaved passes: the spread (max - min) of
     :func:`pass_speeds`; a steady machine keeps it to a few percent."""
@@ -216,7 +252,8 @@ def halves_tau(per_pass: Any) -> float | None:
     pp = np.asarray(per_pass, float)
     if pp.ndim != 2 or len(pp) < 2 or pp.shape[1] < 2:
         return None
-    tau = kendall_tau(np.median(pp[0::2], axis=0), np.median(pp[1::2], axis=0))
+    steady = drift_free(pp)
+    tau = kendall_tau(np.median(steady[0::2], axis=0), np.median(steady[1::2], axis=0))
     return None if np.isnan(tau) else float(tau)
 
 
@@ -232,19 +269,49 @@ def drift_warning(sources: dict[str, Any], threads: int) -> str | None:
     )
 
 
+def anchors_in_pass(table: LatencyTable, anchors_ms: Any) -> dict[str, Any] | None:
+    """The re-anchoring factor from the anchors timed inside a validation's own passes (``None`` without
+    anchors): the same machine state as the networks it checks, unlike :func:`reanchor` a minute before."""
+    if not table.anchors:
+        return None
+    build = [a["ms"] for a in table.anchors]
+    now = [float(v) for v in anchors_ms]
+    spread = anchor_spread(build, now)
+    return {
+        "factor": reanchor_factor(build, now),
+        "anchors_agree": bool(spread <= ANCHOR_AGREEMENT),
+        "anchor_spread": spread,
+        "anchors_now_ms": now,
+    }
+
+
 def validation_round(
-    table: LatencyTable, samples: int, seed: int, passes: int = 5, reanchor_on: bool = True, progress: bool = True
+    table: LatencyTable,
+    samples: int,
+    seed: int,
+    passes: int = VALIDATION_PASSES,
+    reanchor_on: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """One validation: re-anchor (unless off), then ``samples`` fresh random architectures measured end to
-    end. The statistics reported are those of the predictions a user gets: re-anchored when the anchors
-    agree, as built otherwise (or without anchors, or with ``reanchor_on`` off); ``as_built`` and
-    ``reanchored`` (scaled by the anchors' factor even when they disagree) hold both."""
+    end, with the table's anchors timed again inside the same interleaved passes.
+
+    The statistics reported are those of the predictions a user gets: re-anchored when the anchors agreed a
+    minute before, as built otherwise (or without anchors, or with ``reanchor_on`` off). ``as_built``,
+    ``reanchored`` (by that factor even when the anchors disagree) and ``reanchored_in_pass`` (by the
+    anchors timed with the networks: the table's own error, without the machine's drift since) hold all three."""
     info = reanchor(table, apply=False) if reanchor_on else None
-    factor = info["factor"] if info else None  # "reanchored": scaled by it, whether or not the anchors agree
-    applied = factor if info and info["anchors_agree"] else None  # what a user of the table gets
+    factor = info["factor"] if info else None
+    applied = factor if info and info["anchors_agree"] else None
     blocks, channels = random_architectures(table.space, samples, seed)
-    per_pass = measure_passes(table, blocks, channels, passes, progress)
-    measured = np.median(per_pass, axis=0)
+    timed_anchors = table.anchors if setup_of(table).onnx_runtime else []  # MXNet: no shared passes
+    anchor_b = [a["blocks"] for a in timed_anchors]
+    anchor_c = [a["channels"] for a in timed_anchors]
+    per_pass_all = measure_passes(table, [*blocks, *anchor_b], [*channels, *anchor_c], passes, progress)
+    steady = steady_medians(per_pass_all)
+    measured, per_pass = steady[:samples], per_pass_all[:, :samples]
+    in_pass = anchors_in_pass(table, steady[samples:]) if timed_anchors else None
+    in_factor = in_pass["factor"] if in_pass else None
     built = table.predict_as_built(blocks, channels)
     reported = built * applied if applied else built
     result = {
@@ -252,9 +319,11 @@ def validation_round(
         "seed": seed,
         "as_built": validation_stats(built, measured),
         "reanchored": validation_stats(built * factor, measured) if factor else None,
+        "reanchored_in_pass": validation_stats(built * in_factor, measured) if in_factor else None,
         "reanchor": info,
+        "anchors_in_pass": in_pass,
         "error_sources": error_sources(
-            table.raw_sum(blocks, channels), table.slope, table.intercept, measured, factor, per_pass
+            table.raw_sum(blocks, channels), table.slope, table.intercept, measured, factor, per_pass, in_factor
         ),
     }
     result["points"] = [
@@ -270,7 +339,7 @@ def validate_table(
     seed: int = 1000,
     allow_mismatch: bool = False,
     progress: bool = True,
-    rounds: int = 5,
+    rounds: int = VALIDATION_PASSES,
     source: str = "table",
     reanchor: bool = True,
 ) -> dict[str, Any]:
@@ -297,7 +366,13 @@ def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return out
 
     factors = [r["reanchor"]["factor"] for r in rounds if r.get("reanchor")]
-    return {"rounds": len(rounds), "as_built": of("as_built"), "reanchored": of("reanchored"), "speed_factors": factors}
+    in_pass = [r["anchors_in_pass"]["factor"] for r in rounds if r.get("anchors_in_pass")]
+    return {
+        "rounds": len(rounds),
+        **{key: of(key) for key in STAT_SETS},
+        "speed_factors": factors,
+        "speed_factors_in_pass": in_pass,
+    }
 
 
 def validate_rounds(
@@ -305,7 +380,7 @@ def validate_rounds(
     samples: int,
     rounds: int = 1,
     seed: int = 0,
-    passes: int = 5,
+    passes: int = VALIDATION_PASSES,
     reanchor: bool = True,
     allow_mismatch: bool = False,
     progress: bool = True,
