@@ -125,7 +125,7 @@ def rescore(table: LatencyTable, measured_round: dict[str, Any]) -> dict[str, An
 
     def factor_of(info: dict[str, Any] | None) -> float | None:
         if info and len(table.anchors) == len(info["anchors_now_ms"]):
-            return reanchor_factor([a["ms"] for a in table.anchors], info["anchors_now_ms"])
+            return reanchor_factor(table.anchor_reference(), info["anchors_now_ms"])
         return None
 
     factor, in_pass = factor_of(measured_round.get("reanchor")), factor_of(measured_round.get("anchors_in_pass"))

@@ -217,7 +217,7 @@ def test_reanchor_factor_is_the_median_ratio():
     disturbed = [1.1 * b for b in build[:4]] + [3 * build[4]]
     assert reanchor_factor(build, disturbed) == pytest.approx(1.10, rel=1e-12)
     assert reanchor_factor(build, [0.95 * b for b in build]) == pytest.approx(0.95)
-    assert speed_note(1.041) == ("machine 4.1 % slower than when the table was built: predictions scaled by 1.041")
+    assert speed_note(1.041) == "anchors run 4.1 % slower than the table predicts: predictions scaled by 1.041"
     assert "faster" in speed_note(0.9) and "unchanged" in speed_note(1.0)
     with pytest.raises(ValueError):
         reanchor_factor([1.0, 2.0], [1.0])
@@ -358,6 +358,10 @@ def test_summarize_rounds_mean_and_worst():
     assert summarize_rounds([{"as_built": stats(3.0, 1.0, 0.9), "reanchored": None}])["reanchored"] is None
 
 
+def _anchor_choices(table: LatencyTable) -> tuple[list, list]:
+    return [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors]
+
+
 def test_non_positive_slope_falls_back_to_a_scale():
     slope, intercept = fit_correction(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.5]))
     assert slope == pytest.approx(np.median([3.0, 1.0, 0.5])) and intercept == 0.0
@@ -375,7 +379,9 @@ def test_built_table_has_anchors_and_reanchors(small_table):
     applied = info["factor"] if info["anchors_agree"] else 1.0  # tiny networks on a shared machine may disagree
     assert info["factor"] > 0 and loaded.speed_factor == applied
     assert len(info["anchors_now_ms"]) == 5
-    assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_build_ms"]))
+    # the reference is the table's own prediction of each anchor, not its one measurement at build
+    assert info["anchors_predicted_ms"] == pytest.approx(list(loaded.predict_as_built(*_anchor_choices(loaded))))
+    assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_predicted_ms"]))
     b, c = np.zeros(4, int), np.ones(4, int)
     assert loaded.predict(b, c) == pytest.approx(applied * loaded.predict_as_built(b, c), rel=1e-12)
     assert loaded.predict_as_built(b, c) == pytest.approx(table.predict(b, c), rel=1e-4)  # saved to 6 decimals
@@ -396,7 +402,7 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
     assert (
         "pooled over all rounds" in proc.stdout
         and "worst" in proc.stdout
-        and ("than when the table was built" in proc.stdout or "anchors disagree" in proc.stdout)
+        and ("than the table predicts" in proc.stdout or "anchors disagree" in proc.stdout)
     )
     r = json.loads(report.read_text())
     assert r["samples"] == 6 and len(r["points"]) == 6 and {p["round"] for p in r["points"]} == {0, 1}
@@ -413,7 +419,7 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
         # the anchors were timed again inside the round's own passes: a factor, and statistics scaled by it
         inside = rd["anchors_in_pass"]
         assert len(inside["anchors_now_ms"]) == 5 and inside["factor"] > 0
-        build = [a["ms"] for a in json.loads(path.read_text())["anchors"]]
+        build = LatencyTable.load(path).predict_as_built(*_anchor_choices(LatencyTable.load(path)))
         assert inside["factor"] == pytest.approx(np.median(np.array(inside["anchors_now_ms"]) / build))
         assert rd["reanchored_in_pass"]["samples"] == 3
         assert rd["error_sources"]["speed_factor_in_pass"] == pytest.approx(inside["factor"])
@@ -464,7 +470,7 @@ def test_search_reanchors_its_latency_table_unless_told_not_to(small_table, capl
     if "anchors disagree" in caplog.text:  # a shared machine: the table is used as built, and the log says why
         assert used.speed_factor == 1.0 and "predictions left as built" in caplog.text
     else:
-        assert used.speed_factor != 1.0 and "than when the table was built" in caplog.text
+        assert used.speed_factor != 1.0 and "than the table predicts" in caplog.text
     b, c = np.zeros(4, int), np.ones(4, int)
     assert used.predict(b, c) == pytest.approx(used.speed_factor * table.predict(b, c))
     off = _latency_table(SearchJob(supernet="-", out="-", lut=str(path), reanchor=False), SMALL)

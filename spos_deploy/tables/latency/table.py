@@ -9,9 +9,10 @@ network gains from a warm cache; a least-squares line fitted at build time again
 networks measured end to end absorbs both (documented in docs/latency.md).
 
 A machine's speed drifts between build and use (a shared VM by several percent within an hour), which
-moves every latency alike. A table therefore stores a few anchor networks with their end-to-end latency at
-build time; a user re-measures them (:func:`spos_deploy.tables.latency.validate.reanchor`) and predictions
-are scaled by :func:`reanchor_factor`, the median ratio now / at build (``speed_factor``).
+moves every latency alike. A table therefore stores a few anchor networks (with their end-to-end latency
+at build time, for the record); a user re-measures them (:func:`spos_deploy.tables.latency.validate.reanchor`)
+and predictions are scaled by :func:`reanchor_factor`, the median ratio of their times now over the table's
+own predictions of them (:meth:`LatencyTable.anchor_reference`, ``speed_factor``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,20 @@ class LatencyTable:
     def predict_as_built(self, blocks: Any, channels: Any) -> np.ndarray:
         """The prediction at the machine speed of the build (no re-anchoring)."""
         return self.slope * self.raw_sum(blocks, channels) + self.intercept
+
+    def anchor_reference(self) -> list[float]:
+        """What the anchors' times now are compared with: the table's own predictions of them, as built.
+
+        Not their times measured once at the end of the build: a build's last minute can run in another
+        machine state than its entries did (an onnxruntime cycle here: the anchors read 18.5 % slower in
+        the validation's own passes while its networks ran 5 % faster than predicted). Against the
+        predictions, the factor is the scale that makes the predictions match the machine now, whatever
+        moved: the machine's speed, or the table's own global bias."""
+        if not self.anchors:
+            return []
+        blocks = [a["blocks"] for a in self.anchors]
+        channels = [a["channels"] for a in self.anchors]
+        return [float(v) for v in self.predict_as_built(blocks, channels)]
 
     # ---- files ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -213,12 +228,13 @@ def read_anchors(raw: Any, space: SearchSpace, source: str) -> list[dict[str, An
 
 
 def reanchor_factor(build_ms: Any, now_ms: Any) -> float:
-    """How much slower (> 1) or faster the machine is now than when the table was built: the median over
-    the anchors of now / at build. The median, so that one anchor disturbed while it was timed (another
-    process, a page fault) does not move the factor of all predictions."""
+    """How much slower (> 1) or faster the machine is now than the table predicts: the median over the
+    anchors of now / reference (``build_ms``: :meth:`LatencyTable.anchor_reference`). The median, so that
+    one anchor disturbed while it was timed (another process, a page fault) does not move the factor of
+    all predictions."""
     build, now = np.asarray(build_ms, float), np.asarray(now_ms, float)
     if build.shape != now.shape or build.size == 0:
-        raise ValueError("reanchor_factor needs as many times now as at build, at least one")
+        raise ValueError("reanchor_factor needs as many times now as references, at least one")
     if np.any(build <= 0) or np.any(now <= 0) or not np.all(np.isfinite(now)):
         raise ValueError("anchor times must be finite and positive")
     return float(np.median(now / build))
@@ -241,12 +257,12 @@ def anchor_spread(build_ms: Any, now_ms: Any) -> float:
 
 
 def speed_note(factor: float) -> str:
-    """One line for the user: how the machine's speed changed and that predictions follow it."""
+    """One line for the user: how the machine's speed now differs from the table's and that predictions follow."""
     pct = abs(factor - 1) * 100
     if pct < 0.05:
-        return "machine as fast as when the table was built: predictions unchanged"
+        return "anchors run as fast as the table predicts: predictions unchanged"
     word = "slower" if factor > 1 else "faster"
-    return f"machine {pct:.1f} % {word} than when the table was built: predictions scaled by {factor:.3f}"
+    return f"anchors run {pct:.1f} % {word} than the table predicts: predictions scaled by {factor:.3f}"
 
 
 def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: int = 0) -> float:

@@ -136,7 +136,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         return None
     setup = setup_of(table)
     specs = _specs(table, [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors], "anchor")
-    build = [a["ms"] for a in table.anchors]
+    build = table.anchor_reference()
     now = time_anchors(specs, setup)
     factor = reanchor_factor(build, now)
     spread = anchor_spread(build, now)
@@ -144,7 +144,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
     note = speed_note(factor)
     if not agree:
         note = (
-            f"anchors disagree (ratios now / at build spread {100 * spread:.0f} % > {100 * ANCHOR_AGREEMENT:.0f} %): "
+            f"anchors disagree (ratios now / predicted spread {100 * spread:.0f} % > {100 * ANCHOR_AGREEMENT:.0f} %): "
             "timing is unsteady here, predictions left as built"
         )
     if apply and agree:
@@ -154,7 +154,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         "anchors_agree": bool(agree),
         "anchor_spread": spread,
         "note": note,
-        "anchors_build_ms": build,
+        "anchors_predicted_ms": build,
         "anchors_now_ms": now,
     }
 
@@ -274,7 +274,7 @@ def anchors_in_pass(table: LatencyTable, anchors_ms: Any) -> dict[str, Any] | No
     anchors): the same machine state as the networks it checks, unlike :func:`reanchor` a minute before."""
     if not table.anchors:
         return None
-    build = [a["ms"] for a in table.anchors]
+    build = table.anchor_reference()
     now = [float(v) for v in anchors_ms]
     spread = anchor_spread(build, now)
     return {
