@@ -75,7 +75,7 @@ class LatencyTable:
     raw_entries: np.ndarray | None = None  # as timed, before drift compensation
     probe_ms: np.ndarray | None = None  # drift probe time recorded with each entry
     anchors: list[dict[str, Any]] = field(default_factory=list)  # blocks, channels, ms at the table's speed
-    speed_factor: float = 1.0  # set when re-anchored on use (never saved): machine now / at build
+    speed_factor: float = 1.0  # set when re-anchored on use (never saved): anchors now / predicted
 
     def __post_init__(self) -> None:
         self._sum = EntrySum(self.entries)
@@ -227,31 +227,31 @@ def read_anchors(raw: Any, space: SearchSpace, source: str) -> list[dict[str, An
     return out
 
 
-def reanchor_factor(build_ms: Any, now_ms: Any) -> float:
+def reanchor_factor(reference_ms: Any, now_ms: Any) -> float:
     """How much slower (> 1) or faster the machine is now than the table predicts: the median over the
-    anchors of now / reference (``build_ms``: :meth:`LatencyTable.anchor_reference`). The median, so that
-    one anchor disturbed while it was timed (another process, a page fault) does not move the factor of
-    all predictions."""
-    build, now = np.asarray(build_ms, float), np.asarray(now_ms, float)
-    if build.shape != now.shape or build.size == 0:
+    anchors of now / reference (:meth:`LatencyTable.anchor_reference`). The median, so that one anchor
+    disturbed while it was timed (another process, a page fault) does not move the factor of all
+    predictions."""
+    ref, now = np.asarray(reference_ms, float), np.asarray(now_ms, float)
+    if ref.shape != now.shape or ref.size == 0:
         raise ValueError("reanchor_factor needs as many times now as references, at least one")
-    if np.any(build <= 0) or np.any(now <= 0) or not np.all(np.isfinite(now)):
+    if np.any(ref <= 0) or np.any(now <= 0) or not np.all(np.isfinite(now)):
         raise ValueError("anchor times must be finite and positive")
-    return float(np.median(now / build))
+    return float(np.median(now / ref))
 
 
-ANCHOR_AGREEMENT = 0.10  # the anchors' ratios now / at build must agree within this relative spread
+ANCHOR_AGREEMENT = 0.10  # the anchors' ratios now / reference must agree within this relative spread
 STAT_SETS = ("as_built", "reanchored", "reanchored_in_pass")  # a validation's statistics, see validate
 VALIDATION_PASSES = 20  # interleaved end-to-end passes of a validation: many short ones (validate.steady_medians)
 
 
-def anchor_spread(build_ms: Any, now_ms: Any) -> float:
-    """Relative spread of the anchors' ratios now / at build: (max - min) / median, without the lowest and
+def anchor_spread(reference_ms: Any, now_ms: Any) -> float:
+    """Relative spread of the anchors' ratios now / reference: (max - min) / median, without the lowest and
     the highest ratio when there are five or more. A real change of the
     machine's speed moves every anchor alike; ratios that disagree mean the timing itself is unsteady (the
     OpenVINO cycles in benchmarks/results/latency_table_cycles.md: a factor of 1.9 on a quiet machine), and
     scaling by their median would add error instead of removing it."""
-    r = np.sort(np.asarray(now_ms, float) / np.asarray(build_ms, float))
+    r = np.sort(np.asarray(now_ms, float) / np.asarray(reference_ms, float))
     inner = r[1:-1] if r.size >= 5 else r  # one disturbed anchor at either end is the median's to absorb
     return float((inner[-1] - inner[0]) / np.median(r))
 

@@ -136,10 +136,10 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         return None
     setup = setup_of(table)
     specs = _specs(table, [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors], "anchor")
-    build = table.anchor_reference()
+    reference = table.anchor_reference()
     now = time_anchors(specs, setup)
-    factor = reanchor_factor(build, now)
-    spread = anchor_spread(build, now)
+    factor = reanchor_factor(reference, now)
+    spread = anchor_spread(reference, now)
     agree = spread <= ANCHOR_AGREEMENT
     note = speed_note(factor)
     if not agree:
@@ -154,7 +154,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         "anchors_agree": bool(agree),
         "anchor_spread": spread,
         "note": note,
-        "anchors_predicted_ms": build,
+        "anchors_predicted_ms": reference,
         "anchors_now_ms": now,
     }
 
@@ -274,11 +274,11 @@ def anchors_in_pass(table: LatencyTable, anchors_ms: Any) -> dict[str, Any] | No
     anchors): the same machine state as the networks it checks, unlike :func:`reanchor` a minute before."""
     if not table.anchors:
         return None
-    build = table.anchor_reference()
+    reference = table.anchor_reference()
     now = [float(v) for v in anchors_ms]
-    spread = anchor_spread(build, now)
+    spread = anchor_spread(reference, now)
     return {
-        "factor": reanchor_factor(build, now),
+        "factor": reanchor_factor(reference, now),
         "anchors_agree": bool(spread <= ANCHOR_AGREEMENT),
         "anchor_spread": spread,
         "anchors_now_ms": now,
