@@ -41,7 +41,7 @@ RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
 PRECISIONS = ("fp32", "int8", "bf16")
 RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "mxnet": "mxnet"}
 ANCHORS = 5  # a median of 5 ratios: one disturbed anchor does not move it
-ANCHOR_PASSES = 12  # a 10-call burst scatters by 6-9 % here: a median of 12 per anchor
+ANCHOR_PASSES = 12  # short bursts scatter by several percent on a shared VM: a median of 12 per anchor
 
 
 @dataclass
@@ -383,8 +383,8 @@ def anchor_specs(space: SearchSpace, setup: LatencySetup) -> list[ModelSpec]:
 
 
 def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCHOR_PASSES) -> list[float]:
-    """End-to-end ms of the anchor networks, measured the one way used both when a table is built and when
-    it is re-anchored (so their ratio is the machine's speed change, not a difference of methods): a few
+    """End-to-end ms of the anchor networks, measured the one way used both when a table is built (kept as
+    a record) and when it is re-anchored (compared with the table's predictions of them): a few
     interleaved passes of at least 10 runs and 50 ms each, alternating two sessions per anchor (one
     session's memory placement can keep it a few percent off); a few seconds of timing on a 2-core CPU."""
     if not specs:

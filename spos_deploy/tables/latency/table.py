@@ -97,10 +97,9 @@ class LatencyTable:
         """What the anchors' times now are compared with: the table's own predictions of them, as built.
 
         Not their times measured once at the end of the build: a build's last minute can run in another
-        machine state than its entries did (an onnxruntime cycle here: the anchors read 18.5 % slower in
-        the validation's own passes while its networks ran 5 % faster than predicted). Against the
-        predictions, the factor is the scale that makes the predictions match the machine now, whatever
-        moved: the machine's speed, or the table's own global bias."""
+        machine state than its entries did (docs/latency.md). Against the predictions, the factor is the
+        scale that makes the predictions match the machine now, whatever moved: the machine's speed, or
+        the table's own global bias."""
         if not self.anchors:
             return []
         blocks = [a["blocks"] for a in self.anchors]

@@ -233,9 +233,9 @@ def drift_free(per_pass: Any) -> np.ndarray:
 def steady_medians(per_pass: Any) -> np.ndarray:
     """Each network's time at the machine's typical speed: the median over passes of :func:`drift_free`.
 
-    Many short passes beat a few long ones here: a 10-call burst of one network scatters by 6-9 % on this
-    VM, partly with its neighbours in time, so medians over many passes of all networks, with each pass's
-    shared part divided out, are what ranks the networks steadily (docs/latency.md)."""
+    Many short passes beat a few long ones: one short burst of a network scatters by several percent on a
+    shared VM, partly with its neighbours in time, so medians over many passes of all networks, with each
+    pass's shared part divided out, rank the networks most steadily (measured in docs/latency.md)."""
     return np.median(drift_free(per_pass), axis=0)
 
 
