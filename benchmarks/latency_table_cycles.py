@@ -263,10 +263,10 @@ def write_results(args: argparse.Namespace, results: list[dict[str, Any]], wall_
         f"architectures per validation, {args.passes} interleaved passes{' (quick smoke run)' if args.quick else ''}."
         f"\n\n{text}\n\n" + "\n".join(lines) + f"\n\nTargets in every cycle: MAPE <= {TARGETS['mape']} %, >= "
         f"{TARGETS['within_10']:.0%} within ±10 %, Kendall tau >= {TARGETS['kendall_tau']}. 'speed factor': the "
-        "anchors re-measured before the validation over their time at build (> 1: slower now), what a user's "
-        "re-anchoring sees; 'in-pass': the anchors timed inside the validation's own passes, the table's own "
-        "error without the machine's drift since; '1st table': the first cycle's table scored on this cycle's "
-        "networks (in-pass). Load: runtime/load.py over the cycle.\n",
+        "anchors re-measured before the validation over the table's predictions of them (> 1: slower now), "
+        "what a user's re-anchoring sees; 'in-pass': the anchors timed inside the validation's own passes, the "
+        "table's own error without the machine's drift since; '1st table': the first cycle's table scored on "
+        "this cycle's networks (in-pass). Load: runtime/load.py over the cycle.\n",
     )
     print(text)
     return out / f"{name}.md"

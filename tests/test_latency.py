@@ -358,10 +358,6 @@ def test_summarize_rounds_mean_and_worst():
     assert summarize_rounds([{"as_built": stats(3.0, 1.0, 0.9), "reanchored": None}])["reanchored"] is None
 
 
-def _anchor_choices(table: LatencyTable) -> tuple[list, list]:
-    return [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors]
-
-
 def test_non_positive_slope_falls_back_to_a_scale():
     slope, intercept = fit_correction(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.5]))
     assert slope == pytest.approx(np.median([3.0, 1.0, 0.5])) and intercept == 0.0
@@ -380,7 +376,9 @@ def test_built_table_has_anchors_and_reanchors(small_table):
     assert info["factor"] > 0 and loaded.speed_factor == applied
     assert len(info["anchors_now_ms"]) == 5
     # the reference is the table's own prediction of each anchor, not its one measurement at build
-    assert info["anchors_predicted_ms"] == pytest.approx(list(loaded.predict_as_built(*_anchor_choices(loaded))))
+    anchor_b = [a["blocks"] for a in loaded.anchors]
+    anchor_c = [a["channels"] for a in loaded.anchors]
+    assert info["anchors_predicted_ms"] == pytest.approx(list(loaded.predict_as_built(anchor_b, anchor_c)))
     assert info["factor"] == pytest.approx(np.median(np.array(info["anchors_now_ms"]) / info["anchors_predicted_ms"]))
     b, c = np.zeros(4, int), np.ones(4, int)
     assert loaded.predict(b, c) == pytest.approx(applied * loaded.predict_as_built(b, c), rel=1e-12)
@@ -410,6 +408,8 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
     first = {(tuple(p["blocks"]), tuple(p["channels"])) for p in r["points"] if p["round"] == 0}
     second = {(tuple(p["blocks"]), tuple(p["channels"])) for p in r["points"] if p["round"] == 1}
     assert first.isdisjoint(second)  # fresh architectures each round
+    saved = LatencyTable.load(path)
+    predicted = saved.predict_as_built([a["blocks"] for a in saved.anchors], [a["channels"] for a in saved.anchors])
     for rd in r["rounds"]:
         assert rd["reanchor"]["factor"] > 0 and rd["as_built"]["samples"] == 3 and rd["reanchored"]["samples"] == 3
         used = rd["reanchored"] if rd["reanchor"]["anchors_agree"] else rd["as_built"]
@@ -419,8 +419,7 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
         # the anchors were timed again inside the round's own passes: a factor, and statistics scaled by it
         inside = rd["anchors_in_pass"]
         assert len(inside["anchors_now_ms"]) == 5 and inside["factor"] > 0
-        build = LatencyTable.load(path).predict_as_built(*_anchor_choices(LatencyTable.load(path)))
-        assert inside["factor"] == pytest.approx(np.median(np.array(inside["anchors_now_ms"]) / build))
+        assert inside["factor"] == pytest.approx(np.median(np.array(inside["anchors_now_ms"]) / predicted))
         assert rd["reanchored_in_pass"]["samples"] == 3
         assert rd["error_sources"]["speed_factor_in_pass"] == pytest.approx(inside["factor"])
     mapes = [rd["as_built"]["mape"] for rd in r["rounds"]]

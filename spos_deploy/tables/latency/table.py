@@ -102,9 +102,11 @@ class LatencyTable:
         the table's own global bias."""
         if not self.anchors:
             return []
-        blocks = [a["blocks"] for a in self.anchors]
-        channels = [a["channels"] for a in self.anchors]
-        return [float(v) for v in self.predict_as_built(blocks, channels)]
+        return [float(v) for v in self.predict_as_built(*self.anchor_choices())]
+
+    def anchor_choices(self) -> tuple[list[list[int]], list[list[int]]]:
+        """The anchors' block choices and channel choices, one list per anchor each."""
+        return [a["blocks"] for a in self.anchors], [a["channels"] for a in self.anchors]
 
     # ---- files ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

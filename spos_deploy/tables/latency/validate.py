@@ -135,7 +135,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
     if not table.anchors:
         return None
     setup = setup_of(table)
-    specs = _specs(table, [a["blocks"] for a in table.anchors], [a["channels"] for a in table.anchors], "anchor")
+    specs = _specs(table, *table.anchor_choices(), "anchor")
     reference = table.anchor_reference()
     now = time_anchors(specs, setup)
     factor = reanchor_factor(reference, now)
@@ -304,9 +304,8 @@ def validation_round(
     factor = info["factor"] if info else None
     applied = factor if info and info["anchors_agree"] else None
     blocks, channels = random_architectures(table.space, samples, seed)
-    timed_anchors = table.anchors if setup_of(table).onnx_runtime else []  # MXNet: no shared passes
-    anchor_b = [a["blocks"] for a in timed_anchors]
-    anchor_c = [a["channels"] for a in timed_anchors]
+    timed_anchors = bool(table.anchors) and setup_of(table).onnx_runtime  # MXNet: no shared passes
+    anchor_b, anchor_c = table.anchor_choices() if timed_anchors else ([], [])
     per_pass_all = measure_passes(table, [*blocks, *anchor_b], [*channels, *anchor_c], passes, progress)
     steady = steady_medians(per_pass_all)
     measured, per_pass = steady[:samples], per_pass_all[:, :samples]
