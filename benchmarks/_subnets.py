@@ -181,12 +181,20 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--val-limit", type=int, help=f"test images (default {Recipe.val_limit}, --quick {QUICK_RECIPE.val_limit})"
     )
+    g.add_argument(
+        "--train-seed",
+        type=int,
+        help=f"seed of the stand-alone trainings (default {Recipe.seed}; with --shard, a second seed's runs can be\n"
+        "trained side by side before the report's --noise-archs needs them)",
+    )
     g.add_argument("--subnet-cache", default=str(SUBNET_CACHE), help="run folders of stand-alone trainings")
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     base = QUICK_RECIPE if args.quick else Recipe()
     given = {k: getattr(args, k) for k in ("epochs", "train_limit", "val_limit") if getattr(args, k) is not None}
+    if args.train_seed is not None:
+        given["seed"] = args.train_seed
     return Recipe(**{**asdict(base), **given})
 
 

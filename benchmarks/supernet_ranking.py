@@ -97,8 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--shard",
         metavar="K/N",
         help="train only architectures K, K+N, K+2N, ... from scratch, then stop (run N of these side by side,\n"
-        "one per core, after the table exists; then once without --shard for the report)",
+        "one per core, after the table exists; with --noise-archs run them a second time, when all are done,\n"
+        "for their share of the next seed; then once without --shard for the report)",
     )
+    ap.add_argument("--tag", default="", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
     add_recipe_args(ap)
     add_supernet_args(ap, "OUT/supernet")
@@ -266,11 +268,28 @@ def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def noise_picks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The ``n`` architectures trained again with the next seed: evenly spread over the stand-alone ranking."""
+    order = sorted(rows, key=lambda r: r["standalone_acc"])
+    return [order[int(i)] for i in np.linspace(0, len(order) - 1, min(n, len(order)))]
+
+
+def train_noise_shard(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, shard: tuple[int, int]) -> None:
+    """This shard's part of the next seed's trainings, once every shard has trained the first seed (the picks
+    depend on the whole stand-alone ranking)."""
+    done = {a["key"]: cache / recipe.tag / a["key"] / "result.json" for a in archs}
+    if not all(f.exists() for f in done.values()):
+        log.info("seed-noise trainings wait for every shard's first seed: run the shards again when all are done")
+        return
+    rows = [{**a, "standalone_acc": json.loads(done[a["key"]].read_text())["standalone_acc"]} for a in archs]
+    k, of = shard
+    train_all(noise_picks(rows, n)[k::of], replace(recipe, seed=recipe.seed + 1), cache)
+
+
 def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int) -> dict[str, Any]:
     """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seed + 1``: how
     well the stand-alone recipe ranks against itself, beside the supernet on the same architectures."""
-    order = sorted(rows, key=lambda r: r["standalone_acc"])
-    picks = [order[int(i)] for i in np.linspace(0, len(order) - 1, min(n, len(order)))]
+    picks = noise_picks(rows, n)
     again = train_all(picks, replace(recipe, seed=recipe.seed + 1), cache)
     a = [r["standalone_acc"] for r in picks]
     b = [again[r["key"]]["standalone_acc"] for r in picks]
@@ -388,7 +407,8 @@ def verdict(stats: dict[str, Any]) -> str:
 def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path) -> None:
     """benchmarks/results/supernet_ranking.md and .json (under OUT/results for --quick)."""
     res, m, st, s = Path(args.results), record["machine"], record["stats"], record["settings"]
-    write_json(res / "supernet_ranking.json", record)
+    stem = "supernet_ranking" + (f"_{args.tag}" if args.tag else "")
+    write_json(res / f"{stem}.json", record)
     t = record["timings"]
     steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in t["steps_s"].items())
     text = (
@@ -405,7 +425,7 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
         f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
     )
-    write_text(res / "supernet_ranking.md", text)
+    write_text(res / f"{stem}.md", text)
     print(text)
 
 
@@ -443,6 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.shard is not None:
         k, n = args.shard
         train_all(archs[k::n], recipe, Path(args.subnet_cache))
+        if args.noise_archs:
+            train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
         log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
         return
     with steps.step("stand-alone training"):
@@ -454,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.noise_archs:
         with steps.step("seed-noise training"):
             stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
-    png = Path(args.results) / "supernet_ranking.png"
+    png = Path(args.results) / ("supernet_ranking" + (f"_{args.tag}" if args.tag else "") + ".png")
     scatter_plot(rows, stats, png)
     settings = {
         "args": vars(args),

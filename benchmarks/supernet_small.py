@@ -122,17 +122,26 @@ def _record(name: str, payload: dict, md: str) -> None:
     print(md)
 
 
-def recipe(out: Path, epochs: int, paths: int, wd: float | None = None) -> None:
-    run = out / ("recipe-flip" if wd is None else f"recipe-flip-wd{wd:g}")
+def recipe(out: Path, epochs: int, paths: int, wd: float | None = None, workers: int = 1, tag: str = "") -> None:
+    run = out / (
+        "recipe-flip" + ("" if wd is None else f"-wd{wd:g}") + (f"-w{workers}-e{epochs}" if workers > 1 else "")
+    )
     args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
     args += [] if wd is None else ["--wd", f"{wd:g}"]
+    if workers > 1:  # the same global batch of 128, shared by data-parallel workers on this machine's cores
+        args += ["--batch-size", str(128 // workers), "--launch-local", str(workers)]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
     seconds = train(run, args)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     result = evaluate_paths(run, paths, None)
     train_s = sum(e.get("seconds", 0) for e in metrics.get("history", [])) or seconds
     rows = [
-        [e["epoch"], f"{e['loss']:.3f}", f"{e.get('val_acc', float('nan')):.3f}", f"{e['images_per_second']:.0f}"]
+        [
+            e["epoch"],
+            f"{e['loss']:.3f}",
+            f"{e.get('val_acc', float('nan')):.3f}",
+            f"{e['images_per_second'] * workers:.0f}",
+        ]
         for e in metrics.get("history", [])
     ]
     md = (
@@ -145,8 +154,9 @@ def recipe(out: Path, epochs: int, paths: int, wd: float | None = None) -> None:
         + tabulate(rows, ["epoch", "train loss", "val acc (2 paths, 1,000 images)", "img/s"], tablefmt="github")
     )
     _record(
-        "supernet_small",
+        "supernet_small" + (f"_{tag}" if tag else ""),
         {
+            "workers": workers,
             "args": args,
             "train_seconds": train_s,
             "wall_seconds": seconds,
@@ -204,10 +214,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=13, help="recipe: epochs of 60,000 images (13: ~20 min here)")
     ap.add_argument("--paths", type=int, default=10)
     ap.add_argument("--wd", type=float, help="recipe: weight decay (default: spos-train's, 4e-5)")
+    ap.add_argument("--workers", type=int, default=1, help="recipe: data-parallel workers (dist_sync on loopback)")
+    ap.add_argument("--tag", default="", help="recipe: suffix of the result files (supernet_small_TAG.md)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    recipe(out, args.epochs, args.paths, args.wd) if args.what == "recipe" else ablation(out)
+    if args.what == "recipe":
+        recipe(out, args.epochs, args.paths, args.wd, args.workers, args.tag)
+    else:
+        ablation(out)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -268,6 +270,88 @@ def test_dist_sync_on_loopback(tmp_path):
     assert not all(np.array_equal(w0[k].asnumpy(), w1[k].asnumpy()) for k in w0 if k not in learned)
     losses = np.array([float(v) for _, v in sorted(_losses(out).items())])
     assert len(losses) == 24 and losses[-6:].mean() < losses[:6].mean()
+
+
+@pytest.mark.slow
+def test_dist_sync_step_is_the_mean_over_the_global_batch(tmp_path):
+    """Two workers of 32 images take the step one process takes on the same 64 images, not twice that step:
+    ``--lr`` must mean the same with ``--launch-local`` as without."""
+    from spos_deploy.model_spec import load_spec
+    from spos_deploy.nets.network import build_subnet
+
+    args = ["subnet", "oneshot+", "--input-size", "32", "--train-limit", "128", "--val-data", "none"]
+    args += ["--augment", "none", "--warmup-epochs", "0", "--epochs", "1", "--lr", "0.05", "--max-steps", "1"]
+    one = _run_cli([*args, "--batch-size", "64", "--no-progress", "-o", str(tmp_path / "one")], timeout=600)
+    two = _run_cli(
+        [*args, "--batch-size", "32", "--launch-local", "2", "--no-progress", "-o", str(tmp_path / "two")],
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    init = build_subnet(load_spec("oneshot+", input_size=32), seed=0, ctx=[mx.cpu()], crop=True)
+    init(mx.nd.zeros((1, 3, 32, 32)))
+    init.save_parameters(str(tmp_path / "init.params"))
+    w0 = mx.nd.load(str(tmp_path / "init.params"))
+    w1, w2 = (mx.nd.load(str(tmp_path / run / "model.params")) for run in ("one", "two"))
+    convs = [k for k in w0 if k.endswith("weight")]
+    assert convs and set(convs) <= set(w1) & set(w2)
+
+    def step_norm(w):
+        return float(np.sqrt(sum(((w[k] - w0[k]) ** 2).sum().asscalar() for k in convs)))
+
+    # the same 64 images (shards 0::2 and 1::2 of the same order); BN's batch groups of 32 instead of 64 move
+    # the step by some 15 % here; a step normalised by one worker's batch would be twice as long (ratio ~1.7)
+    assert 0.7 < step_norm(w2) / step_norm(w1) < 1.3
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc; zombies count as gone)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_killed_launcher_leaves_no_dist_processes(tmp_path):
+    """SIGKILL gives the launcher no chance to clean up: its scheduler, server and workers must still go,
+    not wait forever in a kvstore call."""
+    args = ["subnet", "oneshot+", "--input-size", "32", "--train-limit", "2048", "--val-data", "none"]
+    args += ["--batch-size", "32", "--epochs", "50", "--no-progress", "--launch-local", "2", "-o", str(tmp_path / "d")]
+    launcher = subprocess.Popen([sys.executable, "-m", "training.cli", *args], cwd=ROOT, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while len(_children(launcher.pid)) < 4 and time.time() < deadline:
+            time.sleep(0.2)
+        kids = _children(launcher.pid)
+        assert len(kids) == 4, kids  # scheduler, server, two workers
+        while not (tmp_path / "d" / "steps.csv").exists() and time.time() < deadline:
+            time.sleep(0.2)  # training has started: the workers are inside kvstore calls
+        launcher.kill()
+        launcher.wait()
+        deadline = time.time() + 20
+        while any(_alive(k) for k in kids) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [k for k in kids if _alive(k)]
+    finally:
+        launcher.kill()
+        for k in kids:
+            with contextlib.suppress(OSError):
+                os.kill(k, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -305,7 +305,9 @@ def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray
         ls = [job.loss_fn(o, t) for o, t in zip(outs, ts)]
     for ll in ls:
         ll.backward()
-    job.trainer.step(len(y), ignore_stale_grad=sampler is not None)
+    # dist_sync sums the workers' gradients: normalised by the global batch, ``--lr`` means what it means for
+    # one process with ``batch_size * workers`` images per step.
+    job.trainer.step(len(y) * job.workers, ignore_stale_grad=sampler is not None)
     loss = float(sum(ll.sum().asscalar() for ll in ls) / len(y))
     pred = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
     tally.correct += int((pred == y).sum())
