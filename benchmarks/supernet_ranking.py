@@ -404,10 +404,15 @@ def verdict(stats: dict[str, Any]) -> str:
     return f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best[0]} (tau {ptau:.3f})."
 
 
+def result_stem(args: argparse.Namespace) -> str:
+    """The name of the .md/.json/.png results: supernet_ranking, or supernet_ranking_TAG."""
+    return "supernet_ranking" + (f"_{args.tag}" if args.tag else "")
+
+
 def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path) -> None:
-    """benchmarks/results/supernet_ranking.md and .json (under OUT/results for --quick)."""
+    """benchmarks/results/supernet_ranking[_TAG].md and .json (under OUT/results for --quick)."""
     res, m, st, s = Path(args.results), record["machine"], record["stats"], record["settings"]
-    stem = "supernet_ranking" + (f"_{args.tag}" if args.tag else "")
+    stem = result_stem(args)
     write_json(res / f"{stem}.json", record)
     t = record["timings"]
     steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in t["steps_s"].items())
@@ -476,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.noise_archs:
         with steps.step("seed-noise training"):
             stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
-    png = Path(args.results) / ("supernet_ranking" + (f"_{args.tag}" if args.tag else "") + ".png")
+    png = Path(args.results) / f"{result_stem(args)}.png"
     scatter_plot(rows, stats, png)
     settings = {
         "args": vars(args),
