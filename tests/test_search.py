@@ -358,7 +358,11 @@ def test_shards_on_two_machines_give_the_single_machine_result(supernet, tmp_pat
         )
         for k in range(2)
     ]
-    outs = [p.communicate(timeout=300) for p in procs]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:  # a timed-out shard must not outlive the test
+        for p in procs:
+            p.kill()
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     files = [json.loads((shared / f"shard-{k}-of-2.json").read_text())["results"] for k in range(2)]
     assert files[0] and files[1] and not set(files[0]) & set(files[1])  # the work was split, not repeated
