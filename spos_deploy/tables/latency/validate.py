@@ -136,11 +136,8 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         return None
     setup = setup_of(table)
     specs = _specs(table, *table.anchor_choices(), "anchor")
-    reference = table.anchor_reference()
-    now = time_anchors(specs, setup)
-    factor = reanchor_factor(reference, now)
-    spread = anchor_spread(reference, now)
-    agree = spread <= ANCHOR_AGREEMENT
+    check = compare_anchors(table, time_anchors(specs, setup))
+    factor, spread, agree = check["factor"], check["anchor_spread"], check["anchors_agree"]
     note = speed_note(factor)
     if not agree:
         note = (
@@ -149,14 +146,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
         )
     if apply and agree:
         table.speed_factor = factor
-    return {
-        "factor": factor,
-        "anchors_agree": bool(agree),
-        "anchor_spread": spread,
-        "note": note,
-        "anchors_predicted_ms": reference,
-        "anchors_now_ms": now,
-    }
+    return {**check, "note": note, "anchors_predicted_ms": table.anchor_reference()}
 
 
 def error_sources(
@@ -269,9 +259,10 @@ def drift_warning(sources: dict[str, Any], threads: int) -> str | None:
     )
 
 
-def anchors_in_pass(table: LatencyTable, anchors_ms: Any) -> dict[str, Any] | None:
-    """The re-anchoring factor from the anchors timed inside a validation's own passes (``None`` without
-    anchors): the same machine state as the networks it checks, unlike :func:`reanchor` a minute before."""
+def compare_anchors(table: LatencyTable, anchors_ms: Any) -> dict[str, Any] | None:
+    """The re-anchoring factor, spread and agreement of anchor times against the table's predictions of them
+    (``None`` without anchors): for the anchors :func:`reanchor` times, and for those timed inside a
+    validation's own passes (the same machine state as the networks it checks)."""
     if not table.anchors:
         return None
     reference = table.anchor_reference()
@@ -309,7 +300,7 @@ def validation_round(
     per_pass_all = measure_passes(table, [*blocks, *anchor_b], [*channels, *anchor_c], passes, progress)
     steady = steady_medians(per_pass_all)
     measured, per_pass = steady[:samples], per_pass_all[:, :samples]
-    in_pass = anchors_in_pass(table, steady[samples:]) if timed_anchors else None
+    in_pass = compare_anchors(table, steady[samples:]) if timed_anchors else None
     in_factor = in_pass["factor"] if in_pass else None
     built = table.predict_as_built(blocks, channels)
     reported = built * applied if applied else built
