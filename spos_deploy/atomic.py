@@ -17,6 +17,10 @@ STAGING_TAG = ".spos-tmp-"
 """Staging files and folders are named ``.<target name>.spos-tmp-<pid>-<random>`` beside their target, so
 that the next write of the same target can tell a killed run's leftovers (dead pid) from a live writer's."""
 
+_LIVE: set[Path] = set()
+"""This process's staging paths now in use: a hard exit (a signal inside a destructor, a second Ctrl-C), which
+skips ``finally`` blocks, removes them through :func:`remove_live_staging`."""
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -43,9 +47,27 @@ def remove_stale_staging(target: str | os.PathLike[str]) -> list[Path]:
         except ValueError:
             continue
         if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            _remove(p)
             removed.append(p)
     return removed
+
+
+def remove_live_staging() -> None:
+    """Remove this process's staging files and folders (for exits that run no ``finally`` block)."""
+    for p in list(_LIVE):
+        _remove(p)
+    _LIVE.clear()
+
+
+def _remove(p: Path) -> None:
+    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+
+
+def _own_staging(target: Path) -> list[Path]:
+    """This process's staging paths of ``target``, also one whose creation an interrupt cut short (made on
+    disk, its name not yet returned to the caller)."""
+    prefix = _staging_prefix(target)
+    return [p for p in target.parent.iterdir() if p.name.startswith(prefix)] if target.parent.is_dir() else []
 
 
 def _prepare_parent(target: Path) -> None:
@@ -76,16 +98,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if target.is_dir():
         raise BadInputError(f"{target}: is a folder, expected a file name")
     _prepare_parent(target)
-    fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(target), dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+    tmp_path = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(target), dir=target.parent)
+        tmp_path = Path(tmp)
+        _LIVE.add(tmp_path)
+        os.close(fd)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _LIVE.discard(tmp_path)
+        for p in [tmp_path] if tmp_path is not None else _own_staging(target):
+            _remove(p)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -105,14 +130,17 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     _prepare_parent(target)
-    tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        _LIVE.add(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         os.rename(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _LIVE.discard(tmp)
+        for p in [tmp] if tmp is not None else _own_staging(target):
+            _remove(p)
 
 
 MAX_JSON_BYTES = 512 * 1024 * 1024

@@ -61,20 +61,39 @@ def body(args):
         s = Slow()
         del s
         return 0
+    elif args.mode == "staged-destructor":  # the same while atomic writers hold staging paths
+        from spos_deploy.atomic import atomic_dir, atomic_path
+
+        class Slow:
+            def __del__(self):
+                time.sleep(30)
+        with atomic_dir(args.out + "/export") as d, atomic_path(args.out + "/table.json") as f:
+            (d / "model.onnx").write_text("partial")
+            f.write_text("partial")
+            s = Slow()
+            del s
+        return 0
+    elif args.mode == "teardown":  # done, but the interpreter's teardown is slow (MXNet: half a second)
+        class Slow:
+            def __del__(self):
+                time.sleep(30)
+        globals()["keep"] = Slow()
+        return 0
     else:
         time.sleep(30)
     return 0
 
 p = argparse.ArgumentParser()
 p.add_argument("mode")
+p.add_argument("out", nargs="?")
 print("ready", flush=True)
 sys.exit(run("spos-demo", p, body))
 """
 
 
-def _signal_run(mode: str, sig: int, delay: float) -> subprocess.CompletedProcess:
+def _signal_run(mode: str, sig: int, delay: float, *extra: str) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_SCRIPT), mode],
+        [sys.executable, "-c", textwrap.dedent(_SCRIPT), mode, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -102,6 +121,25 @@ def test_signal_policy(mode, sig, status, word):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == status, r.stderr
     assert lines == [f"spos-demo: {word}"], r.stderr
+
+
+def test_a_signal_after_the_work_never_kills_by_signal():
+    """Python restores the default signal actions before it unloads modules: a Ctrl-C in that window used to
+    end a finished command by the signal itself (status -2, no line). The process now ends without that
+    teardown, at once, with the command's status."""
+    start = time.monotonic()
+    r = _signal_run("teardown", signal.SIGINT, 1.0)
+    assert r.returncode in (0, 130), r.returncode
+    assert r.returncode == 0 or r.stderr.strip() == "spos-demo: interrupted"
+    assert time.monotonic() - start < 20
+
+
+def test_a_hard_exit_removes_the_staging_paths(tmp_path):
+    """A signal inside a destructor ends the process at once, skipping ``finally`` blocks (the CI failure of
+    session 7: an early Ctrl-C of spos-export left its staging folder); the live staging paths still go."""
+    r = _signal_run("staged-destructor", signal.SIGINT, 1.0, str(tmp_path))
+    assert (r.returncode, r.stderr.strip()) == (130, "spos-demo: interrupted")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_short_message_keeps_the_informative_line():

@@ -59,7 +59,24 @@ def run(
     body: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring)."""
+    """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring).
+
+    Called for the process's own command line (``argv`` None), it also ends the process, so that a Ctrl-C
+    during the interpreter's teardown is still one line and 130 (:func:`signals.exit_process`); not in the
+    workers and servers of a dist job (``DMLC_ROLE``), whose kvstore says goodbye to the scheduler there.
+    """
+    status = _run(prog, parser, body, argv)
+    if argv is None and "DMLC_ROLE" not in os.environ:
+        signals.exit_process(status)
+    return status
+
+
+def _run(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None,
+) -> int:
     signals.install(prog)
     one_line_usage_errors(parser)
     try:

@@ -9,10 +9,12 @@ once with the same line and status. A second signal ends it at once too.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -38,7 +40,11 @@ def message(sig: int | None) -> str:
 
 
 def hard_exit(sig: int | None) -> None:
+    """End at once, without ``finally`` blocks: only the atomic writers' staging files are removed first."""
+    from spos_deploy.atomic import remove_live_staging
+
     try:
+        remove_live_staging()
         sys.stderr.write(message(sig) + "\n")
         sys.stderr.flush()
     finally:
@@ -77,3 +83,24 @@ def install(prog: str) -> None:
         return
     sys.unraisablehook = _unraisable
     sys.excepthook = _excepthook
+
+
+def exit_process(status: int) -> NoReturn:
+    """End a command's process once its work is done, without the interpreter's teardown.
+
+    Python puts the default signal actions back before it unloads its modules and MXNet, which takes about
+    half a second here: a Ctrl-C in that window killed the process by the signal, with no line (status
+    -2). The exit functions (MXNet's shutdown, logging, temporary files) still run, under the policy; a
+    signal that arrives during them or after gives the interrupt line and status, as any other.
+    """
+    earlier = _state["signal"]
+    atexit._run_exitfuncs()  # noqa: SLF001 - the exit functions, then no teardown (os._exit)
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    if earlier is None and _state["signal"] is not None:
+        sys.stderr.write(message(_state["signal"]) + "\n")
+        status = exit_status(_state["signal"])
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe
+            stream.flush()
+    os._exit(status)
