@@ -122,12 +122,25 @@ def _record(name: str, payload: dict, md: str) -> None:
     print(md)
 
 
-def recipe(out: Path, epochs: int, paths: int, wd: float | None = None, workers: int = 1, tag: str = "") -> None:
+def recipe(
+    out: Path,
+    epochs: int,
+    paths: int,
+    wd: float | None = None,
+    workers: int = 1,
+    tag: str = "",
+    teacher: str | None = None,
+    kd_weight: float = 0.5,
+) -> None:
     run = out / (
-        "recipe-flip" + ("" if wd is None else f"-wd{wd:g}") + (f"-w{workers}-e{epochs}" if workers > 1 else "")
+        "recipe-flip"
+        + ("" if wd is None else f"-wd{wd:g}")
+        + (f"-w{workers}-e{epochs}" if workers > 1 else "")
+        + (f"-kd{kd_weight:g}-{Path(teacher).name}-e{epochs}" if teacher else "")
     )
     args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
     args += [] if wd is None else ["--wd", f"{wd:g}"]
+    args += ["--teacher", teacher, "--kd-weight", f"{kd_weight:g}"] if teacher else []
     if workers > 1:  # the same global batch of 128, shared by data-parallel workers on this machine's cores
         args += ["--batch-size", str(128 // workers), "--launch-local", str(workers)]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
@@ -144,9 +157,16 @@ def recipe(out: Path, epochs: int, paths: int, wd: float | None = None, workers:
         ]
         for e in metrics.get("history", [])
     ]
+    taught = _teacher_accuracy(teacher)
     md = (
         f"# Supernet of the small-image space on Fashion-MNIST\n\n`spos-train supernet {' '.join(args)}`\n\n"
-        f"{epochs} epochs x 60,000 images: {train_s / 60:.1f} min of training, the sum of the run's epochs "
+        + (
+            f"Teacher: {teacher}, stand-alone top-1 {'?' if taught is None else f'{taught:.4f}'} "
+            "(trained before, not in the time below).\n\n"
+            if teacher
+            else ""
+        )
+        + f"{epochs} epochs x 60,000 images: {train_s / 60:.1f} min of training, the sum of the run's epochs "
         f"(per-epoch validation included; this invocation took {seconds / 60:.1f} min, a finished run is only "
         "evaluated again).\n\n"
         f"**Random paths (full width, {paths} paths, exact per-path BN, {result['test_images']:,} test images): "
@@ -158,6 +178,7 @@ def recipe(out: Path, epochs: int, paths: int, wd: float | None = None, workers:
         {
             "workers": workers,
             "args": args,
+            "teacher": None if teacher is None else {"run": teacher, "standalone_acc": taught},
             "train_seconds": train_s,
             "wall_seconds": seconds,
             "paths": result,
@@ -165,6 +186,13 @@ def recipe(out: Path, epochs: int, paths: int, wd: float | None = None, workers:
         },
         md,
     )
+
+
+def _teacher_accuracy(teacher: str | None) -> float | None:
+    """The teacher's stand-alone top-1 as its benchmark run recorded it (``result.json``, from _subnets.py)."""
+    if not teacher or not (Path(teacher) / "result.json").exists():
+        return None
+    return json.loads((Path(teacher) / "result.json").read_text()).get("standalone_acc")
 
 
 def ablation(out: Path) -> None:
@@ -216,11 +244,13 @@ def main() -> None:
     ap.add_argument("--wd", type=float, help="recipe: weight decay (default: spos-train's, 4e-5)")
     ap.add_argument("--workers", type=int, default=1, help="recipe: data-parallel workers (dist_sync on loopback)")
     ap.add_argument("--tag", default="", help="recipe: suffix of the result files (supernet_small_TAG.md)")
+    ap.add_argument("--teacher", help="recipe: distil from this trained subnet (a spos-train subnet run folder)")
+    ap.add_argument("--kd-weight", type=float, default=0.5, help="recipe: the teacher's share of the targets")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.what == "recipe":
-        recipe(out, args.epochs, args.paths, args.wd, args.workers, args.tag)
+        recipe(out, args.epochs, args.paths, args.wd, args.workers, args.tag, args.teacher, args.kd_weight)
     else:
         ablation(out)
 

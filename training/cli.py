@@ -20,6 +20,7 @@ from spos_deploy.cli.options import (
     check_range,
     config_from_args,
     float_range,
+    fraction,
     gpu_ids,
     int_range,
     nonneg_float,
@@ -89,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranges(s, ("flops", "params", "latency"))
     add_tables(s, ("flops", "latency"))
     s.add_argument("--eval-paths", type=positive_int, default=2, help="random paths evaluated (after BN recalibration)")
+    k = s.add_argument_group("distillation")
+    k.add_argument(
+        "--teacher",
+        metavar="DIR",
+        help="a trained subnet (spos-train subnet run folder): its class probabilities join the labels as targets",
+    )
+    k.add_argument(
+        "--kd-weight",
+        type=fraction,
+        help="the teacher's share of the targets (default 0.5; needs --teacher)",
+    )
     d = sub.add_parser("sampling-plot", help="compare samplers: none / random with constraint / strolling evolution")
     add_output(d, "PNG file", metavar="PNG")
     d.add_argument("--samples", type=positive_int, default=5000)
@@ -125,8 +137,16 @@ def _config(args: argparse.Namespace):
         rng = check_range(f"--{attr.replace('_', '-')}", getattr(args, attr))
         if rng is not None:
             bounds[key] = rng
+    if args.kd_weight is not None and not args.teacher:
+        raise BadInputError("--kd-weight weighs the teacher's targets: add --teacher DIR")
     return config_from_args(
-        SupernetConfig, args, space=space_from_args(args), cs_warmup=not args.no_cs_warmup, bounds=bounds, **common
+        SupernetConfig,
+        args,
+        space=space_from_args(args),
+        cs_warmup=not args.no_cs_warmup,
+        bounds=bounds,
+        kd_weight=0.5 if args.kd_weight is None else args.kd_weight,
+        **common,
     )
 
 

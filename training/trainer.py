@@ -32,6 +32,7 @@ from spos_deploy.nets.weights import save_subnet
 from spos_deploy.space import SearchSpace
 
 from .checkpoint import check_same_run, checkpoints, load_checkpoint, save_checkpoint
+from .distill import load_teacher, mix_targets
 from .sampling import PathSampler, warmup_for
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class SupernetConfig(TrainConfig):
     latency_table: str | None = None
     eval_paths: int = 2
     bn_batches: int = 20
+    teacher: str | None = None  # a trained subnet's run folder: its probabilities join the labels as targets
+    kd_weight: float = 0.5  # the teacher's share of the targets
 
     def to_json(self) -> dict[str, Any]:
         d = super().to_json()
@@ -157,6 +160,7 @@ class _Job:
     sampler: PathSampler | None
     steps_epoch: int
     state: dict[str, Any]
+    teacher: Any = None
     loss_fn: Any = field(default_factory=lambda: mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False))
 
 
@@ -206,8 +210,15 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
     """Data, network, optimizer and sampler; nothing is written yet."""
     space = cfg.space
     train_ds, val_ds = _load_data(cfg, space)
-    sampler = None
+    sampler = teacher = None
     if isinstance(cfg, SupernetConfig):
+        teacher = load_teacher(cfg.teacher, space, ctxs[0]) if cfg.teacher else None
+        if teacher is not None and val_ds is not None and rank == 0:
+            log.info(
+                "teacher %s: top-1 %.4f on the validation images",
+                cfg.teacher,
+                evaluate(teacher.net, val_ds, 256, ctxs[0]),
+            )
         net = build_supernet(space, seed=cfg.seed, ctx=ctxs)
         if cfg.hybridize:
             net.hybridize_blocks(static_alloc=True, static_shape=True)
@@ -229,7 +240,9 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
     )
     steps_epoch = steps_per_epoch(len(train_ds) // workers, cfg.batch_size)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "history": [], "sampler": {}}
-    return _Job(cfg, out, ctxs, kv, rank, workers, space, train_ds, val_ds, net, trainer, sampler, steps_epoch, state)
+    return _Job(
+        cfg, out, ctxs, kv, rank, workers, space, train_ds, val_ds, net, trainer, sampler, steps_epoch, state, teacher
+    )
 
 
 def _resume(job: _Job) -> None:
@@ -285,6 +298,8 @@ def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray
     mx.random.seed(cfg.seed * 1_000_003 + g)
     job.trainer.set_learning_rate(lr_at(cfg, g, job.steps_epoch))
     targets = _soft_targets(y, job.space.num_classes, cfg.label_smoothing)
+    if job.teacher is not None:
+        targets = mix_targets(targets, job.teacher.probabilities(x), cfg.kd_weight)
     mixup = cfg.mixup if isinstance(cfg, SubnetConfig) else 0.0
     if mixup > 0:
         rng_mix = np.random.default_rng([cfg.seed, g, 99])
