@@ -64,6 +64,7 @@ from _subnets import (  # noqa: E402
 from spos_deploy.atomic import atomic_path, write_json, write_text  # noqa: E402
 from spos_deploy.errors import BadInputError  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
+from spos_deploy.space import BLOCK_NAMES  # noqa: E402
 from spos_deploy.tables.core import kendall_tau, random_architectures  # noqa: E402
 
 BAND = 0.10  # the narrow band: +-10% of the median predicted latency
@@ -79,7 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--band", type=int, help="extra architectures within +-10%% of the median (default 8, --quick 1)")
     ap.add_argument("--samples", type=int, default=20000, help="random architectures the picks are drawn from")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture picks")
-    ap.add_argument("--bn-images", type=int, help="BN images per supernet path (default 2000, --quick 256)")
+    ap.add_argument(
+        "--bn-images",
+        type=int,
+        help="BN images per supernet path (default 2000, --quick 256; 0: the running statistics, a diagnostic)",
+    )
     ap.add_argument(
         "--full-width",
         action="store_true",
@@ -121,8 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not 0 <= k < n:
             fail(f"--shard {args.shard}: K must be in 0..N-1")
         args.shard = (k, n)
-    if args.archs < 2 or args.band < 0 or args.bn_images < 1:
-        fail("--archs must be >= 2, --band >= 0 and --bn-images >= 1")
+    if args.archs < 2 or args.band < 0 or args.bn_images < 0:
+        fail("--archs must be >= 2, --band >= 0 and --bn-images >= 0")
     return args
 
 
@@ -199,7 +204,7 @@ def supernet_accuracies(
         run = resolve_supernet(str(supernet), SPACE)
     except BadInputError as e:
         fail(str(e))
-    path = out / "supernet_acc.json"
+    path = out / ("supernet_acc.json" if bn_images else "supernet_acc_running_bn.json")  # either kept
     settings = {"supernet_sha1": run.sha1, "bn_images": bn_images, "val_limit": recipe.val_limit, "batch": EVAL_BATCH}
     cache = json.loads(path.read_text()) if path.exists() else {}
     if cache.get("settings") != settings:
@@ -207,10 +212,13 @@ def supernet_accuracies(
     todo = [a for a in archs if a["key"] not in cache["acc"]]
     if todo:
         data_limit = max(5000, bn_images)  # BN batches come from the first images of the training split
+        batches = max(bn_images, EVAL_BATCH)
         data = prepare_data(
-            SPACE, "fashion-mnist:train", "fashion-mnist:test", bn_images, EVAL_BATCH, recipe.val_limit, data_limit
+            SPACE, "fashion-mnist:train", "fashion-mnist:test", batches, EVAL_BATCH, recipe.val_limit, data_limit
         )
         evaluate = PathEvaluator(run, data, EVAL_BATCH)
+        if bn_images == 0:
+            evaluate = _running_bn(evaluate)
     for i, a in enumerate(todo):
         t0 = time.time()
         acc = evaluate(a["blocks"], a["channels"])
@@ -218,6 +226,18 @@ def supernet_accuracies(
         write_json(path, cache)
         log.info("supernet path %d/%d %s: top-1 %.4f (%.1f s)", i + 1, len(todo), a["key"], acc, time.time() - t0)
     return cache["acc"]
+
+
+def _running_bn(ev: Any) -> Any:
+    """Path top-1 with the BN statistics the supernet's training accumulated (mixtures over every path that used
+    a block): set against exact per-path BN, it shows what the recalibration does to the ranking."""
+    from spos_deploy.nets.evaluate import accuracy
+
+    def evaluate(blocks: Any, channels: Any) -> float:
+        b, c = [int(v) for v in blocks], [int(v) for v in channels]
+        return accuracy(lambda x: ev.net(x, b, c), ev.data.val_images, ev.data.val_labels, ev.batch_size, ev.ctx)
+
+    return evaluate
 
 
 # ---- step 6: statistics, plot, report ------------------------------------------------------------------------
@@ -258,9 +278,30 @@ def top_overlap(rows: list[dict[str, Any]], k: int = 5) -> float:
     return len(best & found) / k
 
 
+def block_count_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per block type, Pearson r of how many positions use it against each accuracy: where a supernet's
+    preference differs from training from scratch (a bias), not only how well it ranks overall."""
+    counts = np.array([[list(r["blocks"]).count(b) for b in range(len(BLOCK_NAMES))] for r in rows], float)
+    out: dict[str, dict[str, float | None]] = {}
+    for b, name in enumerate(BLOCK_NAMES):
+        c = counts[:, b]
+        out[name] = {
+            k: finite_or_none(float(np.corrcoef(c, [r[k] for r in rows])[0, 1])) if len(rows) > 2 and c.std() else None
+            for k in ("standalone_acc", "supernet_acc")
+        }
+    return out
+
+
+def block_table(stats: dict[str, Any]) -> str:
+    rows = [[k, fmt(v["standalone_acc"], ".2f"), fmt(v["supernet_acc"], ".2f")] for k, v in stats.items()]
+    headers = ["block type", "r: positions using it vs stand-alone top-1", "r: vs supernet top-1"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     band = [r for r in rows if r["in_band"]]
     return {
+        "block_counts": block_count_correlations(rows),
         "supernet": correlations(rows, "supernet_acc"),
         "proxies": {k: correlations(rows, k) for k in ("flops", "params", "predicted_ms")},
         "top5_overlap": top_overlap(rows),
@@ -422,11 +463,17 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"{len(rows)} architectures: {args.archs} stratified over predicted int8 latency, {args.band} within "
         f"+-{BAND:.0%} of the median ({record['selection']['median_ms']:.3f} ms). Stand-alone: {s['recipe']['epochs']} "
         f"epochs on {s['recipe']['train_limit']} images (batch {s['recipe']['batch_size']}, lr {s['recipe']['lr']}, "
-        f"warm-up {s['recipe']['warmup_epochs']} epoch, seed {s['recipe']['seed']}); supernet: path top-1 after exact "
-        f"BN on {args.bn_images} training images; both on the first {s['recipe']['val_limit']} test images. "
+        f"warm-up {s['recipe']['warmup_epochs']} epoch, seed {s['recipe']['seed']}); supernet: path top-1 "
+        + (
+            f"after exact BN on {args.bn_images} training images"
+            if args.bn_images
+            else "with the running BN statistics"
+        )
+        + f"; both on the first {s['recipe']['val_limit']} test images. "
         f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}.\n\n"
         f"{stats_table(st)}\n\nStand-alone top 5 found in the supernet's top 5: {st['top5_overlap']:.0%}. "
-        f"{verdict(st)}{noise_text(st)}\n\n![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
+        f"{verdict(st)}{noise_text(st)}\n\n{block_table(st['block_counts'])}\n\n"
+        f"![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
         f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
     )
