@@ -131,16 +131,19 @@ def recipe(
     tag: str = "",
     teacher: str | None = None,
     kd_weight: float = 0.5,
+    block_weights: list[float] | None = None,
 ) -> None:
     run = out / (
         "recipe-flip"
         + ("" if wd is None else f"-wd{wd:g}")
         + (f"-w{workers}-e{epochs}" if workers > 1 else "")
         + (f"-kd{kd_weight:g}-{Path(teacher).name}-e{epochs}" if teacher else "")
+        + ("-bw" + "_".join(f"{w:g}" for w in block_weights) + f"-e{epochs}" if block_weights else "")
     )
     args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
     args += [] if wd is None else ["--wd", f"{wd:g}"]
     args += ["--teacher", teacher, "--kd-weight", f"{kd_weight:g}"] if teacher else []
+    args += ["--block-weights", *(f"{w:g}" for w in block_weights)] if block_weights else []
     if workers > 1:  # the same global batch of 128, shared by data-parallel workers on this machine's cores
         args += ["--batch-size", str(128 // workers), "--launch-local", str(workers)]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
@@ -246,11 +249,22 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="recipe: suffix of the result files (supernet_small_TAG.md)")
     ap.add_argument("--teacher", help="recipe: distil from this trained subnet (a spos-train subnet run folder)")
     ap.add_argument("--kd-weight", type=float, default=0.5, help="recipe: the teacher's share of the targets")
+    ap.add_argument("--block-weights", type=float, nargs="+", help="recipe: relative sampling weights of the blocks")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.what == "recipe":
-        recipe(out, args.epochs, args.paths, args.wd, args.workers, args.tag, args.teacher, args.kd_weight)
+        recipe(
+            out,
+            args.epochs,
+            args.paths,
+            args.wd,
+            args.workers,
+            args.tag,
+            args.teacher,
+            args.kd_weight,
+            args.block_weights,
+        )
     else:
         ablation(out)
 

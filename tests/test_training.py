@@ -63,6 +63,28 @@ def test_warmup_schedule_matches_the_seed():
     assert v2.allowed(26).tolist() == list(range(2, 10))  # the seed's table has no entry for 26 (KeyError)
 
 
+def test_block_weights_set_the_block_frequencies():
+    from spos_deploy.space import SPACES
+    from training.sampling import PathSampler, block_probabilities
+
+    space = SPACES["small"]
+    schedule = WarmupSchedule(space, cs_start_epoch=99)
+    sampler = PathSampler(space, schedule, seed=0, block_weights=(1.0, 1.0, 1.0, 0.5))
+    blocks = np.array([sampler.sample(0, g)[0] for g in range(4000)])
+    freq = np.bincount(blocks.ravel(), minlength=4) / blocks.size
+    np.testing.assert_allclose(freq, [1 / 3.5, 1 / 3.5, 1 / 3.5, 0.5 / 3.5], atol=0.015)  # 20,000 draws: sd 0.003
+    again = PathSampler(space, schedule, seed=0, block_weights=(1.0, 1.0, 1.0, 0.5))
+    assert all((again.sample(0, g)[0] == blocks[g]).all() for g in (0, 17, 3999))  # (seed, step) decide a path
+    only = PathSampler(space, schedule, seed=0, block_weights=(0, 0, 0, 2))
+    assert all((only.sample(0, g)[0] == 3).all() for g in range(20))
+    assert block_probabilities(None, 4, "none") is None
+    for bad, words in (((1, 1, 1), "expected 4 weights"), ((0, 0, 0, 0), "not all 0")):
+        with pytest.raises(BadInputError, match=words):
+            block_probabilities(bad, 4, "none")
+    with pytest.raises(BadInputError, match="not to --constraint random"):
+        block_probabilities((1, 1, 1, 1), 4, "random")
+
+
 @pytest.fixture(scope="module")
 def constraint():
     table = FlopsTable.load(ROOT / "lookup_tables" / "flops_OneShot_se_lcap_224.json")

@@ -60,6 +60,9 @@ BAD_VALUES = [
     ("--flops-range", "-1"),
     ("--kvstore", "bogus"),
     ("--epochs", "two"),
+    ("--block-weights", "-1"),
+    ("--block-weights", "1"),  # one weight for four block types
+    ("--kd-weight", "2"),
 ]
 
 

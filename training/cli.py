@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="keep sampled paths inside the ranges: by rejection or by strolling evolution",
     )
+    s.add_argument(
+        "--block-weights",
+        type=nonneg_float,
+        nargs="+",
+        metavar="W",
+        help="relative sampling weights of the block types, one per type (default: uniform; unconstrained only)",
+    )
     add_ranges(s, ("flops", "params", "latency"))
     add_tables(s, ("flops", "latency"))
     s.add_argument("--eval-paths", type=positive_int, default=2, help="random paths evaluated (after BN recalibration)")

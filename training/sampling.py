@@ -17,6 +17,7 @@ costs microseconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +203,19 @@ def coverage_cv(values: dict[str, np.ndarray], bounds: dict[str, tuple[float, fl
     return float(counts.std() / counts.mean())
 
 
+def block_probabilities(weights: Sequence[float] | None, num_blocks: int, constraint: str) -> np.ndarray | None:
+    """Sampling probabilities of the block types from relative weights (None: uniform). Only unconstrained
+    sampling takes them: the constrained samplers decide their own distribution."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, float)
+    if len(w) != num_blocks or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise BadInputError(f"--block-weights: expected {num_blocks} weights >= 0, not all 0; got {list(weights)}")
+    if constraint != "none":
+        raise BadInputError(f"--block-weights applies to unconstrained sampling, not to --constraint {constraint}")
+    return w / w.sum()
+
+
 class PathSampler:
     """Paths for supernet steps: uniform, or constrained (rejection / strolling evolution), warm-up aware.
 
@@ -218,8 +232,10 @@ class PathSampler:
         bounds: dict[str, tuple[float, float]] | None = None,
         flops_table: str | None = None,
         latency_table: str | None = None,
+        block_weights: tuple[float, ...] | None = None,
     ):
         self.space, self.schedule, self.seed, self.mode = space, schedule, seed, constraint
+        self.block_p = block_probabilities(block_weights, space.num_blocks, constraint)
         self.uniform = UniformSampler(space)
         self.metrics = metric_functions(space, flops_table, latency_table)
         self.evolution: StrollingEvolution | None = None
@@ -246,6 +262,8 @@ class PathSampler:
             b, c = RejectionSampler(base, self.constraint).sample(1, allowed)
         else:
             b, c = base.sample(1, allowed)
+            if self.block_p is not None:  # drawn after the channels, from the same stream
+                b = base.rng.choice(len(self.block_p), size=b.shape, p=self.block_p)
         return b[0], c[0]
 
     def state(self) -> dict[str, Any]:

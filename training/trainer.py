@@ -85,6 +85,7 @@ class SupernetConfig(TrainConfig):
     latency_table: str | None = None
     eval_paths: int = 2
     bn_batches: int = 20
+    block_weights: tuple[float, ...] | None = None  # relative sampling weights of the block types (None: uniform)
     teacher: str | None = None  # a trained subnet's run folder: its probabilities join the labels as targets
     kd_weight: float = 0.5  # the teacher's share of the targets
 
@@ -223,7 +224,16 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
         if cfg.hybridize:
             net.hybridize_blocks(static_alloc=True, static_shape=True)
         schedule = warmup_for(space, cfg.cs_start_epoch, cfg.cs_warmup, cfg.cs_pace)
-        sampler = PathSampler(space, schedule, cfg.seed, cfg.constraint, cfg.bounds, cfg.flops_table, cfg.latency_table)
+        sampler = PathSampler(
+            space,
+            schedule,
+            cfg.seed,
+            cfg.constraint,
+            cfg.bounds,
+            cfg.flops_table,
+            cfg.latency_table,
+            tuple(cfg.block_weights) if cfg.block_weights else None,
+        )
     else:
         net = build_subnet(cfg.spec, seed=cfg.seed, ctx=ctxs, crop=True)
         if cfg.hybridize:
