@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.model_spec import ModelSpec, load_spec
+from spos_deploy.model_spec import load_spec
 from spos_deploy.nets.weights import load_subnet
 from spos_deploy.space import SearchSpace
 
@@ -33,9 +33,7 @@ def mix_targets(labels: np.ndarray, teacher: np.ndarray, weight: float) -> np.nd
 class Teacher:
     """A trained fixed network, run in inference mode on each training batch."""
 
-    spec: ModelSpec
     net: Any
-    source: str
     ctx: mx.Context
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -70,4 +68,4 @@ def load_teacher(path: str | Path, space: SearchSpace, ctx: mx.Context) -> Teach
         )
     net = load_subnet(spec, params, ctx)
     net.hybridize(static_alloc=True, static_shape=True)
-    return Teacher(spec, net, str(Path(path)), ctx)
+    return Teacher(net, ctx)
