@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -234,14 +236,98 @@ def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[
     return result
 
 
-def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path) -> dict[str, dict[str, Any]]:
-    """Every architecture trained (cached ones skipped); logs progress, since this is the long step."""
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard K/N`` as ``(K, N)``; a malformed value ends the run with one line."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        fail(f"--shard {text}: expected K/N, for example 0/2")
+    if not 0 <= k < n:
+        fail(f"--shard {text}: K must be in 0..N-1")
+    return k, n
+
+
+CLAIM = ".claimed"
+
+
+def _claim_holder_alive(lock: Path) -> bool:
+    """Whether the process named in a claim file still runs (a claim from another host is trusted; one from a
+    process that died here, or one that cannot be read, is stale)."""
+    try:
+        host, pid = lock.read_text().split()
+        if host != socket.gethostname():
+            return True
+        os.kill(int(pid), 0)
+    except PermissionError:  # alive, another user's
+        return True
+    except (OSError, ValueError):  # gone, or unreadable (claims are never half-written)
+        return False
+    return True
+
+
+def _take_claim(lock: Path) -> bool:
+    """Link ``lock`` into place with this host and pid already written (a link never replaces a file, so two
+    processes cannot both win, and no one reads a half-written claim); a dead process's claim is taken over."""
+    me = f"{socket.gethostname()} {os.getpid()}"
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(me)
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, lock)
+                return True
+            except FileExistsError:
+                if _claim_holder_alive(lock):
+                    return False
+                lock.unlink(missing_ok=True)
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claimed(folder: Path) -> Iterator[bool]:
+    """Yields whether this process may train ``folder``: True when no other live process has claimed it. The
+    claim (``folder/.claimed``) lets several invocations train one list side by side without training a run
+    twice; it is removed when the block ends, however it ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / CLAIM
+    mine = _take_claim(lock)
+    try:
+        yield mine
+    finally:
+        if mine:
+            lock.unlink(missing_ok=True)
+
+
+def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bool = True) -> dict[str, dict[str, Any]]:
+    """Every architecture trained (cached ones skipped); logs progress, since this is the long step. Runs that
+    another invocation is training are left to it: with ``wait`` their results are awaited (and a run whose
+    trainer died is trained here), without it they are missing from the result."""
     out: dict[str, dict[str, Any]] = {}
-    for i, arch in enumerate(archs):
-        cached = (cache / recipe.tag / arch["key"] / "result.json").exists()
-        log.info("stand-alone %d/%d %s%s", i + 1, len(archs), arch["key"], " (cached)" if cached else "")
-        out[arch["key"]] = res = train_standalone(arch, recipe, cache)
-        log.info("   top-1 %.4f (%.0f s)", res["standalone_acc"], res["wall_seconds"])
+    pending, announced = list(enumerate(archs)), None
+    while pending:
+        deferred = []
+        for i, arch in pending:
+            folder = cache / recipe.tag / arch["key"]
+            cached = (folder / "result.json").exists()
+            if not cached:
+                with claimed(folder) as mine:
+                    if not mine:
+                        deferred.append((i, arch))
+                        continue
+                    log.info("stand-alone %d/%d %s (seed %d)", i + 1, len(archs), arch["key"], recipe.seed)
+                    out[arch["key"]] = res = train_standalone(arch, recipe, cache)
+            else:
+                out[arch["key"]] = res = train_standalone(arch, recipe, cache)
+                log.info("stand-alone %d/%d %s (seed %d, cached)", i + 1, len(archs), arch["key"], recipe.seed)
+            log.info("   top-1 %.4f (%.0f s)", res["standalone_acc"], res["wall_seconds"])
+        if deferred and wait:
+            if len(deferred) != announced:
+                log.info("waiting for %d run(s) another invocation is training", len(deferred))
+                announced = len(deferred)
+            time.sleep(30)
+        pending = deferred if wait else []
     return out
 
 

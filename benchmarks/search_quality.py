@@ -21,7 +21,7 @@ import argparse
 import datetime
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from _subnets import (  # noqa: E402
     RUNS,
     SPACE,
     TABLE_NAME,
+    Recipe,
     StepTimes,
     add_recipe_args,
     add_supernet_args,
@@ -112,6 +113,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="block choices only, every channel at the widest choice: spos-search --mode blocks, random\n"
         "architectures and the baseline at full width (for a supernet trained at full width only)",
     )
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train every architecture with this many seeds (--train-seed, +1, ...) and compare the means;\n"
+        "with 2 or more the report gives the seed noise and the lead in standard errors",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only train the stand-alone runs known now (the random architectures and the baseline; the searched\n"
+        "one once its search has run), then stop: run it beside the full invocation to use the second core\n"
+        "(runs are claimed, never trained twice); it never trains the supernet, builds a table or searches",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the result files (search_quality_TAG.md/.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet and search, 512 images")
     add_recipe_args(ap)
     add_supernet_args(ap, "runs/ranking/supernet, the one supernet_ranking.py trains")
@@ -130,8 +146,8 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
     args.supernet = args.supernet or str(ranking / "supernet")
     args.table_default = str(ranking / TABLE_NAME)
-    if min(args.evaluations, args.population, args.parents, args.random, args.rounds) < 1:
-        fail("--evaluations, --population, --parents, --random and --rounds must be >= 1")
+    if min(args.evaluations, args.population, args.parents, args.random, args.rounds, args.seeds) < 1:
+        fail("--evaluations, --population, --parents, --random, --rounds and --seeds must be >= 1")
     if args.parents > args.population:
         fail("--parents must not exceed --population")
     return args
@@ -187,19 +203,24 @@ def baseline(table: Any, budget: float, full_width: bool = False) -> tuple[np.nd
 
 
 def candidates(
-    args: argparse.Namespace, table: Any, budget: float, search_res: dict[str, Any]
+    args: argparse.Namespace, table: Any, budget: float, search_res: dict[str, Any] | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    """All compared architectures with their role, predicted latency, FLOPs and params."""
-    best = search_res["best"]
+    """All compared architectures with their role, predicted latency, FLOPs and params (without the searched
+    one while ``search_res`` is None: the others do not depend on the search)."""
     rb, rc = random_within(table, budget, args.random, args.seed, args.full_width)
     bb, bc, base_fits = baseline(table, budget, args.full_width)
-    blocks = np.concatenate([np.array([best["block_choices"]]), rb, bb])
-    channels = np.concatenate([np.array([best["channel_choices"]]), rc, bc])
+    roles = [f"random {i + 1}" for i in range(len(rb))] + ["baseline"]
+    blocks, channels = np.concatenate([rb, bb]), np.concatenate([rc, bc])
+    if search_res is not None:
+        best = search_res["best"]
+        blocks = np.concatenate([np.array([best["block_choices"]]), blocks])
+        channels = np.concatenate([np.array([best["channel_choices"]]), channels])
+        roles = ["searched", *roles]
     archs = describe_archs(table, flops_table(), blocks, channels)
-    roles = ["searched"] + [f"random {i + 1}" for i in range(len(rb))] + ["baseline"]
     for a, role in zip(archs, roles):
         a["role"] = role
-    archs[0]["supernet_acc"] = best["accuracy"]
+    if search_res is not None:
+        archs[0]["supernet_acc"] = search_res["best"]["accuracy"]
     return archs, base_fits
 
 
@@ -223,11 +244,21 @@ def measured_latency(table: Any, archs: list[dict[str, Any]], rounds: int, out: 
 
 
 # ---- report ---------------------------------------------------------------------------------------------------
+def seed_noise(rows: list[dict[str, Any]]) -> float | None:
+    """The std of one training's top-1 across seeds, pooled over the architectures (None with one seed)."""
+    accs = [r["standalone_accs"] for r in rows if len(r["standalone_accs"]) > 1]
+    return float(np.sqrt(np.mean([np.var(a, ddof=1) for a in accs]))) if accs else None
+
+
 def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Whether the searched model beats the median random architecture and the hand-designed baseline."""
+    """Whether the searched model beats the median random architecture and the hand-designed baseline (on the
+    mean over seeds), and by how many standard errors of a difference of two such means."""
     acc = {r["role"]: r["standalone_acc"] for r in rows}
     rand = [r["standalone_acc"] for r in rows if r["role"].startswith("random")]
     median = float(np.median(rand))
+    noise, seeds = seed_noise(rows), len(rows[0]["standalone_accs"])
+    se = None if noise is None else noise * np.sqrt(2 / seeds)
+    lead = {"random_median": acc["searched"] - median, "baseline": acc["searched"] - acc["baseline"]}
     return {
         "searched_acc": acc["searched"],
         "random_median_acc": median,
@@ -235,6 +266,11 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "baseline_acc": acc["baseline"],
         "beats_random_median": bool(acc["searched"] > median),
         "beats_baseline": bool(acc["searched"] > acc["baseline"]),
+        "seeds": seeds,
+        "seed_std": noise,
+        "difference_se": None if se is None else float(se),
+        "lead": lead,
+        "lead_in_se": None if not se else {k: float(v / se) for k, v in lead.items()},
     }
 
 
@@ -243,7 +279,8 @@ def rows_table(rows: list[dict[str, Any]], budget: float) -> str:
         [
             r["role"],
             r["key"],
-            f"{r['standalone_acc']:.4f}",
+            f"{r['standalone_acc']:.4f}"
+            + (f" ({' / '.join(f'{a:.4f}' for a in r['standalone_accs'])})" if len(r["standalone_accs"]) > 1 else ""),
             f"{r['supernet_acc']:.4f}" if "supernet_acc" in r else "",
             f"{r['predicted_ms']:.3f}",
             f"{r['measured_ms']:.3f}",
@@ -256,7 +293,7 @@ def rows_table(rows: list[dict[str, Any]], budget: float) -> str:
     headers = [
         "model",
         "architecture (blocks_channels)",
-        "stand-alone top-1",
+        "stand-alone top-1 (mean; per seed)",
         "supernet top-1",
         "predicted ms",
         "measured ms",
@@ -278,29 +315,45 @@ def summary_text(v: dict[str, Any], base_fits: bool) -> str:
         f"| beats the median random architecture | {yes(v['beats_random_median'])} |\n"
         f"| beats the hand-designed baseline | {yes(v['beats_baseline'])} |\n"
     )
+    if v["seed_std"] is not None:
+        se, lead = v["difference_se"], v["lead_in_se"]
+        text += (
+            f"\nSeed noise: one training's top-1 moves by {100 * v['seed_std']:.2f} points (std, pooled over the "
+            f"architectures), so a difference of two {v['seeds']}-seed means has a standard error of "
+            f"{100 * se:.2f} points. The searched model leads the median random one by "
+            f"{100 * v['lead']['random_median']:+.2f} points ({lead['random_median']:+.1f} SE) and the baseline by "
+            f"{100 * v['lead']['baseline']:+.2f} points ({lead['baseline']:+.1f} SE).\n"
+        )
     if not base_fits:
         text += "\nNo uniform SNB-3 network meets the budget: the baseline is the narrowest one, over budget.\n"
     return text
 
 
+def seeds_text(first: int, n: int) -> str:
+    return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}, mean"
+
+
 def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """benchmarks/results/search_quality.md and .json (under OUT/results for --quick)."""
     res, m, s, b = Path(args.results), record["machine"], record["settings"], record["budget_ms"]
-    write_json(res / "search_quality.json", record)
-    r, sr = s["recipe"], record["search"]
-    steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in record["timings"]["steps_s"].items())
+    stem = "search_quality" + (f"_{args.tag}" if args.tag else "")
+    write_json(res / f"{stem}.json", record)
+    r, sr, v = s["recipe"], record["search"], record["verdict"]
+    steps = "\n".join(f"| {k} | {t / 60:.1f} |" for k, t in record["timings"]["steps_s"].items())
     text = (
         f"# Search quality: searched vs random vs hand-designed, one latency budget (small space, Fashion-MNIST)\n\n"
+        f"Supernet: `{s['supernet']}`.\n\n"
         f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
         f"Budget {b:.3f} ms predicted int8 latency ({record['budget_source']}). Search: evolution, "
         f"{sr['evaluated']} candidates evaluated on the supernet ({args.search_val_limit} test images, BN on "
         f"{args.search_bn_images}). Every model trained from scratch: {r['epochs']} epochs on {r['train_limit']} "
-        f"images (batch {r['batch_size']}, lr {r['lr']}, warm-up {r['warmup_epochs']} epoch, seed {r['seed']}), "
+        f"images (batch {r['batch_size']}, lr {r['lr']}, warm-up {r['warmup_epochs']} epoch, "
+        f"{seeds_text(r['seed'], v['seeds'])}), "
         f"top-1 on the first {r['val_limit']} test images. Measured: deployed int8 ONNX, median of {args.rounds} "
         f"interleaved rounds.\n\n{rows_table(rows, b)}\n\n{summary_text(record['verdict'], record['baseline_fits'])}\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\n    {record['command']}\n"
     )
-    write_text(res / "search_quality.md", text)
+    write_text(res / f"{stem}.md", text)
     print(text)
 
 
@@ -315,12 +368,58 @@ def budget_of(args: argparse.Namespace, table: Any) -> tuple[float, str]:
     return round(latency_quantile(table, q), 3), f"the {q:.0%} quantile of 20,000 random architectures"
 
 
+def recipes_of(args: argparse.Namespace) -> list[Recipe]:
+    """The recipe once per seed: ``--train-seed``, +1, ... (``--seeds`` of them)."""
+    recipe = recipe_from_args(args)
+    return [replace(recipe, seed=recipe.seed + i) for i in range(args.seeds)]
+
+
+def train_known(args: argparse.Namespace) -> None:
+    """``--train-only``: the stand-alone runs that do not wait for anything, claimed one by one."""
+    lut = Path(args.lut or args.table_default)
+    if not lut.exists():
+        fail(f"{lut}: no latency table yet; run once without --train-only (it builds one) or pass --lut")
+    table = load_table(lut)
+    budget, _ = budget_of(args, table)
+    done = Path(args.out) / "search" / "results.json"
+    search_res = json.loads(done.read_text()) if done.exists() else None
+    if search_res is None:
+        log.info("no search result yet: training the random architectures and the baseline only")
+    archs, _ = candidates(args, table, budget, search_res)
+    for recipe in recipes_of(args):
+        train_all(archs, recipe, Path(args.subnet_cache), wait=False)
+    log.info("every run known now is trained or claimed by another invocation")
+
+
+def merge_rows(
+    archs: list[dict[str, Any]], standalone: list[dict[str, dict[str, Any]]], ms: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Each architecture with its stand-alone top-1 per seed and their mean, and its measured latency."""
+    rows = []
+    for a in archs:
+        runs = [per_seed[a["key"]] for per_seed in standalone]
+        accs = [r["standalone_acc"] for r in runs]
+        rows.append(
+            a
+            | {
+                "standalone_acc": float(np.mean(accs)),
+                "standalone_accs": accs,
+                "measured_ms": ms[a["key"]],
+                "train_wall_s": float(np.mean([r["wall_seconds"] for r in runs])),
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     check_data()
-    out, recipe = Path(args.out), recipe_from_args(args)
+    out, recipes = Path(args.out), recipes_of(args)
     out.mkdir(parents=True, exist_ok=True)
+    if args.train_only:
+        train_known(args)
+        return
     steps = StepTimes(out)
     with steps.step("supernet"):
         ensure_supernet(Path(args.supernet), args)
@@ -333,25 +432,18 @@ def main(argv: list[str] | None = None) -> None:
         search_res = searched(args, lut, budget, out)
     archs, base_fits = candidates(args, table, budget, search_res)
     with steps.step("stand-alone training"):
-        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+        standalone = [train_all(archs, r, Path(args.subnet_cache)) for r in recipes]
     with steps.step("end-to-end latency"):
         ms = measured_latency(table, archs, args.rounds, out)
-    rows = [
-        a
-        | {
-            "standalone_acc": standalone[a["key"]]["standalone_acc"],
-            "measured_ms": ms[a["key"]],
-            "train_wall_s": standalone[a["key"]]["wall_seconds"],
-        }
-        for a in archs
-    ]
+    rows = merge_rows(archs, standalone, ms)
     record = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine_record(),
         "command": command_line(),
         "settings": {
             "args": vars(args),
-            "recipe": asdict(recipe) | {"tag": recipe.tag},
+            "supernet": args.supernet,
+            "recipe": asdict(recipes[0]) | {"tag": recipes[0].tag, "seeds": [r.seed for r in recipes]},
             "table": table_record(lut, table),
         },
         "budget_ms": budget,

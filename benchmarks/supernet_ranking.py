@@ -53,6 +53,7 @@ from _subnets import (  # noqa: E402
     flops_table,
     load_table,
     log,
+    parse_shard,
     recipe_from_args,
     resolve_supernet_args,
     setup_logging,
@@ -119,13 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
     args.supernet = args.supernet or str(Path(args.out) / "supernet")
     if args.shard is not None:
-        try:
-            k, n = (int(x) for x in args.shard.split("/"))
-        except ValueError:
-            fail(f"--shard {args.shard}: expected K/N, for example 0/2")
-        if not 0 <= k < n:
-            fail(f"--shard {args.shard}: K must be in 0..N-1")
-        args.shard = (k, n)
+        args.shard = parse_shard(args.shard)
     if args.archs < 2 or args.band < 0 or args.bn_images < 0:
         fail("--archs must be >= 2, --band >= 0 and --bn-images >= 0")
     return args

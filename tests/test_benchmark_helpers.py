@@ -1,0 +1,93 @@
+"""The benchmarks' shared helpers that decide what is trained and what a result says (benchmarks/_subnets.py,
+benchmarks/search_quality.py): run claims between side-by-side invocations, --shard parsing, and the
+search-quality verdict with its seed noise."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import _subnets  # noqa: E402
+import search_quality  # noqa: E402
+
+
+def test_a_claimed_run_is_not_claimed_again_until_released(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with _subnets.claimed(run) as first:
+        assert first
+        assert (run / _subnets.CLAIM).exists()
+        with _subnets.claimed(run) as second:  # this process is alive: its claim holds
+            assert not second
+    assert not (run / _subnets.CLAIM).exists()
+    with _subnets.claimed(run) as again:
+        assert again
+
+
+def test_a_claim_is_released_when_the_training_fails(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError), _subnets.claimed(run) as mine:
+        assert mine
+        raise RuntimeError("trainer died")
+    assert not (run / _subnets.CLAIM).exists()
+
+
+def test_the_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} {dead.pid}")
+    with _subnets.claimed(run) as mine:
+        assert mine
+    (run / _subnets.CLAIM).write_text("garbage")
+    with _subnets.claimed(run) as mine:
+        assert mine
+
+
+@pytest.mark.parametrize("text", ["2", "a/b", "2/2", "-1/2", "1/2/3"])
+def test_a_malformed_shard_exits_2(text: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        _subnets.parse_shard(text)
+    assert e.value.code == 2
+
+
+def test_parse_shard() -> None:
+    assert _subnets.parse_shard("1/3") == (1, 3)
+
+
+def _rows(accs: dict[str, list[float]]) -> list[dict]:
+    return [{"role": k, "standalone_acc": float(np.mean(v)), "standalone_accs": v} for k, v in accs.items()]
+
+
+def test_the_verdict_gives_the_lead_in_standard_errors_of_the_seed_noise() -> None:
+    rows = _rows(
+        {
+            "searched": [0.86, 0.87],
+            "random 1": [0.85, 0.86],
+            "random 2": [0.84, 0.85],
+            "random 3": [0.83, 0.84],
+            "baseline": [0.80, 0.81],
+        }
+    )
+    v = search_quality.verdicts(rows)
+    noise = np.std([0.86, 0.87], ddof=1)  # every architecture moves by 0.01 between its seeds
+    assert v["seed_std"] == pytest.approx(noise)
+    assert v["difference_se"] == pytest.approx(noise * np.sqrt(2 / 2))
+    assert v["random_median_acc"] == pytest.approx(0.845)
+    assert v["lead"]["random_median"] == pytest.approx(0.02)
+    assert v["lead_in_se"]["random_median"] == pytest.approx(0.02 / noise)
+    assert v["beats_random_median"] and v["beats_baseline"]
+
+
+def test_one_seed_gives_no_noise_estimate() -> None:
+    rows = _rows({"searched": [0.80], "random 1": [0.82], "baseline": [0.79]})
+    v = search_quality.verdicts(rows)
+    assert v["seed_std"] is None and v["lead_in_se"] is None
+    assert not v["beats_random_median"] and v["beats_baseline"]
