@@ -132,9 +132,12 @@ def recipe(
     teacher: str | None = None,
     kd_weight: float = 0.5,
     block_weights: list[float] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> None:
+    overrides = overrides or {}
     run = out / (
         "recipe-flip"
+        + ("".join(f"-{k.strip('-')}{v}" for k, v in overrides.items()) + f"-e{epochs}" if overrides else "")
         + ("" if wd is None else f"-wd{wd:g}")
         + (f"-w{workers}-e{epochs}" if workers > 1 else "")
         + (f"-kd{kd_weight:g}-{Path(teacher).name}-e{epochs}" if teacher else "")
@@ -144,6 +147,7 @@ def recipe(
     args += [] if wd is None else ["--wd", f"{wd:g}"]
     args += ["--teacher", teacher, "--kd-weight", f"{kd_weight:g}"] if teacher else []
     args += ["--block-weights", *(f"{w:g}" for w in block_weights)] if block_weights else []
+    args += [x for kv in overrides.items() for x in kv]  # the last occurrence of an option wins
     if workers > 1:  # the same global batch of 128, shared by data-parallel workers on this machine's cores
         args += ["--batch-size", str(128 // workers), "--launch-local", str(workers)]
     args += ["--eval-paths", "2", "--val-limit", "1000"]
@@ -250,7 +254,14 @@ def main() -> None:
     ap.add_argument("--teacher", help="recipe: distil from this trained subnet (a spos-train subnet run folder)")
     ap.add_argument("--kd-weight", type=float, default=0.5, help="recipe: the teacher's share of the targets")
     ap.add_argument("--block-weights", type=float, nargs="+", help="recipe: relative sampling weights of the blocks")
+    ap.add_argument("--augment", choices=["crop-flip", "flip", "none"], help="recipe: instead of flips only")
+    ap.add_argument("--batch-size", type=int, help="recipe: instead of 128")
+    ap.add_argument("--lr", type=float, help="recipe: instead of 0.1")
+    ap.add_argument("--warmup-epochs", type=float, help="recipe: instead of 0.1")
     args = ap.parse_args()
+    changed = {"augment": args.augment, "batch-size": args.batch_size, "lr": args.lr}
+    changed["warmup-epochs"] = args.warmup_epochs
+    overrides = {f"--{k}": f"{v:g}" if isinstance(v, float) else str(v) for k, v in changed.items() if v is not None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.what == "recipe":
@@ -264,6 +275,7 @@ def main() -> None:
             args.teacher,
             args.kd_weight,
             args.block_weights,
+            overrides,
         )
     else:
         ablation(out)
