@@ -12,6 +12,8 @@ All are trained from scratch with the recipe of ``supernet_ranking.py`` (and its
 to end in their deployed int8 form (interleaved rounds). Every step resumes (cached under ``--out``).
 
     python benchmarks/search_quality.py [--supernet runs/ranking/supernet] [--lut TABLE] [--evaluations 100]
+    python benchmarks/search_quality.py ... --seeds 2        # every architecture twice; judged on the means
+    python benchmarks/search_quality.py ... --train-only     # beside the full run: the second core trains too
     python benchmarks/search_quality.py --quick     # smoke run: tiny everything, results under runs/
 """
 
