@@ -310,17 +310,14 @@ def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bo
         deferred = []
         for i, arch in pending:
             folder = cache / recipe.tag / arch["key"]
-            cached = (folder / "result.json").exists()
-            if not cached:
-                with claimed(folder) as mine:
-                    if not mine:
-                        deferred.append((i, arch))
-                        continue
-                    log.info("stand-alone %d/%d %s (seed %d)", i + 1, len(archs), arch["key"], recipe.seed)
-                    out[arch["key"]] = res = train_standalone(arch, recipe, cache)
-            else:
+            cached = (folder / "result.json").exists()  # read without a claim: nothing else waits for it
+            with contextlib.nullcontext(True) if cached else claimed(folder) as mine:
+                if not mine:
+                    deferred.append((i, arch))
+                    continue
+                note = ", cached" if cached else ""
+                log.info("stand-alone %d/%d %s (seed %d%s)", i + 1, len(archs), arch["key"], recipe.seed, note)
                 out[arch["key"]] = res = train_standalone(arch, recipe, cache)
-                log.info("stand-alone %d/%d %s (seed %d, cached)", i + 1, len(archs), arch["key"], recipe.seed)
             log.info("   top-1 %.4f (%.0f s)", res["standalone_acc"], res["wall_seconds"])
         if deferred and wait:
             if len(deferred) != announced:
