@@ -363,6 +363,14 @@ def test_non_positive_slope_falls_back_to_a_scale():
     assert slope == pytest.approx(np.median([3.0, 1.0, 0.5])) and intercept == 0.0
 
 
+def test_a_steep_fit_over_a_narrow_range_falls_back_to_a_scale():
+    raw = np.array([0.3386, 0.3406, 0.3491])  # the calibration sums of a CI build, fitted as seen there
+    measured = 3.4513 * raw - 1.0627
+    slope, intercept = fit_correction(raw, measured)
+    assert intercept == 0.0 and slope == pytest.approx(np.median(measured / raw))
+    assert slope * 0.30465578 + intercept > 0  # the anchor the line predicted at -0.011 ms
+
+
 def test_built_table_has_anchors_and_reanchors(small_table):
     from spos_deploy.tables.latency.validate import reanchor
 
