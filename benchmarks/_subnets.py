@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -250,39 +251,27 @@ def parse_shard(text: str) -> tuple[int, int]:
 CLAIM = ".claimed"
 
 
-def _claim_holder_alive(lock: Path) -> bool:
-    """Whether the process named in a claim file still runs (a claim from another host is trusted; one from a
-    process that died here, or one that cannot be read, is stale)."""
-    try:
-        host, pid = lock.read_text().split()
-        if host != socket.gethostname():
-            return True
-        os.kill(int(pid), 0)
-    except PermissionError:  # alive, another user's
-        return True
-    except (OSError, ValueError):  # gone, or unreadable (claims are never half-written)
-        return False
-    return True
-
-
-def _take_claim(lock: Path) -> bool:
-    """Link ``lock`` into place with this host and pid already written (a link never replaces a file, so two
-    processes cannot both win, and no one reads a half-written claim); a dead process's claim is taken over."""
-    me = f"{socket.gethostname()} {os.getpid()}"
-    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
-    mine.write_text(me)
-    try:
-        for _ in range(2):
-            try:
-                os.link(mine, lock)
-                return True
-            except FileExistsError:
-                if _claim_holder_alive(lock):
-                    return False
-                lock.unlink(missing_ok=True)
-        return False
-    finally:
-        mine.unlink(missing_ok=True)
+def _take_claim(lock: Path) -> int | None:
+    """Lock ``lock`` (flock, exclusive, not waiting) and return its descriptor, or None when another process
+    holds it. The kernel drops the lock when its holder dies, however it dies, so a crashed run's claim is free
+    without anyone judging it stale (two processes taking over one dead claim cannot both win). A lock won on a
+    file its holder unlinked meanwhile is no claim: then the new file is tried."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())  # who trains it, for people
+            return fd
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -292,12 +281,13 @@ def claimed(folder: Path) -> Iterator[bool]:
     twice; it is removed when the block ends, however it ends."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / CLAIM
-    mine = _take_claim(lock)
+    fd = _take_claim(lock)
     try:
-        yield mine
+        yield fd is not None
     finally:
-        if mine:
-            lock.unlink(missing_ok=True)
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # before the lock goes, so whoever waits on this file sees it is gone
+            os.close(fd)
 
 
 def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bool = True) -> dict[str, dict[str, Any]]:

@@ -38,17 +38,55 @@ def test_a_claim_is_released_when_the_training_fails(tmp_path: Path) -> None:
     assert not (run / _subnets.CLAIM).exists()
 
 
-def test_the_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+HOLD = """
+import sys, time
+sys.path.insert(0, {bench!r})
+import _subnets
+from pathlib import Path
+with _subnets.claimed(Path({run!r})) as mine:
+    print(mine, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_another_process_holds_its_claim_until_it_dies(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = HOLD.format(bench=str(Path(_subnets.__file__).parent), run=str(run))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with _subnets.claimed(run) as mine:
+            assert not mine
+    finally:
+        holder.kill()  # no clean-up runs: the claim file stays behind, its lock does not
+        holder.wait()
+    assert (run / _subnets.CLAIM).exists()
+    with _subnets.claimed(run) as mine:
+        assert mine
+
+
+def test_of_processes_racing_for_a_leftover_claim_exactly_one_wins(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} {dead.pid}")
+    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} 1")  # a crashed trainer's
+    code = HOLD.format(bench=str(Path(_subnets.__file__).parent), run=str(run))
+    racers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    try:
+        said = [r.stdout.readline().strip() for r in racers]  # each holds what it won for 60 s
+    finally:
+        for r in racers:
+            r.kill()
+            r.wait()
+    assert sorted(said) == ["False"] * 5 + ["True"]
+
+
+def test_a_leftover_claim_file_is_taken_over(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} 1")
     with _subnets.claimed(run) as mine:
         assert mine
-    (run / _subnets.CLAIM).write_text("garbage")
-    with _subnets.claimed(run) as mine:
-        assert mine
+    assert not (run / _subnets.CLAIM).exists()
 
 
 @pytest.mark.parametrize("text", ["2", "a/b", "2/2", "-1/2", "1/2/3"])
