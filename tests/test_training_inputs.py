@@ -199,3 +199,36 @@ def test_signals_end_a_run_with_their_status(sig, status, tmp_path):
     argv = [*RUN, "--epochs", "50", "--train-limit", "2048", "-o", str(out)]
     returncode, err = interrupt_when("training.cli", argv, out / "steps.csv", sig)
     assert returncode == status, err
+
+
+def _supernet_config(argv: list[str]):
+    from training.cli import _config, build_parser
+
+    return _config(build_parser().parse_args(["supernet", *argv]))
+
+
+def test_the_small_space_trains_with_its_own_recipe_unless_told_otherwise(tmp_path):
+    from training.recipes import SUPERNET_RECIPES
+
+    small = SUPERNET_RECIPES["small"]
+    cfg = _supernet_config(["--space", "small", "-o", str(tmp_path / "a")])
+    assert (cfg.epochs, cfg.lr, cfg.warmup_epochs) == (small["epochs"], small["lr"], small["warmup_epochs"])
+    assert (cfg.label_smoothing, cfg.augment) == (small["label_smoothing"], small["augment"])
+    assert cfg.cs_start_epoch == cfg.epochs  # full width: channel selection never starts
+    cfg = _supernet_config(["--space", "small", "--lr", "0.05", "--epochs", "3", "-o", str(tmp_path / "b")])
+    assert (cfg.lr, cfg.epochs, cfg.cs_start_epoch) == (0.05, 3, 3)
+    cfg = _supernet_config(["--space", "small", "--stage-repeats", "1", "1", "1", "1", "-o", str(tmp_path / "c")])
+    assert cfg.lr == SUPERNET_RECIPES["imagenet"]["lr"]  # no longer the built-in space: the generic recipe
+
+
+def test_a_small_space_model_json_brings_the_small_recipe(tmp_path):
+    from spos_deploy.model_spec import ModelSpec
+    from spos_deploy.space import SPACES
+
+    space = SPACES["small"]
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(ModelSpec(space, (1,) * space.num_positions, (0,) * space.num_positions).to_json()))
+    cfg = _supernet_config(["--from-model", str(model), "-o", str(tmp_path / "run")])
+    assert cfg.space == space and cfg.augment == "none" and cfg.cs_start_epoch == cfg.epochs
+    cfg = _supernet_config(["-o", str(tmp_path / "run")])
+    assert (cfg.lr, cfg.augment, cfg.cs_start_epoch) == (0.2, "crop-flip", 0)  # the ImageNet default, as before

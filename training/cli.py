@@ -32,6 +32,8 @@ from spos_deploy.cli.options import (
 from spos_deploy.data.batches import AUGMENTATIONS
 from spos_deploy.errors import BadInputError
 
+from .recipes import RECIPE_KEYS, SUPERNET_RECIPES, resolve_supernet_options
+
 KVSTORES = ("device", "local", "dist_sync", "dist_async", "dist_device_sync")
 
 
@@ -70,13 +72,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
+def _recipes_text() -> str:
+    return "; ".join(
+        f"{name}: "
+        + ", ".join(f"--{k.replace('_', '-')} {v if v is not None else 'after the last epoch'}" for k, v in r.items())
+        for name, r in SUPERNET_RECIPES.items()
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spos-train", description="Train SPOS supernets and subnets.")
     sub = p.add_subparsers(dest="mode", required=True)
-    s = sub.add_parser("supernet", help="train the supernet (block selection + channel selection)")
+    s = sub.add_parser(
+        "supernet",
+        help="train the supernet (block selection + channel selection)",
+        epilog="Options not given take the recipe of the space trained: " + _recipes_text(),
+    )
     _common(s)
     add_space_options(s)
-    s.add_argument("--cs-start-epoch", type=nonneg_int, default=0, help="epoch from which channel selection starts")
+    s.add_argument("--cs-start-epoch", type=nonneg_int, help="epoch from which channel selection starts")
+    s.set_defaults(**{k: None for k in RECIPE_KEYS})
     s.add_argument("--no-cs-warmup", action="store_true", help="all channel choices from the start epoch on")
     s.add_argument(
         "--cs-pace", type=positive_int, help="epochs per warm-up step (default: the seed project's schedule)"
@@ -146,10 +161,12 @@ def _config(args: argparse.Namespace):
             bounds[key] = rng
     if args.kd_weight is not None and not args.teacher:
         raise BadInputError("--kd-weight weighs the teacher's targets: add --teacher DIR")
+    space = space_from_args(args)
+    vars(args).update(resolve_supernet_options(vars(args), space))
     return config_from_args(
         SupernetConfig,
         args,
-        space=space_from_args(args),
+        space=space,
         cs_warmup=not args.no_cs_warmup,
         bounds=bounds,
         kd_weight=0.5 if args.kd_weight is None else args.kd_weight,

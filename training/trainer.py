@@ -378,12 +378,13 @@ def _end_epoch(job: _Job, epoch: int, tally: _Tally) -> None:
         from .plots import run_distribution
 
         run_distribution(_summary(history), job.out / "sampled.png")
+    val = entry.get("val_acc")
     log.info(
         "epoch %d: loss %.4f train %.4f val %s",
         epoch,
         entry["loss"] or float("nan"),
         entry["train_acc"],
-        entry.get("val_acc"),
+        "none" if val is None else f"{val:.4f}",
     )
 
 
