@@ -319,19 +319,22 @@ def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bo
 
 
 # ---- the supernet -----------------------------------------------------------------------------------------
-SUPERNET_DEFAULTS = {"supernet_epochs": 10, "supernet_train_limit": None, "supernet_max_steps": None}
+SUPERNET_DEFAULTS = {"supernet_train_limit": None, "supernet_max_steps": None}
 SUPERNET_QUICK = {"supernet_epochs": 1, "supernet_train_limit": 5120, "supernet_max_steps": 20}
 
 
 def add_supernet_args(ap: argparse.ArgumentParser, default_help: str) -> None:
-    g = ap.add_argument_group("supernet (trained here when --supernet has no supernet.params)")
+    g = ap.add_argument_group(
+        "supernet (trained here when --supernet has no supernet.params; options not given: spos-train's recipe"
+        " of the small space)"
+    )
     g.add_argument("--supernet", help=f"spos-train supernet run folder of the small space (default: {default_help})")
-    g.add_argument("--supernet-epochs", type=int, help="default 10 (--quick: 1)")
+    g.add_argument("--supernet-epochs", type=int, help="default: the recipe's (--quick: 1)")
     g.add_argument("--supernet-train-limit", type=int, help="training images (default: all 60,000; --quick: 5120)")
-    g.add_argument("--supernet-lr", "--lr", dest="supernet_lr", type=float, default=0.2)
-    g.add_argument("--supernet-batch-size", "--batch-size", dest="supernet_batch_size", type=int, default=128)
-    g.add_argument("--supernet-warmup-epochs", type=float, default=0.5)
-    g.add_argument("--cs-start-epoch", type=int, default=1, help="channel-selection warm-up starts here")
+    g.add_argument("--supernet-lr", "--lr", dest="supernet_lr", type=float)
+    g.add_argument("--supernet-batch-size", "--batch-size", dest="supernet_batch_size", type=int)
+    g.add_argument("--supernet-warmup-epochs", type=float)
+    g.add_argument("--cs-start-epoch", type=int, help="channel-selection warm-up starts here (default: never)")
     g.add_argument("--cs-pace", type=int, default=1, help="epochs per warm-up step (10 epochs reach every width)")
     g.add_argument("--supernet-max-steps", type=int, help="stop after this many steps (--quick: 20)")
 
@@ -345,20 +348,19 @@ def resolve_supernet_args(args: argparse.Namespace) -> None:
 
 def ensure_supernet(path: Path, args: argparse.Namespace) -> Path:
     """``path`` if it holds a finished supernet, else train (or resume) one there with the options given."""
+    from training.recipes import resolve_supernet_options
     from training.trainer import SupernetConfig, train
 
     if (path / "supernet.params").exists():
         log.info("supernet: %s", path)
         return path
+    given = {"epochs": args.supernet_epochs, "batch_size": args.supernet_batch_size, "lr": args.supernet_lr}
+    given |= {"warmup_epochs": args.supernet_warmup_epochs, "cs_start_epoch": args.cs_start_epoch}
     cfg = SupernetConfig(
         out=str(path),
         space=SPACE,
-        epochs=args.supernet_epochs,
+        **resolve_supernet_options(given, SPACE),
         train_limit=args.supernet_train_limit,
-        batch_size=args.supernet_batch_size,
-        lr=args.supernet_lr,
-        warmup_epochs=args.supernet_warmup_epochs,
-        cs_start_epoch=args.cs_start_epoch,
         cs_pace=args.cs_pace,
         eval_paths=2,
         val_limit=2000,

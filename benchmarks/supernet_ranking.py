@@ -106,6 +106,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "one per core, after the table exists; with --noise-archs run them a second time, when all are done,\n"
         "for their share of the next seed; then once without --shard for the report)",
     )
+    ap.add_argument(
+        "--archs-from",
+        nargs="+",
+        metavar="RESULT",
+        help="rank the architectures of earlier results (supernet_ranking*.json, pooled, repeats once) against\n"
+        "the stand-alone top-1 recorded there, instead of choosing and training them: a new supernet is then\n"
+        "ranked in minutes. The stand-alone recipe options must match the records'",
+    )
     ap.add_argument("--tag", default="", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
     add_recipe_args(ap)
@@ -121,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.supernet = args.supernet or str(Path(args.out) / "supernet")
     if args.shard is not None:
         args.shard = parse_shard(args.shard)
+    if args.archs_from and args.shard is not None:
+        fail("--archs-from trains nothing: drop --shard")
     if args.archs < 2 or args.band < 0 or args.bn_images < 0:
         fail("--archs must be >= 2, --band >= 0 and --bn-images >= 0")
     return args
@@ -185,6 +195,39 @@ def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dic
     if empty:
         log.info("%d of %d latency bins were empty: %d stratified architectures", len(empty), args.archs, len(strat))
     return unique, info
+
+
+RECORDED_KEYS = ("key", "blocks", "channels", "predicted_ms", "flops", "params", "group", "in_band")
+
+
+def recorded_architectures(
+    paths: list[str], recipe: Recipe
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The architectures of earlier ranking results with the stand-alone results recorded there, pooled: an
+    architecture in two records appears once, with the mean of its recorded top-1 (the same recipe and seed give
+    slightly different results on another machine). Each record must have trained with ``recipe``; its
+    predicted latencies and band come from its own machine's table."""
+    archs: dict[str, dict[str, Any]] = {}
+    standalone: dict[str, dict[str, Any]] = {}
+    medians = []
+    want = asdict(recipe) | {"tag": recipe.tag}
+    for p in paths:
+        try:
+            record = json.loads(Path(p).read_text())
+            got, rows = record["settings"]["recipe"], record["architectures"]
+            medians.append(float(record["selection"]["median_ms"]))
+            if got != want:
+                fail(f"--archs-from {p}: its stand-alone recipe is {got.get('tag')}, this run's {recipe.tag}")
+            for r in rows:
+                archs.setdefault(r["key"], {k: r[k] for k in RECORDED_KEYS})
+                times = {"wall_seconds": r["train_wall_s"], "train_seconds": r["train_steps_s"]}
+                seen = standalone.setdefault(r["key"], {"standalone_accs": [], **times})
+                seen["standalone_accs"].append(float(r["standalone_acc"]))
+                seen["standalone_acc"] = float(np.mean(seen["standalone_accs"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            fail(f"--archs-from {p}: not a supernet_ranking result ({type(e).__name__}: {e})")
+    selection = {"pool": "recorded", "from": list(paths), "samples": len(archs), "median_ms": float(np.mean(medians))}
+    return list(archs.values()), standalone, selection
 
 
 # ---- step 5: supernet accuracy ----------------------------------------------------------------------------
@@ -445,6 +488,19 @@ def result_stem(args: argparse.Namespace) -> str:
     return "supernet_ranking" + (f"_{args.tag}" if args.tag else "")
 
 
+def _selection_text(args: argparse.Namespace, selection: dict[str, Any], n: int) -> str:
+    if selection["pool"] == "recorded":
+        names = ", ".join(Path(p).name for p in selection["from"])
+        return (
+            f"{n} architectures of earlier results ({names}), with the stand-alone top-1 recorded there (each "
+            "record's own latency table gave its predicted latencies and band)."
+        )
+    return (
+        f"{n} architectures: {args.archs} stratified over predicted int8 latency, {args.band} within "
+        f"+-{BAND:.0%} of the median ({selection['median_ms']:.3f} ms)."
+    )
+
+
 def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path) -> None:
     """benchmarks/results/supernet_ranking[_TAG].md and .json (under OUT/results for --quick)."""
     res, m, st, s = Path(args.results), record["machine"], record["stats"], record["settings"]
@@ -455,8 +511,7 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
     text = (
         f"# Supernet ranking vs training from scratch (small space, Fashion-MNIST)\n\n"
         f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
-        f"{len(rows)} architectures: {args.archs} stratified over predicted int8 latency, {args.band} within "
-        f"+-{BAND:.0%} of the median ({record['selection']['median_ms']:.3f} ms). Stand-alone: {s['recipe']['epochs']} "
+        f"{_selection_text(args, record['selection'], len(rows))} Stand-alone: {s['recipe']['epochs']} "
         f"epochs on {s['recipe']['train_limit']} images (batch {s['recipe']['batch_size']}, lr {s['recipe']['lr']}, "
         f"warm-up {s['recipe']['warmup_epochs']} epoch, seed {s['recipe']['seed']}); supernet: path top-1 "
         + (
@@ -501,21 +556,27 @@ def main(argv: list[str] | None = None) -> None:
     steps = StepTimes(out)
     with steps.step("supernet"):
         supernet = ensure_supernet(Path(args.supernet), args)
-    with steps.step("latency table"):
-        lut = ensure_table(args.lut, out / TABLE_NAME, args.quick)
-        table = load_table(lut)
-    with steps.step("architectures"):
-        archs, selection = choose_architectures(table, args)
-        write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
-    if args.shard is not None:
-        k, n = args.shard
-        train_all(archs[k::n], recipe, Path(args.subnet_cache))
-        if args.noise_archs:
-            train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
-        log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
-        return
-    with steps.step("stand-alone training"):
-        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+    if args.archs_from:
+        archs, standalone, selection = recorded_architectures(args.archs_from, recipe)
+        args.archs, args.band = len(archs), sum(a["group"] == "band" for a in archs)
+        table_info = None
+    else:
+        with steps.step("latency table"):
+            lut = ensure_table(args.lut, out / TABLE_NAME, args.quick)
+            table = load_table(lut)
+            table_info = table_record(lut, table)
+        with steps.step("architectures"):
+            archs, selection = choose_architectures(table, args)
+            write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
+        if args.shard is not None:
+            k, n = args.shard
+            train_all(archs[k::n], recipe, Path(args.subnet_cache))
+            if args.noise_archs:
+                train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
+            log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
+            return
+        with steps.step("stand-alone training"):
+            standalone = train_all(archs, recipe, Path(args.subnet_cache))
     with steps.step("supernet evaluation"):
         supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
     rows = merge_rows(archs, standalone, supernet_acc)
@@ -529,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         "args": vars(args),
         "recipe": asdict(recipe) | {"tag": recipe.tag},
         "supernet": {"path": str(supernet), "last_epoch_channels": supernet_channels(supernet)},
-        "table": table_record(lut, table),
+        "table": table_info,
     }
     record = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -37,14 +37,16 @@ sys.path.insert(0, str(ROOT))
 
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
+from training.recipes import SUPERNET_RECIPES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SMALL = ["--space", "small"]
 RECIPE = ["--batch-size", "128", "--lr", "0.1", "--warmup-epochs", "0.1", "--label-smoothing", "0"]
 """The base of the ablation: NAG, cosine after a 0.1-epoch warm-up, no label smoothing, full width only
 (``--cs-start-epoch`` beyond the last epoch), random crop + flip."""
-AUGMENT = ["--augment", "flip"]
-"""What the documented recipe adds to the base (docs/supernet.md): flips only, no random crop."""
+SMALL_RECIPE = SUPERNET_RECIPES["small"]
+"""The recipe ``spos-train supernet --space small`` trains with by default (training/recipes.py); the recipe runs
+spell it out, so that their recorded command says what was trained."""
 
 SHORT = ["--epochs", "1", "--train-limit", "25600", "--val-data", "none", "--cs-start-epoch", "5"]
 GEOMETRY = ["--input-size", "32", "--num-classes", "10", "--no-se", "--stage-out-channels", "32", "64", "128", "256"]
@@ -136,14 +138,18 @@ def recipe(
 ) -> None:
     overrides = overrides or {}
     run = out / (
-        "recipe-flip"
+        f"recipe-{SMALL_RECIPE['augment']}"
         + ("".join(f"-{k.strip('-')}{v}" for k, v in overrides.items()) + f"-e{epochs}" if overrides else "")
         + ("" if wd is None else f"-wd{wd:g}")
         + (f"-w{workers}-e{epochs}" if workers > 1 else "")
         + (f"-kd{kd_weight:g}-{Path(teacher).name}-e{epochs}" if teacher else "")
         + ("-bw" + "_".join(f"{w:g}" for w in block_weights) + f"-e{epochs}" if block_weights else "")
     )
-    args = SMALL + RECIPE + AUGMENT + ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
+    fixed = [(k, v) for k, v in SMALL_RECIPE.items() if k not in ("epochs", "cs_start_epoch")]
+    args = SMALL + [
+        x for k, v in fixed for x in (f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v))
+    ]
+    args += ["--epochs", str(epochs), "--cs-start-epoch", str(epochs + 1)]
     args += [] if wd is None else ["--wd", f"{wd:g}"]
     args += ["--teacher", teacher, "--kd-weight", f"{kd_weight:g}"] if teacher else []
     args += ["--block-weights", *(f"{w:g}" for w in block_weights)] if block_weights else []
@@ -254,7 +260,7 @@ def main() -> None:
     ap.add_argument("--teacher", help="recipe: distil from this trained subnet (a spos-train subnet run folder)")
     ap.add_argument("--kd-weight", type=float, default=0.5, help="recipe: the teacher's share of the targets")
     ap.add_argument("--block-weights", type=float, nargs="+", help="recipe: relative sampling weights of the blocks")
-    ap.add_argument("--augment", choices=["crop-flip", "flip", "none"], help="recipe: instead of flips only")
+    ap.add_argument("--augment", choices=["crop-flip", "flip", "none"], help="recipe: instead of the recipe's")
     ap.add_argument("--batch-size", type=int, help="recipe: instead of 128")
     ap.add_argument("--lr", type=float, help="recipe: instead of 0.1")
     ap.add_argument("--warmup-epochs", type=float, help="recipe: instead of 0.1")

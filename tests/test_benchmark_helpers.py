@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import _subnets  # noqa: E402
 import search_quality  # noqa: E402
+import supernet_ranking  # noqa: E402
 
 
 def test_a_claimed_run_is_not_claimed_again_until_released(tmp_path: Path) -> None:
@@ -129,3 +130,34 @@ def test_one_seed_gives_no_noise_estimate() -> None:
     v = search_quality.verdicts(rows)
     assert v["seed_std"] is None and v["lead_in_se"] is None
     assert not v["beats_random_median"] and v["beats_baseline"]
+
+
+RECORDED = [
+    _subnets.RESULTS / "supernet_ranking_e3.json",
+    _subnets.RESULTS / "supernet_ranking_e3_set2_uniform.json",
+]
+E3 = _subnets.Recipe(epochs=3, train_limit=60000)
+
+
+def test_recorded_rankings_pool_their_architectures_once_with_the_recorded_accuracies() -> None:
+    import json
+
+    archs, standalone, selection = supernet_ranking.recorded_architectures([str(p) for p in RECORDED], E3)
+    records = [json.loads(p.read_text())["architectures"] for p in RECORDED]
+    keys = {r["key"] for rows in records for r in rows}
+    assert len(archs) == len(keys) == len(standalone) and {a["key"] for a in archs} == keys
+    for key in keys:  # an architecture in both records: the mean of its two trainings
+        recorded = [r["standalone_acc"] for rows in records for r in rows if r["key"] == key]
+        assert standalone[key]["standalone_acc"] == pytest.approx(np.mean(recorded), abs=1e-12)
+    assert selection["pool"] == "recorded" and selection["samples"] == len(keys)
+
+
+def test_a_record_of_another_recipe_or_no_record_exits_2(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.recorded_architectures([str(RECORDED[0])], _subnets.Recipe(epochs=2, train_limit=60000))
+    assert e.value.code == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"settings": {}}')
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.recorded_architectures([str(bad)], E3)
+    assert e.value.code == 2
