@@ -318,6 +318,40 @@ def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bo
     return out
 
 
+def separability(means: Sequence[float], noise_std: float | None, seeds: int) -> dict[str, float] | None:
+    """How far apart the architectures are beyond the seed noise of the stand-alone recipe.
+
+    ``means``: each architecture's top-1 averaged over ``seeds`` trainings; ``noise_std``: the std of one
+    training across seeds. The variance of the means is the architectures' own variance plus noise_std^2 / seeds:
+    ``f_ratio`` is their ratio to the noise part alone (about 1 when the architectures do not differ), and
+    ``reliability`` the architectures' share of it. Against means this noisy even a perfect proxy correlates at
+    most sqrt(reliability), which for normal errors caps Kendall's tau at 2/pi arcsin(sqrt(reliability)):
+    ``tau_ceiling``, the tau the measurement can show at all.
+    """
+    if noise_std is None or len(means) < 2 or noise_std <= 0:
+        return None
+    var_means = float(np.var(means, ddof=1))
+    noise_var = noise_std**2 / seeds
+    own = max(0.0, var_means - noise_var)
+    reliability = own / var_means if var_means > 0 else 0.0
+    return {
+        "architecture_std": float(np.sqrt(own)),
+        "f_ratio": var_means / noise_var,
+        "reliability": reliability,
+        "tau_ceiling": float(2 / np.pi * np.arcsin(np.sqrt(reliability))),
+    }
+
+
+def separability_text(sep: dict[str, float] | None, seeds: int) -> str:
+    if sep is None:
+        return ""
+    return (
+        f" Beyond that noise the architectures' own top-1 spread is {100 * sep['architecture_std']:.2f} points (std; "
+        f"the variance of the {seeds}-seed means is {sep['f_ratio']:.2f} times what the noise alone gives), so even "
+        f"a perfect ranking could show a Kendall tau of at most about {sep['tau_ceiling']:.2f} against them."
+    )
+
+
 # ---- the supernet -----------------------------------------------------------------------------------------
 SUPERNET_DEFAULTS = {"supernet_train_limit": None, "supernet_max_steps": None}
 SUPERNET_QUICK = {"supernet_epochs": 1, "supernet_train_limit": 5120, "supernet_max_steps": 20}

@@ -3,7 +3,8 @@
 Steps (each one a documented spos-* command, run as a subprocess and timed):
 
 1. ``spos-train supernet``: the small-image space (``--space small``: 32x32, 10 classes, five positions) with
-   its recipe, the command's default for that space (training/recipes.py; why: docs/supernet.md).
+   the recipe it was recorded with (docs/supernet.md: full width, 13 epochs, lr 0.1, no label smoothing, flips
+   only), spelled out: ``spos-train``'s default for the space has since dropped the flips (+0.3 points).
 2. Latency table for this CPU (onnxruntime, int8, batch 1): the shipped table in ``lookup_tables/`` when its
    fingerprint matches this machine, otherwise ``spos-lut build --kind latency`` builds one here.
 3. ``spos-search --mode blocks``: evolutionary search over block choices (the supernet trained full width
@@ -128,7 +129,10 @@ def main() -> None:
     sup = out / "supernet"
     if not (sup / "supernet.params").exists():
         cmd = [tool("spos-train"), "supernet", *SPACE_ARGS, "--epochs", str(args.supernet_epochs)]
-        cmd += ["--train-limit", str(args.supernet_images), "--eval-paths", "2", "--val-limit", "1000"]
+        cmd += ["--train-limit", str(args.supernet_images), "--batch-size", "128", "--lr", "0.1"]
+        cmd += ["--warmup-epochs", "0.1", "--label-smoothing", "0", "--augment", "flip"]
+        cmd += ["--cs-start-epoch", str(args.supernet_epochs + 1)]
+        cmd += ["--eval-paths", "2", "--val-limit", "1000"]
         cmd += ["-o", str(sup), "--resume", "--no-progress"]
         steps.run("train supernet", cmd)
 

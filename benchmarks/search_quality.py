@@ -53,6 +53,8 @@ from _subnets import (  # noqa: E402
     recipe_from_args,
     resolve_supernet_args,
     run_tool,
+    separability,
+    separability_text,
     setup_logging,
     table_record,
     tool,
@@ -273,6 +275,7 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "difference_se": None if se is None else float(se),
         "lead": lead,
         "lead_in_se": None if not se else {k: float(v / se) for k, v in lead.items()},
+        "separability": separability([r["standalone_acc"] for r in rows], noise, seeds),
     }
 
 
@@ -324,7 +327,9 @@ def summary_text(v: dict[str, Any], base_fits: bool) -> str:
             f"architectures), so a difference of two {v['seeds']}-seed means has a standard error of "
             f"{100 * se:.2f} points. The searched model leads the median random one by "
             f"{100 * v['lead']['random_median']:+.2f} points ({lead['random_median']:+.1f} SE) and the baseline by "
-            f"{100 * v['lead']['baseline']:+.2f} points ({lead['baseline']:+.1f} SE).\n"
+            f"{100 * v['lead']['baseline']:+.2f} points ({lead['baseline']:+.1f} SE)."
+            + separability_text(v.get("separability"), v["seeds"])
+            + "\n"
         )
     if not base_fits:
         text += "\nNo uniform SNB-3 network meets the budget: the baseline is the narrowest one, over budget.\n"

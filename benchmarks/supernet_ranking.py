@@ -2,13 +2,17 @@
 
 Steps, each resumable (results cached under ``--out``, default runs/ranking/):
 
-1. The supernet of the small space (``--supernet RUN``; trained there when it has no supernet.params).
-2. This machine's int8 latency table of the small space (``--lut``; built into ``--out`` when not given).
-3. Architectures: 20,000 random ones, ``--archs`` of them stratified over predicted latency (equal-width bins
+1. This machine's int8 latency table of the small space (``--lut``; built into ``--out`` when not given).
+2. Architectures: 20,000 random ones, ``--archs`` of them stratified over predicted latency (equal-width bins
    between the 2% and 98% quantiles, one random architecture per bin) plus ``--band`` more within +-10% of
-   the median latency (the narrow band a latency-budgeted search works in). Fixed seed.
-4. Every architecture trained from scratch with one short recipe (``benchmarks/_subnets.py``, shared with
-   ``search_quality.py``): the stand-alone top-1 on the Fashion-MNIST test set.
+   the median latency (the narrow band a latency-budgeted search works in). Fixed seed. Or, with
+   ``--archs-from``, the architectures of earlier results with their recorded stand-alone top-1 (steps 1-3
+   skipped).
+3. Every architecture trained from scratch with one short recipe (``benchmarks/_subnets.py``, shared with
+   ``search_quality.py``): the stand-alone top-1 on the Fashion-MNIST test set. ``--shard`` invocations do
+   only this, so they can run beside the supernet's training.
+4. The supernet of the small space (``--supernet RUN``; trained there with spos-train's small recipe when it
+   has no supernet.params).
 5. Every architecture evaluated as a supernet path, BN statistics computed exactly for the path.
 6. Kendall tau / Spearman rho of supernet vs stand-alone accuracy, beside the tau of trivial proxies (FLOPs,
    params, predicted latency); the same inside the narrow band; top-5 overlap; a scatter plot.
@@ -56,6 +60,8 @@ from _subnets import (  # noqa: E402
     parse_shard,
     recipe_from_args,
     resolve_supernet_args,
+    separability,
+    separability_text,
     setup_logging,
     supernet_channels,
     table_record,
@@ -384,6 +390,9 @@ def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int) 
         "supernet_vs_mean_tau": finite_or_none(kendall_tau(sup, (np.asarray(a) + b) / 2)),
         "seed_diff_std_pts": float(100 * diff.std(ddof=1)) if len(diff) > 1 else None,
         "standalone_range_pts": float(100 * (max(a) - min(a))),
+        "separability": separability(
+            [r["standalone_acc"] for r in rows], float(diff.std(ddof=1) / np.sqrt(2)) if len(diff) > 1 else None, 1
+        ),
     }
 
 
@@ -401,7 +410,7 @@ def noise_text(st: dict[str, Any]) -> str:
         f"top-1 by {z['seed_diff_std_pts']:.2f} points std, against a {z['standalone_range_pts']:.2f}-point range of "
         f"stand-alone accuracies); on the same architectures the supernet's tau is {f(z['supernet_vs_seed0_tau'])} "
         f"against seed 0, {f(z['supernet_vs_seed1_tau'])} against seed 1, {f(z['supernet_vs_mean_tau'])} against "
-        f"their mean."
+        f"their mean." + separability_text(z.get("separability"), 1)
     )
 
 
@@ -554,8 +563,6 @@ def main(argv: list[str] | None = None) -> None:
     out, recipe = Path(args.out), recipe_from_args(args)
     out.mkdir(parents=True, exist_ok=True)
     steps = StepTimes(out)
-    with steps.step("supernet"):
-        supernet = ensure_supernet(Path(args.supernet), args)
     if args.archs_from:
         archs, standalone, selection = recorded_architectures(args.archs_from, recipe)
         args.archs, args.band = len(archs), sum(a["group"] == "band" for a in archs)
@@ -577,6 +584,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         with steps.step("stand-alone training"):
             standalone = train_all(archs, recipe, Path(args.subnet_cache))
+    with steps.step("supernet"):  # after the shards, which train without it (beside its training)
+        supernet = ensure_supernet(Path(args.supernet), args)
     with steps.step("supernet evaluation"):
         supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
     rows = merge_rows(archs, standalone, supernet_acc)

@@ -161,3 +161,13 @@ def test_a_record_of_another_recipe_or_no_record_exits_2(tmp_path: Path) -> None
     with pytest.raises(SystemExit) as e:
         supernet_ranking.recorded_architectures([str(bad)], E3)
     assert e.value.code == 2
+
+
+def test_separability_splits_the_spread_of_the_means_into_architectures_and_noise() -> None:
+    sep = _subnets.separability([0.0, 1.0, 2.0], noise_std=1.0, seeds=2)  # var of means 1, noise part 1/2
+    assert sep["f_ratio"] == pytest.approx(2.0) and sep["reliability"] == pytest.approx(0.5)
+    assert sep["architecture_std"] == pytest.approx(np.sqrt(0.5))
+    assert sep["tau_ceiling"] == pytest.approx(0.5)  # 2/pi * arcsin(sqrt(1/2)) = 2/pi * pi/4
+    noise_only = _subnets.separability([0.0, 1.0, 2.0], noise_std=2.0, seeds=1)  # less spread than noise gives
+    assert noise_only["architecture_std"] == 0.0 and noise_only["tau_ceiling"] == 0.0
+    assert _subnets.separability([0.0, 1.0], noise_std=None, seeds=1) is None
