@@ -29,8 +29,8 @@ SUPERNET_RECIPES: dict[str, dict[str, Any]] = {
     "small": {
         "epochs": 13,
         "batch_size": 128,
-        "lr": 0.1,
-        "warmup_epochs": 0.1,
+        "lr": 0.3,
+        "warmup_epochs": 0.5,
         "label_smoothing": 0.0,
         "augment": "none",
         "cs_start_epoch": FULL_WIDTH,
