@@ -72,7 +72,7 @@ from spos_deploy.atomic import atomic_path, write_json, write_text  # noqa: E402
 from spos_deploy.errors import BadInputError  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import BLOCK_NAMES  # noqa: E402
-from spos_deploy.tables.core import kendall_tau, random_architectures  # noqa: E402
+from spos_deploy.tables.core import kendall_tau, random_architectures, width_level_architectures  # noqa: E402
 
 BAND = 0.10  # the narrow band: +-10% of the median predicted latency
 EVAL_BATCH = 128
@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="block choices only, every position at its widest channel choice (all 4^5 = 1024 such architectures\n"
         "are the pool): the ranking a supernet trained at full width can be asked for",
+    )
+    ap.add_argument(
+        "--width-levels",
+        action="store_true",
+        help="draw the pool with one random width level per architecture (every position within one channel\n"
+        "choice of it) instead of uniform channel choices, which crowd around the middle latency: the picks\n"
+        "then span the space from its narrowest architectures to its widest",
     )
     ap.add_argument(
         "--noise-archs",
@@ -137,12 +144,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.shard = parse_shard(args.shard)
     if args.archs_from and args.shard is not None:
         fail("--archs-from trains nothing: drop --shard")
+    if args.full_width and args.width_levels:
+        fail("--full-width and --width-levels are two different pools: give one")
     if args.archs < 2 or args.band < 0 or args.bn_images < 0:
         fail("--archs must be >= 2, --band >= 0 and --bn-images >= 0")
     return args
 
 
 # ---- step 3: which architectures ------------------------------------------------------------------------
+POOLS = {
+    "full_width": "all block choices at full width",
+    "width_levels": "uniform random blocks, channels near one random width level per architecture",
+    "random": "uniform random blocks and channels",
+}
+
+
 def stratified_picks(pred: np.ndarray, n: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """One random index per equal-width latency bin between the 2% and 98% quantiles (and the empty bins):
     equal-width bins spread the picks over the whole range, where random picks crowd around the median."""
@@ -172,6 +188,8 @@ def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dic
     if args.full_width:  # the whole block-only pool: 4^5 architectures
         blocks = np.array(list(itertools.product(range(SPACE.num_blocks), repeat=SPACE.num_positions)))
         channels = np.full_like(blocks, SPACE.widest_choice)
+    elif args.width_levels:
+        blocks, channels = width_level_architectures(SPACE, args.samples, args.seed)
     else:
         blocks, channels = random_architectures(SPACE, args.samples, args.seed)
     pred = table.predict(blocks, channels)
@@ -190,7 +208,7 @@ def choose_architectures(table: Any, args: argparse.Namespace) -> tuple[list[dic
             seen.add(a["key"])
             unique.append(a)
     info = {
-        "pool": "all block choices at full width" if args.full_width else "uniform random blocks and channels",
+        "pool": POOLS["full_width" if args.full_width else "width_levels" if args.width_levels else "random"],
         "samples": len(blocks),
         "latency_q02_ms": float(np.quantile(pred, 0.02)),
         "latency_q98_ms": float(np.quantile(pred, 0.98)),
@@ -505,7 +523,8 @@ def _selection_text(args: argparse.Namespace, selection: dict[str, Any], n: int)
             "record's own latency table gave its predicted latencies and band)."
         )
     return (
-        f"{n} architectures: {args.archs} stratified over predicted int8 latency, {args.band} within "
+        f"{n} architectures of a pool of {selection['pool']}: {args.archs} stratified over predicted int8 "
+        f"latency ({selection['latency_q02_ms']:.3f}-{selection['latency_q98_ms']:.3f} ms), {args.band} within "
         f"+-{BAND:.0%} of the median ({selection['median_ms']:.3f} ms)."
     )
 

@@ -261,12 +261,13 @@ def main() -> None:
     ap.add_argument("--kd-weight", type=float, default=0.5, help="recipe: the teacher's share of the targets")
     ap.add_argument("--block-weights", type=float, nargs="+", help="recipe: relative sampling weights of the blocks")
     ap.add_argument("--augment", choices=["crop-flip", "flip", "none"], help="recipe: instead of the recipe's")
-    ap.add_argument("--batch-size", type=int, help="recipe: instead of 128")
-    ap.add_argument("--lr", type=float, help="recipe: instead of 0.1")
-    ap.add_argument("--warmup-epochs", type=float, help="recipe: instead of 0.1")
+    ap.add_argument("--batch-size", type=int, help="recipe: instead of the recipe's")
+    ap.add_argument("--lr", type=float, help="recipe: instead of the recipe's")
+    ap.add_argument("--warmup-epochs", type=float, help="recipe: instead of the recipe's")
+    ap.add_argument("--seed", type=int, help="recipe: training seed instead of 0 (the evaluated paths stay the same)")
     args = ap.parse_args()
     changed = {"augment": args.augment, "batch-size": args.batch_size, "lr": args.lr}
-    changed["warmup-epochs"] = args.warmup_epochs
+    changed |= {"warmup-epochs": args.warmup_epochs, "seed": args.seed}
     overrides = {f"--{k}": f"{v:g}" if isinstance(v, float) else str(v) for k, v in changed.items() if v is not None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -171,3 +171,11 @@ def test_separability_splits_the_spread_of_the_means_into_architectures_and_nois
     noise_only = _subnets.separability([0.0, 1.0, 2.0], noise_std=2.0, seeds=1)  # less spread than noise gives
     assert noise_only["architecture_std"] == 0.0 and noise_only["tau_ceiling"] == 0.0
     assert _subnets.separability([0.0, 1.0], noise_std=None, seeds=1) is None
+
+
+def test_two_pools_at_once_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.parse_args(["--full-width", "--width-levels"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--full-width and --width-levels" in err and len(err.splitlines()) == 1

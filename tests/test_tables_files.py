@@ -12,7 +12,7 @@ import pytest
 from spos_deploy.cli.lut import main
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.space import SearchSpace
-from spos_deploy.tables.core import random_architectures
+from spos_deploy.tables.core import random_architectures, width_level_architectures
 from spos_deploy.tables.flops.build import build_flops_table, count_spec_parts
 from spos_deploy.tables.flops.table import FlopsTable
 from spos_deploy.tables.flops.validate import validate_flops_table
@@ -154,3 +154,19 @@ def test_random_architectures_exist_in_the_space():
     valid = np.array(space.valid_channels())
     assert valid[np.arange(space.num_positions)[None, :], channels].all()
     assert [space.fix_channels(c) for c in channels.tolist()] == channels.tolist()
+
+
+def test_width_level_architectures_cluster_around_one_level_and_span_the_widths():
+    from spos_deploy.space import SPACES
+
+    space = SPACES["small"]
+    blocks, channels = width_level_architectures(space, 2000, seed=1)
+    rank = np.argsort(np.argsort(space.channel_scales))[channels]  # 0 narrowest ... num_scales-1 widest
+    assert (rank.max(axis=1) - rank.min(axis=1) <= 2).all()  # every position within one choice of one level
+    assert set(rank.mean(axis=1).round()) == set(range(space.num_scales))  # every level drawn
+    assert (rank.max(axis=1) == 0).any() and (rank.min(axis=1) == space.num_scales - 1).any()
+    assert blocks.min() == 0 and blocks.max() == space.num_blocks - 1
+    uniform = np.argsort(np.argsort(space.channel_scales))[random_architectures(space, 2000, seed=1)[1]]
+    assert rank.mean(axis=1).std() > 2 * uniform.mean(axis=1).std()  # uniform choices average out
+    same = width_level_architectures(space, 2000, seed=1)
+    assert (same[0] == blocks).all() and (same[1] == channels).all()

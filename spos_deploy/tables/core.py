@@ -217,6 +217,24 @@ def random_architectures(space: SearchSpace, n: int, seed: int) -> tuple[np.ndar
     return blocks, np.where(ok, channels, space.widest_choice)
 
 
+def width_level_architectures(space: SearchSpace, n: int, seed: int, spread: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random architectures whose channel choices sit near one width level each: a level drawn uniformly
+    from the channel choices (ordered by scale), every position within ``spread`` choices of it, blocks uniform.
+
+    Uniform random channel choices average out over the positions, so their latencies crowd around the middle
+    of the space; these span it from the narrowest architectures to the widest.
+    """
+    rng = np.random.default_rng(seed)
+    by_scale = np.argsort(space.channel_scales, kind="stable")
+    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
+    level = rng.integers(0, space.num_scales, (n, 1))
+    jitter = rng.integers(-spread, spread + 1, (n, space.num_positions))
+    channels = by_scale[np.clip(level + jitter, 0, space.num_scales - 1)]
+    valid = np.array(space.valid_channels(), bool)
+    ok = valid[np.arange(space.num_positions)[None, :], channels]
+    return blocks, np.where(ok, channels, space.widest_choice)
+
+
 # ---- validation statistics -----------------------------------------------------------------------------------
 def kendall_tau(x: Any, y: Any) -> float:
     """Kendall's tau-b rank correlation (ties handled), O(n^2): validation sets are small."""
