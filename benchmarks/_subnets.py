@@ -54,9 +54,10 @@ def setup_logging() -> None:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
-def command_line() -> str:
-    """The exact command that produced a result (recorded with it)."""
-    return "python " + shlex.join(sys.argv)
+def command_line(argv: list[str] | None = None, script: str = "") -> str:
+    """The exact command that produced a result (recorded with it): this process's, or ``script`` with ``argv``
+    when a caller passed its own arguments to a benchmark's ``main``."""
+    return "python " + shlex.join(sys.argv if argv is None else [script, *argv])
 
 
 def fail(message: str) -> None:

@@ -72,7 +72,13 @@ from spos_deploy.atomic import atomic_path, write_json, write_text  # noqa: E402
 from spos_deploy.errors import BadInputError  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import BLOCK_NAMES  # noqa: E402
-from spos_deploy.tables.core import kendall_tau, random_architectures, width_level_architectures  # noqa: E402
+from spos_deploy.tables.core import (  # noqa: E402
+    kendall_tau,
+    kendall_tau_bootstrap,
+    kendall_tau_pvalue,
+    random_architectures,
+    width_level_architectures,
+)
 
 BAND = 0.10  # the narrow band: +-10% of the median predicted latency
 EVAL_BATCH = 128
@@ -127,7 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the stand-alone top-1 recorded there, instead of choosing and training them: a new supernet is then\n"
         "ranked in minutes. The stand-alone recipe options must match the records'",
     )
-    ap.add_argument("--tag", default="", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
+    ap.add_argument(
+        "--rescore",
+        metavar="RESULT",
+        help="recompute the statistics, report and plot of a recorded result (supernet_ranking*.json) from the\n"
+        "accuracies recorded there, nothing trained or evaluated: for results recorded before a statistic\n"
+        "was added. Writes under the record's own tag unless --tag is given",
+    )
+    ap.add_argument("--tag", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
     add_recipe_args(ap)
     add_supernet_args(ap, "OUT/supernet")
@@ -144,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.shard = parse_shard(args.shard)
     if args.archs_from and args.shard is not None:
         fail("--archs-from trains nothing: drop --shard")
+    if args.rescore and (args.archs_from or args.shard is not None or args.quick):
+        fail("--rescore only recomputes a recorded result: drop --archs-from, --shard and --quick")
     if args.full_width and args.width_levels:
         fail("--full-width and --width-levels are two different pools: give one")
     if args.archs < 2 or args.band < 0 or args.bn_images < 0:
@@ -322,14 +337,42 @@ def spearman(x: Any, y: Any) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+PROXIES = ("flops", "params", "predicted_ms")
+
+
 def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Kendall tau and Spearman rho of ``key`` against the stand-alone accuracy."""
+    """Kendall tau (with its one-sided permutation p-value) and Spearman rho of ``key`` against the stand-alone
+    accuracy."""
     x, y = [r[key] for r in rows], [r["standalone_acc"] for r in rows]
     return {
         "n": len(rows),
         "kendall_tau": finite_or_none(kendall_tau(x, y)),
+        "kendall_p": finite_or_none(kendall_tau_pvalue(x, y)) if len(rows) > 2 else None,
         "spearman_rho": finite_or_none(spearman(x, y)),
     }
+
+
+def ranked_correlations(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The supernet and every proxy against stand-alone accuracy, each with a 95 % bootstrap interval of its
+    tau, and how often (on the same resamples) the supernet ranks above the proxy that is best on the whole set
+    (in either direction: a proxy that ranks backwards is read reversed):
+    with 24-50 architectures a tau carries +-0.2 of sampling error, so a lead needs its own interval."""
+    keys = ("supernet_acc", *PROXIES)
+    out = {k: correlations(rows, k) for k in keys}
+    if len(rows) > 2:
+        boot = kendall_tau_bootstrap({k: [r[k] for r in rows] for k in keys}, [r["standalone_acc"] for r in rows])
+        for k in keys:
+            lo, hi = np.nanpercentile(boot[k], [2.5, 97.5])
+            out[k]["kendall_tau_ci95"] = [finite_or_none(float(lo)), finite_or_none(float(hi))]
+        best = max(PROXIES, key=lambda k: abs(out[k]["kendall_tau"] or 0))
+        sign = 1.0 if (out[best]["kendall_tau"] or 0) >= 0 else -1.0
+        lead = boot["supernet_acc"] - sign * boot[best]
+        out["lead_over_best_proxy"] = {
+            "proxy": best,
+            "ci95": [finite_or_none(float(v)) for v in np.nanpercentile(lead, [2.5, 97.5])],
+            "share_above": float(np.nanmean(lead > 0)),
+        }
+    return out
 
 
 def top_overlap(rows: list[dict[str, Any]], k: int = 5) -> float:
@@ -362,12 +405,14 @@ def block_table(stats: dict[str, Any]) -> str:
 
 def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     band = [r for r in rows if r["in_band"]]
+    full, in_band = ranked_correlations(rows), ranked_correlations(band)
     return {
         "block_counts": block_count_correlations(rows),
-        "supernet": correlations(rows, "supernet_acc"),
-        "proxies": {k: correlations(rows, k) for k in ("flops", "params", "predicted_ms")},
+        "supernet": full.pop("supernet_acc"),
+        "lead_over_best_proxy": full.pop("lead_over_best_proxy", None),
+        "proxies": full,
         "top5_overlap": top_overlap(rows),
-        "band": {"supernet": correlations(band, "supernet_acc"), "predicted_ms": correlations(band, "predicted_ms")},
+        "band": {"supernet": in_band["supernet_acc"], "predicted_ms": in_band["predicted_ms"]},
     }
 
 
@@ -465,12 +510,14 @@ def stats_table(stats: dict[str, Any]) -> str:
     rows += [[names[k], *_corr_cells(v)] for k, v in stats["proxies"].items()]
     rows += [[f"supernet accuracy (band +-{BAND:.0%})", *_corr_cells(stats["band"]["supernet"])]]
     rows += [[f"predicted latency (band +-{BAND:.0%})", *_corr_cells(stats["band"]["predicted_ms"])]]
-    headers = ["vs stand-alone top-1", "n", "Kendall tau", "Spearman rho"]
+    headers = ["vs stand-alone top-1", "n", "Kendall tau", "95% interval (bootstrap)", "p (tau <= 0)", "Spearman rho"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def _corr_cells(c: dict[str, Any]) -> list[str]:
-    return [str(c["n"]), fmt(c["kendall_tau"]), fmt(c["spearman_rho"])]
+    ci = c.get("kendall_tau_ci95")
+    interval = "n/a" if not ci or None in ci else f"{ci[0]:.3f} to {ci[1]:.3f}"
+    return [str(c["n"]), fmt(c["kendall_tau"]), interval, fmt(c.get("kendall_p")), fmt(c["spearman_rho"])]
 
 
 def arch_table(rows: list[dict[str, Any]]) -> str:
@@ -500,19 +547,55 @@ def timings(steps: StepTimes, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def verdict(stats: dict[str, Any]) -> str:
-    """One sentence: does the supernet rank better than the best trivial proxy?"""
+    """Does the supernet rank better than the best trivial proxy, and how sure is that?"""
     tau = stats["supernet"]["kendall_tau"]
     best = max(stats["proxies"].items(), key=lambda kv: abs(kv[1]["kendall_tau"] or 0))
     ptau = best[1]["kendall_tau"]
     if tau is None or ptau is None:
         return "Kendall tau is undefined here (ties or too few architectures)."
     word = "better" if tau > abs(ptau) else "no better"
-    return f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best[0]} (tau {ptau:.3f})."
+    text = f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best[0]} (tau {ptau:.3f}"
+    text += f", read reversed: {-ptau:.3f})." if ptau < 0 else ")."
+    lead = stats.get("lead_over_best_proxy")
+    if lead and None not in lead["ci95"]:
+        text += (
+            f" On the same bootstrap resamples of the architectures its tau minus the proxy's lies in "
+            f"{lead['ci95'][0]:.3f} to {lead['ci95'][1]:.3f} (95%), above zero in {lead['share_above']:.0%} of them."
+        )
+    return text
 
 
 def result_stem(args: argparse.Namespace) -> str:
     """The name of the .md/.json/.png results: supernet_ranking, or supernet_ranking_TAG."""
     return "supernet_ranking" + (f"_{args.tag}" if args.tag else "")
+
+
+def rescore(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Statistics, report and plot of a recorded result, recomputed from its recorded accuracies. The seed-noise
+    part is kept as recorded (its second-seed trainings are not in the record's rows)."""
+    try:
+        record = json.loads(Path(args.rescore).read_text())
+        rows, saved = record["architectures"], record["settings"]["args"]
+        for r in rows:
+            float(r["standalone_acc"]), float(r["supernet_acc"]), bool(r["in_band"]), list(r["blocks"])
+            float(r["flops"]), float(r["params"]), float(r["predicted_ms"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"--rescore {args.rescore}: not a supernet_ranking result ({type(e).__name__}: {e})")
+    if len(rows) < 2:
+        fail(f"--rescore {args.rescore}: {len(rows)} architecture(s), a ranking needs at least 2")
+    stats = ranking_stats(rows)
+    if record["stats"].get("seed_noise"):
+        stats["seed_noise"] = record["stats"]["seed_noise"]
+    old = argparse.Namespace(**saved)
+    old.results, old.tag = args.results, saved.get("tag") if args.tag is None else args.tag
+    png = Path(old.results) / f"{result_stem(old)}.png"
+    scatter_plot(rows, stats, png)
+    record |= {"stats": stats, "plot": png.name}
+    record["rescored"] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": command_line(argv, "benchmarks/supernet_ranking.py"),
+    }
+    write_report(old, record, rows, png)
 
 
 def _selection_text(args: argparse.Namespace, selection: dict[str, Any], n: int) -> str:
@@ -555,6 +638,9 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
         f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
     )
+    if record.get("rescored"):
+        r = record["rescored"]
+        text += f"\nStatistics recomputed from the recorded accuracies ({r['date']}):\n\n    {r['command']}\n"
     write_text(res / f"{stem}.md", text)
     print(text)
 
@@ -578,6 +664,9 @@ def merge_rows(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
+    if args.rescore:
+        rescore(args, argv)
+        return
     check_data()
     out, recipe = Path(args.out), recipe_from_args(args)
     out.mkdir(parents=True, exist_ok=True)

@@ -179,3 +179,34 @@ def test_two_pools_at_once_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "--full-width and --width-levels" in err and len(err.splitlines()) == 1
+
+
+def test_rescoring_a_recorded_ranking_recomputes_its_statistics(tmp_path: Path) -> None:
+    import json
+
+    src = RECORDED[0]
+    supernet_ranking.main(["--rescore", str(src), "--results", str(tmp_path), "--tag", "again"])
+    record, before = json.loads((tmp_path / "supernet_ranking_again.json").read_text()), json.loads(src.read_text())
+    rows = record["architectures"]
+    assert rows == before["architectures"] and record["command"] == before["command"]
+    sup = record["stats"]["supernet"]
+    want = supernet_ranking.kendall_tau([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
+    assert sup["kendall_tau"] == pytest.approx(want) and sup["kendall_tau"] == pytest.approx(
+        before["stats"]["supernet"]["kendall_tau"]
+    )
+    lo, hi = sup["kendall_tau_ci95"]
+    assert lo < sup["kendall_tau"] < hi and 0 < sup["kendall_p"] <= 1
+    assert record["stats"]["lead_over_best_proxy"]["proxy"] in supernet_ranking.PROXIES
+    md = (tmp_path / "supernet_ranking_again.md").read_text()
+    assert "95% interval" in md and "--rescore" in md and (tmp_path / "supernet_ranking_again.png").stat().st_size
+
+
+def test_rescoring_something_else_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"architectures": [{"key": "x"}], "settings": {"args": {}}}')
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.main(["--rescore", str(bad), "--results", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a supernet_ranking result" in err[0]
+    assert not list(tmp_path.glob("supernet_ranking*"))

@@ -15,7 +15,13 @@ import pytest
 
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace, part_key
-from spos_deploy.tables.core import kendall_tau, validation_stats
+from spos_deploy.tables.core import (
+    kendall_tau,
+    kendall_tau_bootstrap,
+    kendall_tau_pvalue,
+    kendall_tau_rows,
+    validation_stats,
+)
 from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, fingerprint
 from spos_deploy.tables.latency.table import LatencyTable, fit_correction
 
@@ -84,6 +90,45 @@ def test_predictor_arithmetic_against_hand_sums():
         raw = 0.3 + 0.2 + sum(entries[p, blocks[i, p], channels[i, p]] for p in range(4))
         assert pred[i] == pytest.approx(1.1 * raw - 0.05, rel=1e-12)
     assert table.predict(blocks[0], channels[0]) == pytest.approx(pred[0])
+
+
+def test_kendall_tau_of_many_rows_equals_the_tau_of_each_row():
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 5, (40, 9)).astype(float), rng.integers(0, 5, (40, 9)).astype(float)  # many ties
+    rows = kendall_tau_rows(x, y)
+    for k in range(len(x)):
+        i, j = np.triu_indices(9, k=1)
+        dx, dy = np.sign(x[k, i] - x[k, j]), np.sign(y[k, i] - y[k, j])
+        want = (dx * dy).sum() / np.sqrt((dx != 0).sum() * (dy != 0).sum())
+        assert rows[k] == pytest.approx(want)
+    assert np.isnan(kendall_tau_rows(np.ones((1, 4)), [[1, 2, 3, 4]])[0])  # a constant ranker has no tau
+
+
+def test_bootstrap_interval_of_tau_holds_the_estimate_and_narrows_with_more_items():
+    rng = np.random.default_rng(0)
+
+    def width(n: int) -> float:
+        y = rng.normal(size=n)
+        x = y + rng.normal(size=n)  # tau about 0.5
+        taus = kendall_tau_bootstrap({"x": x}, y, samples=300)["x"]
+        lo, hi = np.percentile(taus, [2.5, 97.5])
+        assert lo < kendall_tau(x, y) < hi
+        return hi - lo
+
+    assert width(160) < 0.5 * width(20)
+    # paired: one ranker against itself differs by exactly 0 on every resample
+    y = rng.normal(size=30)
+    boot = kendall_tau_bootstrap({"a": y + rng.normal(size=30), "b": y}, y, samples=200, seed=1)
+    assert boot["b"] == pytest.approx(np.ones(200)) and (boot["a"] < 1).all()
+
+
+def test_permutation_p_value_of_tau_separates_association_from_none():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=40)
+    assert kendall_tau_pvalue(y + 0.5 * rng.normal(size=40), y) < 0.01
+    assert kendall_tau_pvalue(-y, y) > 0.99  # one-sided: a reversed ranking is no evidence of a positive one
+    ps = [kendall_tau_pvalue(rng.normal(size=40), y, samples=500, seed=s) for s in range(20)]
+    assert 0.25 < float(np.mean(ps)) < 0.75  # independent rankers: p spread over (0, 1)
 
 
 def test_validation_statistics_on_known_inputs():
