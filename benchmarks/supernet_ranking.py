@@ -352,6 +352,11 @@ def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
+def best_proxy(proxies: dict[str, dict[str, Any]]) -> str:
+    """The proxy with the largest |tau| on the whole set: one that ranks backwards counts, read reversed."""
+    return max(PROXIES, key=lambda k: abs(proxies[k]["kendall_tau"] or 0))
+
+
 def ranked_correlations(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The supernet and every proxy against stand-alone accuracy, each with a 95 % bootstrap interval of its
     tau, and how often (on the same resamples) the supernet ranks above the proxy that is best on the whole set
@@ -364,7 +369,7 @@ def ranked_correlations(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for k in keys:
             lo, hi = np.nanpercentile(boot[k], [2.5, 97.5])
             out[k]["kendall_tau_ci95"] = [finite_or_none(float(lo)), finite_or_none(float(hi))]
-        best = max(PROXIES, key=lambda k: abs(out[k]["kendall_tau"] or 0))
+        best = best_proxy(out)
         sign = 1.0 if (out[best]["kendall_tau"] or 0) >= 0 else -1.0
         lead = boot["supernet_acc"] - sign * boot[best]
         out["lead_over_best_proxy"] = {
@@ -549,12 +554,12 @@ def timings(steps: StepTimes, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def verdict(stats: dict[str, Any]) -> str:
     """Does the supernet rank better than the best trivial proxy, and how sure is that?"""
     tau = stats["supernet"]["kendall_tau"]
-    best = max(stats["proxies"].items(), key=lambda kv: abs(kv[1]["kendall_tau"] or 0))
-    ptau = best[1]["kendall_tau"]
+    best = best_proxy(stats["proxies"])
+    ptau = stats["proxies"][best]["kendall_tau"]
     if tau is None or ptau is None:
         return "Kendall tau is undefined here (ties or too few architectures)."
     word = "better" if tau > abs(ptau) else "no better"
-    text = f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best[0]} (tau {ptau:.3f}"
+    text = f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best} (tau {ptau:.3f}"
     text += f", read reversed: {-ptau:.3f})." if ptau < 0 else ")."
     lead = stats.get("lead_over_best_proxy")
     if lead and None not in lead["ci95"]:
