@@ -204,7 +204,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 
 def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[str, Any]:
     """Stand-alone top-1 of one architecture: from ``result.json`` when done, else trained (or resumed)."""
-    from training.trainer import SubnetConfig, train
+    from spos_deploy.training.trainer import SubnetConfig, train
 
     folder = cache / recipe.tag / arch["key"]
     done = folder / "result.json"
@@ -383,8 +383,8 @@ def resolve_supernet_args(args: argparse.Namespace) -> None:
 
 def ensure_supernet(path: Path, args: argparse.Namespace) -> Path:
     """``path`` if it holds a finished supernet, else train (or resume) one there with the options given."""
-    from training.recipes import resolve_supernet_options
-    from training.trainer import SupernetConfig, train
+    from spos_deploy.training.recipes import resolve_supernet_options
+    from spos_deploy.training.trainer import SupernetConfig, train
 
     if (path / "supernet.params").exists():
         log.info("supernet: %s", path)
@@ -411,7 +411,7 @@ def ensure_supernet(path: Path, args: argparse.Namespace) -> Path:
 
 def supernet_channels(path: Path) -> list[int]:
     """Channel choices the supernet trained in its last epoch (a path narrower than these was never trained)."""
-    from training.sampling import warmup_for
+    from spos_deploy.training.sampling import warmup_for
 
     cfg = json.loads((path / "config.json").read_text())
     schedule = warmup_for(SPACE, cfg["cs_start_epoch"], cfg["cs_warmup"], cfg["cs_pace"])

@@ -42,7 +42,7 @@ from spos_deploy.machine import machine_record  # noqa: E402
 from spos_deploy.space import SPACES  # noqa: E402
 
 SPACE_ARGS = ["--space", "small"]
-TABLE = ROOT / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.json"
+TABLE = ROOT / "spos_deploy" / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.json"
 
 
 def tool(name: str) -> str:

@@ -42,7 +42,7 @@ def main() -> None:
     rows, results = [], []
     for precision in args.precisions:
         setup = LatencySetup(runtime="ort-cpu", precision=precision)
-        path = ROOT / "lookup_tables" / default_latency_name(space, setup)
+        path = ROOT / "spos_deploy" / "lookup_tables" / default_latency_name(space, setup)
         build_s = None
         if not (args.reuse and path.exists()):
             if path.exists():

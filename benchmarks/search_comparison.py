@@ -30,7 +30,12 @@ from spos_deploy.space import space_for_layout  # noqa: E402
 from spos_deploy.tables.latency.table import LatencyTable, latency_quantile  # noqa: E402
 from spos_deploy.tables.latency.validate import measure_architectures  # noqa: E402
 
-TABLE = ROOT / "lookup_tables" / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
+TABLE = (
+    ROOT
+    / "spos_deploy"
+    / "lookup_tables"
+    / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
+)
 
 
 def search(args, method: str, seed: int, budget_ms: float) -> dict:

@@ -69,7 +69,7 @@ def main() -> None:
     if args.resume:
         cmd.append("--resume")
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "training.cli", *cmd[1:]], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "spos_deploy.training.cli", *cmd[1:]], cwd=ROOT, check=True)
     history = json.loads((Path(args.out) / "metrics.json").read_text())["history"]
     hours = max(time.time() - t0, sum(h["seconds"] for h in history)) / 3600
     rows = [

@@ -275,7 +275,7 @@ def supernet_accuracies(
 ) -> dict[str, dict[str, Any]]:
     """Top-1 of every architecture as a supernet path (exact per-path BN), cached in OUT/supernet_acc.json
     under the supernet's hash and the evaluation settings (another supernet or setting starts over)."""
-    from search.evaluator import PathEvaluator, prepare_data, resolve_supernet
+    from spos_deploy.search.evaluator import PathEvaluator, prepare_data, resolve_supernet
 
     try:
         run = resolve_supernet(str(supernet), SPACE)

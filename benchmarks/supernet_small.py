@@ -35,9 +35,10 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spos_deploy.training.recipes import SUPERNET_RECIPES  # noqa: E402
+
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402
-from training.recipes import SUPERNET_RECIPES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SMALL = ["--space", "small"]
@@ -90,9 +91,8 @@ def train(out: Path, args: list[str]) -> float:
 def evaluate_paths(run: Path, n: int, val_limit: int | None, bn_images: int = 2048) -> dict:
     """Top-1 of ``n`` fixed random full-width paths (seed 0), each with its own exact BN statistics."""
     import mxnet as mx
-
-    from search.evaluator import PathEvaluator, prepare_data, resolve_supernet
-    from search.sampling import UniformSampler
+    from spos_deploy.search.evaluator import PathEvaluator, prepare_data, resolve_supernet
+    from spos_deploy.search.sampling import UniformSampler
 
     sn = resolve_supernet(str(run), None)
     data = prepare_data(sn.space, "fashion-mnist:train", "fashion-mnist:test", bn_images, 128, val_limit=val_limit)

@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--graph-archs", type=int, default=20)
     args = ap.parse_args()
 
-    table = FlopsTable.load(ROOT / "lookup_tables" / "flops_OneShot_se_lcap_224.json")
+    table = FlopsTable.load(ROOT / "spos_deploy" / "lookup_tables" / "flops_OneShot_se_lcap_224.json")
     rng = np.random.default_rng(0)
     n, L = args.archs, table.space.num_positions
     blocks = rng.integers(0, 4, (n, L), dtype=np.int8)

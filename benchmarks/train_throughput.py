@@ -26,7 +26,8 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search.sampling import UniformSampler  # noqa: E402
+from spos_deploy.search.sampling import UniformSampler  # noqa: E402
+
 from spos_deploy.atomic import write_json, write_text  # noqa: E402
 from spos_deploy.data.batches import load_dataset, train_batches  # noqa: E402
 from spos_deploy.machine import machine_record  # noqa: E402

@@ -45,7 +45,7 @@ LABELS = {
 
 @dataclass
 class SearchJob:
-    """Everything ``spos-search`` takes (see :mod:`search.cli` for the flags)."""
+    """Everything ``spos-search`` takes (see :mod:`spos_deploy.search.cli` for the flags)."""
 
     supernet: str
     out: str

@@ -43,8 +43,8 @@ COMMAND_MODULES = {
     "spos-lut": "spos_deploy.cli.lut",
     "spos-export": "spos_deploy.cli.export",
     "spos-bench": "spos_deploy.cli.bench",
-    "spos-search": "search.cli",
-    "spos-train": "training.cli",
+    "spos-search": "spos_deploy.search.cli",
+    "spos-train": "spos_deploy.training.cli",
 }
 """Every console command and the module behind it (``pyproject.toml`` [project.scripts])."""
 

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from spos_deploy.training.cli import main
+from spos_deploy.training.distill import mix_targets
+from spos_deploy.training.trainer import SubnetConfig, SupernetConfig, train
 
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.space import SPACES
-from training.cli import main
-from training.distill import mix_targets
-from training.trainer import SubnetConfig, SupernetConfig, train
 
 SMALL = SPACES["small"]
 
@@ -118,8 +118,7 @@ def _student(folder, teacher: str) -> float:
 
 def _path_accuracy(folder) -> float:
     import mxnet as mx
-
-    from search.evaluator import PathEvaluator, prepare_data, resolve_supernet
+    from spos_deploy.search.evaluator import PathEvaluator, prepare_data, resolve_supernet
 
     sn = resolve_supernet(str(folder), None)
     data = prepare_data(sn.space, "fashion-mnist:train", "fashion-mnist:test", 1024, 128, val_limit=1000)

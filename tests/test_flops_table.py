@@ -66,11 +66,11 @@ def test_vectorized_count_equals_a_plain_loop(small_table):
 
 def test_shipped_tables_match_their_names_and_builtins():
     table = FlopsTable.load(
-        ROOT / "lookup_tables" / "flops_OneShot_se_lcap_224.json", expect=load_spec("oneshot-s+").space
+        ROOT / "spos_deploy" / "lookup_tables" / "flops_OneShot_se_lcap_224.json", expect=load_spec("oneshot-s+").space
     )
     spec = load_spec("oneshot-s+")
     assert table.count(spec.block_choices, spec.channel_choices) == (291_475_944, 3_541_829)
-    for path in (ROOT / "lookup_tables").glob("flops_*.json"):
+    for path in (ROOT / "spos_deploy" / "lookup_tables").glob("flops_*.json"):
         t = FlopsTable.load(path)
         assert path.name == f"flops_{t.space.describe()}.json"
 

@@ -24,7 +24,7 @@ from .conftest import COMMAND_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = COMMAND_MODULES
-FLOPS_TABLE = ROOT / "lookup_tables" / "flops_OneShot_se_lcap_32_c10.json"
+FLOPS_TABLE = ROOT / "spos_deploy" / "lookup_tables" / "flops_OneShot_se_lcap_32_c10.json"
 LOG_PREFIXES = ("DEBUG ", "INFO ", "WARNING ")
 
 
@@ -215,8 +215,9 @@ def _npz(labels: list[int]) -> Callable[[Path], None]:
 
 def _supernet_config(**space: object) -> dict:
     """The config.json of a real ``spos-train supernet`` run of the small space, with ``space`` changed."""
+    from spos_deploy.training.trainer import SupernetConfig
+
     from spos_deploy.space import SPACES
-    from training.trainer import SupernetConfig
 
     d = SupernetConfig(out="sn", space=SPACES["small"]).to_json()
     d["space"].update(space)

@@ -513,11 +513,11 @@ def test_table_of_another_runtime_is_refused(small_table):
 
 
 def test_search_reanchors_its_latency_table_unless_told_not_to(small_table, caplog):
-    from search.runner import SearchJob, _latency_table
+    from spos_deploy.search.runner import SearchJob, _latency_table
 
     path, _ = small_table
     table = LatencyTable.load(path)
-    with caplog.at_level("INFO", logger="search.runner"):
+    with caplog.at_level("INFO", logger="spos_deploy.search.runner"):
         used = _latency_table(SearchJob(supernet="-", out="-", lut=str(path)), SMALL)
     if "anchors disagree" in caplog.text:  # a shared machine: the table is used as built, and the log says why
         assert used.speed_factor == 1.0 and "predictions left as built" in caplog.text

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from spos_deploy.search.cli import main as search_main
+from spos_deploy.search.constraints import Constraint, metric_functions
+from spos_deploy.search.driver import SearchConfig
+from spos_deploy.search.feasible import ConstrainedSampler, additive_form
+from spos_deploy.search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key, shard_of
+from spos_deploy.search.pareto import pareto_front
+from spos_deploy.search.runner import SearchJob, run_job
+from spos_deploy.search.sampling import UniformSampler
 
-from search.cli import main as search_main
-from search.constraints import Constraint, metric_functions
-from search.driver import SearchConfig
-from search.feasible import ConstrainedSampler, additive_form
-from search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key, shard_of
-from search.pareto import pareto_front
-from search.runner import SearchJob, run_job
-from search.sampling import UniformSampler
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec, load_spec
 from spos_deploy.space import SearchSpace
@@ -63,7 +63,11 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("SPOS_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env
+        [sys.executable, "-m", "spos_deploy.search.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
     )
 
 
@@ -196,9 +200,9 @@ def test_crash_in_the_middle_of_a_generation_resumes_to_the_same_search(metrics,
     """Driver level, with an accuracy that is a fixed function of the architecture (as a supernet's is)."""
     import hashlib
 
-    from search.driver import run_search
-    from search.evolution import Evolution
-    from search.state import Store
+    from spos_deploy.search.driver import run_search
+    from spos_deploy.search.evolution import Evolution
+    from spos_deploy.search.state import Store
 
     gs = GeneSpace.from_space(SMALL)
     sampler = ConstrainedSampler(gs, Constraint(metrics, {"flops": FLOPS_RANGE}))
@@ -237,8 +241,8 @@ def test_crash_in_the_middle_of_a_generation_resumes_to_the_same_search(metrics,
 # ---- BN recalibration ---------------------------------------------------------------------------------------
 def test_precise_bn_sets_exact_statistics_independent_of_history():
     import mxnet as mx
+    from spos_deploy.search.bn_recalibration import batchnorms, precise_bn
 
-    from search.bn_recalibration import batchnorms, precise_bn
     from spos_deploy.nets.supernet import build_supernet
 
     net = build_supernet(SMALL, seed=0)
@@ -350,7 +354,16 @@ def test_shards_on_two_machines_give_the_single_machine_result(supernet, tmp_pat
     common += ["--shared-dir", str(shared)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "search.cli", *common, "--shard", f"{k}/2", "-o", str(tmp_path / f"m{k}")],
+            [
+                sys.executable,
+                "-m",
+                "spos_deploy.search.cli",
+                *common,
+                "--shard",
+                f"{k}/2",
+                "-o",
+                str(tmp_path / f"m{k}"),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -516,7 +529,12 @@ def test_bad_inputs_give_one_line_and_exit_2(case, supernet, tmp_path, capsys):
     elif case == "table-config":
         args += [
             "--lut",
-            str(ROOT / "lookup_tables" / "latency_OneShot_se_lcap_224_ort-cpu_fp32_b1_t2_intel-xeon-processor.json"),
+            str(
+                ROOT
+                / "spos_deploy"
+                / "lookup_tables"
+                / "latency_OneShot_se_lcap_224_ort-cpu_fp32_b1_t2_intel-xeon-processor.json"
+            ),
         ]
         args += ["--latency-max-ms", "3"]
     elif case == "latency-without-table":

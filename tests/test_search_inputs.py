@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from spos_deploy.search.cli import main as search_main
 
-from search.cli import main as search_main
 from spos_deploy.atomic import output_lock
 from spos_deploy.space import SearchSpace
 
@@ -82,7 +82,7 @@ def test_nonsense_values_exit_2(flag, value, supernet, tmp_path, capsys):
 
 
 def test_gpus_and_old_spellings_parse():
-    from search.cli import build_parser, job_from_args
+    from spos_deploy.search.cli import build_parser, job_from_args
 
     for spelling in (["0", "1"], ["0,1"]):
         args = build_parser().parse_args(["--supernet", "s", "-o", "x", "--gpus", *spelling])
@@ -195,5 +195,7 @@ def test_output_that_is_a_file(supernet, tmp_path, capsys):
 def test_signals_end_a_search_with_their_status(sig, status, supernet, tmp_path):
     out = tmp_path / "out"
     argv = ["--supernet", str(supernet), "-o", str(out), "--population", "50", "--generations", "50", *FAST]
-    returncode, err = interrupt_when("search.cli", argv, out / ".lock", sig, delay=1.0)  # into the evaluation
+    returncode, err = interrupt_when(
+        "spos_deploy.search.cli", argv, out / ".lock", sig, delay=1.0
+    )  # into the evaluation
     assert returncode == status, err

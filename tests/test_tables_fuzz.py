@@ -207,7 +207,7 @@ def test_null_exactly_where_a_choice_does_not_exist(tmp_path, capsys):
 def test_shipped_tables_still_load():
     from spos_deploy.tables.files import load_table
 
-    root = Path(__file__).resolve().parents[1] / "lookup_tables"
+    root = Path(__file__).resolve().parents[1] / "spos_deploy" / "lookup_tables"
     tables = [p for p in sorted(root.glob("*.json")) if not p.name.endswith(".validation.json")]
     assert len(tables) >= 9
     for p in tables:

@@ -14,11 +14,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-
-from spos_deploy.errors import BadInputError
-from spos_deploy.space import SearchSpace
-from spos_deploy.tables.flops.table import FlopsTable
-from training.sampling import (
+from spos_deploy.training.sampling import (
     Constraint,
     RejectionSampler,
     StrollingEvolution,
@@ -26,7 +22,11 @@ from training.sampling import (
     WarmupSchedule,
     coverage_cv,
 )
-from training.trainer import SupernetConfig, train
+from spos_deploy.training.trainer import SupernetConfig, train
+
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SearchSpace
+from spos_deploy.tables.flops.table import FlopsTable
 
 from .conftest import ROOT, space_args
 
@@ -64,8 +64,9 @@ def test_warmup_schedule_matches_the_seed():
 
 
 def test_block_weights_set_the_block_frequencies():
+    from spos_deploy.training.sampling import PathSampler, block_probabilities
+
     from spos_deploy.space import SPACES
-    from training.sampling import PathSampler, block_probabilities
 
     space = SPACES["small"]
     schedule = WarmupSchedule(space, cs_start_epoch=99)
@@ -87,7 +88,7 @@ def test_block_weights_set_the_block_frequencies():
 
 @pytest.fixture(scope="module")
 def constraint():
-    table = FlopsTable.load(ROOT / "lookup_tables" / "flops_OneShot_se_lcap_224.json")
+    table = FlopsTable.load(ROOT / "spos_deploy" / "lookup_tables" / "flops_OneShot_se_lcap_224.json")
     return Constraint(
         {"flops": lambda b, c: table.count(b, c)[0], "params": lambda b, c: table.count(b, c)[1]},
         {"flops": (190e6, 330e6), "params": (2.8e6, 5.0e6)},
@@ -192,7 +193,9 @@ def test_small_space_supernet_learns_from_the_first_steps(tmp_path):
 
 
 def _run_cli(args, **kw):
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "spos_deploy.training.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw
+    )
 
 
 TRAIN_ARGS = [
@@ -231,7 +234,7 @@ def test_kill_and_resume_repeats_the_same_steps(tmp_path):
     full = _run_cli([*TRAIN_ARGS, "-o", str(ref)])
     assert full.returncode == 0, full.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", *TRAIN_ARGS, "-o", str(crash)],
+        [sys.executable, "-m", "spos_deploy.training.cli", *TRAIN_ARGS, "-o", str(crash)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -353,7 +356,9 @@ def test_killed_launcher_leaves_no_dist_processes(tmp_path):
     not wait forever in a kvstore call."""
     args = ["subnet", "oneshot+", "--input-size", "32", "--train-limit", "2048", "--val-data", "none"]
     args += ["--batch-size", "32", "--epochs", "50", "--no-progress", "--launch-local", "2", "-o", str(tmp_path / "d")]
-    launcher = subprocess.Popen([sys.executable, "-m", "training.cli", *args], cwd=ROOT, stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "spos_deploy.training.cli", *args], cwd=ROOT, stderr=subprocess.DEVNULL
+    )
     kids: list[int] = []
     try:
         deadline = time.time() + 120

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from spos_deploy.training.cli import main as train_main
 
 from spos_deploy.atomic import output_lock
-from training.cli import main as train_main
 
 from .conftest import interrupt_when, space_args
 
@@ -83,7 +83,7 @@ def test_mixup_below_zero_is_refused(tmp_path, capsys):
 
 
 def test_gpus_accept_both_spellings():
-    from training.cli import _config, build_parser
+    from spos_deploy.training.cli import _config, build_parser
 
     for spelling in (["0", "1"], ["0,1"]):
         args = build_parser().parse_args([*RUN, "-o", "x", "--gpus", *spelling])
@@ -197,18 +197,18 @@ def test_final_weights_and_model_json_are_written_atomically(tmp_path, capsys):
 def test_signals_end_a_run_with_their_status(sig, status, tmp_path):
     out = tmp_path / "run"
     argv = [*RUN, "--epochs", "50", "--train-limit", "2048", "-o", str(out)]
-    returncode, err = interrupt_when("training.cli", argv, out / "steps.csv", sig)
+    returncode, err = interrupt_when("spos_deploy.training.cli", argv, out / "steps.csv", sig)
     assert returncode == status, err
 
 
 def _supernet_config(argv: list[str]):
-    from training.cli import _config, build_parser
+    from spos_deploy.training.cli import _config, build_parser
 
     return _config(build_parser().parse_args(["supernet", *argv]))
 
 
 def test_the_small_space_trains_with_its_own_recipe_unless_told_otherwise(tmp_path):
-    from training.recipes import SUPERNET_RECIPES
+    from spos_deploy.training.recipes import SUPERNET_RECIPES
 
     small = SUPERNET_RECIPES["small"]
     cfg = _supernet_config(["--space", "small", "-o", str(tmp_path / "a")])

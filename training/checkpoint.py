@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from search.run_folder import read_object
+from spos_deploy.search.run_folder import read_object
+
 from spos_deploy.atomic import atomic_dir
 from spos_deploy.errors import BadInputError, short_message
 

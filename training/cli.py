@@ -195,7 +195,7 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _sampling_plot(args: argparse.Namespace) -> int:
-    from search.constraints import Constraint, metric_functions
+    from spos_deploy.search.constraints import Constraint, metric_functions
 
     from .plots import compare_samplers, three_panel
 
@@ -222,7 +222,7 @@ def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     del argv[i : i + 2]
     if "--kvstore" not in argv:
         argv += ["--kvstore", "dist_sync"]
-    codes = launch_local([sys.executable, "-m", "training.cli", *argv], workers=args.launch_local)
+    codes = launch_local([sys.executable, "-m", "spos_deploy.training.cli", *argv], workers=args.launch_local)
     if any(codes):
         raise BadInputError(f"distributed run failed: worker exit codes {codes}")
     print(f"dist_sync run with {args.launch_local} workers finished; outputs in {args.output}")

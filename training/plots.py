@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from spos_deploy.search.constraints import Constraint
 
-from search.constraints import Constraint
 from spos_deploy.atomic import atomic_path
 
 from .sampling import RejectionSampler, StrollingEvolution, UniformSampler, coverage_cv

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from spos_deploy.search.constraints import Constraint, metric_functions
+from spos_deploy.search.sampling import RejectionSampler, UniformSampler
 
-from search.constraints import Constraint, metric_functions
-from search.sampling import RejectionSampler, UniformSampler
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace
 

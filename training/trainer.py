@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import mxnet as mx
 import numpy as np
+from spos_deploy.search.bn_recalibration import batchnorms, bn_batches, evaluate, precise_bn
+from spos_deploy.search.run_folder import check_output_folder, clean_stale, locked_output
 from tqdm import tqdm
 
-from search.bn_recalibration import batchnorms, bn_batches, evaluate, precise_bn
-from search.run_folder import check_output_folder, clean_stale, locked_output
 from spos_deploy.atomic import write_json, write_text
 from spos_deploy.data.batches import load_dataset, steps_per_epoch, train_batches
 from spos_deploy.errors import BadInputError
