@@ -10,9 +10,21 @@ from pathlib import Path
 
 import pytest
 
+import spos_deploy  # noqa: F401  (its privacy settings, spos_deploy.privacy, cover the test process too)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPOS_SHARED", ROOT.parent / "shared"))
 REFERENCE_TABLE = SHARED / "reference" / "seed_flops_params_lookup_table.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_tables_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Tables built without ``-o`` (and every command this session starts) use a per-session folder, never
+    the real ``~/.local/share/spos-deploy/tables`` (:mod:`spos_deploy.tables.catalog`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("user-tables")
+        mp.setenv("SPOS_TABLES_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,19 @@ def test_usage_errors_are_one_line_and_exit_2(prog, capsys):
     assert len(err) == 1 and err[0].startswith(f"{prog}: error:") and err[0].endswith(f"(see {prog} --help)")
 
 
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_every_command_and_sub_command_has_version(prog, capsys):
+    """Issue 27: ``spos-profile --version`` was an argument error."""
+    from spos_deploy import __version__
+
+    main = importlib.import_module(COMMANDS[prog]).main
+    sub = {"spos-lut": ["show"], "spos-train": ["supernet"]}.get(prog, [])
+    for argv in ([], sub) if sub else ([],):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--version"])
+        assert e.value.code == 0 and capsys.readouterr().out == f"spos-deploy {__version__}\n"
+
+
 @pytest.mark.parametrize("module", sorted(COMMANDS.values()))
 def test_command_modules_import_no_framework(module):
     """The signal handlers are installed in ``run``: a framework imported at module level would escape them."""

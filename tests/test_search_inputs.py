@@ -87,9 +87,10 @@ def test_gpus_and_old_spellings_parse():
     for spelling in (["0", "1"], ["0,1"]):
         args = build_parser().parse_args(["--supernet", "s", "-o", "x", "--gpus", *spelling])
         assert job_from_args(args).gpus == [0, 1]
-    old = build_parser().parse_args(["--supernet", "s", "--out", "x", "--lut", "t.json", "--data-limit", "9"])
+    lut = "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc"  # a shipped table, by name (resolved while parsing)
+    old = build_parser().parse_args(["--supernet", "s", "--out", "x", "--lut", lut, "--data-limit", "9"])
     job = job_from_args(old)
-    assert (job.out, job.lut, job.data_limit) == ("x", "t.json", 9)
+    assert (job.out, Path(job.lut).name, job.data_limit) == ("x", f"{lut}.json", 9)
 
 
 def _run_folder(supernet: Path, tmp_path: Path) -> Path:

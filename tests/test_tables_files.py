@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from spos_deploy.cli.lut import main
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.space import SearchSpace
+from spos_deploy.tables.catalog import TABLES_ENV, resolve_table, shipped_tables_dir, user_tables_dir
 from spos_deploy.tables.core import random_architectures, width_level_architectures
 from spos_deploy.tables.flops.build import build_flops_table, count_spec_parts
 from spos_deploy.tables.flops.table import FlopsTable
@@ -170,3 +173,105 @@ def test_width_level_architectures_cluster_around_one_level_and_span_the_widths(
     assert rank.mean(axis=1).std() > 2 * uniform.mean(axis=1).std()  # uniform choices average out
     same = width_level_architectures(space, 2000, seed=1)
     assert (same[0] == blocks).all() and (same[1] == channels).all()
+
+
+# ---- tables by name, the per-user folder (issue 27) -----------------------------------------------------------
+
+
+@pytest.fixture
+def tables_home(tmp_path, monkeypatch):
+    """An empty per-user table folder and an empty current folder (returned: the user folder)."""
+    user, cwd = tmp_path / "user-tables", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv(TABLES_ENV, str(user))
+    monkeypatch.chdir(cwd)
+    return user
+
+
+def test_a_table_is_found_by_path_then_user_folder_then_shipped(tables_home, capsys):
+    """Issue 27: ``spos-lut show lookup_tables/NAME.json`` (the README) was "no such file" outside the repo."""
+    shipped = shipped_tables_dir() / "flops_OneShot_se_lcap_32_c10.json"
+    for spec in ("flops_OneShot_se_lcap_32_c10", shipped.name, f"lookup_tables/{shipped.name}", str(shipped)):
+        assert resolve_table(spec) == shipped, spec
+    tables_home.mkdir()
+    mine = tables_home / shipped.name
+    shutil.copy(shipped, mine)
+    assert resolve_table("flops_OneShot_se_lcap_32_c10") == mine  # a table built here shadows a shipped one
+    Path("flops_OneShot_se_lcap_32_c10.json").write_bytes(shipped.read_bytes())
+    assert resolve_table("flops_OneShot_se_lcap_32_c10.json") == Path("flops_OneShot_se_lcap_32_c10.json")
+    status, out, err = _lut(capsys, "show", "flops_OneShot_se_lcap_224")
+    assert status == 0 and out.startswith(str(shipped_tables_dir() / "flops_OneShot_se_lcap_224.json")), err
+
+
+@pytest.mark.parametrize("spec", ["no_such_table", "no_such_table.json", "some/folder/t.json"])
+def test_an_unknown_table_is_one_line_naming_where_it_was_looked_for(spec, tables_home, capsys):
+    for command in ("show", "validate"):
+        status, out, err = _lut(capsys, command, spec)
+        lines = err.strip().splitlines()
+        assert (
+            status == 2 and out == "" and len(lines) == 1 and lines[0].startswith(f"spos-lut: error: {spec}: no such")
+        )
+        if "/" not in spec:
+            assert str(tables_home) in lines[0] and str(shipped_tables_dir()) in lines[0]
+    assert list(Path.cwd().iterdir()) == [] and not tables_home.exists()
+
+
+def test_table_options_take_names_and_refuse_unknown_ones(tables_home, capsys):
+    from spos_deploy.search.cli import build_parser
+    from spos_deploy.search.cli import main as search_main
+
+    lut = "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc"
+    args = build_parser().parse_args(
+        ["--supernet", "s", "-o", "o", "--lut", lut, "--flops-table", "flops_OneShot_se_lcap_32_c10"]
+    )
+    assert args.latency_table == str(shipped_tables_dir() / f"{lut}.json")
+    assert args.flops_table == str(shipped_tables_dir() / "flops_OneShot_se_lcap_32_c10.json")
+    assert search_main(["--supernet", "s", "-o", "o", "--micronet-table", "nope"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spos-search: error: --micronet-table: nope: no such file"), lines
+    assert list(Path.cwd().iterdir()) == []
+
+
+def test_build_without_output_writes_to_the_user_folder_never_the_current_one(tables_home, capsys):
+    status, out, err = _lut(capsys, "build", *space_args(**TINY), "--no-progress", "--json")
+    name = f"flops_{SearchSpace(**TINY).describe()}"
+    assert status == 0 and json.loads(out)["table"] == str(tables_home / f"{name}.json"), err
+    assert list(Path.cwd().iterdir()) == []
+    status, out, err = _lut(capsys, "build", *space_args(**TINY), "--no-progress")
+    assert status == 2 and str(tables_home / f"{name}.json") in err  # exists: refused, not replaced
+    (tables_home / "junk.json").write_text("{")
+    status, out, err = _lut(capsys, "list", "--json")
+    assert status == 0, err
+    listed = json.loads(out)
+    assert listed["user_dir"] == str(tables_home) and listed["shipped_dir"] == str(shipped_tables_dir())
+    by = {(t["source"], t["name"]): t for t in listed["tables"]}
+    assert by[("user", name)]["kind"] == "flops" and by[("user", name)]["config"] == SearchSpace(**TINY).describe()
+    assert "invalid JSON" in by[("user", "junk")]["error"]
+    shipped = {n for s, n in by if s == "shipped"}
+    assert "flops_OneShot_se_lcap_224" in shipped and not any(n.endswith(".validation") for n in shipped)
+    assert by[("shipped", "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc")]["setup"].startswith("ort-cpu int8")
+    status, out, err = _lut(capsys, "list")
+    assert status == 0 and name in out and f"user tables: {tables_home}" in out
+
+
+def test_the_user_folder_follows_xdg(tmp_path, monkeypatch):
+    monkeypatch.delenv(TABLES_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert user_tables_dir() == tmp_path / "data" / "spos-deploy" / "tables"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # invalid by the XDG spec: ignored
+    assert user_tables_dir() == tmp_path / "home" / ".local" / "share" / "spos-deploy" / "tables"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert user_tables_dir() == tmp_path / "home" / ".local" / "share" / "spos-deploy" / "tables"
+    monkeypatch.setenv(TABLES_ENV, str(tmp_path / "mine"))
+    assert user_tables_dir() == tmp_path / "mine"
+
+
+def test_validation_plots_of_shipped_tables_go_to_the_user_folder(tables_home, tmp_path):
+    """The shipped folder belongs to the installation (site-packages): nothing is written there."""
+    from spos_deploy.cli.lut import _default_plot
+
+    lut = shipped_tables_dir() / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.json"
+    assert _default_plot(lut) == tables_home / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.validation.png"
+    mine = tmp_path / "t.json"
+    assert _default_plot(mine) == tmp_path / "t.validation.png"

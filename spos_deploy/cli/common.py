@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spos_deploy.cli import signals
-from spos_deploy.cli.options import add_common  # noqa: F401  (re-exported: every command module uses it)
+from spos_deploy.cli.options import (
+    add_common,  # noqa: F401  (re-exported: every command module uses it)
+    add_version,
+)
 from spos_deploy.errors import BadInputError, SposError, short_message
 
 log = logging.getLogger("spos_deploy")
@@ -61,6 +64,8 @@ def run(
 ) -> int:
     """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring).
 
+    Every command gets ``--version`` here (:func:`~spos_deploy.cli.options.add_version`), declared once.
+
     Called for the process's own command line (``argv`` None), it also ends the process, so that a Ctrl-C
     during the interpreter's teardown is still one line and 130 (:func:`signals.exit_process`); not in the
     workers and servers of a dist job (``DMLC_ROLE``), whose kvstore says goodbye to the scheduler there.
@@ -78,6 +83,7 @@ def _run(
     argv: Sequence[str] | None,
 ) -> int:
     signals.install(prog)
+    add_version(parser)
     one_line_usage_errors(parser)
     try:
         args = parser.parse_args(argv)

@@ -1,4 +1,8 @@
-"""``spos-lut``: build, validate and show lookup tables (the library does the work: :mod:`spos_deploy.tables`)."""
+"""``spos-lut``: build, validate, show and list lookup tables (the library does the work: :mod:`spos_deploy.tables`).
+
+A table argument is a path or the name of a built or shipped table (:mod:`spos_deploy.tables.catalog`);
+builds without ``-o`` go to the per-user table folder, never into the current folder.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ from spos_deploy.cli.options import (
     space_from_args,
 )
 from spos_deploy.errors import BadInputError
+from spos_deploy.tables.catalog import TABLES_ENV, is_shipped, resolve_table, user_tables_dir
 from spos_deploy.tables.latency.table import STAT_SETS, VALIDATION_PASSES
 
-DEFAULT_DIR = Path("lookup_tables")
+DEFAULT_DIR_HELP = f"${TABLES_ENV}, else $XDG_DATA_HOME/spos-deploy/tables (~/.local/share/spos-deploy/tables)"
+"""Where a build writes without ``-o`` (:func:`~spos_deploy.tables.catalog.user_tables_dir`), as help texts say it."""
 KINDS = ("flops", "micronet", "latency")
 LATENCY_RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")  # build.RUNTIMES
 
@@ -56,11 +62,12 @@ def _default_name(args: argparse.Namespace, space: Any, setup: Any) -> str:
 
 
 def output_path(output: str | None, default_name: str, force: bool, resume: bool = False) -> Path:
-    """Where a build writes: ``-o FILE``, ``-o FOLDER`` (the default name inside it) or the default folder.
+    """Where a build writes: ``-o FILE``, ``-o FOLDER`` (the default name inside it) or the per-user table
+    folder (where a name finds it again; the current folder is never written to without ``-o``).
 
     An existing file is refused before any work unless ``force`` (or, for latency, ``resume``).
     """
-    out = Path(output) if output else DEFAULT_DIR / default_name
+    out = Path(output) if output else user_tables_dir() / default_name
     if out.is_dir():
         out = out / default_name
     for up in out.parents:
@@ -96,6 +103,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(f"wrote {out} ({space.describe()}) in {result['seconds']:.1f} s")
+        if not args.output:
+            print(f"(the per-user table folder: commands find the table by its name, {out.name.removesuffix('.json')})")
     return 0
 
 
@@ -202,17 +211,26 @@ def _sources_line(rounds: list[dict[str, Any]]) -> str:
     )
 
 
+def _default_plot(table: Path) -> Path:
+    """The validation scatter plot goes beside the table, except for a shipped table, whose folder belongs
+    to the installation: then into the per-user table folder."""
+    name = table.with_suffix(".validation.png").name
+    return user_tables_dir() / name if is_shipped(table) else table.with_name(name)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from spos_deploy.tables.files import kind_of, load_table, validate_any
 
-    table = load_table(args.table)
+    path = resolve_table(args.table)
+    args.table = str(path)
+    table = load_table(path)
     kind = kind_of(table)
     if kind == "latency":
         result = {"table": args.table, **_validate_latency(args, table)}
         from spos_deploy.tables.latency.validate import scatter_plot
 
-        plot = Path(args.plot) if args.plot else Path(args.table).with_suffix(".validation.png")
-        scatter_plot(result, plot, Path(args.table).name)
+        plot = Path(args.plot) if args.plot else _default_plot(path)
+        scatter_plot(result, plot, path.name)
         result["plot"] = str(plot)
     else:
         result = {
@@ -239,6 +257,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from spos_deploy.tables.files import load_table
     from spos_deploy.tables.latency.table import LatencyTable
 
+    args.table = str(resolve_table(args.table))
     table = load_table(args.table)
     if args.plot and not isinstance(table, LatencyTable):
         raise BadInputError(f"--plot: heat maps are drawn for latency tables only ({args.table} is not one)")
@@ -256,12 +275,39 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from spos_deploy.tables.catalog import list_tables, shipped_tables_dir
+
+    entries = list_tables()
+    user, shipped = user_tables_dir(), shipped_tables_dir()
+    if args.json:
+        print_json({"user_dir": str(user), "shipped_dir": str(shipped), "tables": [e.to_json() for e in entries]})
+        return 0
+    print(f"user tables: {user}" + ("" if user.is_dir() else " (none built yet)"))
+    print(f"shipped tables: {shipped}")
+    rows = []
+    for e in entries:
+        where = e.source + (" (shadowed by a user table)" if e.shadowed else "")
+        if e.error:
+            rows.append([e.name, "-", f"not a readable table: {e.error}", "", where])
+        else:
+            rows.append([e.name, e.kind, e.config, e.setup or "", where])
+    print(tabulate(rows, headers=["name", "kind", "configuration", "measured with", "from"], tablefmt="github"))
+    print("use a table by its name: spos-lut show NAME, --flops-table NAME, --lut NAME, ...")
+    return 0
+
+
+TABLE_ARG_HELP = "a table file, or the name of a built or shipped table (see spos-lut list)"
+
+
 def _build_parser(sub: Any) -> None:
     b = sub.add_parser("build", help="build a table for a configuration")
     b.add_argument("--kind", choices=list(KINDS), default="flops")
     add_output(
         b,
-        f"output file, or a folder for the default name (default {DEFAULT_DIR}/<kind>_<config>.json)",
+        f"output file, or a folder for the default name (default: <kind>_<config>.json in {DEFAULT_DIR_HELP})",
         required=False,
         metavar="FILE",
     )
@@ -294,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _build_parser(sub)
     v = sub.add_parser("validate", help="check a table against whole-network measurements or counts")
-    v.add_argument("table")
+    v.add_argument("table", help=TABLE_ARG_HELP)
     v.add_argument("--samples", type=positive_int, default=50, help="random architectures (default 50)")
     add_seed(v)
     v.add_argument(
@@ -316,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_reanchor(v)
     add_progress(v)
-    add_plot(v, help="scatter plot PNG (latency; default: next to the table)")
+    add_plot(v, help="scatter plot PNG (latency; default: next to the table, or the user folder for a shipped one)")
     v.add_argument("--report", metavar="FILE", help="also write the result JSON here")
     v.add_argument(
         "--allow-table-mismatch",
@@ -326,10 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(v)
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser("show", help="summarise a table")
-    s.add_argument("table")
+    s.add_argument("table", help=TABLE_ARG_HELP)
     add_plot(s, help="latency tables: heat map PNG of the entries")
     add_common(s)
     s.set_defaults(func=cmd_show)
+    ls = sub.add_parser("list", help="the tables a name finds: built ones (per-user folder), then the shipped ones")
+    add_common(ls)
+    ls.set_defaults(func=cmd_list)
     return p
 
 

@@ -144,8 +144,9 @@ def add_threads(p: argparse.ArgumentParser, help: str = "intra-op threads (defau
     p.add_argument("--threads", type=threads_type, help=help)
 
 
-def add_batch(p: argparse.ArgumentParser, default: int = 1, help: str = "batch size") -> None:
-    p.add_argument("--batch", type=positive_int, default=default, help=f"{help} (default {default})")
+def add_batch(p: argparse.ArgumentParser, default: int | None = 1, help: str = "batch size") -> None:
+    suffix = f" (default {default})" if default is not None else ""
+    p.add_argument("--batch", type=positive_int, default=default, help=help + suffix)
 
 
 def add_ranges(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "params"), required: bool = False) -> None:
@@ -164,15 +165,58 @@ def add_ranges(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "par
         )
 
 
+class TableAction(argparse.Action):
+    """Stores the file a table option means: a path, or the name of a built or shipped table.
+
+    Resolved while parsing (:func:`spos_deploy.tables.catalog.resolve_table`), so that every command reads
+    the same file for the same argument, records its real path, and refuses an unknown name before any
+    work, with one line naming the option and the folders searched (exit 2).
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from spos_deploy.tables.catalog import resolve_table
+
+        try:
+            path = resolve_table(values)
+        except BadInputError as e:
+            raise BadInputError(f"{option_string}: {e}") from None
+        setattr(namespace, self.dest, str(path))
+
+
+TABLE_HELP = "a path, or the name of a built or shipped table (spos-lut list)"
+
+
 def add_tables(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "latency")) -> None:
-    """``--flops-table``, ``--micronet-table``, ``--latency-table`` (alias ``--lut``)."""
+    """``--flops-table``, ``--micronet-table``, ``--latency-table`` (alias ``--lut``): each a path or a table
+    name, resolved by :class:`TableAction`."""
     if "flops" in kinds:
-        p.add_argument("--flops-table", metavar="TABLE", help="FLOPs/params table (default: computed for the space)")
+        p.add_argument(
+            "--flops-table",
+            action=TableAction,
+            metavar="TABLE",
+            help=f"FLOPs/params table: {TABLE_HELP} (default: computed for the space)",
+        )
     if "micronet" in kinds:
-        p.add_argument("--micronet-table", metavar="TABLE", help="MicroNet table (default: computed for the space)")
+        p.add_argument(
+            "--micronet-table",
+            action=TableAction,
+            metavar="TABLE",
+            help=f"MicroNet table: {TABLE_HELP} (default: computed for the space)",
+        )
     if "latency" in kinds:
         p.add_argument(
-            "--latency-table", "--lut", dest="latency_table", metavar="TABLE", help="latency table of this machine"
+            "--latency-table",
+            "--lut",
+            dest="latency_table",
+            action=TableAction,
+            metavar="TABLE",
+            help=f"latency table of this machine: {TABLE_HELP}",
         )
 
 
@@ -196,6 +240,20 @@ def add_data(p: argparse.ArgumentParser, train_default: str | None, val_default:
         "--train-limit", "--data-limit", dest="train_limit", type=positive_int, help="use the first N training images"
     )
     g.add_argument("--val-limit", type=positive_int, help="use the first N validation images")
+
+
+def add_version(p: argparse.ArgumentParser) -> None:
+    """``--version``: ``spos-deploy X.Y.Z`` on stdout, exit 0, on ``p`` and each of its sub-commands (added to
+    every command's parser by :func:`spos_deploy.cli.common.run`, so that no command can lack it or spell it
+    differently)."""
+    from spos_deploy._version import __version__
+
+    if not any("--version" in a.option_strings for a in p._actions):
+        p.add_argument("--version", action="version", version=f"spos-deploy {__version__}", help="print the version")
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_version(sub)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -321,9 +379,15 @@ OV_HINTS = ("latency", "throughput")
 DEFAULT_THROUGHPUT_BATCHES = (8, 32)
 
 
-def add_runtime(p: argparse.ArgumentParser, choices: Sequence[str], default: str, help: str) -> None:
-    """``--runtime``: which inference engine runs the model."""
-    p.add_argument("--runtime", choices=list(choices), default=default, help=f"{help} (default: {default})")
+LATENCY_RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
+"""Runtimes a latency table is measured with, and a search targets (the names of
+:data:`spos_deploy.tables.latency.build.RUNTIMES`)."""
+
+
+def add_runtime(p: argparse.ArgumentParser, choices: Sequence[str], default: str | None, help: str) -> None:
+    """``--runtime``: which inference engine runs the model (``default`` None: not given unless asked)."""
+    suffix = f" (default: {default})" if default is not None else ""
+    p.add_argument("--runtime", choices=list(choices), default=default, help=help + suffix)
 
 
 def add_precision(p: argparse.ArgumentParser, help: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from spos_deploy.tables.catalog import resolve_table
 from spos_deploy.tables.core import read_table
 from spos_deploy.tables.flops.table import FlopsTable
 from spos_deploy.tables.latency.table import LatencyTable
@@ -20,7 +21,10 @@ CLASSES: dict[str, type] = {"flops": FlopsTable, "micronet": MicroNetTable, "lat
 
 
 def load_table(path: str | Path) -> Table:
-    """The table in ``path``, whatever its kind (a one-line error naming the file and the problem)."""
+    """The table in ``path`` (a file, or the name of a built or shipped table:
+    :func:`~spos_deploy.tables.catalog.resolve_table`), whatever its kind (a one-line error naming the file
+    and the problem)."""
+    path = resolve_table(path)
     d = read_table(path)
     return CLASSES[d["kind"]].from_json(d, str(path))
 
