@@ -4,12 +4,21 @@ The public API, imported lazily (``import spos_deploy`` stays light; MXNet loads
 
     from spos_deploy import load_spec, build_subnet, build_supernet, extract_subnet, profile_spec
     from spos_deploy import FlopsTable, MicroNetTable, LatencyTable
+
+Importing the package first switches off what would send data off the machine or write into the home folder
+(OpenVINO's and NNCF's usage telemetry, Ray's usage statistics, matplotlib's caches under ``~``); see
+:mod:`spos_deploy.privacy` and ``docs/privacy.md`` (``SPOS_TELEMETRY=on`` leaves the libraries as shipped).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from spos_deploy._version import __version__  # noqa: F401  (the installed version: `spos-* --version` prints it)
+from spos_deploy.privacy import keep_local as _keep_local
+
+_keep_local()  # before any command, API call, test or benchmark can import openvino, nncf, matplotlib or ray
 
 _API = {
     "SearchSpace": "spos_deploy.space",

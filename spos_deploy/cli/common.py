@@ -26,11 +26,10 @@ log = logging.getLogger("spos_deploy")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Our own loggers at INFO (DEBUG with ``--verbose``); every other library's at WARNING, so that a command
+    prints what it is doing and no library's chatter (matplotlib's font cache, say)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 class UsageError(Exception):

@@ -5,6 +5,13 @@ onnxruntime, so an interrupt during those imports is as clean as one later. The 
 :class:`KeyboardInterrupt` in the main thread (``finally`` blocks and atomic writers clean up); a
 signal that lands inside a destructor, where Python would swallow the exception, ends the process at
 once with the same line and status. A second signal ends it at once too.
+
+The policy belongs to the command's own process only. A child forked from it (a multiprocessing worker, a data
+loader, a library's helper process) gets Python's defaults back as soon as it is forked: Ctrl-C raises
+:class:`KeyboardInterrupt` there, SIGTERM ends it silently by the signal (what ``Process.terminate`` expects),
+and its exceptions print as usual, never as this command's one line. A child forked below Python (no fork hooks
+run) that still holds the handler notices the foreign process id, puts the defaults back and takes the signal
+as the default would.
 """
 
 from __future__ import annotations
@@ -19,7 +26,12 @@ from typing import Any, NoReturn
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
-_state: dict[str, Any] = {"prog": os.path.basename(sys.argv[0]) if sys.argv else "spos", "signal": None}
+_state: dict[str, Any] = {
+    "prog": os.path.basename(sys.argv[0]) if sys.argv else "spos",
+    "signal": None,
+    "pid": None,  # the process the handlers were installed in
+    "fork_hook": False,
+}
 
 
 class Terminated(KeyboardInterrupt):
@@ -51,7 +63,37 @@ def hard_exit(sig: int | None) -> None:
         os._exit(exit_status(sig))
 
 
+def _ours() -> bool:
+    """Whether this is the process the policy was installed in (not a child forked from it)."""
+    return _state["pid"] == os.getpid()
+
+
+def restore_defaults() -> None:
+    """Put Python's default signal handlers and exception hooks back where this module's are installed.
+
+    Run in every child forked from a command (``os.register_at_fork``): the policy's line and exit status
+    belong to the command, and a child that raised :class:`Terminated` on ``Process.terminate`` printed a
+    traceback ending in it instead of dying quietly by SIGTERM.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread: signal handlers cannot be changed there
+        if signal.getsignal(signal.SIGINT) is _handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is _handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.excepthook is _excepthook:
+        sys.excepthook = sys.__excepthook__
+    if sys.unraisablehook is _unraisable:
+        sys.unraisablehook = sys.__unraisablehook__
+    _state["signal"] = None
+
+
 def _handler(signum: int, frame: Any) -> None:
+    if not _ours():  # a child forked without Python's fork hooks: behave as if the policy was never installed
+        restore_defaults()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt()
+        signal.raise_signal(signum)
+        return
     if _state["signal"] is not None:
         hard_exit(_state["signal"])
     _state["signal"] = signum
@@ -61,26 +103,30 @@ def _handler(signum: int, frame: Any) -> None:
 def _excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     """An interrupt that escapes ``run`` (it landed in an import's C code, or after ``run`` returned) still
     ends with one line and 130/143, not a traceback or death by signal."""
-    if issubclass(kind, KeyboardInterrupt):
+    if issubclass(kind, KeyboardInterrupt) and _ours():
         hard_exit(_state["signal"] if _state["signal"] is not None else signal.SIGINT)
     sys.__excepthook__(kind, value, tb)
 
 
 def _unraisable(info: Any) -> None:
-    if isinstance(info.exc_value, KeyboardInterrupt):
+    if isinstance(info.exc_value, KeyboardInterrupt) and _ours():
         hard_exit(_state["signal"])
     sys.__unraisablehook__(info)
 
 
 def install(prog: str) -> None:
     """Install the handlers for command ``prog`` and forget earlier signals (main thread only; elsewhere,
-    e.g. in worker threads, a no-op)."""
+    e.g. in worker threads, a no-op). Children forked later get Python's defaults back (:func:`restore_defaults`)."""
     _state.update(prog=prog, signal=None)
     try:
         signal.signal(signal.SIGINT, _handler)
         signal.signal(signal.SIGTERM, _handler)
     except ValueError:  # not the main thread
         return
+    _state["pid"] = os.getpid()
+    if not _state["fork_hook"]:
+        os.register_at_fork(after_in_child=restore_defaults)
+        _state["fork_hook"] = True
     sys.unraisablehook = _unraisable
     sys.excepthook = _excepthook
 
