@@ -143,6 +143,33 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             _remove(p)
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "spos-", beside: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Yield a new folder for intermediate files; it is removed when the block ends, however it ends.
+
+    Unlike ``tempfile.TemporaryDirectory`` it is also removed on an exit that runs no ``finally`` block (an
+    interrupt landing in a destructor, a second Ctrl-C: :func:`remove_live_staging`), so a killed int8 export
+    leaves no intermediate models in the temporary folder. With ``beside`` (a file about to be written) the
+    folder is made next to that file and named like its staging entries, so that a later write of the same
+    file removes it if a SIGKILL left it; otherwise it lives in the system's temporary folder, named
+    ``prefix...``.
+    """
+    tmp = None
+    try:
+        if beside is None:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        else:
+            target = Path(beside)
+            _prepare_parent(target)
+            tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        _LIVE.add(tmp)
+        yield tmp
+    finally:
+        _LIVE.discard(tmp)
+        if tmp is not None:
+            _remove(tmp)
+
+
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
 
@@ -173,27 +200,39 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike[str], prog: str) -> Iterator[Path]:
+def output_lock(
+    folder: str | os.PathLike[str], prog: str, *, name: str = LOCK_NAME, busy_ok: bool = False
+) -> Iterator[Path | None]:
     """Hold an exclusive lock on an output folder for the life of a long job.
 
     A second job writing into the same folder is refused with a one-line error instead of mixing its
     results with the first one's. The lock is an ``flock`` on ``folder/.lock``: the kernel drops it when
     its process dies, so a killed run never leaves a stale lock behind.
+
+    ``name``: lock ``folder/NAME`` instead, a lock of its own beside the folder's output lock (a claim on a
+    folder that a job locking the folder itself then writes). ``busy_ok``: a lock another holder has yields
+    ``None`` instead of raising, for a caller that leaves the folder to that holder.
     """
     import fcntl
 
     d = Path(folder)
     if d.exists() and not d.is_dir():
         raise BadInputError(f"{d}: is a file, expected an output folder")
-    _prepare_parent(d / LOCK_NAME)
-    path = d / LOCK_NAME
+    path = d / name
+    _prepare_parent(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
+            held = False
+        if not held:
+            if busy_ok:
+                yield None
+                return
             owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise BadInputError(f"{d}: in use by {owner}; wait for it to finish or choose another output") from None
+            raise BadInputError(f"{d}: in use by {owner}; wait for it to finish or choose another output")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{prog} (pid {os.getpid()})\n".encode(), 0)
         yield path

@@ -1,16 +1,26 @@
 """Generated bad inputs for every command: exit 2, one line naming the problem, no traceback, nothing left.
 
-Families (issue 13): malformed and mutated model.json files, nonsense option values, corrupt weights,
-data and table files, bad run folders. Each case runs the command in-process (``main(argv)``) in a fresh
-folder and compares the folder's contents before and after.
+Families: malformed and mutated model.json files, nonsense option values, corrupt weights, data and table
+files, bad run folders, OpenVINO IRs cut short or without weights, an unknown
+``--auto-runtimes`` name, ``--precision bf16`` on a CPU without native bf16 (simulated through
+``SPOS_CPU_CAPABILITIES``), and a kill while NNCF quantizes. Each case runs the command in-process
+(``main(argv)``) in a fresh folder and compares the folder's contents before and after; the OpenVINO ones also
+run as a user runs them, in a fresh interpreter, where a library's child process could add its own traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +30,7 @@ import pytest
 
 from spos_deploy.model_spec import BUILTINS
 
-from .conftest import COMMAND_MODULES
+from .conftest import COMMAND_MODULES, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = COMMAND_MODULES
@@ -35,6 +45,8 @@ class Case:
     argv: Callable[[Path], list[str]]  # given the case's folder (files made by ``setup`` live there)
     setup: Callable[[Path], None] | None = None
     needle: str | None = None  # a word the message must contain (the field, flag or file)
+    env: dict[str, str] | None = None  # environment of the run (a simulated CPU)
+    needs: str | None = None  # an optional package the command needs to get as far as the bad input
 
 
 # ---- model.json -----------------------------------------------------------------------------------------------
@@ -394,7 +406,92 @@ def _file_cases() -> list[Case]:
     return cases
 
 
-CASES = _model_cases() + _option_cases() + _file_cases()
+# ---- OpenVINO: IRs, --auto-runtimes, bf16 on a CPU without it ---------------------------------------------------
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+HAS_NNCF = importlib.util.find_spec("nncf") is not None
+NO_BF16 = {"SPOS_CPU_CAPABILITIES": "FP32,INT8"}
+"""What OpenVINO lists on a CPU without native bf16 (AVX2/AVX-512 without BF16 or AMX)."""
+
+_IR: dict[str, bytes] = {}
+
+
+def _ir() -> dict[str, bytes]:
+    """The .xml and .bin of the tiny model's IR (random weights), made once."""
+    if not _IR:
+        import tempfile
+
+        from spos_deploy.deploy.onnx import export_onnx
+        from spos_deploy.deploy.openvino import write_ir
+        from spos_deploy.deploy.transforms import merge_bn
+        from spos_deploy.model_spec import spec_from_dict
+        from spos_deploy.nets.network import build_subnet
+
+        with tempfile.TemporaryDirectory() as t:
+            net = merge_bn(build_subnet(spec_from_dict(dict(TINY_MODEL), "tiny"), seed=0))
+            xml = write_ir(export_onnx(net, Path(t) / "m.onnx"), Path(t) / "m.xml")
+            _IR.update(xml=xml.read_bytes(), bin=xml.with_suffix(".bin").read_bytes())
+    return _IR
+
+
+def _ir_files(
+    xml: Callable[[bytes], bytes] = bytes, weights: Callable[[bytes], bytes] | None = bytes
+) -> Callable[[Path], None]:
+    """A setup writing model.xml and model.bin from the tiny IR, each passed through a damage function
+    (``weights`` None: no model.bin at all)."""
+
+    def make(d: Path) -> None:
+        (d / "model.xml").write_bytes(xml(_ir()["xml"]))
+        if weights is not None:
+            (d / "model.bin").write_bytes(weights(_ir()["bin"]))
+
+    return make
+
+
+def _openvino_cases() -> list[Case]:
+    bench = ["model.xml", "--repeats", "2", "--warmup", "0"]
+    ir = [
+        ("xml-truncated", _ir_files(xml=lambda b: b[: len(b) // 2]), "model.xml"),
+        ("xml-empty", _ir_files(xml=lambda b: b""), "model.xml"),
+        ("xml-junk", _ir_files(xml=lambda b: b"\x00\xffnot an IR" * 20), "model.xml"),
+        ("bin-short", _ir_files(weights=lambda b: b[:1000]), "model.bin"),
+        ("bin-empty", _ir_files(weights=lambda b: b""), "model.bin"),
+        ("bin-missing", _ir_files(weights=None), "model.bin"),
+    ]
+    cases = [
+        Case(f"bench-ir-{k}", "spos-bench", lambda d: bench, setup, needle, None, "openvino") for k, setup, needle in ir
+    ]
+    cases.append(  # not ONNX: OpenVINO is not left to offer it to its other readers (TensorFlow's prints)
+        Case(
+            "bench-onnx-junk-openvino",
+            "spos-bench",
+            lambda d: ["m.onnx", "--runtime", "openvino", "--repeats", "2"],
+            _bytes("m.onnx", b"\x00\xffjunk" * 50),
+            "m.onnx",
+            None,
+            "openvino",
+        )
+    )
+    auto = ["oneshot-s+", "--random-init", "-o", "out", "--target", "auto", "--auto-runtimes"]
+    cases += [
+        Case("export-auto-runtimes-unknown", "spos-export", lambda d: [*auto, "tensorrt"], None, "--auto-runtimes"),
+        Case("export-auto-runtimes-one-unknown", "spos-export", lambda d: [*auto, "openvino", "tvm"], None, "tvm"),
+    ]
+    # bf16 where the CPU has none: refused before anything is built or written, naming the missing BF16
+    profile = "oneshot-s+ --table none --measure cpu --runtime openvino --precision bf16".split()
+    lut = "build --kind latency --runtime openvino-cpu --precision bf16 -o t.json".split()
+    bf16 = [
+        ("bench", "spos-bench", lambda d: [*bench, "--runtime", "openvino", "--precision", "bf16"], _ir_files()),
+        ("profile", "spos-profile", lambda d: profile, None),
+        ("lut", "spos-lut", lambda d: lut, None),
+    ]
+    cases += [
+        Case(f"{k}-bf16-not-native", prog, argv, setup, "no BF16", NO_BF16, "openvino") for k, prog, argv, setup in bf16
+    ]
+    return cases
+
+
+CASES = _model_cases() + _option_cases() + _file_cases() + _openvino_cases()
 
 
 def _tree(d: Path) -> list[str]:
@@ -403,6 +500,10 @@ def _tree(d: Path) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
+    if case.needs is not None and importlib.util.find_spec(case.needs) is None:
+        pytest.skip(f"{case.needs} is not installed")
+    for key, value in (case.env or {}).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     if case.setup is not None:
         case.setup(tmp_path)
@@ -422,3 +523,146 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
 
 def test_enough_cases():
     assert len(CASES) >= 200
+
+
+OV_USER_CASES = [c for c in CASES if c.needs == "openvino" or c.id.startswith("export-auto-runtimes")]
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not installed")
+@pytest.mark.parametrize("case", OV_USER_CASES, ids=[c.id for c in OV_USER_CASES])
+def test_openvino_bad_input_from_the_shell(case: Case, tmp_path):
+    """The same cases as a user meets them, each in a fresh interpreter: what OpenVINO's telemetry or another
+    child process prints, and the exit of the whole process, are part of what the user sees."""
+    if case.setup is not None:
+        case.setup(tmp_path)
+    before = _tree(tmp_path)
+    env = {**os.environ, **(case.env or {})}
+    env.pop("SPOS_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", MODULES[case.prog], *case.argv(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip() and not ln.startswith(LOG_PREFIXES)]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == "", proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{case.prog}: error:"), proc.stderr
+    assert case.needle.lower().lstrip("-") in lines[0].lower(), lines[0]
+    assert _tree(tmp_path) == before, "the failed command left files behind"
+
+
+# ---- a kill while NNCF quantizes ---------------------------------------------------------------------------------
+
+QUANTIZING = "NNCF quantization"
+"""The log line ``quantize_for_openvino`` writes as NNCF starts: quantization stages no file when it starts, so
+this line is the one reliable sign that the kill lands in it (conftest's ``interrupt_when`` waits for a file)."""
+
+
+def _int8_export_argv(folder: Path) -> list[str]:
+    """An OpenVINO int8 export of the tiny model that takes seconds: 8 calibration and 8 check images."""
+    (folder / "model.json").write_text(json.dumps(TINY_MODEL))
+    return [
+        *("model.json", "--random-init", "-o", "out", "--format", "openvino", "--int8", "--no-bench"),
+        *("--calib", "fashion-mnist:train", "--calib-count", "8", "--eval", "fashion-mnist:test", "--eval-count", "8"),
+    ]
+
+
+def _export_env(folder: Path) -> dict[str, str]:
+    """The environment of a run: ``TMPDIR`` inside the test's folder, so that the export's temporary work folder
+    (the intermediate ONNX files NNCF reads and writes) is checked for leftovers too."""
+    (folder / "tmp").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "SPOS_DEBUG"}
+    return {**env, "TMPDIR": str(folder / "tmp")}
+
+
+def _interrupt_at_line(argv: list[str], folder: Path, marker: str, sig: int, delay: float = 0.3) -> tuple[int, str]:
+    """Run ``spos-export argv`` in ``folder``, send ``sig`` ``delay`` seconds after its stderr shows ``marker``;
+    returns the exit status and the whole stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", MODULES["spos-export"], *argv],
+        cwd=folder,
+        env=_export_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if marker in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not seen.is_set() and proc.poll() is None and time.monotonic() < deadline:
+        seen.wait(0.05)
+    if not seen.is_set():
+        proc.kill()
+        proc.wait()
+        reader.join(10)
+        pytest.fail(f"no {marker!r} line before the export ended: {''.join(lines)}")
+    time.sleep(delay)
+    proc.send_signal(sig)
+    try:
+        status = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    reader.join(10)
+    return status, "".join(lines)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Staging entries of the atomic writers (``.NAME.spos-tmp-PID-...``) and the export's temporary work
+    folders, anywhere under ``folder``."""
+    from spos_deploy.atomic import STAGING_TAG
+
+    return sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*") if STAGING_TAG in p.name or "spos-export-onnx" in p.name
+    )
+
+
+@pytest.mark.skipif(not (HAS_OPENVINO and HAS_NNCF), reason="OpenVINO and NNCF are not installed")
+def test_kill_during_nncf_quantization(tmp_path):
+    argv = _int8_export_argv(tmp_path)
+    # two delays: a signal soon after the line often lands in a destructor inside NNCF (networkx graphs), where
+    # the process must end at once (signals.hard_exit, no ``finally``); a later one unwinds as an exception
+    for sig, status, word, delay in [
+        (signal.SIGINT, 130, "interrupted", 0.1),
+        (signal.SIGTERM, 143, "terminated", 0.4),
+    ]:
+        got, err = _interrupt_at_line(argv, tmp_path, QUANTIZING, sig, delay)
+        lines = [ln for ln in err.strip().splitlines() if not ln.startswith(LOG_PREFIXES)]
+        assert got == status and lines == [f"spos-export: {word}"], err
+        assert "Traceback" not in err, err
+        assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == [], _leftovers(tmp_path)
+    # the same export again, to the end: complete, valid, and nothing staged is left anywhere
+    proc = subprocess.run(
+        [sys.executable, "-m", MODULES["spos-export"], *argv, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_export_env(tmp_path),
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert _leftovers(tmp_path) == [] and sorted(os.listdir(tmp_path / "tmp")) == []
+    out = tmp_path / "out"
+    files = ["model.bin", "model.int8.bin", "model.int8.xml", "model.json", "model.xml", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == files
+    report = json.loads((out / "report.json").read_text())
+    assert report == json.loads(proc.stdout) and all(c["passed"] for c in report["checks"])
+    assert {f["name"]: f["bytes"] for f in report["files"].values()} == {
+        n: (out / n).stat().st_size for n in ("model.xml", "model.bin", "model.int8.xml", "model.int8.bin")
+    }
+    from spos_deploy.runtime.openvino import ov_compile
+
+    int8 = ov_compile(out / "model.int8.xml", "int8")
+    assert int8.int8_layers == report["int8"]["int8_layers"] > 0
+    assert ov_compile(out / "model.xml", "fp32").int8_layers == 0

@@ -13,12 +13,12 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from spos_deploy.atomic import atomic_path
+from spos_deploy.atomic import atomic_path, scratch_dir
 from spos_deploy.deploy.choices import MIN_CALIBRATION_IMAGES
 from spos_deploy.errors import BadInputError, short_message
 from spos_deploy.runtime.openvino import require_openvino
@@ -50,9 +50,8 @@ def write_ir(onnx_path: str | Path, xml_path: str | Path, static_shape: tuple[in
             model.reshape({model.inputs[0].get_any_name(): list(static_shape)})
     except Exception as e:  # noqa: BLE001 - OpenVINO's converter raises plain RuntimeErrors
         raise BadInputError(f"{onnx_path}: OpenVINO cannot convert it: {short_message(e)}") from None
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{xml_path.name}.spos-tmp-", dir=xml_path.parent) as tmp:
-        staged = Path(tmp) / xml_path.name
+    with scratch_dir(beside=xml_path) as tmp:  # removed even by an exit that skips ``finally`` blocks
+        staged = tmp / xml_path.name
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))  # the weights first: an .xml
         os.replace(staged, xml_path)  # never points at a missing or older .bin
@@ -75,7 +74,13 @@ def quantize_for_openvino(
     name = model.graph.input[0].name
     data = nncf.Dataset([{name: np.ascontiguousarray(images[i : i + 1], np.float32)} for i in range(len(images))])
     mode = nncf.QuantizationPreset.PERFORMANCE if preset == "performance" else nncf.QuantizationPreset.MIXED
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    # the longest step of an int8 export, and silent (NNCF's output is muted below): say that it started
+    log.info("int8 for OpenVINO: NNCF quantization (%s preset) on %d calibration images", preset, len(images))
+    # NNCF draws its progress bars on stdout and warns (numpy RuntimeWarnings) on stderr: both are muted, but
+    # sys.stderr is never swapped, since an interrupt that must end the process at once (one landing in a
+    # destructor) writes its one line to sys.stderr, and a swapped-in buffer would swallow it
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         quantized = nncf.quantize(model, data, subset_size=len(images), preset=mode)
     out_onnx = Path(out_onnx)
     with atomic_path(out_onnx) as tmp:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import mxnet as mx
 import numpy as np
 
-from spos_deploy.atomic import atomic_dir
+from spos_deploy.atomic import atomic_dir, scratch_dir
 from spos_deploy.counting.graph import symbol_from_block
 from spos_deploy.counting.profile import Profile, profile_spec, profile_symbol
 from spos_deploy.data.images import LabelledImages, load_images
@@ -378,8 +377,8 @@ def _export_openvino(job: _Job, tmp: Path) -> dict[str, Path]:
 
     opts, report = job.opts, job.report
     shape = None if opts.static_batch is None else (opts.static_batch, 3, job.size, job.size)
-    with tempfile.TemporaryDirectory(prefix="spos-export-onnx-") as work:
-        onnx_fp32 = _write_onnx(job, Path(work) / "model.onnx")
+    with scratch_dir("spos-export-onnx-") as work:  # also removed by an interrupt that skips ``finally``
+        onnx_fp32 = _write_onnx(job, work / "model.onnx")
         ort_fp32 = ort_logits(ort_session(onnx_fp32), job.images)
         parity = compare_outputs(ort_fp32, job.deployed_logits, PARITY_RTOL)
         report.checks.append(_check("onnxruntime fp32 (intermediate ONNX) vs MXNet", parity))

@@ -8,13 +8,17 @@ to compile an fp32 model in bfloat16, which changes the outputs by about 1e-2 re
 sets ``INFERENCE_PRECISION_HINT=f32``, ``bf16`` asks for bfloat16 only where the CPU runs it natively, and
 ``int8`` needs a quantized model (its unquantized parts run in f32). What was compiled is read back from the
 compiled model and its runtime graph (:class:`OvCompiled`), so a report states it instead of assuming it.
+Whether the CPU has native bf16 comes from the plugin's capability list; ``SPOS_CPU_CAPABILITIES=FP32,INT8``
+replaces that list, to see what would be refused or shipped on a CPU without bf16 (:data:`CAPABILITIES_ENV`).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,8 @@ from spos_deploy.errors import BadInputError, short_message
 if TYPE_CHECKING:
     import openvino as ov
 
+log = logging.getLogger(__name__)
+
 PRECISIONS = ("fp32", "bf16", "int8")
 HINTS = ("latency", "throughput")
 INSTALL_HINT = "pip install 'spos-deploy[openvino]' (openvino==2026.4.1)"
@@ -34,6 +40,10 @@ _PRECISION_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what i
 _COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Deconvolution")
 _QUANT_OPS = ("FakeQuantize", "FakeConvert")
 _LOW_PRECISIONS = ("i8", "u8")
+CAPABILITIES_ENV = "SPOS_CPU_CAPABILITIES"
+"""Replaces the CPU plugin's ``OPTIMIZATION_CAPABILITIES`` (comma- or space-separated, e.g. ``FP32,INT8``): what
+a command would choose or refuse on a CPU without native bf16 can then be seen, and tested, on one with it. It
+only changes what this package decides; it cannot give OpenVINO a capability the CPU lacks."""
 
 
 def available() -> bool:
@@ -63,8 +73,23 @@ def version() -> str:
 
 
 def cpu_capabilities() -> list[str]:
-    """What OpenVINO's CPU plugin says this CPU runs natively (``FP32``, ``BF16``, ``INT8``, ...)."""
+    """What OpenVINO's CPU plugin says this CPU runs natively (``FP32``, ``BF16``, ``INT8``, ...), or the list
+    in ``SPOS_CPU_CAPABILITIES`` where that is set (:data:`CAPABILITIES_ENV`)."""
+    override = os.environ.get(CAPABILITIES_ENV)
+    if override is not None:
+        caps = [c.upper() for c in re.split(r"[,\s]+", override) if c]
+        _note_override(tuple(caps))
+        return caps
     return [str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+@functools.cache
+def _note_override(caps: tuple[str, ...]) -> None:
+    """Say once per list that the capabilities are simulated: a report made under it must not pass for this
+    CPU's own."""
+    log.warning(
+        "%s: CPU capabilities taken as %s, not as OpenVINO reports them", CAPABILITIES_ENV, ", ".join(caps) or "none"
+    )
 
 
 def native_bf16() -> bool:
@@ -76,12 +101,20 @@ def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise BadInputError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and not native_bf16():
-        raise BadInputError("--precision bf16: this CPU has no native bf16 (OpenVINO lists no BF16); use fp32 or int8")
+        source = CAPABILITIES_ENV if CAPABILITIES_ENV in os.environ else "OpenVINO"
+        caps = ", ".join(c for c in cpu_capabilities() if c != "BF16") or "nothing"
+        raise BadInputError(
+            f"--precision bf16: this CPU has no native bf16 ({source} lists {caps}; no BF16); use fp32 or int8"
+        )
 
 
 def read_model(model: str | os.PathLike[str] | ov.Model, label: str | None = None) -> ov.Model:
     """An ``ov.Model`` from an ONNX file or an IR (.xml beside its .bin); a file OpenVINO cannot read is one
-    line naming it."""
+    line naming it.
+
+    OpenVINO is told which reader to use: left to guess, it offers a file that its ONNX or IR reader refuses to
+    every other one it has, and its TensorFlow reader writes its parse errors straight to stderr, lines that
+    no ``try`` here can catch."""
     ov = require_openvino()
     if isinstance(model, ov.Model):
         return model
@@ -89,12 +122,54 @@ def read_model(model: str | os.PathLike[str] | ov.Model, label: str | None = Non
     label = label or str(path)
     if not path.is_file():
         raise BadInputError(f"{label}: no such file")
-    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
-        raise BadInputError(f"{label}: its weights {path.with_suffix('.bin').name} are missing beside it")
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise BadInputError(f"{label}: its weights {weights.name} are missing beside it")
+        args = [str(path), str(weights)]  # with the weights named, only the IR reader is asked
+    else:
+        if suffix == ".onnx" and not _frontend("onnx").supported(str(path)):
+            raise BadInputError(f"{label}: not an ONNX model (OpenVINO's ONNX reader cannot parse it)")
+        args = [str(path)]
     try:
-        return core().read_model(str(path))
+        return core().read_model(*args)
     except Exception as e:  # noqa: BLE001 - OpenVINO raises plain RuntimeError subclasses from C++
+        if suffix == ".xml":
+            if not _frontend("ir").supported(str(path)):
+                raise BadInputError(f"{label}: OpenVINO cannot read it: not an IR (no <net> document in it)") from None
+            _check_ir_weights(path, label)
         raise BadInputError(f"{label}: OpenVINO cannot read it: {short_message(e)}") from None
+
+
+def _frontend(framework: str) -> Any:
+    """OpenVINO's reader for ``framework`` (``onnx``, ``ir``): asked directly whether it can read a file."""
+    return require_openvino().frontend.FrontEndManager().load_by_framework(framework)
+
+
+_DATA_TAG = re.compile(r"<data\b[^>]*>")
+_ATTR = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _check_ir_weights(xml: Path, label: str) -> None:
+    """After OpenVINO failed to read an IR: if its ``.bin`` is shorter than the constants in the ``.xml``
+    reach, say that, naming the ``.bin`` (OpenVINO's own message quotes a C++ check instead)."""
+    weights = xml.with_suffix(".bin")
+    try:
+        text = xml.read_text(errors="replace")
+        have = weights.stat().st_size
+    except OSError:
+        return
+    need = 0
+    for tag in _DATA_TAG.finditer(text):
+        attrs = dict(_ATTR.findall(tag.group(0)))
+        if attrs.get("offset", "").isdigit() and attrs.get("size", "").isdigit():
+            need = max(need, int(attrs["offset"]) + int(attrs["size"]))
+    if have < need:
+        raise BadInputError(
+            f"{label}: OpenVINO cannot read it: its weights {weights.name} are too short ({have} bytes, the IR "
+            f"reads {need}): truncated, or from another model"
+        )
 
 
 def is_quantized(model: ov.Model) -> bool:
