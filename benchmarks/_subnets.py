@@ -1,4 +1,4 @@
-"""What ``supernet_ranking.py`` and ``search_quality.py`` share: the small space, the one stand-alone training
+"""What ``supernet_ranking`` and ``search_quality`` share: the small space, the one stand-alone training
 recipe with its run-folder cache, the supernet and latency table they start from, and small utilities.
 
 The stand-alone cache is keyed by recipe and architecture (``runs/subnets/<recipe>/<arch>/``), so an
@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -27,16 +24,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from spos_deploy.atomic import write_json  # noqa: E402
-from spos_deploy.errors import BadInputError  # noqa: E402
-from spos_deploy.model_spec import ModelSpec  # noqa: E402
-from spos_deploy.space import SPACES  # noqa: E402
+from benchmarks.record import ROOT
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.space import SPACES
+from spos_deploy.studies import claimed
 
 SPACE = SPACES["small"]
-RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs"
 SUBNET_CACHE = RUNS / "subnets"
 TABLE_NAME = "latency_small_int8.json"
@@ -52,12 +47,6 @@ def setup_logging() -> None:
     handler.addFilter(lambda r: "already been marked for quantization" not in r.getMessage())  # int8 export noise
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
-
-
-def command_line(argv: list[str] | None = None, script: str = "") -> str:
-    """The exact command that produced a result (recorded with it): this process's, or ``script`` with ``argv``
-    when a caller passed its own arguments to a benchmark's ``main``."""
-    return "python " + shlex.join(sys.argv if argv is None else [script, *argv])
 
 
 def fail(message: str) -> None:
@@ -238,59 +227,6 @@ def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[
     return result
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``--shard K/N`` as ``(K, N)``; a malformed value ends the run with one line."""
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        fail(f"--shard {text}: expected K/N, for example 0/2")
-    if not 0 <= k < n:
-        fail(f"--shard {text}: K must be in 0..N-1")
-    return k, n
-
-
-CLAIM = ".claimed"
-
-
-def _take_claim(lock: Path) -> int | None:
-    """Lock ``lock`` (flock, exclusive, not waiting) and return its descriptor, or None when another process
-    holds it. The kernel drops the lock when its holder dies, however it dies, so a crashed run's claim is free
-    without anyone judging it stale (two processes taking over one dead claim cannot both win). A lock won on a
-    file its holder unlinked meanwhile is no claim: then the new file is tried."""
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())  # who trains it, for people
-            return fd
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def claimed(folder: Path) -> Iterator[bool]:
-    """Yields whether this process may train ``folder``: True when no other live process has claimed it. The
-    claim (``folder/.claimed``) lets several invocations train one list side by side without training a run
-    twice; it is removed when the block ends, however it ends."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / CLAIM
-    fd = _take_claim(lock)
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            lock.unlink(missing_ok=True)  # before the lock goes, so whoever waits on this file sees it is gone
-            os.close(fd)
-
-
 def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bool = True) -> dict[str, dict[str, Any]]:
     """Every architecture trained (cached ones skipped); logs progress, since this is the long step. Runs that
     another invocation is training are left to it: with ``wait`` their results are awaited (and a run whose
@@ -317,30 +253,6 @@ def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bo
             time.sleep(30)
         pending = deferred if wait else []
     return out
-
-
-def separability(means: Sequence[float], noise_std: float | None, seeds: int) -> dict[str, float] | None:
-    """How far apart the architectures are beyond the seed noise of the stand-alone recipe.
-
-    ``means``: each architecture's top-1 averaged over ``seeds`` trainings; ``noise_std``: the std of one
-    training across seeds. The variance of the means is the architectures' own variance plus noise_std^2 / seeds:
-    ``f_ratio`` is their ratio to the noise part alone (about 1 when the architectures do not differ), and
-    ``reliability`` the architectures' share of it. Against means this noisy even a perfect proxy correlates at
-    most sqrt(reliability), which for normal errors caps Kendall's tau at 2/pi arcsin(sqrt(reliability)):
-    ``tau_ceiling``, the tau the measurement can show at all.
-    """
-    if noise_std is None or len(means) < 2 or noise_std <= 0:
-        return None
-    var_means = float(np.var(means, ddof=1))
-    noise_var = noise_std**2 / seeds
-    own = max(0.0, var_means - noise_var)
-    reliability = own / var_means if var_means > 0 else 0.0
-    return {
-        "architecture_std": float(np.sqrt(own)),
-        "f_ratio": var_means / noise_var,
-        "reliability": reliability,
-        "tau_ceiling": float(2 / np.pi * np.arcsin(np.sqrt(reliability))),
-    }
 
 
 def separability_text(sep: dict[str, float] | None, seeds: int) -> str:

@@ -10,17 +10,16 @@ over all rounds), with the busy-machine probe around the whole measurement. Thro
 (x4 for int8, x2 for bf16).
 
 Accuracy of the reduced-precision forms on labelled real data: OneShot-S+ has no trained weights here,
-so a small-space model trained on Fashion-MNIST (the stand-alone recipe of benchmarks/_subnets.py) is
+so a small-space model trained on Fashion-MNIST (the stand-alone recipe of ``benchmarks._subnets``) is
 exported in each form and scored on the 10,000 test images against its fp32 form (target: within 0.5
 points).
 
-    python benchmarks/deploy_latency.py [--rounds 15] [--per-round 20] [--threads 2] [--no-auto]
+    python -m benchmarks.deploy_latency [--rounds 15] [--per-round 20] [--threads 2] [--no-auto]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -34,16 +33,14 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.record import ROOT, Provenance, provenance, results_dir, write_record
+from spos_deploy.counting.profile import profile_spec
+from spos_deploy.data.images import imagenet_samples
+from spos_deploy.machine import has_vnni
+from spos_deploy.model_spec import load_spec
+from spos_deploy.runtime.timing import summarize
 
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.counting.profile import profile_spec  # noqa: E402
-from spos_deploy.data.images import imagenet_samples  # noqa: E402
-from spos_deploy.machine import has_vnni, machine_record  # noqa: E402
-from spos_deploy.model_spec import load_spec  # noqa: E402
-from spos_deploy.runtime.timing import summarize  # noqa: E402
+STUDY = "deploy_latency"
 
 SEED_ROW = "MXNet fp32, BN + reshape shuffle (seed setup)"
 PEER_ROW = "OpenVINO default settings, our fp32 ONNX (HardSigmoid*x)"
@@ -214,8 +211,7 @@ def interleaved(rows: dict[str, dict[str, Any]], rounds: int, per_round: int, wa
 # ---- accuracy on labelled data -------------------------------------------------------------------------------
 def accuracy_rows(threads: int, limit: int) -> list[dict[str, Any]]:
     """Top-1 on Fashion-MNIST test of one trained small-space model in every reduced-precision form."""
-    from _subnets import Recipe, spec_of, train_standalone
-
+    from benchmarks._subnets import Recipe, spec_of, train_standalone
     from spos_deploy.data.images import load_images
     from spos_deploy.deploy.onnx import export_onnx, rewrite_hswish
     from spos_deploy.deploy.openvino import quantize_for_openvino
@@ -350,7 +346,7 @@ def targets_of(records: list[dict], accuracy: list[dict]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--per-round", type=int, default=20)
@@ -359,13 +355,13 @@ def main() -> None:
     ap.add_argument("--throughput-batches", type=int, nargs="*", default=[8, 32])
     ap.add_argument("--accuracy-images", type=int, default=10000)
     ap.add_argument("--no-auto", action="store_true", help="skip the spos-export --target auto row")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    ap.add_argument("--out", default=str(results_dir(STUDY)))
+    return ap.parse_args(argv)
 
+
+def measure(args: argparse.Namespace, flops: float, gemm: float) -> dict[str, Any]:
+    """Every row at batch 1 (interleaved, with the load probe around them) and the throughput batches."""
     calib = imagenet_samples(224).images
-    flops = 2 * profile_spec(load_spec("oneshot-s+")).flops  # multiply-accumulates -> floating-point operations
-    gemm = gemm_flops_per_s()
     with tempfile.TemporaryDirectory() as tmp:
         forms = Forms(Path(tmp), calib)
         rows = latency_runners(forms, args.threads, 1, mxnet=True)
@@ -380,8 +376,18 @@ def main() -> None:
             bt = interleaved(brows, max(3, args.rounds // 3), max(3, args.per_round // b * 2), 3)
             per_batch[b] = stats_rows(brows, bt, b, flops, gemm)
             per_batch[b][0]["load"] = bt["load"]
+    return {"records": records, "load": timed["load"], "per_batch": per_batch, "auto": auto}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    flops = 2 * profile_spec(load_spec("oneshot-s+")).flops  # multiply-accumulates -> floating-point operations
+    gemm = gemm_flops_per_s()
+    timed = measure(args, flops, gemm)
     accuracy = accuracy_rows(args.threads, args.accuracy_images)
-    write_results(args, records, timed["load"], per_batch, accuracy, auto, flops, gemm)
+    prov = provenance(STUDY, argv)
+    write_results(args, prov, timed["records"], timed["load"], timed["per_batch"], accuracy, timed["auto"], flops, gemm)
 
 
 def _auto_row(auto: tuple[str, dict[str, Any]], threads: int) -> dict[str, dict[str, Any]]:
@@ -404,7 +410,17 @@ def _auto_row(auto: tuple[str, dict[str, Any]], threads: int) -> dict[str, dict[
     }
 
 
-def write_results(args, records, load_rec, per_batch, accuracy, auto, flops, gemm) -> None:
+def write_results(
+    args: argparse.Namespace,
+    prov: Provenance,
+    records: list[dict],
+    load_rec: dict[str, Any],
+    per_batch: dict[int, list[dict]],
+    accuracy: list[dict],
+    auto: tuple[str, dict[str, Any]] | None,
+    flops: float,
+    gemm: float,
+) -> None:
     seed = next(r for r in records if r["row"] == SEED_ROW)["p50_ms"]
     peer = next(r for r in records if r["row"] == PEER_ROW)["p50_ms"]
     lat = latency_table(records, seed, peer)
@@ -416,11 +432,9 @@ def write_results(args, records, load_rec, per_batch, accuracy, auto, flops, gem
         disable_numparse=True,
     )
     targets = targets_of(records, accuracy[1:])
-    m = machine_record()
+    m = prov.machine
     result = {
         "benchmark": "deploy_latency",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": m,
         "vnni": has_vnni(),
         "threads": args.threads,
         "model": "oneshot-s+ 224 (random weights; latency does not depend on them)",
@@ -428,7 +442,6 @@ def write_results(args, records, load_rec, per_batch, accuracy, auto, flops, gem
         "gemm_fp32_flops_per_s": gemm,
         "rounds": args.rounds,
         "per_round": args.per_round,
-        "load": load_rec,
         "rows": records,
         "throughput": {str(b): v for b, v in per_batch.items()},
         "accuracy": accuracy,
@@ -436,28 +449,20 @@ def write_results(args, records, load_rec, per_batch, accuracy, auto, flops, gem
         "targets": targets,
     }
     print(lat, "\n\n", thr, "\n\n", acc, f"\n\ntargets: {targets}\nload: {load_rec}")
-    out = Path(args.out)
-    write_json(out / "deploy_latency_cpu.json", result)
-    busy = load_rec.get("warning")
     versions = ", ".join(f"{k} {m[k]}" for k in ("mxnet", "onnxruntime", "openvino") if k in m)
-    command = f"python benchmarks/deploy_latency.py --rounds {args.rounds} --per-round {args.per_round}"
-    from spos_deploy.runtime.load import summary_line
-
     header = (
-        f"# Deployment latency, OneShot-S+ 224x224 (cpu)\n\n{result['date']} on {m['cpu']} ({m['usable_cores']} "
-        f"cores, flags {', '.join(m['cpu_flags'])}); {versions}; {args.threads} threads. All rows timed in the same "
-        f"{args.rounds} interleaved rounds of {args.per_round} calls after {args.warmup} warm-up calls each. "
-        f"Machine during the run: {summary_line(load_rec)}{' -- WARNING: ' + busy if busy else ''}.\n\n"
+        f"# Deployment latency, OneShot-S+ 224x224 (cpu)\n\n{prov.where}, flags {', '.join(m['cpu_flags'])}; "
+        f"{versions}; {args.threads} threads. All rows timed in the same {args.rounds} interleaved rounds of "
+        f"{args.per_round} calls after {args.warmup} warm-up calls each.\n\n"
     )
     targets_md = "\n".join(f"- {k}: **{v}**" for k, v in targets.items())
-    write_text(
-        out / "deploy_latency_cpu.md",
+    text = (
         f"{header}## Batch 1\n\n{lat}\n\n'precision run' is what the runtime executed (OpenVINO's default is read "
         f"back from the compiled model). Compute floor: {flops / 1e6:.0f} MFLOP over the measured fp32 GEMM rate "
         f"{gemm / 1e9:.1f} GFLOP/s (x2 bf16, x4 int8).\n\n## Throughput\n\n{thr}\n\n"
-        f"## Accuracy of the reduced-precision forms (labelled real data)\n\n{acc}\n\n"
-        f"## Targets\n\n{targets_md}\n\n    {command} --threads {args.threads}\n",
+        f"## Accuracy of the reduced-precision forms (labelled real data)\n\n{acc}\n\n## Targets\n\n{targets_md}\n"
     )
+    write_record(STUDY, "deploy_latency_cpu", result, text, folder=args.out, prov=prov, load=load_rec)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ Steps (each one a documented spos-* command, run as a subprocess and timed):
 
 Then a summary table: accuracy fp32 and int8, FLOPs, params, MicroNet score, predicted and measured latency.
 
-    python benchmarks/end_to_end_fashion_mnist.py [--out runs/e2e] [--supernet-epochs 4] ...
+    python -m benchmarks.end_to_end_fashion_mnist [--out runs/e2e] [--supernet-epochs 4] ...
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -29,18 +28,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.record import ROOT, write_record
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import SPACES
 
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.errors import BadInputError  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.space import SPACES  # noqa: E402
-
+STUDY = "end_to_end_fashion_mnist"
 SPACE_ARGS = ["--space", "small"]
 TABLE = ROOT / "spos_deploy" / "lookup_tables" / "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc.json"
 
@@ -100,7 +98,7 @@ def default_budget(table_path: Path, space, quantile: float) -> float:
     return round(float(np.quantile(table.predict(blocks, channels), quantile)), 3)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "runs" / "e2e"))
     ap.add_argument("--supernet-epochs", type=int, default=13)
@@ -115,25 +113,19 @@ def main() -> None:
     ap.add_argument("--bn-images", type=int, default=1024)
     ap.add_argument("--build-table", action="store_true", help="measure a new latency table even if one fits")
     ap.add_argument("--fresh", action="store_true", help="delete --out first")
-    ap.add_argument("--record", action="store_true", help="write benchmarks/results/end_to_end_fashion_mnist.*")
-    args = ap.parse_args()
+    ap.add_argument("--record", action="store_true", help="write benchmarks/results/end_to_end_fashion_mnist/")
+    return ap.parse_args(argv)
 
-    out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(out)
-    space = SPACES["small"]
 
-    # 1. supernet
+def train_and_search(args: argparse.Namespace, out: Path, steps: Steps, space: Any) -> tuple[Path, float]:
+    """Steps 1-3: the supernet, the latency table and the search (each skipped when its output exists);
+    returns the table and the budget."""
     sup = out / "supernet"
     if not (sup / "supernet.params").exists():
         cmd = [tool("spos-train"), "supernet", *SPACE_ARGS, "--epochs", str(args.supernet_epochs)]
         cmd += ["--train-limit", str(args.supernet_images), "--eval-paths", "2", "--val-limit", "1000"]
         cmd += ["-o", str(sup), "--resume", "--no-progress"]
         steps.run("train supernet", cmd)
-
-    # 2. latency table
     table = None if args.build_table else usable_table(space)
     if table is None:
         table = out / "latency_int8.json"
@@ -142,8 +134,6 @@ def main() -> None:
             cmd += ["--threads", "2", *SPACE_ARGS, "-o", str(table), "--resume", "--no-progress"]
             steps.run("build latency table", cmd)
     budget = args.latency_max_ms or default_budget(table, space, args.budget_quantile)
-
-    # 3. search
     search = out / "search"
     if not (search / "results.json").exists():
         cmd = [tool("spos-search"), "--supernet", str(sup), "--lut", str(table), "--latency-max-ms", str(budget)]
@@ -154,111 +144,132 @@ def main() -> None:
         if search.exists():
             cmd.append("--resume")
         steps.run("search", cmd)
-    results = json.loads((search / "results.json").read_text())
-    best = results["best"]
+    return table, budget
 
-    # 4. subnet from scratch
-    sub = out / "subnet"
+
+def train_export_bench(args: argparse.Namespace, out: Path, steps: Steps) -> dict[str, Any]:
+    """Steps 4-6: the chosen architecture trained from scratch, exported int8 and benchmarked."""
+    search, sub, dep = out / "search", out / "subnet", out / "deploy"
     if not (sub / "model.params").exists():
         cmd = [tool("spos-train"), "subnet", str(search / "best.json"), "--epochs", str(args.subnet_epochs)]
         cmd += ["--train-limit", str(args.subnet_images), "--batch-size", "128", "--lr", "0.1"]
         cmd += ["-o", str(sub), "--resume", "--no-progress"]
         steps.run("train subnet", cmd)
-    sub_hist = json.loads((sub / "metrics.json").read_text())["history"]
-
-    # 5. export int8
-    dep = out / "deploy"
     if not (dep / "report.json").exists():
         cmd = [tool("spos-export"), str(sub / "model.json"), "--params", str(sub / "model.params"), "--int8"]
         cmd += ["--calib", "fashion-mnist:train", "--calib-count", "500", "--eval", "fashion-mnist:test"]
         cmd += ["--eval-count", "2000", "--no-bench", "-o", str(dep)]
         steps.run("export int8", cmd)
     report = json.loads((dep / "report.json").read_text())
-
-    # 6. benchmark the int8 model
     onnx_int8 = dep / report["files"]["int8"]["name"]
-    bench = json.loads(
-        steps.run(
-            "benchmark",
-            [tool("spos-bench"), str(onnx_int8), "--threads", "2", "--repeats", "300", "--json"],
-            capture=True,
-        )
-    )
-    measured = bench["latency"]["p50_ms"] if "latency" in bench else bench["p50_ms"]
+    bench_cmd = [tool("spos-bench"), str(onnx_int8), "--threads", "2", "--repeats", "300", "--json"]
+    bench = json.loads(steps.run("benchmark", bench_cmd, capture=True))
+    return {
+        "search": json.loads((search / "results.json").read_text()),
+        "sub_history": json.loads((sub / "metrics.json").read_text())["history"],
+        "report": report,
+        "bench": bench,
+    }
 
+
+def summarize(out: Path, steps: Steps, space: Any, table: Path, budget: float, done: dict[str, Any]) -> dict[str, Any]:
+    """The summary: accuracy, counts, predicted and measured latency, the minutes of every step."""
     from spos_deploy.tables.latency.table import LatencyTable
 
+    best, report, bench, sup = done["search"]["best"], done["report"], done["bench"], out / "supernet"
+    measured = bench["latency"]["p50_ms"] if "latency" in bench else bench["p50_ms"]
     lt = LatencyTable.load(table, expect_space=space)
-    blocks = np.array(best["block_choices"])[None]
-    channels = np.array(best["channel_choices"])[None]
-    predicted = float(lt.predict(blocks, channels)[0])
-    q = report["int8"]["accuracy"]
-    score_int8 = report["counts"].get("micronet_int8", {}).get("score")
-    total_min = sum(steps.times.values()) / 60  # every step as measured, also across an interrupted run
+    predicted = float(lt.predict(np.array(best["block_choices"])[None], np.array(best["channel_choices"])[None])[0])
+    q, counts = report["int8"]["accuracy"], report["counts"]
     sup_cfg = json.loads((sup / "config.json").read_text())
     recipe = {k: sup_cfg.get(k) for k in ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "augment")}
-    summary = {
+    return {
         "supernet_recipe": recipe,
         "supernet_val_acc": json.loads((sup / "metrics.json").read_text())["history"][-1].get("val_acc"),
         "search_best_supernet_acc": best.get("accuracy"),
-        "evaluated": results.get("evaluated"),
+        "evaluated": done["search"].get("evaluated"),
         "latency_budget_ms": budget,
-        "subnet_val_acc_fp32": sub_hist[-1].get("val_acc"),
+        "subnet_val_acc_fp32": done["sub_history"][-1].get("val_acc"),
         "deployed_top1_fp32": q["top1_fp32"],
         "deployed_top1_int8": q["top1_int8"],
         "int8_top1_agreement": q["top1_agreement"],
-        "flops": report["counts"]["flops"],
-        "params": report["counts"]["params"],
-        "micronet_score_fp32": report["counts"]["micronet_fp32"]["score"],
-        "micronet_score_int8": score_int8,
+        "flops": counts["flops"],
+        "params": counts["params"],
+        "micronet_score_fp32": counts["micronet_fp32"]["score"],
+        "micronet_score_int8": counts.get("micronet_int8", {}).get("score"),
         "predicted_latency_ms": predicted,
         "measured_latency_ms": measured,
         "latency_error_pct": 100 * (predicted - measured) / measured,
         "meets_budget": measured <= budget,
         "minutes": {k: v / 60 for k, v in steps.times.items()},
-        "total_minutes": total_min,
+        "total_minutes": sum(steps.times.values()) / 60,  # every step as measured, also across an interrupted run
         "table": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
         "architecture": {"block_choices": best["block_choices"], "channel_choices": best["channel_choices"]},
     }
+
+
+def summary_tables(summary: dict[str, Any]) -> tuple[str, str]:
+    """The summary table and the step-time table (Markdown)."""
+    score_int8 = summary["micronet_score_int8"]
     rows = [
         ["supernet val acc (random paths)", f"{summary['supernet_val_acc']:.4f}"],
         ["search: best candidate acc (supernet weights)", f"{summary['search_best_supernet_acc']:.4f}"],
         ["candidates evaluated", summary["evaluated"]],
-        ["latency budget (ms, int8, this CPU)", f"{budget:.3f}"],
+        ["latency budget (ms, int8, this CPU)", f"{summary['latency_budget_ms']:.3f}"],
         ["subnet top-1 fp32 (trained from scratch)", f"{summary['subnet_val_acc_fp32']:.4f}"],
-        ["deployed top-1 fp32 / int8 (2000 test images)", f"{q['top1_fp32']:.4f} / {q['top1_int8']:.4f}"],
+        [
+            "deployed top-1 fp32 / int8 (2000 test images)",
+            f"{summary['deployed_top1_fp32']:.4f} / {summary['deployed_top1_int8']:.4f}",
+        ],
         ["FLOPs", f"{summary['flops']:,}"],
         ["params", f"{summary['params']:,}"],
         [
             "MicroNet score fp32" + (" / int8" if score_int8 else ""),
             f"{summary['micronet_score_fp32']:.4f}" + (f" / {score_int8:.4f}" if score_int8 else ""),
         ],
-        ["predicted latency (ms)", f"{predicted:.3f}"],
-        ["measured latency p50 (ms)", f"{measured:.3f}"],
+        ["predicted latency (ms)", f"{summary['predicted_latency_ms']:.3f}"],
+        ["measured latency p50 (ms)", f"{summary['measured_latency_ms']:.3f}"],
         ["prediction error", f"{summary['latency_error_pct']:+.1f}%"],
-        ["total time", f"{total_min:.1f} min"],
+        ["total time", f"{summary['total_minutes']:.1f} min"],
     ]
     text = tabulate(rows, headers=["end to end, Fashion-MNIST", "value"], tablefmt="github", disable_numparse=True)
-    print("\n" + text)
     step_rows = [[k, f"{v:.1f}"] for k, v in summary["minutes"].items()]
     step_text = tabulate(step_rows, headers=["step", "minutes"], tablefmt="github", disable_numparse=True)
+    return text, step_text
+
+
+def record(args: argparse.Namespace, argv: list[str] | None, summary: dict[str, Any], load: Any) -> None:
+    """benchmarks/results/end_to_end_fashion_mnist/end_to_end_fashion_mnist.{json,md}."""
+    text, step_text = summary_tables(summary)
+    arch, recipe = summary["architecture"], summary["supernet_recipe"]
+    md = (
+        f"# End to end on Fashion-MNIST: supernet, search under a latency budget, subnet, int8 ONNX\n\n"
+        f"One command (below).\n\n{text}\n\n{step_text}\n\n"
+        f"Architecture: blocks {arch['block_choices']}, channels {arch['channel_choices']}.\n\n"
+        "Supernet recipe (spos-train's default for `--space small`): "
+        + ", ".join(f"{k} {v}" for k, v in recipe.items())
+        + ".\n"
+    )
+    write_record(STUDY, STUDY, {"args": vars(args), **summary}, md, argv, load=load)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(out)
+    space = SPACES["small"]
+    table, budget = train_and_search(args, out, steps, space)
+    done = train_export_bench(args, out, steps)
+    summary = summarize(out, steps, space, table, budget, done)
+    text, step_text = summary_tables(summary)
+    print("\n" + text)
     print("\n" + step_text)
     write_json(out / "summary.json", summary)
     if args.record:
-        m = machine_record()
-        date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        res = ROOT / "benchmarks" / "results"
-        write_json(res / "end_to_end_fashion_mnist.json", {"date": date, "machine": m, "args": vars(args), **summary})
-        write_text(
-            res / "end_to_end_fashion_mnist.md",
-            f"# End to end on Fashion-MNIST: supernet, search under a latency budget, subnet, int8 ONNX\n\n"
-            f"{date} on {m['cpu']} ({m['usable_cores']} cores), one command:\n\n"
-            f"    python benchmarks/end_to_end_fashion_mnist.py --fresh --record\n\n{text}\n\n{step_text}\n\n"
-            f"Architecture: blocks {best['block_choices']}, channels {best['channel_choices']}.\n\n"
-            "Supernet recipe (spos-train's default for `--space small`): "
-            + ", ".join(f"{k} {v}" for k, v in recipe.items())
-            + ".\n",
-        )
+        record(args, argv, summary, done["bench"].get("latency", {}).get("load"))
 
 
 if __name__ == "__main__":

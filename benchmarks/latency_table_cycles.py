@@ -11,9 +11,9 @@ the first cycle is scored on the same measured networks as well: that is a table
 was built, the case re-anchoring is for. Targets (issue 11), in every cycle: MAPE <= 5 %, >= 95 % within
 ±10 %, Kendall tau >= 0.9.
 
-    python benchmarks/latency_table_cycles.py                       # 3 cycles over 60 min, 224 space
-    python benchmarks/latency_table_cycles.py --targets ort-cpu:fp32 --cycles 3 --minutes 60
-    python benchmarks/latency_table_cycles.py --quick               # smoke run: tiny space, about 2 min
+    python -m benchmarks.latency_table_cycles                       # 3 cycles over 60 min, 224 space
+    python -m benchmarks.latency_table_cycles --targets ort-cpu:fp32 --cycles 3 --minutes 60
+    python -m benchmarks.latency_table_cycles --quick               # smoke run: tiny space, about 2 min
 
 How long (estimated from a quick run and the entry counts, 2 threads; 224 space: 800 entries, 40 uniform
 networks, 50 validation networks): per cycle about 4-5 min for ort-cpu fp32, 8-10 min for openvino-cpu
@@ -22,8 +22,8 @@ for the three defaults, so with the default 20-minute intervals a cycle starts l
 ``started_late_seconds``); give int8 its own run (``--targets openvino-cpu:int8 --minutes 90``) to keep the
 intervals. ``--quick`` takes about 2 minutes.
 
-Writes ``benchmarks/results/latency_table_cycles[_TAG].md/.json`` (``--quick``: a temporary folder unless
-``--out`` is given, so a smoke run never replaces the record).
+Writes ``benchmarks/results/latency_table_cycles/latency_table_cycles[_TAG].md/.json`` (``--quick``: a
+temporary folder unless ``--out`` is given, so a smoke run never replaces the record).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,21 +38,14 @@ from typing import Any
 
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.space import SPACES, SearchSpace
+from spos_deploy.tables.core import validation_stats
+from spos_deploy.tables.latency.build import LatencySetup, build_latency_table
+from spos_deploy.tables.latency.table import STAT_SETS, VALIDATION_PASSES, LatencyTable, reanchor_factor
+from spos_deploy.tables.latency.validate import error_sources, validation_round
 
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.space import SPACES, SearchSpace  # noqa: E402
-from spos_deploy.tables.core import validation_stats  # noqa: E402
-from spos_deploy.tables.latency.build import LatencySetup, build_latency_table  # noqa: E402
-from spos_deploy.tables.latency.table import (  # noqa: E402
-    STAT_SETS,
-    VALIDATION_PASSES,
-    LatencyTable,
-    reanchor_factor,
-)
-from spos_deploy.tables.latency.validate import error_sources, validation_round  # noqa: E402
+STUDY = "latency_table_cycles"
 
 TARGETS = {"mape": 5.0, "within_10": 0.95, "kendall_tau": 0.9}
 DEFAULT_TARGETS = ("ort-cpu:fp32", "openvino-cpu:fp32", "openvino-cpu:int8")
@@ -62,7 +53,7 @@ QUICK = {"targets": ("ort-cpu:fp32", "openvino-cpu:fp32"), "cycles": 2, "minutes
 STATS = ("mape", "within_10", "kendall_tau")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", nargs="+", help=f"runtime:precision (default {' '.join(DEFAULT_TARGETS)})")
     ap.add_argument("--cycles", type=int, help="build-then-validate cycles (default 3)")
@@ -72,9 +63,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--space", choices=sorted(SPACES), default="imagenet", help="built-in space (default 224)")
     ap.add_argument("--threads", type=int, help="intra-op threads (default: every usable core)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny space, few entries and networks")
-    ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results/latency_table_cycles)")
     ap.add_argument("--tag", help="results as latency_table_cycles_TAG.md/.json (e.g. threads1)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     defaults = QUICK if args.quick else {"targets": DEFAULT_TARGETS, "cycles": 3, "minutes": 60.0}
     defaults = {"samples": 50, "passes": VALIDATION_PASSES, **defaults}
     for key, value in defaults.items():
@@ -231,51 +222,45 @@ def verdicts(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_results(args: argparse.Namespace, results: list[dict[str, Any]], wall_s: float) -> Path:
-    out = args.out or (
-        Path(tempfile.mkdtemp(prefix="latency_table_cycles_")) if args.quick else ROOT / "benchmarks" / "results"
-    )
+def write_results(
+    args: argparse.Namespace, argv: list[str] | None, results: list[dict[str, Any]], wall_s: float, load: Any
+) -> Path:
+    out = args.out or (Path(tempfile.mkdtemp(prefix="latency_table_cycles_")) if args.quick else results_dir(STUDY))
     headers, rows = report_rows(results)
     text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    m = machine_record()
-    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    prov = provenance(STUDY, argv)
     v = verdicts(results)
+    space = space_of(args).describe()
     doc = {
         "benchmark": "latency_table_cycles",
-        "date": date,
-        "machine": m,
         "settings": {k: (list(x) if isinstance(x, tuple) else x) for k, x in vars(args).items() if k != "out"},
-        "space": space_of(args).describe(),
+        "space": space,
         "targets": TARGETS,
         "wall_seconds": wall_s,
         "verdicts": v,
         "results": results,
     }
     name = f"latency_table_cycles{'_' + args.tag if args.tag else ''}"
-    write_json(out / f"{name}.json", doc)
     lines = [f"- {t}: every cycle meets the targets as built: {x['as_built_all_cycles_meet']}, re-anchored "
              f"before: {x['reanchored_all_cycles_meet']}, re-anchored in-pass: "
              f"{x['reanchored_in_pass_all_cycles_meet']}" for t, x in v.items()]  # fmt: skip
-    write_text(
-        out / f"{name}.md",
+    md = (
         f"# Latency tables over time: {args.cycles} build-then-validate cycles over {args.minutes:g} min\n\n"
-        f"{date} on {m['cpu']} ({m['usable_cores']} cores); space {doc['space']}; {args.samples} fresh "
+        f"{prov.where}; space {space}; {args.samples} fresh "
         f"architectures per validation, {args.passes} interleaved passes{' (quick smoke run)' if args.quick else ''}."
         f"\n\n{text}\n\n" + "\n".join(lines) + f"\n\nTargets in every cycle: MAPE <= {TARGETS['mape']} %, >= "
         f"{TARGETS['within_10']:.0%} within ±10 %, Kendall tau >= {TARGETS['kendall_tau']}. 'speed factor': the "
         "anchors re-measured before the validation over the table's predictions of them (> 1: slower now), "
         "what a user's re-anchoring sees; 'in-pass': the anchors timed inside the validation's own passes, the "
         "table's own error without the machine's drift since; '1st table': the first cycle's table scored on "
-        "this cycle's networks (in-pass). Load: runtime/load.py over the cycle.\n",
+        "this cycle's networks (in-pass). Load: runtime/load.py over the cycle.\n"
     )
     print(text)
-    return out / f"{name}.md"
+    return write_record(STUDY, name, doc, md, folder=out, prov=prov, load=load)
 
 
-def main() -> None:
-    args = parse_args()
-    for t in args.targets:
-        setup_of(t, args)  # refuse an unknown runtime or precision before an hour of work
+def run_cycles(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The cycles, started at equal intervals over ``--minutes`` (late when the one before ran over)."""
     interval = args.minutes * 60 / args.cycles
     start = time.monotonic()
     results: list[dict[str, Any]] = []
@@ -292,7 +277,18 @@ def main() -> None:
                 results.append(r)
                 print(f"cycle {k} {target}: build {r['build_seconds']:.0f} s, validate {r['validate_seconds']:.0f} s",
                       flush=True)  # fmt: skip
-    out = write_results(args, results, time.monotonic() - start)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for t in args.targets:
+        setup_of(t, args)  # refuse an unknown runtime or precision before an hour of work
+    start = time.monotonic()
+    probe = load_probe()
+    with probe() if probe else contextlib.nullcontext() as p:
+        results = run_cycles(args)
+    out = write_results(args, argv, results, time.monotonic() - start, p.record() if p else None)
     print(f"results: {out}")
 
 

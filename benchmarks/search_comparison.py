@@ -6,39 +6,54 @@ Then every returned architecture is exported in its deployed form and measured e
 rounds, like ``spos-lut validate``) to check that it meets the latency budget within the table's validated
 error.
 
-    python benchmarks/search_comparison.py --supernet runs/e2e/supernet [--evaluations 48] [--seeds 0 1 2]
+    python -m benchmarks.search_comparison --supernet runs/e2e/supernet [--evaluations 48] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy.runtime import load
+from spos_deploy.space import space_for_layout
+from spos_deploy.tables.latency.table import LatencyTable, latency_quantile
+from spos_deploy.tables.latency.validate import measure_architectures
 
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.space import space_for_layout  # noqa: E402
-from spos_deploy.tables.latency.table import LatencyTable, latency_quantile  # noqa: E402
-from spos_deploy.tables.latency.validate import measure_architectures  # noqa: E402
-
+STUDY = "search_comparison"
 TABLE = (
     ROOT
     / "spos_deploy"
     / "lookup_tables"
     / "latency_OneShot_se_lcap_32_c10_ort-cpu_int8_b1_t2_intel-xeon-processor.json"
 )
+HEADERS = ["seed", "method", "evaluated", "best acc", "predicted ms", "measured ms", "vs budget", "meets budget"]
 
 
-def search(args, method: str, seed: int, budget_ms: float) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--supernet", default=str(ROOT / "runs" / "e2e" / "supernet"))
+    ap.add_argument("--lut", default=str(TABLE))
+    ap.add_argument("--latency-max-ms", type=float, help="default: the 30%% quantile of random architectures")
+    ap.add_argument("--evaluations", type=int, default=48)
+    ap.add_argument("--population", type=int, default=12)
+    ap.add_argument("--parents", type=int, default=4)
+    ap.add_argument("--val-limit", type=int, default=2000)
+    ap.add_argument("--bn-images", type=int, default=1024)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved end-to-end latency rounds")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "search-comparison"))
+    return ap.parse_args(argv)
+
+
+def search(args: argparse.Namespace, method: str, seed: int, budget_ms: float) -> dict:
     out = Path(args.out) / f"{method}-seed{seed}"
     if not (out / "results.json").exists():
         cmd = [str(Path(sys.executable).parent / "spos-search"), "--supernet", args.supernet, "--lut", args.lut]
@@ -53,30 +68,8 @@ def search(args, method: str, seed: int, budget_ms: float) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--supernet", default=str(ROOT / "runs" / "e2e" / "supernet"))
-    ap.add_argument("--lut", default=str(TABLE))
-    ap.add_argument("--latency-max-ms", type=float, help="default: the 30%% quantile of random architectures")
-    ap.add_argument("--evaluations", type=int, default=48)
-    ap.add_argument("--population", type=int, default=12)
-    ap.add_argument("--parents", type=int, default=4)
-    ap.add_argument("--val-limit", type=int, default=2000)
-    ap.add_argument("--bn-images", type=int, default=1024)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved end-to-end latency rounds")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "search-comparison"))
-    args = ap.parse_args()
-
-    space = space_for_layout("OneShot", input_size=32, num_classes=10)
-    table = LatencyTable.load(args.lut, expect_space=space)
-    budget = args.latency_max_ms
-    if budget is None:
-        budget = round(latency_quantile(table, 0.3), 3)
-    validation = Path(args.lut).with_suffix(".validation.json")
-    val = json.loads(validation.read_text()) if validation.exists() else {}
-    max_err = val.get("max_error")
-
+def search_runs(args: argparse.Namespace, budget: float) -> list[dict[str, Any]]:
+    """Both methods for every seed: the best architecture each returned."""
     runs = []
     for seed in args.seeds:
         for method in ("evolution", "random"):
@@ -93,15 +86,23 @@ def main() -> None:
                     "channels": best["channel_choices"],
                 }
             )
+    return runs
+
+
+def measure(table: Any, runs: list[dict[str, Any]], budget: float, max_err: float | None, rounds: int) -> Any:
+    """Every returned architecture measured end to end (interleaved); returns the load record meanwhile."""
     blocks = np.array([r["blocks"] for r in runs])
     channels = np.array([r["channels"] for r in runs])
-    measured = measure_architectures(table, blocks, channels, rounds=args.rounds)
+    with load.probe() as probe:
+        measured = measure_architectures(table, blocks, channels, rounds=rounds)
     for r, m in zip(runs, measured):
         r["measured_ms"] = m
         r["measured_over_budget_pct"] = 100 * (m - budget) / budget
         r["meets_budget_within_validated_error"] = bool(max_err is None or m <= budget * (1 + max_err / 100))
+    return probe.record()
 
-    mean = {k: float(np.mean([r["best_accuracy"] for r in runs if r["method"] == k])) for k in ("evolution", "random")}
+
+def runs_table(runs: list[dict[str, Any]], mean: dict[str, float]) -> str:
     rows = [
         [
             r["seed"],
@@ -116,16 +117,27 @@ def main() -> None:
         for r in runs
     ]
     rows += [["mean", k, "", f"{v:.4f}", "", "", "", ""] for k, v in mean.items()]
-    headers = ["seed", "method", "evaluated", "best acc", "predicted ms", "measured ms", "vs budget", "meets budget"]
-    text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return tabulate(rows, headers=HEADERS, tablefmt="github", disable_numparse=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    space = space_for_layout("OneShot", input_size=32, num_classes=10)
+    table = LatencyTable.load(args.lut, expect_space=space)
+    budget = args.latency_max_ms
+    if budget is None:
+        budget = round(latency_quantile(table, 0.3), 3)
+    validation = Path(args.lut).with_suffix(".validation.json")
+    val = json.loads(validation.read_text()) if validation.exists() else {}
+    max_err = val.get("max_error")
+    runs = search_runs(args, budget)
+    load_rec = measure(table, runs, budget, max_err, args.rounds)
+    mean = {k: float(np.mean([r["best_accuracy"] for r in runs if r["method"] == k])) for k in ("evolution", "random")}
+    text = runs_table(runs, mean)
     print(text)
     verdict = "beats" if mean["evolution"] > mean["random"] else "does NOT beat"
-    m = machine_record()
-    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    res_dir = ROOT / "benchmarks" / "results"
+    prov = provenance(STUDY, argv)
     record = {
-        "date": date,
-        "machine": m,
         "latency_budget_ms": budget,
         "table": str(Path(args.lut).name),
         "table_validated_max_error_pct": max_err,
@@ -135,19 +147,17 @@ def main() -> None:
         "mean_best_accuracy": mean,
         "evolution_beats_random": mean["evolution"] > mean["random"],
     }
-    write_json(res_dir / "search_comparison.json", record)
-    write_text(
-        res_dir / "search_comparison.md",
+    md = (
         f"# Evolutionary vs random search (Fashion-MNIST supernet, int8 latency budget {budget:.3f} ms)\n\n"
-        f"{date} on {m['cpu']} ({m['usable_cores']} cores). {args.evaluations} evaluated candidates per run, "
+        f"{prov.where}. {args.evaluations} evaluated candidates per run, "
         f"seeds {args.seeds}; accuracy = top-1 of the supernet path on {args.val_limit} test images after BN "
         f"recalibration on {args.bn_images} training images. Measured = deployed int8 ONNX, median of "
         f"{args.rounds} interleaved rounds; the table's validated max error is {max_err:.1f}% "
         f"(MAPE {val.get('mape', float('nan')):.1f}%).\n\n{text}\n\n"
         f"Evolution {verdict} random search on mean best accuracy "
-        f"({mean['evolution']:.4f} vs {mean['random']:.4f}).\n\n"
-        "    python benchmarks/search_comparison.py --supernet runs/e2e/supernet\n",
+        f"({mean['evolution']:.4f} vs {mean['random']:.4f}).\n"
     )
+    write_record(STUDY, STUDY, record, md, prov=prov, load=load_rec)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,20 @@ on this CPU's int8 table of the small space, three kinds of architecture are com
 (b) ``--random`` (5) random architectures that meet the budget (rejection sampling, fixed seed),
 (c) a hand-designed baseline: every position SNB-3 at one uniform channel choice, the widest that fits.
 
-All are trained from scratch with the recipe of ``supernet_ranking.py`` (and its run-folder cache, in
+All are trained from scratch with the recipe of ``benchmarks.supernet_ranking`` (and its run-folder cache, in
 ``benchmarks/_subnets.py``: an architecture trained by either benchmark is not trained again) and measured end
 to end in their deployed int8 form (interleaved rounds). Every step resumes (cached under ``--out``).
 
-    python benchmarks/search_quality.py [--supernet runs/ranking/supernet] [--lut TABLE] [--evaluations 100]
-    python benchmarks/search_quality.py ... --seeds 2        # every architecture twice; judged on the means
-    python benchmarks/search_quality.py ... --train-only     # beside the full run: the second core trains too
-    python benchmarks/search_quality.py --quick     # smoke run: tiny everything, results under runs/
+    python -m benchmarks.search_quality [--supernet runs/ranking/supernet] [--lut TABLE] [--evaluations 100]
+    python -m benchmarks.search_quality ... --seeds 2        # every architecture twice; judged on the means
+    python -m benchmarks.search_quality ... --train-only     # beside the full run: the second core trains too
+    python -m benchmarks.search_quality --quick     # smoke run: tiny everything, results under runs/
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _subnets import (  # noqa: E402
-    RESULTS,
+from benchmarks._subnets import (
     RUNS,
     SPACE,
     TABLE_NAME,
@@ -42,7 +37,6 @@ from _subnets import (  # noqa: E402
     add_recipe_args,
     add_supernet_args,
     check_data,
-    command_line,
     describe_archs,
     ensure_supernet,
     ensure_table,
@@ -53,19 +47,20 @@ from _subnets import (  # noqa: E402
     recipe_from_args,
     resolve_supernet_args,
     run_tool,
-    separability,
     separability_text,
     setup_logging,
     table_record,
     tool,
     train_all,
 )
+from benchmarks.record import Provenance, provenance, results_dir, write_record
+from spos_deploy.atomic import write_json
+from spos_deploy.runtime import load
+from spos_deploy.studies import separability
+from spos_deploy.tables.core import random_architectures
+from spos_deploy.tables.latency.table import latency_quantile
 
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.tables.core import random_architectures  # noqa: E402
-from spos_deploy.tables.latency.table import latency_quantile  # noqa: E402
-
+STUDY = "search_quality"
 FULL = {
     "evaluations": 100,
     "population": 20,
@@ -89,11 +84,13 @@ QUICK = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", help="cache of every step (default runs/search-quality, --quick: ...-quick)")
-    ap.add_argument("--results", help="where the .md/.json go (default benchmarks/results; --quick: OUT/results)")
+    ap.add_argument(
+        "--results", help="where the .md/.json go (default benchmarks/results/search_quality; --quick: OUT/results)"
+    )
     ap.add_argument(
         "--lut",
         help="latency table of the small space for this machine (default: the one "
-        "supernet_ranking.py builds, runs/ranking/latency_small_int8.json; built there if missing)",
+        "benchmarks.supernet_ranking builds, runs/ranking/latency_small_int8.json; built there if missing)",
     )
     ap.add_argument("--latency-max-ms", type=float, help="the budget (default: --budget-quantile of random archs)")
     ap.add_argument("--budget-quantile", type=float, default=0.4)
@@ -134,20 +131,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tag", default="", help="suffix of the result files (search_quality_TAG.md/.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet and search, 512 images")
     add_recipe_args(ap)
-    add_supernet_args(ap, "runs/ranking/supernet, the one supernet_ranking.py trains")
+    add_supernet_args(ap, "runs/ranking/supernet, the one benchmarks.supernet_ranking trains")
     args = ap.parse_args(argv)
     return resolve_defaults(args)
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Full-size or --quick defaults for what was not given; the supernet and table of supernet_ranking.py."""
+    """Full-size or --quick defaults for what was not given; the supernet and table of supernet_ranking."""
     resolve_supernet_args(args)
     for k, v in (QUICK if args.quick else FULL).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     ranking = RUNS / ("ranking-quick" if args.quick else "ranking")
     args.out = args.out or str(RUNS / ("search-quality-quick" if args.quick else "search-quality"))
-    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
+    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(results_dir(STUDY)))
     args.supernet = args.supernet or str(ranking / "supernet")
     args.table_default = str(ranking / TABLE_NAME)
     if min(args.evaluations, args.population, args.parents, args.random, args.rounds, args.seeds) < 1:
@@ -229,22 +226,27 @@ def candidates(
 
 
 # ---- measured latency ---------------------------------------------------------------------------------------
-def measured_latency(table: Any, archs: list[dict[str, Any]], rounds: int, out: Path) -> dict[str, float]:
-    """End-to-end ms of every architecture, measured together (interleaved), cached in OUT/measured.json."""
+def measured_latency(
+    table: Any, archs: list[dict[str, Any]], rounds: int, out: Path
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """End-to-end ms of every architecture, measured together (interleaved), and the machine's load meanwhile;
+    cached in OUT/measured.json (a cache from before the load was recorded has none)."""
     from spos_deploy.tables.latency.validate import measure_architectures
 
     path = out / "measured.json"
     keys = [a["key"] for a in archs]
     settings = {"keys": keys, "rounds": rounds, "table_date": table.fingerprint.get("date")}
     if path.exists() and (cached := json.loads(path.read_text()))["settings"] == settings:
-        return cached["ms"]
+        return cached["ms"], cached.get("load")
     blocks = np.array([a["blocks"] for a in archs])
     channels = np.array([a["channels"] for a in archs])
     log.info("measuring %d architectures end to end (%d interleaved rounds)", len(archs), rounds)
-    ms = measure_architectures(table, blocks, channels, rounds=rounds, progress=False)
-    result = dict(zip(keys, ms))
-    write_json(path, {"settings": settings, "ms": result})
-    return result
+    with load.probe() as probe:
+        ms = measure_architectures(table, blocks, channels, rounds=rounds, progress=False)
+    rec = probe.record()
+    result, load_d = dict(zip(keys, ms)), {**rec.as_dict(), "warning": rec.warning()}
+    write_json(path, {"settings": settings, "ms": result, "load": load_d})
+    return result, load_d
 
 
 # ---- report ---------------------------------------------------------------------------------------------------
@@ -340,17 +342,18 @@ def seeds_text(first: int, n: int) -> str:
     return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}, mean"
 
 
-def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """benchmarks/results/search_quality.md and .json (under OUT/results for --quick)."""
-    res, m, s, b = Path(args.results), record["machine"], record["settings"], record["budget_ms"]
+def write_report(
+    args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], prov: Provenance, load_d: Any
+) -> None:
+    """benchmarks/results/search_quality/search_quality[_TAG].md and .json (under OUT/results for --quick)."""
+    m, s, b = prov.machine, record["settings"], record["budget_ms"]
     stem = "search_quality" + (f"_{args.tag}" if args.tag else "")
-    write_json(res / f"{stem}.json", record)
     r, sr, v = s["recipe"], record["search"], record["verdict"]
     steps = "\n".join(f"| {k} | {t / 60:.1f} |" for k, t in record["timings"]["steps_s"].items())
     text = (
         f"# Search quality: searched vs random vs hand-designed, one latency budget (small space, Fashion-MNIST)\n\n"
         f"Supernet: `{s['supernet']}`.\n\n"
-        f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
+        f"{prov.date} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
         f"Budget {b:.3f} ms predicted int8 latency ({record['budget_source']}). Search: evolution, "
         f"{sr['evaluated']} candidates evaluated on the supernet ({args.search_val_limit} test images, BN on "
         f"{args.search_bn_images}). Every model trained from scratch: {r['epochs']} epochs on {r['train_limit']} "
@@ -358,9 +361,9 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"{seeds_text(r['seed'], v['seeds'])}), "
         f"top-1 on the first {r['val_limit']} test images. Measured: deployed int8 ONNX, median of {args.rounds} "
         f"interleaved rounds.\n\n{rows_table(rows, b)}\n\n{summary_text(record['verdict'], record['baseline_fits'])}\n"
-        f"| step | minutes |\n|---|---|\n{steps}\n\n    {record['command']}\n"
+        f"| step | minutes |\n|---|---|\n{steps}\n"
     )
-    write_text(res / f"{stem}.md", text)
+    write_record(STUDY, stem, record, text, folder=args.results, prov=prov, load=load_d)
     print(text)
 
 
@@ -418,16 +421,10 @@ def merge_rows(
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging()
-    check_data()
-    out, recipes = Path(args.out), recipes_of(args)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.train_only:
-        train_known(args)
-        return
-    steps = StepTimes(out)
+def run_steps(args: argparse.Namespace, recipes: list[Recipe], steps: StepTimes) -> dict[str, Any]:
+    """Supernet, table and budget, the search, the stand-alone trainings and the end-to-end latency, each a
+    timed step that resumes from OUT."""
+    out = Path(args.out)
     with steps.step("supernet"):
         ensure_supernet(Path(args.supernet), args)
     with steps.step("latency table"):
@@ -441,30 +438,48 @@ def main(argv: list[str] | None = None) -> None:
     with steps.step("stand-alone training"):
         standalone = [train_all(archs, r, Path(args.subnet_cache)) for r in recipes]
     with steps.step("end-to-end latency"):
-        ms = measured_latency(table, archs, args.rounds, out)
-    rows = merge_rows(archs, standalone, ms)
+        ms, load_d = measured_latency(table, archs, args.rounds, out)
+    return {
+        "table": table_record(lut, table),
+        "budget": (budget, source),
+        "search": search_res,
+        "rows": merge_rows(archs, standalone, ms),
+        "baseline_fits": base_fits,
+        "load": load_d,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    check_data()
+    out, recipes = Path(args.out), recipes_of(args)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.train_only:
+        train_known(args)
+        return
+    steps = StepTimes(out)
+    done = run_steps(args, recipes, steps)
+    rows, (budget, source), search_res = done["rows"], done["budget"], done["search"]
     record = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine_record(),
-        "command": command_line(),
         "settings": {
             "args": vars(args),
             "supernet": args.supernet,
             "recipe": asdict(recipes[0]) | {"tag": recipes[0].tag, "seeds": [r.seed for r in recipes]},
-            "table": table_record(lut, table),
+            "table": done["table"],
         },
         "budget_ms": budget,
         "budget_source": source,
         "search": {k: search_res[k] for k in ("evaluated", "generations", "timing", "best")},
         "architectures": rows,
-        "baseline_fits": base_fits,
+        "baseline_fits": done["baseline_fits"],
         "verdict": verdicts(rows),
         "timings": {
             "steps_s": steps.times,
             "per_arch_train_wall_s_mean": float(np.mean([r["train_wall_s"] for r in rows])),
         },
     }
-    write_report(args, record, rows)
+    write_report(args, record, rows, provenance(STUDY, argv), done["load"])
 
 
 if __name__ == "__main__":

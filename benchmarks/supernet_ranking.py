@@ -9,7 +9,7 @@ Steps, each resumable (results cached under ``--out``, default runs/ranking/):
    ``--archs-from``, the architectures of earlier results with their recorded stand-alone top-1 (steps 1-3
    skipped).
 3. Every architecture trained from scratch with one short recipe (``benchmarks/_subnets.py``, shared with
-   ``search_quality.py``): the stand-alone top-1 on the Fashion-MNIST test set. ``--shard`` invocations do
+   ``benchmarks.search_quality``): the stand-alone top-1 on the Fashion-MNIST test set. ``--shard`` invocations do
    only this, so they can run beside the supernet's training.
 4. The supernet of the small space (``--supernet RUN``; trained there with spos-train's small recipe when it
    has no supernet.params).
@@ -17,29 +17,25 @@ Steps, each resumable (results cached under ``--out``, default runs/ranking/):
 6. Kendall tau / Spearman rho of supernet vs stand-alone accuracy, beside the tau of trivial proxies (FLOPs,
    params, predicted latency); the same inside the narrow band; top-5 overlap; a scatter plot.
 
-    python benchmarks/supernet_ranking.py [--supernet runs/ranking/supernet] [--lut TABLE] [--archs 24]
-    python benchmarks/supernet_ranking.py --quick     # smoke run: tiny everything, results under runs/
+    python -m benchmarks.supernet_ranking [--supernet runs/ranking/supernet] [--lut TABLE] [--archs 24]
+    python -m benchmarks.supernet_ranking --quick     # smoke run: tiny everything, results under runs/
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from spos_deploy.search.shards import parse_shard
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _subnets import (  # noqa: E402
-    RESULTS,
+from benchmarks._subnets import (
     RUNS,
     SPACE,
     TABLE_NAME,
@@ -48,7 +44,6 @@ from _subnets import (  # noqa: E402
     add_recipe_args,
     add_supernet_args,
     check_data,
-    command_line,
     describe_archs,
     ensure_supernet,
     ensure_table,
@@ -57,29 +52,23 @@ from _subnets import (  # noqa: E402
     flops_table,
     load_table,
     log,
-    parse_shard,
     recipe_from_args,
     resolve_supernet_args,
-    separability,
     separability_text,
     setup_logging,
     supernet_channels,
     table_record,
     train_all,
 )
+from benchmarks.record import Provenance, provenance, results_dir, write_record
+from spos_deploy.atomic import atomic_path, write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.space import BLOCK_NAMES
+from spos_deploy.stats import kendall_tau, kendall_tau_bootstrap, kendall_tau_pvalue
+from spos_deploy.studies import separability
+from spos_deploy.tables.core import random_architectures, width_level_architectures
 
-from spos_deploy.atomic import atomic_path, write_json, write_text  # noqa: E402
-from spos_deploy.errors import BadInputError  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.space import BLOCK_NAMES  # noqa: E402
-from spos_deploy.tables.core import (  # noqa: E402
-    kendall_tau,
-    kendall_tau_bootstrap,
-    kendall_tau_pvalue,
-    random_architectures,
-    width_level_architectures,
-)
-
+STUDY = "supernet_ranking"
 BAND = 0.10  # the narrow band: +-10% of the median predicted latency
 EVAL_BATCH = 128
 
@@ -87,7 +76,9 @@ EVAL_BATCH = 128
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", help="cache of every step (default runs/ranking, --quick: runs/ranking-quick)")
-    ap.add_argument("--results", help="where the .md/.json/.png go (default benchmarks/results; --quick: OUT)")
+    ap.add_argument(
+        "--results", help="where the .md/.json/.png go (default benchmarks/results/supernet_ranking; --quick: OUT)"
+    )
     ap.add_argument("--lut", help="latency table of the small space for this machine (default: built into OUT)")
     ap.add_argument("--archs", type=int, help="stratified architectures (default 24, --quick 3)")
     ap.add_argument("--band", type=int, help="extra architectures within +-10%% of the median (default 8, --quick 1)")
@@ -151,10 +142,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
-    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(RESULTS))
+    args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(results_dir(STUDY)))
     args.supernet = args.supernet or str(Path(args.out) / "supernet")
     if args.shard is not None:
-        args.shard = parse_shard(args.shard)
+        try:
+            args.shard = parse_shard(args.shard)
+        except BadInputError as e:
+            fail(str(e))
     if args.archs_from and args.shard is not None:
         fail("--archs-from trains nothing: drop --shard")
     if args.rescore and (args.archs_from or args.shard is not None or args.quick):
@@ -577,7 +571,8 @@ def result_stem(args: argparse.Namespace) -> str:
 
 def rescore(args: argparse.Namespace, argv: list[str] | None) -> None:
     """Statistics, report and plot of a recorded result, recomputed from its recorded accuracies. The seed-noise
-    part is kept as recorded (its second-seed trainings are not in the record's rows)."""
+    part is kept as recorded (its second-seed trainings are not in the record's rows); so are the record's command,
+    date and machine, the rescoring's own under ``rescored``."""
     try:
         record = json.loads(Path(args.rescore).read_text())
         rows, saved = record["architectures"], record["settings"]["args"]
@@ -596,11 +591,10 @@ def rescore(args: argparse.Namespace, argv: list[str] | None) -> None:
     png = Path(old.results) / f"{result_stem(old)}.png"
     scatter_plot(rows, stats, png)
     record |= {"stats": stats, "plot": png.name}
-    record["rescored"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": command_line(argv, "benchmarks/supernet_ranking.py"),
-    }
-    write_report(old, record, rows, png)
+    now = provenance(STUDY, argv)
+    record["rescored"] = {"date": now.date, "command": now.command}
+    original = Provenance(record.get("command"), record.get("date"), record.get("machine", {}))
+    write_report(old, record, rows, png, original)
 
 
 def _selection_text(args: argparse.Namespace, selection: dict[str, Any], n: int) -> str:
@@ -617,16 +611,15 @@ def _selection_text(args: argparse.Namespace, selection: dict[str, Any], n: int)
     )
 
 
-def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path) -> None:
-    """benchmarks/results/supernet_ranking[_TAG].md and .json (under OUT/results for --quick)."""
-    res, m, st, s = Path(args.results), record["machine"], record["stats"], record["settings"]
-    stem = result_stem(args)
-    write_json(res / f"{stem}.json", record)
-    t = record["timings"]
+def write_report(
+    args: argparse.Namespace, record: dict[str, Any], rows: list[dict[str, Any]], png: Path, prov: Provenance
+) -> None:
+    """benchmarks/results/supernet_ranking/supernet_ranking[_TAG].md and .json (under OUT/results for --quick)."""
+    m, st, s, t = prov.machine, record["stats"], record["settings"], record["timings"]
     steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in t["steps_s"].items())
     text = (
         f"# Supernet ranking vs training from scratch (small space, Fashion-MNIST)\n\n"
-        f"{record['date']} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
+        f"{prov.date} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
         f"{_selection_text(args, record['selection'], len(rows))} Stand-alone: {s['recipe']['epochs']} "
         f"epochs on {s['recipe']['train_limit']} images (batch {s['recipe']['batch_size']}, lr {s['recipe']['lr']}, "
         f"warm-up {s['recipe']['warmup_epochs']} epoch, seed {s['recipe']['seed']}); supernet: path top-1 "
@@ -641,12 +634,12 @@ def write_report(args: argparse.Namespace, record: dict[str, Any], rows: list[di
         f"{verdict(st)}{noise_text(st)}\n\n{block_table(st['block_counts'])}\n\n"
         f"![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
-        f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n\n    {record['command']}\n"
+        f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n"
     )
     if record.get("rescored"):
         r = record["rescored"]
         text += f"\nStatistics recomputed from the recorded accuracies ({r['date']}):\n\n    {r['command']}\n"
-    write_text(res / f"{stem}.md", text)
+    write_record(STUDY, result_stem(args), record, text, folder=args.results, prov=prov)
     print(text)
 
 
@@ -666,6 +659,51 @@ def merge_rows(
     ]
 
 
+def architectures_and_standalone(
+    args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any] | None] | None:
+    """Steps 1-3: the architectures with their stand-alone results and how they were picked (and the table
+    record), or taken from earlier records with ``--archs-from``; ``None`` after a ``--shard`` invocation, which
+    only trains its share."""
+    if args.archs_from:
+        archs, standalone, selection = recorded_architectures(args.archs_from, recipe)
+        args.archs, args.band = len(archs), sum(a["group"] == "band" for a in archs)
+        return archs, standalone, selection, None
+    with steps.step("latency table"):
+        lut = ensure_table(args.lut, out / TABLE_NAME, args.quick)
+        table = load_table(lut)
+        table_info = table_record(lut, table)
+    with steps.step("architectures"):
+        archs, selection = choose_architectures(table, args)
+        write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
+    if args.shard is not None:
+        k, n = args.shard
+        train_all(archs[k::n], recipe, Path(args.subnet_cache))
+        if args.noise_archs:
+            train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
+        log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
+        return None
+    with steps.step("stand-alone training"):
+        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+    return archs, standalone, selection, table_info
+
+
+def supernet_rows(
+    args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes, archs: list[dict[str, Any]], standalone: Any
+) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """Steps 4-6: the supernet (trained if missing), every architecture as its path, and the statistics."""
+    with steps.step("supernet"):  # after the shards, which train without it (beside its training)
+        supernet = ensure_supernet(Path(args.supernet), args)
+    with steps.step("supernet evaluation"):
+        supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
+    rows = merge_rows(archs, standalone, supernet_acc)
+    stats = ranking_stats(rows)
+    if args.noise_archs:
+        with steps.step("seed-noise training"):
+            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
+    return supernet, rows, stats
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
@@ -676,36 +714,12 @@ def main(argv: list[str] | None = None) -> None:
     out, recipe = Path(args.out), recipe_from_args(args)
     out.mkdir(parents=True, exist_ok=True)
     steps = StepTimes(out)
-    if args.archs_from:
-        archs, standalone, selection = recorded_architectures(args.archs_from, recipe)
-        args.archs, args.band = len(archs), sum(a["group"] == "band" for a in archs)
-        table_info = None
-    else:
-        with steps.step("latency table"):
-            lut = ensure_table(args.lut, out / TABLE_NAME, args.quick)
-            table = load_table(lut)
-            table_info = table_record(lut, table)
-        with steps.step("architectures"):
-            archs, selection = choose_architectures(table, args)
-            write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
-        if args.shard is not None:
-            k, n = args.shard
-            train_all(archs[k::n], recipe, Path(args.subnet_cache))
-            if args.noise_archs:
-                train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
-            log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
-            return
-        with steps.step("stand-alone training"):
-            standalone = train_all(archs, recipe, Path(args.subnet_cache))
-    with steps.step("supernet"):  # after the shards, which train without it (beside its training)
-        supernet = ensure_supernet(Path(args.supernet), args)
-    with steps.step("supernet evaluation"):
-        supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
-    rows = merge_rows(archs, standalone, supernet_acc)
-    stats = ranking_stats(rows)
-    if args.noise_archs:
-        with steps.step("seed-noise training"):
-            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
+    picked = architectures_and_standalone(args, recipe, out, steps)
+    if picked is None:
+        return
+    archs, standalone, selection, table_info = picked
+    supernet, rows, stats = supernet_rows(args, recipe, out, steps, archs, standalone)
+    prov = provenance(STUDY, argv)
     png = Path(args.results) / f"{result_stem(args)}.png"
     scatter_plot(rows, stats, png)
     settings = {
@@ -715,9 +729,6 @@ def main(argv: list[str] | None = None) -> None:
         "table": table_info,
     }
     record = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine_record(),
-        "command": command_line(),
         "settings": settings,
         "selection": selection,
         "architectures": rows,
@@ -725,7 +736,7 @@ def main(argv: list[str] | None = None) -> None:
         "timings": timings(steps, rows),
         "plot": png.name,
     }
-    write_report(args, record, rows, png)
+    write_report(args, record, rows, png, prov)
 
 
 if __name__ == "__main__":

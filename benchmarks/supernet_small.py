@@ -12,17 +12,16 @@ Two questions, one script (issue 10, items 1-2):
   over its last 50 steps and the accuracy of the same 10 random paths (exact BN, 2,000 test images).
 
 Runs live under ``--out`` (default runs/supernet-small-bench) and are resumed: a finished run is only
-evaluated again. Results: ``benchmarks/results/supernet_small.{md,json}`` and
-``benchmarks/results/supernet_ablation.{md,json}``.
+evaluated again. Results: ``benchmarks/results/supernet_small/supernet_small[_TAG].{md,json}`` and
+``benchmarks/results/supernet_small/supernet_ablation.{md,json}``.
 
-    python benchmarks/supernet_small.py [recipe|ablation] [--out DIR]
+    python -m benchmarks.supernet_small [recipe|ablation] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import subprocess
 import sys
@@ -30,17 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from spos_deploy.training.recipes import SUPERNET_RECIPES
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.record import ROOT, write_record
 
-from spos_deploy.training.recipes import SUPERNET_RECIPES  # noqa: E402
-
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
+STUDY = "supernet_small"
 SMALL = ["--space", "small"]
 RECIPE = ["--batch-size", "128", "--lr", "0.1", "--warmup-epochs", "0.1", "--label-smoothing", "0"]
 """The base of the ablation: NAG, cosine after a 0.1-epoch warm-up, no label smoothing, full width only
@@ -116,11 +110,8 @@ def losses(run: Path) -> list[float]:
         return [float(row[3]) for row in csv.reader(f) if row and row[0].isdigit()]
 
 
-def _record(name: str, payload: dict, md: str) -> None:
-    payload |= {"machine": machine_record(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    payload["command"] = "python " + " ".join(sys.argv)
-    write_json(RESULTS / f"{name}.json", payload)
-    write_text(RESULTS / f"{name}.md", md + f"\n\nMachine: {payload['machine'].get('cpu', '?')}; {payload['date']}.\n")
+def _record(name: str, payload: dict, md: str, argv: list[str] | None) -> None:
+    write_record(STUDY, name, payload, md, argv)
     print(md)
 
 
@@ -135,6 +126,7 @@ def recipe(
     kd_weight: float = 0.5,
     block_weights: list[float] | None = None,
     overrides: dict[str, str] | None = None,
+    argv: list[str] | None = None,
 ) -> None:
     overrides = overrides or {}
     run = out / (
@@ -198,17 +190,18 @@ def recipe(
             "history": metrics.get("history", []),
         },
         md,
+        argv,
     )
 
 
 def _teacher_accuracy(teacher: str | None) -> float | None:
-    """The teacher's stand-alone top-1 as its benchmark run recorded it (``result.json``, from _subnets.py)."""
+    """The teacher's stand-alone top-1 as its benchmark run recorded it (``result.json``, from ``_subnets``)."""
     if not teacher or not (Path(teacher) / "result.json").exists():
         return None
     return json.loads((Path(teacher) / "result.json").read_text()).get("standalone_acc")
 
 
-def ablation(out: Path) -> None:
+def ablation(out: Path, argv: list[str] | None = None) -> None:
     rows, records = [], []
     for label, key, args in ABLATION:
         run = out / f"ablation-{key}"
@@ -245,10 +238,10 @@ def ablation(out: Path) -> None:
             rows, ["variant", "steps", "loss first 50", "loss last 50", "random-path acc", "wall s"], tablefmt="github"
         )
     )
-    _record("supernet_ablation", {"runs": records}, md)
+    _record("supernet_ablation", {"runs": records}, md, argv)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="?", choices=["recipe", "ablation"], default="recipe")
     ap.add_argument("--out", default=str(ROOT / "runs" / "supernet-small-bench"))
@@ -265,27 +258,32 @@ def main() -> None:
     ap.add_argument("--lr", type=float, help="recipe: instead of the recipe's")
     ap.add_argument("--warmup-epochs", type=float, help="recipe: instead of the recipe's")
     ap.add_argument("--seed", type=int, help="recipe: training seed instead of 0 (the evaluated paths stay the same)")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     changed = {"augment": args.augment, "batch-size": args.batch_size, "lr": args.lr}
     changed |= {"warmup-epochs": args.warmup_epochs, "seed": args.seed}
     overrides = {f"--{k}": f"{v:g}" if isinstance(v, float) else str(v) for k, v in changed.items() if v is not None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.what == "recipe":
-        recipe(
-            out,
-            args.epochs,
-            args.paths,
-            args.wd,
-            args.workers,
-            args.tag,
-            args.teacher,
-            args.kd_weight,
-            args.block_weights,
-            overrides,
-        )
-    else:
-        ablation(out)
+    if args.what == "ablation":
+        ablation(out, argv)
+        return
+    recipe(
+        out,
+        args.epochs,
+        args.paths,
+        args.wd,
+        args.workers,
+        args.tag,
+        args.teacher,
+        args.kd_weight,
+        args.block_weights,
+        overrides,
+        argv,
+    )
 
 
 if __name__ == "__main__":

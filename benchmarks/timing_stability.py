@@ -14,16 +14,14 @@ interleaved, shuffled passes (the way ``spos-lut validate`` measures). Per targe
 
 The targets are measured one after the other and the whole set ``--rounds`` times, so a change of the
 machine's state shows as a change between rounds of the same target. Results:
-``benchmarks/results/timing_stability.{md,json}`` (``--out`` another folder).
+``benchmarks/results/timing_stability/timing_stability.{md,json}`` (``--out`` another folder).
 
-    python benchmarks/timing_stability.py [--targets ort-cpu:1 ort-cpu:2 openvino-cpu:1 openvino-cpu:2]
+    python -m benchmarks.timing_stability [--targets ort-cpu:1 ort-cpu:2 openvino-cpu:1 openvino-cpu:2]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,28 +29,26 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.model_spec import ModelSpec  # noqa: E402
-from spos_deploy.runtime import load  # noqa: E402
-from spos_deploy.space import SPACES  # noqa: E402
-from spos_deploy.tables.core import random_architectures  # noqa: E402
-from spos_deploy.tables.latency.build import (  # noqa: E402
+from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime import load
+from spos_deploy.space import SPACES
+from spos_deploy.tables.core import random_architectures
+from spos_deploy.tables.latency.build import (
     LatencySetup,
     export_deployed,
     interleaved_passes,
     network_shape,
     onnx_runner,
 )
-from spos_deploy.tables.latency.validate import drift_free, halves_tau, pass_drift  # noqa: E402
+from spos_deploy.tables.latency.validate import drift_free, halves_tau, pass_drift
+
+STUDY = "timing_stability"
 
 DEFAULT_TARGETS = ("ort-cpu:1", "ort-cpu:2", "openvino-cpu:1", "openvino-cpu:2")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), help="runtime:threads")
     ap.add_argument("--space", choices=sorted(SPACES), default="imagenet")
@@ -60,8 +56,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--passes", type=int, default=8, help="interleaved passes per measurement (default 8)")
     ap.add_argument("--repeats", type=int, default=20, help="timed inferences per network and pass")
     ap.add_argument("--rounds", type=int, default=2, help="times the whole set of targets is measured")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=results_dir(STUDY))
+    args = ap.parse_args(argv)
     if args.networks < 2 or args.passes < 2 or args.repeats < 1 or args.rounds < 1:
         ap.error("--networks and --passes must be >= 2, --repeats and --rounds >= 1")
     for t in args.targets:
@@ -100,11 +96,9 @@ def measure(
     }
 
 
-def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Path:
-    m = machine_record()
-    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    doc = {"benchmark": "timing_stability", "date": date, "machine": m, "settings": vars(args) | {"out": None}}
-    write_json(args.out / "timing_stability.json", doc | {"results": rows})
+def write_results(args: argparse.Namespace, argv: list[str] | None, rows: list[dict[str, Any]], load_rec: Any) -> Path:
+    prov = provenance(STUDY, argv)
+    doc = {"benchmark": "timing_stability", "settings": vars(args) | {"out": None}, "results": rows}
     table = [
         [
             r["round"],
@@ -121,20 +115,19 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Path:
     headers = ["round", "runtime:threads", "p50 ms", "networks' range ms", "drift %", "residual %", "tau halves"]
     text = tabulate(table, headers=[*headers, "load"], tablefmt="github", disable_numparse=True)
     md = (
-        f"# Timing stability: batch-1 inference, interleaved passes\n\n{date} on {m['cpu']} "
-        f"({m['usable_cores']} cores); space {args.space}; {args.networks} random architectures, fp32 deployed "
+        f"# Timing stability: batch-1 inference, interleaved passes\n\n{prov.where}; space {args.space}; "
+        f"{args.networks} random architectures, fp32 deployed "
         f"form, 3 sessions each, {args.passes} passes x {args.repeats} inferences.\n\n{text}\n\n"
         "drift: spread of the passes' typical speed (max - min); residual: per-network scatter once each pass's "
         "drift is divided out; tau halves: even passes' medians against the odd ones' (a ceiling for a table's "
-        "tau on these networks). Command: `python " + " ".join(sys.argv) + "`\n"
+        "tau on these networks).\n"
     )
-    write_text(args.out / "timing_stability.md", md)
     print(text)
-    return args.out / "timing_stability.md"
+    return write_record(STUDY, "timing_stability", doc, md, folder=args.out, prov=prov, load=load_rec)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     space = SPACES[args.space]
     blocks, channels = random_architectures(space, args.networks, 4242)
     specs = [
@@ -142,14 +135,13 @@ def main() -> None:
         for i, (b, c) in enumerate(zip(blocks, channels))
     ]
     rows, exported = [], {}
-    with tempfile.TemporaryDirectory(prefix="timing_stability_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="timing_stability_") as tmp, load.probe() as probe:
         for k in range(1, args.rounds + 1):
             for target in args.targets:
                 row = measure(target, args, Path(tmp), specs, exported) | {"round": k}
                 print(f"round {k} {target}: drift {row['drift_pct']:.1f} %", flush=True)
                 rows.append(row)
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(f"results: {write_results(args, rows)}")
+    print(f"results: {write_results(args, argv, rows, probe.record())}")
 
 
 if __name__ == "__main__":

@@ -8,31 +8,26 @@ Same supernet (default OneShot space at 32x32, 10 classes), same Fashion-MNIST b
 * spos-train: hybridized, channel masks folded into BN gamma/beta, large kernels cropped to the taps a tiny
   input can reach (same outputs and gradients: tests/test_supernet.py).
 
-    python benchmarks/train_throughput.py [--steps 60] [--batch-size 128]
+    python -m benchmarks.train_throughput [--steps 60] [--batch-size 128]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from spos_deploy.search.sampling import UniformSampler
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.record import provenance, write_record
+from spos_deploy.data.batches import load_dataset, train_batches
+from spos_deploy.nets.supernet import build_supernet
+from spos_deploy.runtime import load
+from spos_deploy.space import SearchSpace
 
-from spos_deploy.search.sampling import UniformSampler  # noqa: E402
-
-from spos_deploy.atomic import write_json, write_text  # noqa: E402
-from spos_deploy.data.batches import load_dataset, train_batches  # noqa: E402
-from spos_deploy.machine import machine_record  # noqa: E402
-from spos_deploy.nets.supernet import build_supernet  # noqa: E402
-from spos_deploy.space import SearchSpace  # noqa: E402
+STUDY = "train_throughput"
 
 
 def run(hybrid: bool, fast: bool, batches, paths, warmup: int) -> float:
@@ -58,20 +53,25 @@ def run(hybrid: bool, fast: bool, batches, paths, warmup: int) -> float:
     return images / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=128)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     space = SearchSpace(input_size=32, num_classes=10)
     ds = load_dataset("fashion-mnist:train", 32, train=True, limit=args.batch_size * (args.steps + args.warmup))
     batches = [(x, y) for _, x, y in train_batches(ds, args.batch_size, 0, seed=0)]
     b, c = UniformSampler(space, np.random.default_rng(0)).sample(len(batches), np.arange(space.num_scales))
     paths = list(zip(b, c))
-    imperative = run(False, False, batches, paths, args.warmup)
-    hybrid_plain = run(True, False, batches, paths, args.warmup)
-    hybrid = run(True, True, batches, paths, args.warmup)
+    with load.probe() as probe:
+        imperative = run(False, False, batches, paths, args.warmup)
+        hybrid_plain = run(True, False, batches, paths, args.warmup)
+        hybrid = run(True, True, batches, paths, args.warmup)
     rows = [
         ["imperative per-path loop (output masks, full kernels)", f"{imperative:.1f}", "1.00x"],
         ["hybridized choice blocks, same ops", f"{hybrid_plain:.1f}", f"{hybrid_plain / imperative:.2f}x"],
@@ -81,30 +81,23 @@ def main() -> None:
         rows, headers=["supernet training", "images / s", "speed-up"], tablefmt="github", disable_numparse=True
     )
     print(text)
-    m = machine_record()
-    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    out = ROOT / "benchmarks" / "results"
-    write_json(
-        out / "train_throughput.json",
-        {
-            "benchmark": "train_throughput",
-            "date": date,
-            "machine": m,
-            "batch_size": args.batch_size,
-            "steps": len(batches) - args.warmup,
-            "imperative_images_per_s": imperative,
-            "hybrid_plain_images_per_s": hybrid_plain,
-            "hybrid_images_per_s": hybrid,
-            "speedup": hybrid / imperative,
-        },
-    )
-    write_text(
-        out / "train_throughput.md",
+    prov = provenance(STUDY, argv)
+    result = {
+        "benchmark": "train_throughput",
+        "batch_size": args.batch_size,
+        "steps": len(batches) - args.warmup,
+        "imperative_images_per_s": imperative,
+        "hybrid_plain_images_per_s": hybrid_plain,
+        "hybrid_images_per_s": hybrid,
+        "speedup": hybrid / imperative,
+    }
+    md = (
         f"# Supernet training throughput (OneShot space, 32x32, Fashion-MNIST, batch {args.batch_size})\n\n"
-        f"{date} on {m['cpu']} ({m['usable_cores']} cores), MXNet {m.get('mxnet')}; the same batches and "
+        f"{prov.where}, MXNet {prov.machine.get('mxnet')}; the same batches and "
         f"paths for both, {len(batches) - args.warmup} timed steps after {args.warmup} warm-up steps.\n\n"
-        f"{text}\n",
+        f"{text}\n"
     )
+    write_record(STUDY, STUDY, result, md, prov=prov, load=probe.record())
 
 
 if __name__ == "__main__":

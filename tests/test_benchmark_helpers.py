@@ -1,9 +1,11 @@
-"""The benchmarks' shared helpers that decide what is trained and what a result says (benchmarks/_subnets.py,
-benchmarks/search_quality.py): run claims between side-by-side invocations, --shard parsing, and the
-search-quality verdict with its seed noise."""
+"""The benchmarks' shared helpers that decide what is trained and what a result says (``spos_deploy.studies``,
+``benchmarks._subnets``, ``benchmarks.search_quality``, ``benchmarks.supernet_ranking``): run claims between
+side-by-side invocations, --shard parsing, the search-quality verdict with its seed noise, rescoring a recorded
+ranking, and the one writer of every benchmark record (``benchmarks.record``)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,67 +13,79 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from spos_deploy.search.shards import parse_shard
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from benchmarks import record as records
+from benchmarks import search_quality, supernet_ranking
+from benchmarks._subnets import Recipe, train_all
+from spos_deploy.atomic import LOCK_NAME, output_lock
+from spos_deploy.errors import BadInputError
+from spos_deploy.studies import CLAIM, claimed, separability
 
-import _subnets  # noqa: E402
-import search_quality  # noqa: E402
-import supernet_ranking  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_claimed_run_is_not_claimed_again_until_released(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    with _subnets.claimed(run) as first:
+    with claimed(run) as first:
         assert first
-        assert (run / _subnets.CLAIM).exists()
-        with _subnets.claimed(run) as second:  # this process is alive: its claim holds
+        assert (run / CLAIM).exists()
+        with claimed(run) as second:  # this process is alive: its claim holds
             assert not second
-    assert not (run / _subnets.CLAIM).exists()
-    with _subnets.claimed(run) as again:
+    with claimed(run) as again:
         assert again
 
 
 def test_a_claim_is_released_when_the_training_fails(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    with pytest.raises(RuntimeError), _subnets.claimed(run) as mine:
+    with pytest.raises(RuntimeError), claimed(run) as mine:
         assert mine
         raise RuntimeError("trainer died")
-    assert not (run / _subnets.CLAIM).exists()
+    with claimed(run) as again:
+        assert again
+
+
+def test_a_claim_leaves_the_folder_lock_to_the_trainer_inside_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with claimed(run) as mine, output_lock(run, "spos-train") as lock:  # what train() does inside the claim
+        assert mine and lock == run / LOCK_NAME
 
 
 HOLD = """
-import sys, time
-sys.path.insert(0, {bench!r})
-import _subnets
+import time
 from pathlib import Path
-with _subnets.claimed(Path({run!r})) as mine:
+from spos_deploy.studies import claimed
+with claimed(Path({run!r})) as mine:
     print(mine, flush=True)
     time.sleep(60)
 """
 
 
+def _holder(run: Path) -> subprocess.Popen:
+    code = HOLD.format(run=str(run))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
 def test_another_process_holds_its_claim_until_it_dies(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code = HOLD.format(bench=str(Path(_subnets.__file__).parent), run=str(run))
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder = _holder(run)
     try:
         assert holder.stdout.readline().strip() == "True"
-        with _subnets.claimed(run) as mine:
+        with claimed(run) as mine:
             assert not mine
     finally:
         holder.kill()  # no clean-up runs: the claim file stays behind, its lock does not
         holder.wait()
-    assert (run / _subnets.CLAIM).exists()
-    with _subnets.claimed(run) as mine:
+    assert (run / CLAIM).exists()
+    with claimed(run) as mine:
         assert mine
 
 
 def test_of_processes_racing_for_a_leftover_claim_exactly_one_wins(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} 1")  # a crashed trainer's
-    code = HOLD.format(bench=str(Path(_subnets.__file__).parent), run=str(run))
-    racers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    (run / CLAIM).write_text(f"{socket.gethostname()} 1")  # a crashed trainer's
+    racers = [_holder(run) for _ in range(6)]
     try:
         said = [r.stdout.readline().strip() for r in racers]  # each holds what it won for 60 s
     finally:
@@ -84,21 +98,35 @@ def test_of_processes_racing_for_a_leftover_claim_exactly_one_wins(tmp_path: Pat
 def test_a_leftover_claim_file_is_taken_over(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / _subnets.CLAIM).write_text(f"{socket.gethostname()} 1")
-    with _subnets.claimed(run) as mine:
+    (run / CLAIM).write_text(f"{socket.gethostname()} 1")
+    with claimed(run) as mine:
         assert mine
-    assert not (run / _subnets.CLAIM).exists()
+
+
+def test_a_run_claimed_elsewhere_is_left_to_it_without_waiting(tmp_path: Path) -> None:
+    recipe = Recipe()
+    arch = {"key": "b00000_c99999", "blocks": [0] * 5, "channels": [9] * 5}
+    with claimed(tmp_path / recipe.tag / arch["key"]) as mine:  # another invocation is training it
+        assert mine
+        assert train_all([arch], recipe, tmp_path, wait=False) == {}
 
 
 @pytest.mark.parametrize("text", ["2", "a/b", "2/2", "-1/2", "1/2/3"])
-def test_a_malformed_shard_exits_2(text: str) -> None:
-    with pytest.raises(SystemExit) as e:
-        _subnets.parse_shard(text)
-    assert e.value.code == 2
+def test_a_malformed_shard_is_refused(text: str) -> None:
+    with pytest.raises(BadInputError, match="--shard"):
+        parse_shard(text)
 
 
 def test_parse_shard() -> None:
-    assert _subnets.parse_shard("1/3") == (1, 3)
+    assert parse_shard("1/3") == (1, 3)
+
+
+def test_a_malformed_shard_ends_a_ranking_run_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.parse_args(["--shard", "2/2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--shard" in err and len(err.splitlines()) == 1
 
 
 def _rows(accs: dict[str, list[float]]) -> list[dict]:
@@ -133,15 +161,13 @@ def test_one_seed_gives_no_noise_estimate() -> None:
 
 
 RECORDED = [
-    _subnets.RESULTS / "supernet_ranking_e3.json",
-    _subnets.RESULTS / "supernet_ranking_e3_set2_uniform.json",
+    records.results_dir("supernet_ranking") / "supernet_ranking_e3.json",
+    records.results_dir("supernet_ranking") / "supernet_ranking_e3_set2_uniform.json",
 ]
-E3 = _subnets.Recipe(epochs=3, train_limit=60000)
+E3 = Recipe(epochs=3, train_limit=60000)
 
 
 def test_recorded_rankings_pool_their_architectures_once_with_the_recorded_accuracies() -> None:
-    import json
-
     archs, standalone, selection = supernet_ranking.recorded_architectures([str(p) for p in RECORDED], E3)
     records = [json.loads(p.read_text())["architectures"] for p in RECORDED]
     keys = {r["key"] for rows in records for r in rows}
@@ -154,7 +180,7 @@ def test_recorded_rankings_pool_their_architectures_once_with_the_recorded_accur
 
 def test_a_record_of_another_recipe_or_no_record_exits_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
-        supernet_ranking.recorded_architectures([str(RECORDED[0])], _subnets.Recipe(epochs=2, train_limit=60000))
+        supernet_ranking.recorded_architectures([str(RECORDED[0])], Recipe(epochs=2, train_limit=60000))
     assert e.value.code == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"settings": {}}')
@@ -164,13 +190,13 @@ def test_a_record_of_another_recipe_or_no_record_exits_2(tmp_path: Path) -> None
 
 
 def test_separability_splits_the_spread_of_the_means_into_architectures_and_noise() -> None:
-    sep = _subnets.separability([0.0, 1.0, 2.0], noise_std=1.0, seeds=2)  # var of means 1, noise part 1/2
+    sep = separability([0.0, 1.0, 2.0], noise_std=1.0, seeds=2)  # var of means 1, noise part 1/2
     assert sep["f_ratio"] == pytest.approx(2.0) and sep["reliability"] == pytest.approx(0.5)
     assert sep["architecture_std"] == pytest.approx(np.sqrt(0.5))
     assert sep["tau_ceiling"] == pytest.approx(0.5)  # 2/pi * arcsin(sqrt(1/2)) = 2/pi * pi/4
-    noise_only = _subnets.separability([0.0, 1.0, 2.0], noise_std=2.0, seeds=1)  # less spread than noise gives
+    noise_only = separability([0.0, 1.0, 2.0], noise_std=2.0, seeds=1)  # less spread than noise gives
     assert noise_only["architecture_std"] == 0.0 and noise_only["tau_ceiling"] == 0.0
-    assert _subnets.separability([0.0, 1.0], noise_std=None, seeds=1) is None
+    assert separability([0.0, 1.0], noise_std=None, seeds=1) is None
 
 
 def test_two_pools_at_once_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,13 +208,14 @@ def test_two_pools_at_once_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_rescoring_a_recorded_ranking_recomputes_its_statistics(tmp_path: Path) -> None:
-    import json
-
     src = RECORDED[0]
-    supernet_ranking.main(["--rescore", str(src), "--results", str(tmp_path), "--tag", "again"])
+    argv = ["--rescore", str(src), "--results", str(tmp_path), "--tag", "again"]
+    supernet_ranking.main(argv)
     record, before = json.loads((tmp_path / "supernet_ranking_again.json").read_text()), json.loads(src.read_text())
     rows = record["architectures"]
     assert rows == before["architectures"] and record["command"] == before["command"]
+    assert record["date"] == before["date"] and record["machine"] == before["machine"]
+    assert record["rescored"]["command"] == records.command_line("supernet_ranking", argv)
     sup = record["stats"]["supernet"]
     want = supernet_ranking.kendall_tau([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
     assert sup["kendall_tau"] == pytest.approx(want) and sup["kendall_tau"] == pytest.approx(
@@ -199,6 +226,7 @@ def test_rescoring_a_recorded_ranking_recomputes_its_statistics(tmp_path: Path) 
     assert record["stats"]["lead_over_best_proxy"]["proxy"] in supernet_ranking.PROXIES
     md = (tmp_path / "supernet_ranking_again.md").read_text()
     assert "95% interval" in md and "--rescore" in md and (tmp_path / "supernet_ranking_again.png").stat().st_size
+    assert md.rstrip().endswith(before["command"])  # the record's own command closes its text
 
 
 def test_rescoring_something_else_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -210,3 +238,55 @@ def test_rescoring_something_else_exits_2(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a supernet_ranking result" in err[0]
     assert not list(tmp_path.glob("supernet_ranking*"))
+
+
+# ---- the records --------------------------------------------------------------------------------------------
+def test_a_record_names_its_command_date_and_machine_in_both_files(tmp_path: Path) -> None:
+    argv = ["--tag", "x y", "--rounds", "3"]
+    md = records.write_record(
+        "deploy_latency", "probe", {"rows": [1, 2], "date": "old"}, "# Title\n", argv, folder=tmp_path
+    )
+    rec = json.loads((tmp_path / "probe.json").read_text())
+    assert rec["command"] == "python -m benchmarks.deploy_latency --tag 'x y' --rounds 3"
+    assert rec["date"].endswith("+00:00") and rec["date"] != "old"  # UTC, and the helper's, not the caller's
+    assert rec["machine"]["cpu"] and rec["machine"]["usable_cores"] >= 1 and rec["rows"] == [1, 2]
+    assert "load" not in rec
+    text = md.read_text()
+    assert text.startswith("# Title\n") and rec["date"] in text and rec["machine"]["cpu"] in text
+    assert text.rstrip().endswith(rec["command"])
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("probe.json", "probe.md")]  # no staging left
+
+
+def test_a_record_of_a_timed_run_carries_the_load(tmp_path: Path) -> None:
+    from spos_deploy.runtime import load
+
+    with load.probe() as probe:
+        sum(range(10000))
+    records.write_record("train_throughput", "t", {}, "# T\n", [], folder=tmp_path, load=probe.record())
+    rec = json.loads((tmp_path / "t.json").read_text())
+    assert set(rec["load"]) >= {"busy", "wall_s", "warning"}
+    assert "Machine during the run: " in (tmp_path / "t.md").read_text()
+
+
+def test_the_default_folder_is_the_study_s(tmp_path: Path) -> None:
+    assert records.results_dir("supernet_small") == ROOT / "benchmarks" / "results" / "supernet_small"
+
+
+def test_every_recorded_result_lies_in_its_study_folder_and_names_its_command() -> None:
+    results = ROOT / "benchmarks" / "results"
+    assert not [p for p in results.iterdir() if p.is_file()]  # nothing left in the flat folder
+    studies = {p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")} - {"record"}
+    for folder in results.iterdir():
+        assert folder.name in studies, f"{folder.name}: no benchmarks/{folder.name}.py"
+        for p in folder.glob("*.json"):
+            rec = json.loads(p.read_text())
+            assert "command" in rec, p
+            assert rec["command"] is not None or rec.get("command_note", "").startswith("not recorded"), p
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "benchmarks").glob("[a-z]*.py") if p.stem != "record"))
+def test_every_study_runs_as_a_module(study: str) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{study}", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "usage:" in res.stdout, res.stderr
