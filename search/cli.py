@@ -13,18 +13,23 @@ from collections.abc import Sequence
 
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
+    LATENCY_RUNTIMES,
     SPACE_KEYS,
+    add_batch,
     add_data,
     add_gpus,
     add_output,
     add_plot,
+    add_precision,
     add_progress,
     add_ranges,
     add_reanchor,
     add_resume,
+    add_runtime,
     add_seed,
     add_space_options,
     add_tables,
+    add_threads,
     config_from_args,
     fraction,
     gpu_ids,
@@ -77,9 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--score-max", type=positive_float, help="MicroNet score at --score-bits")
     c.add_argument("--score-bits", type=int, default=32, choices=[32, 16, 8])
     add_tables(c, ("flops", "micronet", "latency"))
-    c.add_argument("--latency-max-ms", type=positive_float, help="predicted latency budget (needs --latency-table)")
+    c.add_argument(
+        "--latency-max-ms",
+        type=positive_float,
+        help="latency budget of the deployed network (needs --latency-table, or the deployed form below)",
+    )
     c.add_argument("--allow-table-mismatch", action="store_true", help="use a latency table from other hardware")
     add_reanchor(c)
+    f = p.add_argument_group(
+        "deployed form (what spos-export will ship): the latency table must be measured in it; without "
+        "--latency-table, the table of this form is found by its name or built here"
+    )
+    add_runtime(f, LATENCY_RUNTIMES, None, "runtime that will run the exported model")
+    add_precision(f, "fp32, int8 or bf16")
+    add_threads(f, help="threads the deployed model runs with")
+    add_batch(f, default=None, help="batch the deployed model runs with")
+    f.add_argument(
+        "--no-closed-loop",
+        dest="closed_loop",
+        action="store_false",
+        help="do not export and measure the chosen architecture (by default it is, and re-ranked when over budget)",
+    )
+    f.add_argument(
+        "--no-rerank",
+        dest="rerank",
+        action="store_false",
+        help="measure the chosen architecture, but hand it over even when it is over budget",
+    )
     add_plot(p, "where to draw the candidates (default: candidates.png in the output folder)")
     p.add_argument("--no-plot", action="store_true", help="no candidates plot")
     add_progress(p)
@@ -89,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def job_from_args(args: argparse.Namespace):
+    from .deployed import Form
     from .driver import SearchConfig
     from .runner import SearchJob
     from .shards import parse_shard
@@ -104,6 +134,7 @@ def job_from_args(args: argparse.Namespace):
         flops_range=tuple(args.flops_range) if args.flops_range else None,
         params_range=tuple(args.params_range) if args.params_range else None,
         lut=args.latency_table,
+        form=Form(args.runtime, args.precision, args.threads, args.batch),
         gpus=gpu_ids(args.gpus),
         shard=parse_shard(args.shard) if args.shard else None,
         shard_timeout_s=args.shard_timeout,

@@ -24,6 +24,7 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.space import SearchSpace
 
 from .constraints import Constraint, metric_functions
+from .deployed import Candidate, Form, check_form, close_loop, table_for_form, table_measure
 from .driver import SearchConfig, best_key, run_search
 from .evaluator import SupernetRun, check_gpus, load_supernet, make_evaluator, prepare_data, resolve_supernet
 from .feasible import ConstrainedSampler
@@ -63,6 +64,9 @@ class SearchJob:
     score_bits: int = 32
     lut: str | None = None
     latency_max_ms: float | None = None
+    form: Form = field(default_factory=Form)  # the deployed form the latency table must be measured in
+    closed_loop: bool = True  # measure the chosen architecture deployed and re-rank when over budget
+    rerank: bool = True
     allow_table_mismatch: bool = False
     reanchor: bool = True  # re-measure the latency table's anchors and scale its predictions (--no-reanchor)
     flops_table: str | None = None
@@ -89,6 +93,7 @@ def constraints_as_given(job: SearchJob) -> dict[str, Any]:
         "score_bits": job.score_bits,
         "latency_max_ms": job.latency_max_ms,
         "lut": job.lut,
+        "form": job.form.describe() or None,
     }
 
 
@@ -103,31 +108,29 @@ def _bounds(job: SearchJob) -> dict[str, tuple[float, float]]:
     if job.score_max is not None:
         bounds["score"] = (-math.inf, float(job.score_max))
     if job.latency_max_ms is not None:
-        if not job.lut:
-            raise BadInputError("--latency-max-ms needs a latency table: --lut TABLE")
+        if not job.lut and not job.form.given():
+            raise BadInputError(
+                "--latency-max-ms needs a latency table: --lut TABLE, or the deployed form (--runtime, --precision)"
+            )
         bounds["latency_ms"] = (-math.inf, float(job.latency_max_ms))
     return bounds
 
 
 def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
-    """The --lut table, checked against the search space and (unless allowed) this machine's fingerprint."""
+    """The --lut table (or, with a latency budget and a deployed form but no --lut, the table of that form,
+    found or built here), checked against the search space, the form and (unless allowed) this machine's
+    fingerprint."""
+    if not job.lut and job.latency_max_ms is not None and job.form.given():
+        job.lut = str(table_for_form(space, job.form, job.progress))
     if not job.lut:
         return None
-    from spos_deploy.tables.latency.build import fingerprint
-    from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint
-    from spos_deploy.tables.latency.validate import setup_of
+    from spos_deploy.tables.latency.table import LatencyTable
+    from spos_deploy.tables.latency.validate import use_table
 
-    table = LatencyTable.load(job.lut, expect_space=space)
-    here = fingerprint(setup_of(table), space)
+    check_form(LatencyTable.load(job.lut).fingerprint, job.form, job.lut)  # before re-anchoring measures anything
     hint = "pass --allow-table-mismatch to search for that device anyway"
-    diff = check_fingerprint(table.fingerprint, here, job.lut, job.allow_table_mismatch, hint)
-    if diff:
-        log.warning("latency table from other hardware or settings (%s)", "; ".join(diff))
-    elif job.reanchor:
-        from spos_deploy.tables.latency.validate import reanchor
-
-        info = reanchor(table)
-        log.info("%s: %s", job.lut, info["note"] if info else "no anchor networks (an older table): as built")
+    table, note, elsewhere = use_table(job.lut, space, job.allow_table_mismatch, job.reanchor, hint)
+    (log.warning if elsewhere else log.info)("%s", note)
     return table
 
 
@@ -185,6 +188,7 @@ class _Checked:
     run: SupernetRun
     net: Any
     metrics: dict[str, Any]
+    latency: Any  # the latency table, or None
     gs: GeneSpace
     sampler: ConstrainedSampler
     settings: dict[str, Any]
@@ -208,13 +212,16 @@ def _check_job(job: SearchJob) -> _Checked:
     metrics = metric_functions(
         space, job.flops_table, None, job.micronet_table, job.score_bits, latency=latency, with_score=True
     )
+    if latency is not None and "latency_ms" in bounds:
+        # candidates are filtered on the predicted budget latency (a quantile of fresh sessions), not the median
+        bounds["latency_ms"] = (-math.inf, bounds["latency_ms"][1] / latency.budget_ratio)
     gs = GeneSpace.from_space(space)
     sampler = ConstrainedSampler(gs, Constraint(metrics, bounds), LABELS)
     sampler.check_bounds()
     sampler.sample(np.random.default_rng([cfg.seed, 2]), 1)  # can anything meet all constraints together?
     settings = job_settings(job, run)
     _check_out(job, settings)
-    return _Checked(run, net, metrics, gs, sampler, settings)
+    return _Checked(run, net, metrics, latency, gs, sampler, settings)
 
 
 def run_job(
@@ -236,9 +243,9 @@ def run_job(
         loaded = store.load() if job.resume else None  # refuses other settings before the expensive part
         if loaded is not None and loaded[0].done:
             log.info("%s: search already finished; writing its outputs again", job.out)
-            return finish(job, checked.run, checked.metrics, *loaded, time.perf_counter() - t_start)
+            return finish(job, checked, *loaded, time.perf_counter() - t_start)
         state, cache = _search(job, checked, store, on_generation, on_evaluate)
-        return finish(job, checked.run, checked.metrics, state, cache, time.perf_counter() - t_start)
+        return finish(job, checked, state, cache, time.perf_counter() - t_start)
 
 
 def _search(
@@ -306,16 +313,10 @@ def _search(
         evaluator.close()
 
 
-def finish(
-    job: SearchJob,
-    run: SupernetRun,
-    metrics: dict[str, Any],
-    state: SearchState,
-    cache: ResultCache,
-    seconds: float,
-) -> dict[str, Any]:
-    """Pareto front, best architecture and every output file."""
+def finish(job: SearchJob, checked: _Checked, state: SearchState, cache: ResultCache, seconds: float) -> dict[str, Any]:
+    """Pareto front, best architecture (measured deployed under a latency budget) and every output file."""
     out = Path(job.out)
+    run, metrics = checked.run, checked.metrics
     space = run.space
     keys = cache.keys()
     if not keys:
@@ -332,7 +333,14 @@ def finish(
         return candidate_entry(space, keys[i], acc[i], {n: v[i] for n, v in values.items()}, name)
 
     best_i = keys.index(best_key(cache))
+    deployed = None
+    if job.closed_loop and checked.latency is not None and job.latency_max_ms is not None:
+        deployed = _close_loop(job, checked.latency, keys, acc, values["latency_ms"], best_i)
+        best_i = keys.index(deployed["chosen"])
     best = entry(best_i, "search-best")
+    if deployed is not None:
+        best["measured_latency_ms"] = deployed["measured_ms"]
+        best["measured_budget_latency_ms"] = deployed["measured_budget_ms"]
     pareto = [entry(int(i), f"pareto-{k}") for k, i in enumerate(front)]
     files = write_model_files(out, best, pareto)
     if job.plot:
@@ -361,6 +369,8 @@ def finish(
         },
         "files": files,
     }
+    if deployed is not None:
+        results["deployed"] = deployed
     if job.lut:
         from spos_deploy.tables.latency.table import LatencyTable
 
@@ -369,6 +379,20 @@ def finish(
         results["shard"] = f"{job.shard[0]}/{job.shard[1]}"
     write_json(out / "results.json", results)
     return results
+
+
+def _close_loop(
+    job: SearchJob, table: Any, keys: list[str], acc: np.ndarray, predicted: np.ndarray, best_i: int
+) -> dict[str, Any]:
+    """:func:`search.deployed.close_loop` over the evaluated candidates, the search's best first, then by accuracy."""
+    order = [best_i] + [int(i) for i in np.argsort(-acc, kind="stable") if i != best_i]
+    ranked = []
+    for i in order:
+        blocks, channels = parse_key(keys[i])
+        ranked.append(
+            Candidate(keys[i], [int(b) for b in blocks], [int(c) for c in channels], float(acc[i]), float(predicted[i]))
+        )
+    return close_loop(ranked, float(job.latency_max_ms), table_measure(table), rerank=job.rerank)
 
 
 def _plot(job: SearchJob, space: SearchSpace, acc: np.ndarray, cost: np.ndarray, front, cost_name: str) -> str:

@@ -66,6 +66,8 @@ MODEL_SCHEMA: dict[str, Any] = {
         "flops": {"type": "integer"},
         "params": {"type": "integer"},
         "latency_ms": {"type": "number"},
+        "measured_latency_ms": {"type": "number"},
+        "measured_budget_latency_ms": {"type": "number"},
     },
 }
 
@@ -156,6 +158,10 @@ class ModelSpec:
         if self.shuffle != "reshape":
             d["shuffle"] = self.shuffle
         return d
+
+
+EXTRA_KEYS = ("accuracy", "flops", "params", "latency_ms", "measured_latency_ms", "measured_budget_latency_ms")
+"""What a search writes beside an architecture: its accuracy, counts, predicted and measured deployed latency."""
 
 
 def _strict_integer(checker: Any, instance: Any) -> bool:
@@ -307,7 +313,7 @@ def spec_from_dict(d: Any, source: str = "model.json") -> ModelSpec:
         _check_choices(d, space)
     except BadInputError as e:
         raise BadInputError(f"{source}: {e}") from None
-    extra = {k: d[k] for k in ("accuracy", "flops", "params", "latency_ms") if k in d}
+    extra = {k: d[k] for k in EXTRA_KEYS if k in d}
     return ModelSpec(
         space=space,
         block_choices=tuple(d["block_choices"]),

@@ -1,7 +1,7 @@
 """The SPOS search space: layouts, positions and the one mid-channel rule.
 
-Everything here is pure Python so that counting, lookup tables and search logic can use it without
-building a network. A :class:`SearchSpace` is the *configuration* a lookup table is made for; a
+Everything here is pure Python and numpy (no MXNet) so that counting, lookup tables and search logic can use
+it without building a network. A :class:`SearchSpace` is the *configuration* a lookup table is made for; a
 :class:`~spos_deploy.model_spec.ModelSpec` is one architecture inside it.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 BLOCK_NAMES = ("SNB-3", "SNB-5", "SNB-7", "SXB-3")
 """Block choice ids 0..3: ShuffleNetV2 block 3x3/5x5/7x7 and ShuffleXception 3x3."""
@@ -206,11 +207,13 @@ class SearchSpace:
         """``[position][channel choice]``: which channel choices exist (custom spaces can lack narrow ones)."""
         return [[self.channel_valid(p, c) for c in range(self.num_scales)] for p in self.positions()]
 
-    def fix_channels(self, channels: Sequence[int]) -> list[int]:
-        """``channels`` with every choice a position lacks replaced by the widest choice."""
-        valid = self.valid_channels()
-        w = self.widest_choice
-        return [int(c) if valid[i][int(c)] else w for i, c in enumerate(channels)]
+    def fix_channels(self, channels: Any) -> Any:
+        """``channels`` with every choice a position lacks replaced by the widest choice: one architecture
+        (``[L]``) as a list of ints, or many (``[N, L]``, vectorised) as an int array."""
+        c = np.asarray(channels, dtype=np.int64)
+        valid = np.array(self.valid_channels(), bool)
+        fixed = np.where(valid[np.arange(c.shape[-1]), c], c, self.widest_choice)
+        return fixed.tolist() if c.ndim == 1 else fixed
 
     def to_config(self) -> dict[str, Any]:
         """The configuration as JSON; the geometry keys only where they differ from the 224 px default,

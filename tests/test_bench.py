@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import mxnet as mx
 import numpy as np
@@ -126,11 +127,23 @@ def test_resolve_input_shape():
 # timing loop
 
 
-def test_time_fn_honours_warmup_and_repeats():
+def test_time_fn_honours_warmup_and_repeats(monkeypatch):
+    # a fake clock: the 3 warm-up calls take 50 s each, timed call k takes k + 1 ms; the loop itself takes 0
+    clock = [0.0]
     calls = []
-    times = time_fn(lambda: calls.append(1), warmup=3, repeats=7)
-    assert len(times) == 7 and len(calls) == 10
-    assert all(t >= 0 for t in times)
+
+    def fn() -> None:
+        calls.append(1)
+        clock[0] += 50.0 if len(calls) <= 3 else 1e-3 * (len(calls) - 3)
+
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    times = time_fn(fn, warmup=3, repeats=7)
+    assert len(calls) == 10  # warm-up calls are made but not timed; each timed time is its own call's
+    assert times == pytest.approx([1e-3 * k for k in range(1, 8)], rel=1e-9)
+    monkeypatch.undo()
+    # on the real clock: every time covers its whole call (a 1 ms sleep never takes less)
+    times = time_fn(lambda: time.sleep(1e-3), warmup=1, repeats=3)
+    assert len(times) == 3 and min(times) >= 1e-3
     with pytest.raises(BadInputError):
         time_fn(lambda: None, repeats=0)
     with pytest.raises(BadInputError):
@@ -196,13 +209,26 @@ def test_ort_session_profile(exported, tmp_path, monkeypatch):
     assert any(e.get("cat") == "Node" for e in trace)
 
 
+ORT_CUDA = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+MX_GPUS = mx.context.num_gpus()
+
+
 def test_ort_providers():
     assert ort.ort_providers("cpu") == ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        assert ort.ort_providers("gpu") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    else:
+    if not ORT_CUDA:
         with pytest.raises(BadInputError, match="no CUDA provider"):
             ort.ort_providers("gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ORT_CUDA, reason="needs onnxruntime-gpu (a CUDA provider)")
+def test_bench_onnx_on_the_gpu(exported):
+    assert ort.ort_providers("gpu") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    sess = ort.ort_session(exported["dynamic"], device="gpu", threads=1)
+    assert sess.get_providers()[0] == "CUDAExecutionProvider"  # not a silent fall-back to the CPU
+    (y,) = sess.run(None, {"data": exported["x"]})
+    np.testing.assert_allclose(y, exported["y"], rtol=1e-3, atol=1e-4)
+    _check_stats(bench.bench_onnx(exported["dynamic"], batch=2, device="gpu", warmup=2, repeats=5), 2, 5, 2)
 
 
 def test_corrupt_onnx(tmp_path, exported):
@@ -256,9 +282,19 @@ def test_bench_symbol_int8(exported):
 
 def test_mxnet_context():
     assert bench.mxnet_context("cpu") == mx.cpu()
-    if mx.context.num_gpus() == 0:
+    if MX_GPUS == 0:
         with pytest.raises(BadInputError, match="no GPU"):
             bench.mxnet_context("gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(MX_GPUS == 0, reason="needs an MXNet build with GPU support and a visible GPU")
+def test_bench_mxnet_on_the_gpu():
+    assert bench.mxnet_context("gpu") == mx.gpu(0)
+    net = build_subnet(load_spec("oneshot", input_size=SIZE), ctx=mx.gpu(0))
+    s = bench.bench_mxnet(net, (2, 3, SIZE, SIZE), warmup=1, repeats=4)
+    _check_stats(s, 2, 4, 1)
+    assert all(p.list_ctx() == [mx.gpu(0)] for p in net.collect_params().values())  # timed where it lives
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -292,7 +328,7 @@ def test_cli_json_onnx(exported):
     assert d["latency"]["load"]["usable_cores"] >= 1
     assert d["providers"] == ["CPUExecutionProvider"] and d["threads"] == 1 and d["batch"] == 2
     assert set(d["latency"]) == STATS_KEYS
-    assert (d["latency"]["runs"], d["latency"]["warmup"], d["latency"]["batch"]) == (3, 1, 2)
+    _check_stats(LatencyStats(**d["latency"]), batch=2, runs=3, warmup=1)
     assert d["machine"]["onnxruntime"] == onnxruntime.__version__ and d["machine"]["logical_cores"] >= 1
 
 
@@ -303,7 +339,8 @@ def test_cli_builtin_json_and_text():
     d = json.loads(proc.stdout)
     assert (d["runtime"], d["device"], d["batch"], d["threads"]) == ("mxnet", "cpu", 1, None)
     assert "providers" not in d and d["note"] == "random weights: latency only"
-    assert d["latency"]["runs"] == 3 and set(d["latency"]) == STATS_KEYS
+    assert set(d["latency"]) == STATS_KEYS
+    _check_stats(LatencyStats(**d["latency"]), batch=1, runs=3, warmup=1)
     assert d["machine"]["mxnet"] == mx.__version__
     proc = run_bench(*args)
     assert proc.returncode == 0, proc.stderr
@@ -318,10 +355,7 @@ def test_cli_symbol_with_params(exported):
     assert "mxnet" in proc.stdout and "random weights" not in proc.stdout
 
 
-@pytest.mark.skipif(
-    mx.context.num_gpus() > 0 or "CUDAExecutionProvider" in onnxruntime.get_available_providers(),
-    reason="a GPU runtime is present",
-)
+@pytest.mark.skipif(MX_GPUS > 0 or ORT_CUDA, reason="a GPU runtime is present")
 def test_cli_gpu_unavailable(exported):
     assert_one_line_error(run_bench("oneshot", "--device", "gpu", "--input-size", str(SIZE)), "--device gpu", "MXNet")
     assert_one_line_error(run_bench(exported["dynamic"], "--device", "gpu", "--json"), "--device gpu", "onnxruntime")

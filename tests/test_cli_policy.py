@@ -34,7 +34,7 @@ def test_usage_errors_are_one_line_and_exit_2(prog, capsys):
 
 @pytest.mark.parametrize("prog", sorted(COMMANDS))
 def test_every_command_and_sub_command_has_version(prog, capsys):
-    """Issue 27: ``spos-profile --version`` was an argument error."""
+    """``--version`` works on every command and sub-command, ``spos-profile`` included."""
     from spos_deploy import __version__
 
     main = importlib.import_module(COMMANDS[prog]).main
@@ -148,8 +148,8 @@ def test_a_signal_after_the_work_never_kills_by_signal():
 
 
 def test_a_hard_exit_removes_the_staging_paths(tmp_path):
-    """A signal inside a destructor ends the process at once, skipping ``finally`` blocks (the CI failure of
-    session 7: an early Ctrl-C of spos-export left its staging folder); the live staging paths still go."""
+    """A signal inside a destructor ends the process at once, skipping ``finally`` blocks (which would leave the
+    staging folder of a spos-export stopped by an early Ctrl-C); the live staging paths still go."""
     r = _signal_run("staged-destructor", signal.SIGINT, 1.0, str(tmp_path))
     assert (r.returncode, r.stderr.strip()) == (130, "spos-demo: interrupted")
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""The installed package is the whole product (issue 27).
+"""The installed package is the whole product.
 
 A wheel of the repository is installed, not editable, into a fresh virtual environment, and every command
 runs from an empty folder with an empty home, as a user who did ``pip install .`` would run it: the

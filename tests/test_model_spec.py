@@ -120,7 +120,7 @@ def test_malformed_through_the_real_command(tmp_path):
     assert "block_choices" in proc.stderr and "Traceback" not in proc.stderr
 
 
-# ---- issue 13: integer-valued floats, upper bounds, deep nesting; issue 12: ascending scales ----------------
+# ---- integer-valued floats, upper bounds, deep nesting; ascending scales --------------------------------------
 
 
 @pytest.mark.parametrize(

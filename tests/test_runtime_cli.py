@@ -1,4 +1,4 @@
-"""spos-export, spos-bench and spos-profile on bad input and interrupts (issues 12 and 13), in-process and real.
+"""spos-export, spos-bench and spos-profile on bad input and interrupts, in-process and real; export counts.
 
 Every bad input must give exit 2, one line on stderr naming the problem, no traceback, and nothing written
 beside the output folder. Everything runs on real networks, real weight files and real data files.
@@ -73,7 +73,7 @@ def _assert_bad_input(status: int, out: str, err: str, *words: str) -> None:
         assert w in lines[0], lines[0]
 
 
-# ---- issue 13 (1): integer-valued floats in model.json -------------------------------------------------------
+# ---- integer-valued floats in model.json ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cmd", ["profile", "bench", "export"])
@@ -156,7 +156,7 @@ def _export_cases(f: dict[str, Path]) -> list[tuple[str, list[str], tuple[str, .
         ("weights-junk", ["--params", str(f["junk.params"])], ("junk.params",)),
         ("weights-other-architecture", ["--params", str(f["other.params"])], ("do not match",)),
         ("weights-none", [], ("--random-init",)),
-        # issue 13 (16): labels that cannot be classes of a 10-class model
+        # labels that cannot be classes of a 10-class model
         ("eval-labels-out-of-range", ["--params", w, "--eval", str(f["bad_labels"])], ("bad_labels.npz", "999")),
         ("calib-labels-out-of-range", ["--params", w, "--int8", "--calib", str(f["bad_labels"])], ("999",)),
         ("eval-missing", ["--params", w, "--eval", str(f["dir"] / "nothing.npz")], ("nothing.npz",)),
@@ -197,7 +197,7 @@ def test_labels_in_range_are_accepted(files, tmp_path, capsys):
     assert report["accuracy_fp32"]["images"] == 12
 
 
-# ---- issue 13 (18): the output folder is checked before any work ---------------------------------------------
+# ---- the output folder is checked before any work ------------------------------------------------------------
 
 
 def test_output_below_a_file_is_refused_up_front(files, capsys):
@@ -218,7 +218,7 @@ def test_existing_output_folder_is_refused_and_kept(files, tmp_path, capsys):
     assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-# ---- issue 12: the counts of the architecture and of the graph that ships ------------------------------------
+# ---- the counts of the architecture and of the graph that ships ----------------------------------------------
 
 
 def test_export_reports_architecture_and_deployed_graph_counts(files, tmp_path, capsys):
@@ -243,7 +243,8 @@ def test_export_reports_architecture_and_deployed_graph_counts(files, tmp_path, 
 
 @pytest.mark.slow
 def test_oneshot_s_plus_deployed_counts_are_the_merged_graph(tmp_path):
-    """The numbers of issue 12: 291,475,944 / 3,541,829 (BN form) vs 296,383,784 / 3,531,027 (merged)."""
+    """OneShot-S+ 224: 291,475,944 FLOPs / 3,541,829 params as the architecture (BN form), 296,383,784 /
+    3,531,027 as the merged graph that ships."""
     out = tmp_path / "out"
     proc = _command("spos-export", "oneshot-s+", "--random-init", "-o", str(out), "--no-bench", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -252,7 +253,7 @@ def test_oneshot_s_plus_deployed_counts_are_the_merged_graph(tmp_path):
     assert (counts["deployed_graph"]["flops"], counts["deployed_graph"]["params"]) == (296_383_784, 3_531_027)
 
 
-# ---- issue 13 (14): Ctrl-C in the first seconds ---------------------------------------------------------------
+# ---- Ctrl-C in the first seconds -------------------------------------------------------------------------------
 
 
 def _command(name: str, *args: str, **kw) -> subprocess.CompletedProcess:
@@ -306,7 +307,7 @@ def test_ctrl_c_early_is_one_line_and_130(argv, delay, tmp_path):
 
 
 def test_eval_count_applies_to_the_default_images(tmp_path, capsys):
-    """Issue 13 (15): --eval-count was ignored for the bundled ImageNet samples."""
+    """--eval-count applies to the bundled ImageNet samples too, not only to --eval data."""
     out = tmp_path / "out"
     argv = ["oneshot", "--input-size", "32", "--random-init", "-o", str(out), "--no-bench", "--eval-count", "5"]
     status, _, err = _call("export", argv, capsys)

@@ -477,6 +477,12 @@ def test_cli_latency_budget_outputs_and_json(supernet, tmp_path, capsys):
     assert load_spec(out / "best.json").extra["accuracy"] == printed["best"]["accuracy"]
     assert (out / "candidates.png").stat().st_size > 10_000
     assert printed["constraints"]["latency_max_ms"] == 0.45
+    # the closed loop measured the chosen architecture deployed (this machine, the table's form)
+    dep = printed["deployed"]
+    assert dep["chosen"] == printed["best"]["key"] and dep["budget_ms"] == 0.45
+    assert dep["predicted_ms"] == pytest.approx(printed["best"]["latency_ms"])
+    assert printed["best"]["measured_latency_ms"] == dep["measured_ms"] > 0
+    assert dep["met"] == (dep["measured_budget_ms"] <= 0.45) and dep["measured"][0]["key"] == dep["chosen"]
     # a table from other hardware is refused unless allowed
     other = tmp_path / "other.json"
     _synthetic_latency_table(other, cpu="some other CPU")

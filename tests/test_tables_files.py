@@ -50,7 +50,7 @@ def _lut(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_micronet_table_builds_shows_and_validates(tmp_path, capsys):
-    """Issue 12: ``build --kind micronet`` wrote a table that show and validate refused as not FLOPs."""
+    """A table from ``build --kind micronet`` is shown and validated as a MicroNet table (not refused as not FLOPs)."""
     path = tmp_path / "m.json"
     status, _, err = _lut(capsys, "build", "--kind", "micronet", *space_args(**TINY), "-o", str(path), "--no-progress")
     assert status == 0, err
@@ -67,7 +67,7 @@ def test_micronet_table_builds_shows_and_validates(tmp_path, capsys):
 
 
 def test_flops_validate_json_has_the_contract_keys(tmp_path, capsys):
-    """Issue 13 (5): validate --json on a FLOPs table lacked mape, max_error, within_5/10, kendall_tau, fingerprint."""
+    """validate --json on a FLOPs table has the contract keys (mape, max_error, within_5/10, kendall_tau, ...)."""
     path = tmp_path / "f.json"
     build_flops_table(SearchSpace(**TINY), progress=False).save(path)
     status, out, err = _lut(capsys, "validate", str(path), "--samples", "4", "--no-progress", "--json")
@@ -100,7 +100,8 @@ def test_new_geometry_keys_count_exactly_in_every_table(tmp_path):
 
 
 def test_existing_output_is_refused_before_any_work(tmp_path, capsys):
-    """Issue 13 (6): -o FILE silently replaced an unrelated file; -o FOLDER failed after the build."""
+    """-o FILE never replaces an existing file without --force; -o FOLDER writes the table into it by name; a path
+    under a file is refused before any work."""
     precious = tmp_path / "precious.json"
     precious.write_text("my notes\n")
     for kind in ("flops", "micronet"):
@@ -141,7 +142,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, capsys):
     ],
 )
 def test_nonsense_numbers_are_refused_by_argparse(argv, tmp_path, capsys):
-    """Issue 13 (4): --samples 0 validated nothing and said exact; --samples -3 died in numpy."""
+    """Counts no command can use (--samples 0 would validate nothing and say exact) are refused by argparse."""
     out_file = tmp_path / "o.json"
     argv = [str(tmp_path / "t.json") if a == "T" else a for a in argv]
     extra = ["-o", str(out_file)] if argv[0] == "build" else ["--no-progress"]
@@ -175,7 +176,7 @@ def test_width_level_architectures_cluster_around_one_level_and_span_the_widths(
     assert (same[0] == blocks).all() and (same[1] == channels).all()
 
 
-# ---- tables by name, the per-user folder (issue 27) -----------------------------------------------------------
+# ---- tables by name, the per-user folder -----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def tables_home(tmp_path, monkeypatch):
 
 
 def test_a_table_is_found_by_path_then_user_folder_then_shipped(tables_home, capsys):
-    """Issue 27: ``spos-lut show lookup_tables/NAME.json`` (the README) was "no such file" outside the repo."""
+    """``spos-lut show lookup_tables/NAME.json`` (as the README writes it) works outside the repository too."""
     shipped = shipped_tables_dir() / "flops_OneShot_se_lcap_32_c10.json"
     for spec in ("flops_OneShot_se_lcap_32_c10", shipped.name, f"lookup_tables/{shipped.name}", str(shipped)):
         assert resolve_table(spec) == shipped, spec

@@ -1,8 +1,8 @@
 """Generated bad table files: mutations of a valid FLOPs table and a valid latency table.
 
 Each must be refused by ``spos-lut show`` and ``spos-lut validate`` with exit 2 and one line on stderr that
-names the file and the problem, never a traceback (issue 13: a corrupted entry was read as "choice not
-available" and shown with exit 0; a deeply nested file raised RecursionError).
+names the file and the problem, never a traceback: a corrupted entry is not read as "choice not available"
+(and shown with exit 0), and a deeply nested file does not end in a RecursionError.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
+    LATENCY_RUNTIMES,
     add_batch,
     add_output,
     add_plot,
@@ -33,13 +34,13 @@ from spos_deploy.cli.options import (
     space_from_args,
 )
 from spos_deploy.errors import BadInputError
+from spos_deploy.runtime.deployed import SESSIONS
 from spos_deploy.tables.catalog import TABLES_ENV, is_shipped, resolve_table, user_tables_dir
-from spos_deploy.tables.latency.table import STAT_SETS, VALIDATION_PASSES
+from spos_deploy.tables.latency.table import FIT_NETWORKS, STAT_SETS, VALIDATION_PASSES
 
 DEFAULT_DIR_HELP = f"${TABLES_ENV}, else $XDG_DATA_HOME/spos-deploy/tables (~/.local/share/spos-deploy/tables)"
 """Where a build writes without ``-o`` (:func:`~spos_deploy.tables.catalog.user_tables_dir`), as help texts say it."""
 KINDS = ("flops", "micronet", "latency")
-LATENCY_RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")  # build.RUNTIMES
 
 
 def _latency_setup(args: argparse.Namespace) -> Any:
@@ -327,7 +328,20 @@ def _build_parser(sub: Any) -> None:
         "--calibration-networks",
         type=nonneg_int,
         default=8,
-        help="random whole networks measured at the end to fit the correction",
+        help="random whole networks measured at the end to fit the additive predictor's correction",
+    )
+    lat.add_argument(
+        "--fit-networks",
+        type=nonneg_int,
+        default=FIT_NETWORKS,
+        help=f"whole networks the fitted predictor is solved on (default {FIT_NETWORKS}; 0: the additive "
+        "predictor only)",
+    )
+    lat.add_argument(
+        "--sessions",
+        type=int_range(1, 100),
+        default=SESSIONS,
+        help=f"fresh sessions per whole network (default {SESSIONS}: the deployed-latency definition)",
     )
     add_resume(lat, help="continue an interrupted build")
     add_space_options(b)

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_plot, add_precision, add_runtime, add_threads, positive_int
+from spos_deploy.cli.options import (
+    add_plot,
+    add_precision,
+    add_reanchor,
+    add_runtime,
+    add_tables,
+    add_threads,
+    positive_int,
+)
 from spos_deploy.space import part_key
 
 if TYPE_CHECKING:
@@ -51,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_precision(p, help="--measure --runtime openvino: fp32 (default) or bf16 (where the CPU has it)")
     add_threads(p, help="threads for --measure (default: the runtime's own)")
+    lat = p.add_argument_group("predicted latency (a latency table of this machine)")
+    add_tables(lat, ("latency",))
+    lat.add_argument("--allow-table-mismatch", action="store_true", help="use a latency table from other hardware")
+    add_reanchor(lat)
     add_common(p)
     return p
 
@@ -94,7 +106,7 @@ def _ops_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str:
+def _blocks_table(prof: Profile, bits: int, measured: dict | None = None, predicted: dict | None = None) -> str:
     blocks = {part_key(b["position"]): b for b in prof.blocks()}
     rows = []
     for r in prof.block_rows(bits):
@@ -114,6 +126,9 @@ def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str
         if measured is not None:
             ms = measured["blocks_ms"].get(r["part"], 0.0)
             row += [f"{ms:.3f}", f"{2 * (r['flops'] or 0) / (ms * 1e6):.1f}" if ms > 0 else "-"]
+        if predicted is not None:
+            pos = b.get("position")
+            row.append(f"{predicted['blocks_ms'][pos]:.4f}" if pos is not None else "")
         rows.append(row)
     other = (measured or {}).get("blocks_ms", {}).get("other", 0.0)
     if other > 0:
@@ -132,6 +147,8 @@ def _blocks_table(prof: Profile, bits: int, measured: dict | None = None) -> str
     ]
     if measured is not None:
         headers += ["ms", "GFLOP/s"]
+    if predicted is not None:
+        headers.append("predicted ms")
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -208,6 +225,28 @@ def _measured(args: argparse.Namespace, spec: object) -> dict | None:
     )
 
 
+def _predicted(args: argparse.Namespace, spec: object) -> dict | None:
+    """The --latency-table prediction of ``spec``: total, fixed part and one figure per position."""
+    if not args.latency_table:
+        return None
+    import logging
+
+    from spos_deploy.tables.latency.validate import use_table
+
+    table, note, _ = use_table(args.latency_table, spec.space, args.allow_table_mismatch, args.reanchor)
+    logging.getLogger("spos_deploy").info("%s", note)
+    fixed, per_block = table.per_position(spec.block_choices, spec.channel_choices)
+    total = float(table.predict(spec.block_choices, spec.channel_choices))
+    return {
+        "predicted_latency_ms": total,
+        "predicted_budget_latency_ms": total * table.budget_ratio,
+        "fixed_ms": fixed,
+        "blocks_ms": per_block,
+        "predictor": table.predictor,
+        "table": str(args.latency_table),
+    }
+
+
 def _print_measured(m: dict) -> None:
     from spos_deploy.runtime.load import summary_line
 
@@ -240,10 +279,16 @@ def body(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(prof, args.plot)
     measured = _measured(args, spec)
+    predicted = _predicted(args, spec)
     if args.json:
         out = prof.to_json(args.bits)
         if measured is not None:
             out["measured"] = measured
+        if predicted is not None:
+            out["predicted_latency_ms"] = predicted["predicted_latency_ms"]
+            out["latency_prediction"] = predicted
+            for b in out["blocks"]:
+                b["predicted_latency_ms"] = predicted["blocks_ms"][b["position"]]
         if compare:
             out["compare"] = [c.to_json(args.bits, include_ops=False) for c in compare]
         print_json(out)
@@ -270,9 +315,15 @@ def body(args: argparse.Namespace) -> int:
         if args.table == "ops":
             print(_ops_table(prof, args.bits, measured))
         else:
-            print(_blocks_table(prof, args.bits, measured))
+            print(_blocks_table(prof, args.bits, measured, predicted))
     if measured is not None:
         _print_measured(measured)
+    if predicted is not None:
+        print(
+            f"\npredicted latency: {predicted['predicted_latency_ms']:.4f} ms ({predicted['predictor']} predictor: "
+            f"{predicted['fixed_ms']:.4f} ms fixed + the blocks; budget latency "
+            f"{predicted['predicted_budget_latency_ms']:.4f} ms) from {predicted['table']}"
+        )
     for p in [prof, *compare]:
         if p.unknown_ops:
             print(f"note: {p.name}: op types counted as free (no rule): {', '.join(p.unknown_ops)}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Was the machine busy while a latency figure was measured? A before/after probe and a verdict.
 
-A latency measured beside another busy process can be several times the real one (issue 11: onnxruntime
-fp32 went from 7.5 to 22.9 ms with one other process on one of two cores) and nothing in the number
-itself shows it. So every measurement takes two snapshots around its timed loop and records:
+A latency measured beside another busy process can be several times the real one (onnxruntime fp32 went
+from 7.5 to 22.9 ms with one other process on one of two cores, measured 2026-12-01 on a 2-core AMD EPYC)
+and nothing in the number itself shows it. So every measurement takes two snapshots around its timed loop
+and records:
 
 * how long this process's threads waited in the run queue for a CPU, over the wall time
   (``/proc/self/task/*/schedstat``, nanoseconds): the direct measure of contention, precise even for a

@@ -9,7 +9,8 @@
   available" would make a search skip or mis-count architectures.
 * Counting: every kind predicts ``stem + sum over positions l of entries[l, block_l, channel_l] + head``;
   :class:`EntrySum` is that gather, vectorized over ``[N, L]`` choices.
-* Validation statistics shared by all kinds (MAPE, max error, shares within 5/10 %, Kendall tau).
+* Validation statistics shared by all kinds (MAPE, max error, shares within 5/10 %, Kendall tau from
+  :mod:`spos_deploy.stats`).
 
 Pure numpy (no MXNet): search and constraint checks import this.
 """
@@ -27,6 +28,7 @@ import numpy as np
 from spos_deploy.atomic import read_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.space import DEFAULT_REPEATS, DEFAULT_SCALES, SearchSpace
+from spos_deploy.stats import kendall_tau
 
 KINDS = {"flops": "FLOPs/params", "micronet": "MicroNet", "latency": "latency"}
 """Table kinds (the ``kind`` key of a file) and what messages call them."""
@@ -46,13 +48,14 @@ def read_table(path: str | Path) -> dict[str, Any]:
     return d
 
 
-def check_header(d: dict[str, Any], kind: str, version: int, source: str) -> None:
-    """Refuse a table file of another kind or format version, naming both."""
+def check_header(d: dict[str, Any], kind: str, version: int | tuple[int, ...], source: str) -> None:
+    """Refuse a table file of another kind or format version (``version``: the one, or those, readable)."""
     if d.get("kind") != kind:
         raise BadInputError(f"{source}: not a {KINDS[kind]} table (kind {d.get('kind')!r})")
     have = d.get("format_version")
-    if type(have) is not int or have != version:
-        raise BadInputError(f"{source}: format_version {have!r}, expected {version}")
+    readable = (version,) if isinstance(version, int) else version
+    if type(have) is not int or have not in readable:
+        raise BadInputError(f"{source}: format_version {have!r}, expected {' or '.join(map(str, readable))}")
 
 
 _CONFIG_KEYS = {f.name for f in fields(SearchSpace)}
@@ -212,9 +215,7 @@ def random_architectures(space: SearchSpace, n: int, seed: int) -> tuple[np.ndar
     rng = np.random.default_rng(seed)
     blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
     channels = rng.integers(0, space.num_scales, (n, space.num_positions))
-    valid = np.array(space.valid_channels(), bool)
-    ok = valid[np.arange(space.num_positions)[None, :], channels]
-    return blocks, np.where(ok, channels, space.widest_choice)
+    return blocks, space.fix_channels(channels)
 
 
 def width_level_architectures(space: SearchSpace, n: int, seed: int, spread: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -230,55 +231,10 @@ def width_level_architectures(space: SearchSpace, n: int, seed: int, spread: int
     level = rng.integers(0, space.num_scales, (n, 1))
     jitter = rng.integers(-spread, spread + 1, (n, space.num_positions))
     channels = by_scale[np.clip(level + jitter, 0, space.num_scales - 1)]
-    valid = np.array(space.valid_channels(), bool)
-    ok = valid[np.arange(space.num_positions)[None, :], channels]
-    return blocks, np.where(ok, channels, space.widest_choice)
+    return blocks, space.fix_channels(channels)
 
 
 # ---- validation statistics -----------------------------------------------------------------------------------
-def kendall_tau_rows(x: Any, y: Any) -> np.ndarray:
-    """Kendall's tau-b of each row of ``x`` against the same row of ``y`` (both ``(rows, n)``), ties handled;
-    NaN where a row is constant. Vectorised over rows because bootstrap and permutation tests need thousands."""
-    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
-    n = x.shape[1]
-    if n < 2:
-        return np.full(x.shape[0], np.nan)
-    i, j = np.triu_indices(n, k=1)
-    dx, dy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
-    n0 = len(i)
-    denom = np.sqrt((n0 - (dx == 0).sum(1)) * (n0 - (dy == 0).sum(1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (dx * dy).sum(1) / np.where(denom > 0, denom, 1), np.nan)
-
-
-def kendall_tau(x: Any, y: Any) -> float:
-    """Kendall's tau-b rank correlation (ties handled), O(n^2): validation sets are small."""
-    return float(kendall_tau_rows(np.asarray(x, float)[None], np.asarray(y, float)[None])[0])
-
-
-def kendall_tau_bootstrap(xs: dict[str, Any], y: Any, samples: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
-    """Kendall tau of every ``xs[name]`` against ``y`` on ``samples`` bootstrap resamples of the items.
-
-    All names share the same resamples, so differences between them (is a ranker better than a proxy?) are
-    paired. Resampling with replacement adds ties, which tau-b discounts."""
-    y = np.asarray(y, float)
-    idx = np.random.default_rng(seed).integers(0, len(y), (samples, len(y)))
-    return {k: kendall_tau_rows(np.asarray(x, float)[idx], y[idx]) for k, x in xs.items()}
-
-
-def kendall_tau_pvalue(x: Any, y: Any, samples: int = 2000, seed: int = 0) -> float:
-    """One-sided permutation p-value of tau(x, y) under "no positive association": the share of random
-    pairings of ``y`` with ``x`` whose tau reaches the observed one (counting the observed pairing itself)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    observed = kendall_tau(x, y)
-    if math.isnan(observed):
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    perms = np.argsort(rng.random((samples, len(y))), axis=1)
-    taus = kendall_tau_rows(np.broadcast_to(x, perms.shape), y[perms])
-    return float((1 + (taus >= observed - 1e-12).sum()) / (samples + 1))
-
-
 def validation_stats(predicted: Any, measured: Any) -> dict[str, Any]:
     """MAPE and max error (percent of measured), shares within 5% and 10%, Kendall tau (``None`` where
     undefined: fewer than two samples, or all equal)."""

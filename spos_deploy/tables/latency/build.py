@@ -5,8 +5,11 @@ exported to ONNX in the form that runtime ships (int8 QDQ for onnxruntime ``--pr
 HardSwish-op form for OpenVINO, NNCF-quantized for its int8), and each position's block is cut out of
 it between its input and output tensors, so every entry runs the exact nodes that ship, with its real
 input shape. The stem and the head are cut the same way. A few random whole networks are measured at
-the end to fit the table's correction, and a few fixed anchor networks are timed so that a later use can
-tell how much faster or slower the machine has become (:func:`time_anchors`). Progress goes to a
+the end to fit the additive predictor's correction; then ``fit_networks`` whole networks, from the
+narrowest to the widest, are measured in their deployed form (:mod:`spos_deploy.runtime.deployed`) and
+the fitted predictor is solved on them (:mod:`spos_deploy.tables.latency.fit`), the part-timed entries as
+its prior. Last, a few fixed anchor networks are timed so that a later use can tell how much faster or
+slower the machine has become (:func:`time_anchors`). Progress goes to a
 ``.partial.jsonl`` file after every entry: a crash or Ctrl-C loses at most the entry being timed, and
 ``resume=True`` continues.
 """
@@ -29,11 +32,13 @@ from tqdm import tqdm
 from spos_deploy.errors import BadInputError
 from spos_deploy.machine import cpu_info
 from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime.deployed import BUDGET_QUANTILE, SESSIONS, DeployedLatency, measure_deployed, session_matrix
 from spos_deploy.runtime.ort import ort_runner
 from spos_deploy.runtime.timing import time_fn
 from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.build_common import uniform_spec
-from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint, fit_correction
+from spos_deploy.tables.core import random_architectures
+from spos_deploy.tables.latency.table import FIT_NETWORKS, LatencyTable, check_fingerprint, fit_correction
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ PRECISIONS = ("fp32", "int8", "bf16")
 RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "mxnet": "mxnet"}
 ANCHORS = 5  # a median of 5 ratios: one disturbed anchor does not move it
 ANCHOR_PASSES = 12  # short bursts scatter by several percent on a shared VM: a median of 12 per anchor
+FIT_GROUP = 10  # networks exported and measured interleaved together (and checkpointed) at a time
 
 
 @dataclass
@@ -61,6 +67,8 @@ class LatencySetup:
     calibration_networks: int = 12
     seed: int = 0
     anchors: int = ANCHORS
+    fit_networks: int = FIT_NETWORKS  # whole networks the fitted predictor is solved on (0: additive only)
+    sessions: int = SESSIONS  # fresh sessions per whole network (the deployed-latency definition)
 
     @property
     def onnx_runtime(self) -> bool:
@@ -81,6 +89,8 @@ class LatencySetup:
             raise BadInputError("--precision bf16 is measured with OpenVINO only (--runtime openvino-cpu)")
         if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3 or self.anchors < 0:
             raise BadInputError("--batch and --threads must be >= 1, --repeats >= 3 and anchors >= 0")
+        if self.fit_networks < 0 or self.sessions < 1:
+            raise BadInputError("--fit-networks must be >= 0 and --sessions >= 1")
         if self.runtime == "openvino-cpu":
             from spos_deploy.runtime.openvino import check_precision, require_openvino
 
@@ -384,19 +394,19 @@ def anchor_specs(space: SearchSpace, setup: LatencySetup) -> list[ModelSpec]:
 
 def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCHOR_PASSES) -> list[float]:
     """End-to-end ms of the anchor networks, measured the one way used both when a table is built (kept as
-    a record) and when it is re-anchored (compared with the table's predictions of them): a few
-    interleaved passes of at least 10 runs and 50 ms each, alternating two sessions per anchor (one
-    session's memory placement can keep it a few percent off); a few seconds of timing on a 2-core CPU."""
+    a record) and when it is re-anchored (compared with the table's predictions of them): ``passes``
+    interleaved fresh sessions per anchor (:func:`spos_deploy.runtime.deployed.session_matrix`), the
+    median of their session medians; a few seconds of timing on a 2-core CPU."""
     if not specs:
         return []
     shape = network_shape(specs[0].space, setup)
     with tempfile.TemporaryDirectory() as tmp:
         if setup.onnx_runtime:
             paths = [export_deployed(s, Path(tmp), setup.precision, setup.seed, setup.runtime) for s in specs]
-            runs = [[onnx_runner(p, shape, setup) for _ in range(2)] for p in paths]
+            per_pass = session_matrix([lambda p=p: onnx_runner(p, shape, setup) for p in paths], passes, calls=10)
         else:
             runs = [[_mxnet_call(_mxnet_deployed(s, setup), shape, setup)] for s in specs]
-        per_pass = interleaved_passes(runs, passes, repeats=10, min_seconds=0.05)
+            per_pass = interleaved_passes(runs, passes, repeats=10, min_seconds=0.05)
     return [float(v) for v in np.median(per_pass, axis=0)]
 
 
@@ -518,6 +528,66 @@ def _measure_calibration(
         bar.update(1)
 
 
+def fit_architectures(space: SearchSpace, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``[n, L]`` architectures the fitted predictor is solved on: first every (block, width) as a uniform
+    network (each choice seen at every position; where the part-timed sums were most wrong), then random
+    architectures, drawn like those a search meets, so that every choice is also seen beside others."""
+
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    blocks = [[b] * L for c in range(S) for b in range(B)]
+    channels = [space.fix_channels([c] * L) for c in range(S) for _ in range(B)]
+    rb, rc = random_architectures(space, max(0, n - len(blocks)), seed + 11)
+    return np.array(blocks + rb.tolist(), int)[:n], np.array(channels + rc.tolist(), int)[:n]
+
+
+def measure_deployed_specs(
+    specs: list[ModelSpec], setup: LatencySetup, folder: Path, seed: int = 0, repeats: int = 1
+) -> list[Any] | list[list[Any]]:
+    """:func:`spos_deploy.runtime.deployed.measure_deployed` of ``specs`` exported in the table's deployed form
+    and settings (onnxruntime or OpenVINO): each session a fresh one, made from the exported file. With
+    ``repeats`` > 1, that many independent measurements of the same exports (seeds ``seed``, ``seed + 1``, ...),
+    a list of lists."""
+    shape = network_shape(specs[0].space, setup)
+    paths = [export_deployed(s, folder, setup.precision, setup.seed, setup.runtime) for s in specs]
+    makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+    runs = [measure_deployed(makers, sessions=setup.sessions, seed=seed + r) for r in range(repeats)]
+    return runs[0] if repeats == 1 else runs
+
+
+def _measure_fit_networks(
+    space: SearchSpace, setup: LatencySetup, prog: Progress, tmp: Path, probe: Callable[[], float | None], bar: tqdm
+) -> None:
+    """The whole networks of the fitted predictor, in ``setup.sessions`` interleaved passes over all of them
+    (one fresh session per network a pass, :func:`spos_deploy.runtime.deployed.session_matrix`), so that the
+    machine's drift over the minutes this takes moves every network alike; each pass is checkpointed."""
+    if not setup.onnx_runtime or setup.fit_networks == 0:
+        return
+    todo = [s for s in range(setup.sessions) if f"fitpass:{s}" not in prog.done]
+    if not todo:
+        return
+    blocks, channels = fit_architectures(space, setup.fit_networks, setup.seed)
+    if "fitnets" not in prog.done:
+        prog.add({"key": "fitnets", "blocks": blocks.tolist(), "channels": channels.tolist()})
+    shape = network_shape(space, setup)
+    folder = tmp / "fit"
+    folder.mkdir(exist_ok=True)
+    paths = [
+        export_deployed(
+            ModelSpec(space, tuple(map(int, b)), tuple(map(int, c)), f"fit{k}", shuffle=setup.shuffle),
+            folder,
+            setup.precision,
+            setup.seed,
+            setup.runtime,
+        )
+        for k, (b, c) in enumerate(zip(blocks, channels))
+    ]
+    makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+    for s in todo:
+        row = session_matrix(makers, 1, seed=setup.seed + 100 + s)[0]
+        prog.add({"key": f"fitpass:{s}", "ref": probe(), "ms": [float(v) for v in row]})
+        bar.update(1)
+
+
 def _measure_anchors(
     space: SearchSpace, setup: LatencySetup, prog: Progress, probe: Callable[[], float | None], bar: tqdm
 ) -> None:
@@ -542,8 +612,9 @@ def build_latency_table(
     partial = out.with_name(out.name + ".partial.jsonl")
     prog = Progress(partial, header, resume)
     entries = sum(space.channel_valid(p, c) for p in space.positions() for c in range(space.num_scales))
+    fits = setup.sessions if setup.onnx_runtime and setup.fit_networks else 0
     bar = tqdm(
-        total=entries * space.num_blocks + 2 + setup.calibration_networks + (setup.anchors > 0),
+        total=entries * space.num_blocks + 2 + setup.calibration_networks + fits + (setup.anchors > 0),
         initial=len(prog.done),
         desc=f"latency table ({setup.runtime}, {setup.precision})",
         unit="entry",
@@ -554,6 +625,7 @@ def build_latency_table(
             probe = _drift_probe(space, setup, Path(tmp), _part_input_shapes(space, setup.batch))
             _measure_entries(space, setup, prog, Path(tmp), probe, bar)
             _measure_calibration(space, setup, prog, probe, bar)
+            _measure_fit_networks(space, setup, prog, Path(tmp), probe, bar)
             _measure_anchors(space, setup, prog, probe, bar)
     finally:
         bar.close()
@@ -611,9 +683,40 @@ def assemble(
             }
             for r, s in zip(nets, sums)
         ]
+    passes = sorted((k for k in done if k.startswith("fitpass:")), key=lambda k: int(k.split(":")[1]))
+    if passes:
+        per_pass = np.array([np.asarray(done[k]["ms"]) * scale(done[k]) for k in passes])
+        nets = done["fitnets"]
+        table.fitted = _fitted(table, np.array(nets["blocks"]), np.array(nets["channels"]), per_pass)
+        table.__post_init__()
     if anchors and "anchors" in done:
         table.anchors = _anchor_records(anchors, done["anchors"], scale(done["anchors"]))
     return table
+
+
+def _fitted(table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, per_pass: np.ndarray) -> dict[str, Any]:
+    """The fitted predictor's record: entries solved on the whole networks' deployed latencies (``per_pass``:
+    ``[passes, networks]`` session medians), the part-timed table as prior."""
+    from spos_deploy.tables.latency.fit import fit_entries
+
+    lat = DeployedLatency.from_passes(per_pass)
+    measured = np.array([m.ms for m in lat])
+    prior_fixed = table.slope * (table.stem_ms + table.head_ms) + table.intercept
+    fit = fit_entries(table.space, table.slope * table.entries, prior_fixed, blocks, channels, measured)
+    return {
+        "model": "predicted = fixed_ms + sum of entries; entries fitted on whole networks (least squares, "
+        "non-decreasing in width, ridge towards the part-timed entries)",
+        "entries": fit.entries,
+        "fixed_ms": fit.fixed_ms,
+        "ridge": fit.ridge,
+        "cv_mape": fit.cv_mape,
+        "budget_quantile": BUDGET_QUANTILE,
+        "budget_ratio": float(max(1.0, np.median([m.budget_ms / m.ms for m in lat]))),
+        "networks": [
+            {"blocks": list(map(int, b)), "channels": list(map(int, c)), **m.as_dict()}
+            for b, c, m in zip(blocks, channels, lat)
+        ],
+    }
 
 
 def _anchor_records(anchors: list[ModelSpec], rec: dict[str, Any], scale: float) -> list[dict[str, Any]]:

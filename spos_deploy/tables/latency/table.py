@@ -3,10 +3,13 @@
 Pure numpy: search checks millions of architectures per second with :meth:`LatencyTable.predict`.
 Measuring lives in :mod:`spos_deploy.tables.latency.build`.
 
-Prediction = ``slope * (stem + sum of the chosen entries + head) + intercept``. Entries are measured on
-each block alone, so every entry carries one session call's fixed overhead and misses what a whole
-network gains from a warm cache; a least-squares line fitted at build time against a few whole
-networks measured end to end absorbs both (documented in docs/latency.md).
+Two predictors share the file. The **fitted** one (tables built since format 2, the default):
+``fixed_ms + sum of the chosen fitted entries``, entries solved by least squares on whole networks
+measured in their deployed form (:mod:`spos_deploy.tables.latency.fit`). The **additive** one, kept as
+the fit's prior and as the baseline it is compared with: ``slope * (stem + sum of the part-timed entries
++ head) + intercept``; entries measured on each block alone carry one session call's fixed overhead and
+miss what a whole network shares, which a line fitted on a few whole networks only partly absorbs
+(documented in docs/latency.md).
 
 A machine's speed drifts between build and use (a shared VM by several percent within an hour), which
 moves every latency alike. A table therefore stores a few anchor networks (with their end-to-end latency
@@ -17,7 +20,7 @@ own predictions of them (:meth:`LatencyTable.anchor_reference`, ``speed_factor``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,11 @@ from spos_deploy.tables.core import (
     table_space,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # format 1: the additive predictor alone
+FIT_NETWORKS = (
+    80  # whole networks a fitted predictor is solved on by default: every (block, width) uniform, then random
+)
 
 # Fingerprint keys that must match the machine a prediction is made for (the date need not).
 MATCH_KEYS = (
@@ -76,9 +83,42 @@ class LatencyTable:
     probe_ms: np.ndarray | None = None  # drift probe time recorded with each entry
     anchors: list[dict[str, Any]] = field(default_factory=list)  # blocks, channels, ms at the table's speed
     speed_factor: float = 1.0  # set when re-anchored on use (never saved): anchors now / predicted
+    fitted: dict[str, Any] | None = None  # the fitted predictor: entries, fixed_ms, networks (module docstring)
 
     def __post_init__(self) -> None:
         self._sum = EntrySum(self.entries)
+        self._fitted_sum = None if self.fitted is None else EntrySum(np.asarray(self.fitted["entries"], float))
+
+    @property
+    def predictor(self) -> str:
+        """``fitted`` (whole-network least squares) or ``additive`` (part-timed sum and line)."""
+        return "additive" if self.fitted is None else "fitted"
+
+    @property
+    def budget_ratio(self) -> float:
+        """Measured budget latency over deployed latency, typical of the fit's networks (1 without them):
+        a prediction times this is what a budget is checked against
+        (:data:`spos_deploy.runtime.deployed.BUDGET_QUANTILE`)."""
+        return float(self.fitted.get("budget_ratio", 1.0)) if self.fitted else 1.0
+
+    def predict_budget(self, blocks: Any, channels: Any) -> np.ndarray:
+        """Predicted budget latency (ms): what a search holds against ``--latency-max-ms``."""
+        return self.budget_ratio * self.predict(blocks, channels)
+
+    def per_position(self, blocks: Any, channels: Any) -> tuple[float, list[float]]:
+        """One architecture's prediction split as (fixed part, one figure per position), at the re-anchored
+        speed: what ``spos-profile --latency-table`` shows. The parts add up to :meth:`predict`."""
+        k = self.speed_factor
+        if self.fitted is not None:
+            e = np.asarray(self.fitted["entries"], float)
+            fixed = float(self.fitted["fixed_ms"])
+            return k * fixed, [k * float(e[i, b, c]) for i, (b, c) in enumerate(zip(blocks, channels))]
+        parts = [k * self.slope * float(self.entries[i, b, c]) for i, (b, c) in enumerate(zip(blocks, channels))]
+        return k * (self.slope * (self.stem_ms + self.head_ms) + self.intercept), parts
+
+    def additive(self) -> LatencyTable:
+        """This table with its additive predictor only (the fit's prior; the baseline benchmarks compare with)."""
+        return replace(self, fitted=None)
 
     def raw_sum(self, blocks: Any, channels: Any) -> np.ndarray:
         """stem + entries + head, without the fitted correction (``[N]`` or a scalar for one architecture)."""
@@ -91,6 +131,8 @@ class LatencyTable:
 
     def predict_as_built(self, blocks: Any, channels: Any) -> np.ndarray:
         """The prediction at the machine speed of the build (no re-anchoring)."""
+        if self._fitted_sum is not None:
+            return one_or_many(blocks, self._fitted_sum(blocks, channels) + float(self.fitted["fixed_ms"]))
         return self.slope * self.raw_sum(blocks, channels) + self.intercept
 
     def anchor_reference(self) -> list[float]:
@@ -133,6 +175,9 @@ class LatencyTable:
                 "calibration_networks": self.calibration,
             },
             "anchors": self.anchors,
+            "fitted": None
+            if self.fitted is None
+            else {**self.fitted, "entries": nested(np.asarray(self.fitted["entries"]))},
         }
 
     def save(self, path: str | Path) -> None:
@@ -141,7 +186,7 @@ class LatencyTable:
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "table") -> LatencyTable:
         """Check every field (one line naming it and ``source`` on the first problem) and build the table."""
-        check_header(d, "latency", FORMAT_VERSION, source)
+        check_header(d, "latency", READABLE_VERSIONS, source)
         space = table_space(d, source)
         fp = field_of(d, "fingerprint", source, dict)
         corr = field_of(d, "correction", source, dict) if "correction" in d else {}
@@ -163,6 +208,7 @@ class LatencyTable:
             raw_entries=optional("raw_entries", gaps=False),
             probe_ms=optional("probe_ms", gaps=True),  # no drift probe on MXNet runtimes: null entries
             anchors=read_anchors(d.get("anchors"), space, source),
+            fitted=read_fitted(d.get("fitted"), d, space, source),
         )
 
     @classmethod
@@ -190,6 +236,13 @@ class LatencyTable:
             f"measured on {fp.get('gpu') or fp.get('cpu')} ({fp.get('cores')} cores) at {fp.get('date')}",
             f"stem {self.stem_ms:.3f} ms, head {self.head_ms:.3f} ms; correction: "
             f"{self.slope:.3f} x sum + {self.intercept:.3f} ms",
+            f"predictor: {self.predictor}"
+            + (
+                f" on {len(self.fitted.get('networks', []))} whole networks, fixed {self.fitted['fixed_ms']:.3f} ms, "
+                f"cross-validated MAPE {self.fitted.get('cv_mape', float('nan')):.1f} %"
+                if self.fitted
+                else " (part-timed entries and one fitted line)"
+            ),
             f"anchors: {len(self.anchors)} networks"
             + (" (re-measured when the table is used, to follow the machine's speed)" if self.anchors else ""),
         ]
@@ -202,6 +255,21 @@ class LatencyTable:
                     [pos.index, name, pos.stride, pos.in_size, f"{np.nanmin(e):.3f}", f"{np.nanmax(e):.3f}", disp]
                 )
         return lines, ["pos", "block", "stride", "inp_size", "min ms", "max ms", "max dispersion"], rows
+
+
+def read_fitted(raw: Any, d: dict[str, Any], space: SearchSpace, source: str) -> dict[str, Any] | None:
+    """The ``fitted`` predictor of a table file (absent or null: none), its entries and fixed cost checked."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{source}: 'fitted' must be an object")
+    where = f"{source}: fitted"
+    entries = entry_array(raw, "entries", space, where)
+    fixed = number(raw, "fixed_ms", where, signed=True)  # the fitted line's intercept: may be negative
+    ratio = number(raw, "budget_ratio", where) if "budget_ratio" in raw else 1.0
+    if not 1.0 <= ratio < 10:
+        raise BadInputError(f"{where}: 'budget_ratio' must be in [1, 10)")
+    return {**raw, "entries": entries, "fixed_ms": fixed, "budget_ratio": ratio}
 
 
 def read_anchors(raw: Any, space: SearchSpace, source: str) -> list[dict[str, Any]]:

@@ -18,12 +18,13 @@ from tqdm import tqdm
 from spos_deploy.atomic import atomic_path
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.tables.core import kendall_tau, random_architectures, validation_stats
+from spos_deploy.runtime.deployed import drift_free, pass_drift, session_matrix, steady_medians
+from spos_deploy.stats import kendall_tau
+from spos_deploy.tables.core import random_architectures, validation_stats
 from spos_deploy.tables.latency.build import (
     LatencySetup,
     export_deployed,
     fingerprint,
-    interleaved_passes,
     measure_network,
     network_shape,
     onnx_runner,
@@ -75,7 +76,29 @@ def check_here(
     return here
 
 
-def _specs(table: LatencyTable, blocks: Any, channels: Any, prefix: str = "net") -> list[ModelSpec]:
+def use_table(
+    path: str | Path,
+    space: Any,
+    allow_mismatch: bool = False,
+    reanchor_on: bool = True,
+    hint: str = "pass --allow-table-mismatch to use it for that device anyway",
+) -> tuple[LatencyTable, str, bool]:
+    """A latency table about to predict for ``space`` on this machine: its configuration checked, refused when
+    measured on other hardware or settings (unless ``allow_mismatch``), and re-anchored to this machine's
+    speed now (unless ``reanchor_on`` is off). Returns it, one line for the user saying what was done, and
+    whether it was measured elsewhere (allowed)."""
+    table = LatencyTable.load(path, expect_space=space)
+    here = fingerprint(setup_of(table), table.space)
+    diff = check_fingerprint(table.fingerprint, here, str(path), allow_mismatch, hint)
+    if diff:
+        return table, f"{path}: from other hardware or settings ({'; '.join(diff)}): predictions as built", True
+    if not reanchor_on:
+        return table, f"{path}: predictions as built (not re-anchored)", False
+    info = reanchor(table)
+    return table, f"{path}: {info['note'] if info else 'no anchor networks (an older table): as built'}", False
+
+
+def specs_of(table: LatencyTable, blocks: Any, channels: Any, prefix: str = "net") -> list[ModelSpec]:
     shuffle = table.fingerprint.get("shuffle", "reshape")
     return [
         ModelSpec(table.space, tuple(map(int, b)), tuple(map(int, c)), f"{prefix}{i}", shuffle=shuffle)
@@ -83,26 +106,26 @@ def _specs(table: LatencyTable, blocks: Any, channels: Any, prefix: str = "net")
     ]
 
 
-def _interleaved(
-    specs: list[ModelSpec], setup: LatencySetup, passes: int, progress: bool, sessions: int = 3
-) -> np.ndarray:
-    """``[passes, networks]`` end-to-end medians, measured in interleaved passes over all networks.
+def _interleaved(specs: list[ModelSpec], setup: LatencySetup, passes: int, progress: bool) -> np.ndarray:
+    """``[passes, networks]`` session medians: each pass times every network once, in a fresh session made
+    for it, in a shuffled order (:func:`spos_deploy.runtime.deployed.session_matrix`, the deployed-latency
+    definition).
 
     A shared 2-core VM drifts by several percent over minutes; timing each network once, one after the
     other, turns that drift into ranking errors (two such passes agreed only to Kendall tau 0.85 here).
     Interleaving spreads the drift over all networks alike, and :func:`steady_medians` of the passes is
-    what a network costs. Each network also gets ``sessions`` sessions (onnxruntime) or compiled models
-    (OpenVINO), used in turn: one session's memory placement can make it a few percent faster or slower
-    for as long as it lives (two 15-pass validations of the same int8 networks, one session each, agreed
-    only to tau 0.88).
+    what a network costs. A fresh session per pass, because sessions of one small network settle in
+    different modes (docs/latency.md): a user's session is a fresh one.
     """
-    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         shape = network_shape(specs[0].space, setup)
-        for spec in tqdm(specs, desc="export", unit="net", disable=not progress):
-            path = export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
-            runs.append([onnx_runner(path, shape, setup) for _ in range(max(1, sessions))])
-        return interleaved_passes(runs, passes, repeats=max(10, setup.network_repeats // passes))
+        paths = [
+            export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
+            for spec in tqdm(specs, desc="export", unit="net", disable=not progress)
+        ]
+        makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+        calls = max(10, setup.network_repeats // passes)
+        return session_matrix(makers, passes, calls=calls, progress=progress, desc="end-to-end")
 
 
 def measure_passes(
@@ -111,7 +134,7 @@ def measure_passes(
     """``[passes, N]`` end-to-end ms of architectures in the table's deployed form and settings (one row
     for MXNet runtimes, which time each network on its own)."""
     setup = setup_of(table)
-    specs = _specs(table, blocks, channels)
+    specs = specs_of(table, blocks, channels)
     if setup.onnx_runtime:
         return _interleaved(specs, setup, passes, progress)
     return np.array([[measure_network(s, setup) for s in tqdm(specs, desc="end-to-end", disable=not progress)]])
@@ -135,7 +158,7 @@ def reanchor(table: LatencyTable, apply: bool = True) -> dict[str, Any] | None:
     if not table.anchors:
         return None
     setup = setup_of(table)
-    specs = _specs(table, *table.anchor_choices(), "anchor")
+    specs = specs_of(table, *table.anchor_choices(), "anchor")
     check = compare_anchors(table, time_anchors(specs, setup))
     factor, spread, agree = check["factor"], check["anchor_spread"], check["anchors_agree"]
     note = speed_note(factor)
@@ -199,41 +222,6 @@ def error_sources(
         out["pass_drift_pct"] = 100 * pass_drift(pp)
         out["tau_ceiling"] = halves_tau(pp)
     return out
-
-
-def pass_speeds(per_pass: Any) -> np.ndarray:
-    """Each interleaved pass's typical speed: the median over networks of its time over the network's
-    median. Every network in a pass shares the pass's machine state, so this is the global part of the noise."""
-    pp = np.asarray(per_pass, float)
-    if pp.ndim != 2 or len(pp) < 2:
-        raise ValueError("interleaved timings must be [passes >= 2, networks]")
-    return np.median(pp / np.median(pp, axis=0), axis=1)
-
-
-def drift_free(per_pass: Any) -> np.ndarray:
-    """``[passes, networks]`` with each pass divided by its speed (:func:`pass_speeds`): the timings as if
-    the machine had kept its typical speed through every pass. Below 3 networks a pass's speed cannot be
-    told from the networks' own scatter, and the timings are returned as they are."""
-    pp = np.asarray(per_pass, float)
-    if pp.ndim != 2 or len(pp) < 2 or pp.shape[1] < 3:
-        return pp
-    return pp / pass_speeds(pp)[:, None]
-
-
-def steady_medians(per_pass: Any) -> np.ndarray:
-    """Each network's time at the machine's typical speed: the median over passes of :func:`drift_free`.
-
-    Many short passes beat a few long ones: one short burst of a network scatters by several percent on a
-    shared VM, partly with its neighbours in time, so medians over many passes of all networks, with each
-    pass's shared part divided out, rank the networks most steadily (measured in docs/latency.md)."""
-    return np.median(drift_free(per_pass), axis=0)
-
-
-def pass_drift(per_pass: Any) -> float:
-    """How far the machine's speed moved between interleaved passes: the spread (max - min) of
-    :func:`pass_speeds`; a steady machine keeps it to a few percent."""
-    speeds = pass_speeds(per_pass)
-    return float(speeds.max() - speeds.min())
 
 
 def halves_tau(per_pass: Any) -> float | None:
@@ -316,6 +304,10 @@ def validation_round(
             table.raw_sum(blocks, channels), table.slope, table.intercept, measured, factor, per_pass, in_factor
         ),
     }
+    if table.fitted is not None:  # the part-timed sum and line the fit replaced, on the same measurements
+        result["additive"] = validation_stats(
+            table.additive().predict_as_built(blocks, channels) * (applied or 1), measured
+        )
     result["points"] = [
         {"blocks": list(map(int, b)), "channels": list(map(int, c)), "predicted_ms": float(p), "measured_ms": float(m)}
         for b, c, p, m in zip(blocks, channels, reported, measured)
@@ -448,3 +440,41 @@ def heatmap(table: LatencyTable, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+def widening_violations(table: LatencyTable, samples: int = 2000, seed: int = 0) -> int:
+    """How many of ``samples`` random architectures the table predicts slower than the same architecture made
+    wider at every position (one channel choice up, where the position has it): zero for a table whose
+    entries never decrease with width, as the hardware cannot produce such an ordering."""
+    space = table.space
+    blocks, channels = random_architectures(space, samples, seed)
+    wider = np.array([space.fix_channels(np.minimum(c + 1, space.widest_choice)) for c in channels])
+    return int(np.sum(table.predict_as_built(blocks, channels) > table.predict_as_built(blocks, wider) + 1e-12))
+
+
+def predictor_report(
+    tables: dict[str, LatencyTable], blocks: Any, channels: Any, first_ms: Any, second_ms: Any, fastest: float = 0.2
+) -> dict[str, Any]:
+    """Predictors against held-out architectures measured twice, independently (deployed latency each time).
+
+    The ground truth is the mean of the two measurements; ``repeat`` is how well the second agrees with the
+    first (the ceiling any predictor is judged against); every statistic is given on all architectures and on
+    the ``fastest`` share of them (where budgets bite)."""
+    first, second = np.asarray(first_ms, float), np.asarray(second_ms, float)
+    truth = (first + second) / 2
+    fast = truth <= np.quantile(truth, fastest)
+    out: dict[str, Any] = {
+        "samples": int(len(truth)),
+        "fastest_share": fastest,
+        "repeat": validation_stats(second, first),
+        "repeat_fastest": validation_stats(second[fast], first[fast]),
+        "predictors": {},
+    }
+    for name, table in tables.items():
+        p = table.predict_as_built(blocks, channels)
+        out["predictors"][name] = {
+            "all": validation_stats(p, truth),
+            "fastest": validation_stats(p[fast], truth[fast]),
+            "widening_violations": widening_violations(table),
+        }
+    return out

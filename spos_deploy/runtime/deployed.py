@@ -1,0 +1,159 @@
+"""The latency of a deployed network: one definition, measured one way by tables, validation and search.
+
+A small network (0.1-0.4 ms) does not have one latency on a shared CPU: within one runtime session its
+calls are steady, but fresh sessions of the same file settle in different modes (measured 2026-12-06 on a
+2-core AMD EPYC: one int8 network, 15 fresh onnxruntime sessions, per-session medians 0.121-0.358 ms).
+What a user deploys is a fresh session, so the unit of measurement is the session:
+
+* each of ``sessions`` fresh sessions (or compiled models) is warmed up and then timed for ``calls`` calls;
+  its median call time is one **session median**;
+* the network's **deployed latency** is the median of its session medians: what latency tables predict and
+  what predicted-versus-measured errors are computed against;
+* a **budget** is held when the ``BUDGET_QUANTILE`` quantile of the session medians is within it: most
+  sessions a user starts meet it, not only the typical one.
+
+Several networks are measured interleaved (session ``s`` of every network, in a shuffled order, before
+session ``s + 1`` of any: one *pass*), so that a machine's drift over the minutes of a measurement moves
+them alike; each pass's shared speed is then divided out (:func:`drift_free`) before the medians are taken
+(:func:`steady_medians`, :meth:`DeployedLatency.from_passes`).
+Pure apart from the callables it is given: a runtime is reached only through ``make_runner``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from spos_deploy.runtime.timing import time_fn
+
+SESSIONS = 5
+"""Fresh sessions per network: the median of five is steady where one session's mode is not."""
+WARMUP = 20
+CALLS = 20
+MIN_SECONDS = 0.05  # and at least 50 ms: a 0.15 ms network is timed over about 330 calls (at most 20 x CALLS)
+BUDGET_QUANTILE = 0.8
+"""A budget is met when this share of fresh sessions run within it (documented in docs/latency.md)."""
+
+RunnerFactory = Callable[[], Callable[[], Any]]
+"""Makes a fresh session (compiled model) and returns one synchronous inference call on it."""
+
+
+@dataclass(frozen=True)
+class DeployedLatency:
+    """Session medians (ms) of one network and what they mean (module docstring)."""
+
+    session_ms: tuple[float, ...]
+
+    @property
+    def ms(self) -> float:
+        """The deployed latency: median over fresh sessions of each session's median."""
+        return float(np.median(self.session_ms))
+
+    def quantile(self, q: float = BUDGET_QUANTILE) -> float:
+        return float(np.quantile(self.session_ms, q))
+
+    @property
+    def budget_ms(self) -> float:
+        """What a latency budget is checked against."""
+        return self.quantile(BUDGET_QUANTILE)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the session medians: how far fresh sessions of this network disagree."""
+        return float(np.ptp(self.session_ms) / self.ms) if self.ms > 0 else 0.0
+
+    @classmethod
+    def from_passes(cls, per_pass: Any) -> list[DeployedLatency]:
+        """One per network of a ``[passes, networks]`` matrix of session medians, each pass's shared speed
+        divided out (:func:`drift_free`)."""
+        steady = drift_free(per_pass)
+        return [cls(tuple(float(v) for v in steady[:, i])) for i in range(steady.shape[1])]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ms": round(self.ms, 6),
+            "budget_ms": round(self.budget_ms, 6),
+            "budget_quantile": BUDGET_QUANTILE,
+            "session_ms": [round(v, 6) for v in self.session_ms],
+        }
+
+
+def time_session(run: Callable[[], Any], warmup: int = WARMUP, calls: int = CALLS) -> float:
+    """Median ms of one session's calls after ``warmup`` untimed ones."""
+    return float(np.median(time_fn(run, warmup=warmup, repeats=calls, min_seconds=MIN_SECONDS)) * 1e3)
+
+
+def session_matrix(
+    makers: Sequence[RunnerFactory],
+    sessions: int = SESSIONS,
+    warmup: int = WARMUP,
+    calls: int = CALLS,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "deployed latency",
+) -> np.ndarray:
+    """``[sessions, networks]`` session medians (ms) of the networks whose sessions ``makers[i]`` makes,
+    measured interleaved (module docstring).
+
+    Every session is made, timed and dropped before the next one is made, so no two live at once and each
+    starts as a user's would.
+    """
+    if sessions < 1 or calls < 1 or warmup < 0:
+        raise ValueError("sessions and calls must be >= 1, warmup >= 0")
+    per_session = np.zeros((sessions, len(makers)))
+    order = np.random.default_rng(seed)
+    with tqdm(total=sessions * len(makers), desc=desc, unit="session", disable=not progress) as bar:
+        for s in range(sessions):
+            for i in order.permutation(len(makers)):
+                run = makers[i]()
+                per_session[s, i] = time_session(run, warmup, calls)
+                del run
+                bar.update(1)
+    return per_session
+
+
+def measure_deployed(makers: Sequence[RunnerFactory], sessions: int = SESSIONS, **kw: Any) -> list[DeployedLatency]:
+    """The deployed latency of each network whose sessions ``makers[i]`` makes (:func:`session_matrix`)."""
+    return DeployedLatency.from_passes(session_matrix(makers, sessions, **kw))
+
+
+# ---- the machine's drift between passes ------------------------------------------------------------------
+
+
+def pass_speeds(per_pass: Any) -> np.ndarray:
+    """Each interleaved pass's typical speed: the median over networks of its time over the network's
+    median. Every network in a pass shares the pass's machine state, so this is the global part of the noise."""
+    pp = np.asarray(per_pass, float)
+    if pp.ndim != 2 or len(pp) < 2:
+        raise ValueError("interleaved timings must be [passes >= 2, networks]")
+    return np.median(pp / np.median(pp, axis=0), axis=1)
+
+
+def drift_free(per_pass: Any) -> np.ndarray:
+    """``[passes, networks]`` with each pass divided by its speed (:func:`pass_speeds`): the timings as if
+    the machine had kept its typical speed through every pass. Below 3 networks a pass's speed cannot be
+    told from the networks' own scatter, and the timings are returned as they are."""
+    pp = np.asarray(per_pass, float)
+    if pp.ndim != 2 or len(pp) < 2 or pp.shape[1] < 3:
+        return pp
+    return pp / pass_speeds(pp)[:, None]
+
+
+def steady_medians(per_pass: Any) -> np.ndarray:
+    """Each network's time at the machine's typical speed: the median over passes of :func:`drift_free`.
+
+    Many short passes beat a few long ones: one short burst of a network scatters by several percent on a
+    shared VM, partly with its neighbours in time, so medians over many passes of all networks, with each
+    pass's shared part divided out, rank the networks most steadily (measured in docs/latency.md)."""
+    return np.median(drift_free(per_pass), axis=0)
+
+
+def pass_drift(per_pass: Any) -> float:
+    """How far the machine's speed moved between interleaved passes: the spread (max - min) of
+    :func:`pass_speeds`; a steady machine keeps it to a few percent."""
+    speeds = pass_speeds(per_pass)
+    return float(speeds.max() - speeds.min())

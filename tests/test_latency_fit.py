@@ -1,0 +1,158 @@
+"""The fitted latency predictor, the deployed-latency definition and the search's closed loop, on real
+onnxruntime sessions of the small space measured on this machine (no timings are asserted as speeds:
+only orderings that hold by a wide margin, bounds that a working predictor meets, and the budget logic)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from spos_deploy.search.deployed import Candidate, Form, check_form, close_loop, table_measure
+
+from spos_deploy.runtime.deployed import BUDGET_QUANTILE, DeployedLatency, measure_deployed
+from spos_deploy.space import SPACES
+from spos_deploy.tables.core import EntrySum, random_architectures, validation_stats
+from spos_deploy.tables.latency.fit import RIDGE_GRID, fit_entries
+
+from .conftest import run_cli
+
+SMALL = SPACES["small"]
+
+
+def test_fit_corrects_the_part_timed_prior_on_whole_networks():
+    """Whole networks cost a fixed 0.08 ms plus 0.6 x the part-timed entries, each off by a random factor
+    (sd 30 %): the level the parts get wrong and per-choice errors, as measured on real tables."""
+    from spos_deploy.tables.latency.build import fit_architectures
+
+    rng = np.random.default_rng(0)
+    L, B, S = SMALL.num_positions, SMALL.num_blocks, SMALL.num_scales
+    prior = rng.uniform(0.01, 0.05, (L, B, S))
+    truth = 0.6 * prior * rng.lognormal(0, 0.3, (L, B, S))
+    blocks, channels = fit_architectures(SMALL, 80, 0)
+    measured = (EntrySum(truth)(blocks, channels) + 0.08) * rng.normal(1, 0.02, len(blocks))
+    fit = fit_entries(SMALL, prior, 0.0, blocks, channels, measured)
+    hb, hc = random_architectures(SMALL, 200, 3)
+    want = EntrySum(truth)(hb, hc) + 0.08
+    fitted = validation_stats(EntrySum(fit.entries)(hb, hc) + fit.fixed_ms, want)
+    raw = validation_stats(EntrySum(prior)(hb, hc), want)
+    level_only = fit_entries(SMALL, prior, 0.0, blocks, channels, measured, ridge=1e6)  # the prior, only rescaled
+    scaled = validation_stats(EntrySum(level_only.entries)(hb, hc) + level_only.fixed_ms, want)
+    assert fitted["mape"] < 8 and fitted["mape"] < 0.6 * raw["mape"] and fitted["mape"] <= scaled["mape"]
+    assert fit.ridge in RIDGE_GRID and math.isfinite(fit.cv_mape)
+
+
+def test_fit_refuses_non_positive_measurements():
+    blocks, channels = random_architectures(SMALL, 3, 0)
+    with pytest.raises(ValueError, match="positive"):
+        fit_entries(SMALL, np.ones((5, 4, 10)), 0.0, blocks, channels, [0.1, 0.0, 0.2])
+
+
+def test_deployed_latency_statistics():
+    lat = DeployedLatency((0.10, 0.12, 0.11, 0.30, 0.10))
+    assert lat.ms == pytest.approx(0.11)
+    assert lat.budget_ms == pytest.approx(np.quantile([0.10, 0.12, 0.11, 0.30, 0.10], BUDGET_QUANTILE))
+    assert lat.budget_ms > lat.ms and lat.spread == pytest.approx(0.20 / 0.11)
+    calls = []
+    got = measure_deployed([lambda: (calls.append(1), lambda: None)[1]] * 2, sessions=3, calls=5, warmup=0)
+    assert len(calls) == 6 and len(got) == 2 and all(len(g.session_ms) == 3 for g in got)  # a fresh session each
+
+
+@pytest.fixture(scope="module")
+def built_table(tmp_path_factory):
+    """A quick fitted table of the small space, onnxruntime fp32, built here."""
+    from spos_deploy.tables.latency.build import LatencySetup, build_latency_table
+
+    setup = LatencySetup(
+        runtime="ort-cpu", precision="fp32", repeats=8, calibration_networks=4, anchors=3, fit_networks=48, sessions=3
+    )
+    path = tmp_path_factory.mktemp("lut") / "small_fp32.json"
+    return build_latency_table(SMALL, setup, path, progress=False), path
+
+
+def test_a_quick_build_predicts_held_out_networks_and_orders_widths(built_table):
+    from spos_deploy.tables.latency.build import measure_deployed_specs
+    from spos_deploy.tables.latency.table import LatencyTable
+    from spos_deploy.tables.latency.validate import setup_of, specs_of
+
+    table, path = built_table
+    assert table.predictor == "fitted" and LatencyTable.load(path).predictor == "fitted"
+    assert len(table.fitted["networks"]) == 48 and table.budget_ratio >= 1
+    L = SMALL.num_positions
+    extremes_b = [[b] * L for b in range(SMALL.num_blocks) for _ in range(2)]
+    extremes_c = [SMALL.fix_channels([c] * L) for _ in range(SMALL.num_blocks) for c in (0, SMALL.widest_choice)]
+    with tempfile.TemporaryDirectory() as tmp:
+        lat = measure_deployed_specs(specs_of(table, extremes_b, extremes_c), setup_of(table), Path(tmp))
+    pred = table.predict(np.array(extremes_b), np.array(extremes_c))
+    # every block type all-narrowest and all-widest (0.08-0.2 ms here): ranked as measured
+    assert validation_stats(pred, [m.ms for m in lat])["kendall_tau"] >= 0.5, (pred, [m.ms for m in lat])
+    blocks, channels = random_architectures(SMALL, 12, 77)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = measure_deployed_specs(specs_of(table, blocks, channels), setup_of(table), Path(tmp), repeats=2)
+    first, second = ([m.ms for m in run] for run in runs)
+    repeat = validation_stats(second, first)["mape"]
+    stats = validation_stats(table.predict(blocks, channels), (np.array(first) + np.array(second)) / 2)
+    # loose, and relative to how well the machine agrees with itself: the benchmark records the real figures
+    assert stats["mape"] < max(25.0, 3 * repeat), (stats, repeat)
+
+
+def test_profile_shows_the_prediction_per_block(built_table):
+    table, path = built_table
+    model = {"name": "m", **SMALL.to_config(), "block_choices": [0, 1, 2, 3, 0], "channel_choices": [3, 4, 5, 6, 9]}
+    model_path = path.parent / "m.json"
+    model_path.write_text(json.dumps(model))
+    r = run_cli("spos-profile", str(model_path), "--latency-table", str(path), "--no-reanchor", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    from spos_deploy.tables.latency.table import LatencyTable
+
+    want = float(LatencyTable.load(path).predict(model["block_choices"], model["channel_choices"]))  # as saved
+    assert got["predicted_latency_ms"] == pytest.approx(want, rel=1e-6)
+    parts = got["latency_prediction"]["fixed_ms"] + sum(b["predicted_latency_ms"] for b in got["blocks"])
+    assert parts == pytest.approx(want, rel=1e-6) and len(got["blocks"]) == SMALL.num_positions
+
+
+def test_a_table_for_another_form_is_refused_in_one_line(built_table, tmp_path):
+    from spos_deploy.errors import BadInputError
+
+    table, path = built_table
+    check_form(table.fingerprint, Form("ort-cpu", "fp32"), "t")  # its own form passes
+    with pytest.raises(BadInputError, match="another deployed form.*precision fp32 \\(targeted: int8\\)"):
+        check_form(table.fingerprint, Form("ort-cpu", "int8"), "t")
+    from .conftest import supernet_folder
+    from .test_search import EVAL_FLAGS
+
+    run = supernet_folder(tmp_path)
+    args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--lut", str(path), "--latency-max-ms", "1"]
+    args += ["--runtime", "openvino-cpu", "--space", "small", *EVAL_FLAGS]
+    r = run_cli("spos-search", *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "another deployed form" in r.stderr and "runtime ort-cpu (targeted: openvino-cpu)" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_closed_loop_hands_over_a_candidate_that_meets_the_budget_measured(built_table):
+    """The most accurate candidate is the slowest network of the space; a budget between its measured latency
+    and a fast one's makes the loop measure both side by side and hand over the fast one."""
+    table, _ = built_table
+    L = SMALL.num_positions
+    slow = Candidate("slow", [3] * L, SMALL.fix_channels([SMALL.widest_choice] * L), 0.9, 0.2)
+    fast = Candidate("fast", [0] * L, SMALL.fix_channels([0] * L), 0.8, 0.1)
+    measure = table_measure(table)
+    for _attempt in range(3):  # a shared machine can swap two measurements; the logic must hold on quiet ones
+        first = measure([slow, fast])
+        assert first[0].ms > first[1].ms  # by a wide margin in this space: SXB-3 widest against SNB-3 narrowest
+        budget = math.sqrt(first[0].budget_ms * first[1].budget_ms)
+        record = close_loop([slow, fast], budget, measure)
+        if record["chosen"] == "fast":
+            break
+    assert record["chosen"] == "fast" and record["reranked"] and record["met"], record
+    assert record["measured_budget_ms"] <= budget
+    assert {m["key"] for m in record["measured"]} == {"slow", "fast"}
+    kept = close_loop([slow, fast], budget, measure, rerank=False)
+    assert kept["chosen"] == "slow" and not kept["reranked"] and kept["met"] == (kept["measured_budget_ms"] <= budget)
+    easy = close_loop([slow, fast], 100.0, measure)
+    assert easy["chosen"] == "slow" and easy["met"] and len(easy["measured"]) == 1
