@@ -100,12 +100,15 @@ def session_matrix(
     measured interleaved (module docstring).
 
     Every session is made, timed and dropped before the next one is made, so no two live at once and each
-    starts as a user's would.
+    starts as a user's would. One untimed pass over all networks goes first: the first sessions of a process
+    ran up to 2x slower than every later one (measured 2026-12-06, onnxruntime, 2-core AMD EPYC).
     """
     if sessions < 1 or calls < 1 or warmup < 0:
         raise ValueError("sessions and calls must be >= 1, warmup >= 0")
     per_session = np.zeros((sessions, len(makers)))
     order = np.random.default_rng(seed)
+    for i in order.permutation(len(makers)):  # one untimed pass: a process's first sessions run slow
+        time_session(makers[i](), warmup, 1)
     with tqdm(total=sessions * len(makers), desc=desc, unit="session", disable=not progress) as bar:
         for s in range(sessions):
             for i in order.permutation(len(makers)):

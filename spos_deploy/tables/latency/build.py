@@ -704,8 +704,8 @@ def _fitted(table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, per_p
     prior_fixed = table.slope * (table.stem_ms + table.head_ms) + table.intercept
     fit = fit_entries(table.space, table.slope * table.entries, prior_fixed, blocks, channels, measured)
     return {
-        "model": "predicted = fixed_ms + sum of entries; entries fitted on whole networks (least squares, "
-        "non-decreasing in width, ridge towards the part-timed entries)",
+        "model": "predicted = fixed_ms + sum of entries; entries fitted on whole networks (relative least "
+        "squares, ridge towards the part-timed entries scaled to the networks' level)",
         "entries": fit.entries,
         "fixed_ms": fit.fixed_ms,
         "ridge": fit.ridge,
