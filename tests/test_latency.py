@@ -29,7 +29,7 @@ SMALL_ARGS = space_args(input_size=32, num_classes=10, stage_repeats=(1, 1, 1, 1
 @pytest.fixture(scope="module")
 def small_table(tmp_path_factory):
     path = tmp_path_factory.mktemp("lat") / "t.json"
-    setup = LatencySetup(precision="fp32", calibration_networks=3, repeats=5, threads=1)
+    setup = LatencySetup(precision="fp32", calibration_networks=3, repeats=5, threads=1, fit_networks=12, sessions=2)
     table = build_latency_table(SMALL, setup, path, progress=False)
     return path, table
 
@@ -185,6 +185,10 @@ def test_crash_and_resume_keeps_finished_entries(tmp_path):
         "--repeats",
         "5",
         "--calibration-networks",
+        "2",
+        "--fit-networks",
+        "12",
+        "--sessions",
         "2",
         "--no-progress",
         *SMALL_ARGS,

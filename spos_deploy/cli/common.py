@@ -25,10 +25,31 @@ from spos_deploy.errors import BadInputError, SposError, short_message
 log = logging.getLogger("spos_deploy")
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record, not as it was when the handler was made: a command
+    run again in one process (tests, a notebook) never writes into a stream closed since."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Our own loggers at INFO (DEBUG with ``--verbose``); every other library's at WARNING, so that a command
     prints what it is doing and no library's chatter (matplotlib's font cache, say)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a program that set up logging keeps its own
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
