@@ -45,6 +45,9 @@ def setup_logging(verbose: bool = False) -> None:
     """Our own loggers at INFO (DEBUG with ``--verbose``); every other library's at WARNING, so that a command
     prints what it is doing and no library's chatter (matplotlib's font cache, say)."""
     root = logging.getLogger()
+    for h in list(root.handlers):  # left by an earlier basicConfig (a library's bare logging.warning) on a
+        if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):  # stream closed since
+            root.removeHandler(h)
     if not root.handlers:  # as logging.basicConfig: a program that set up logging keeps its own
         handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
