@@ -82,14 +82,25 @@ def test_a_quick_build_predicts_held_out_networks_and_orders_widths(built_table)
     table, path = built_table
     assert table.predictor == "fitted" and LatencyTable.load(path).predictor == "fitted"
     assert len(table.fitted["networks"]) == 48 and table.budget_ratio >= 1
-    L = SMALL.num_positions
-    extremes_b = [[b] * L for b in range(SMALL.num_blocks) for _ in range(2)]
-    extremes_c = [SMALL.fix_channels([c] * L) for _ in range(SMALL.num_blocks) for c in (0, SMALL.widest_choice)]
+    L, W = SMALL.num_positions, SMALL.widest_choice
+    pairs = [(0, W), (W - 1, W)]  # all-narrowest against all-widest; and width 8 against 9 (unaligned, aligned)
+    ub = [[b] * L for b in range(SMALL.num_blocks) for p in pairs for _ in p]
+    uc = [SMALL.fix_channels([c] * L) for _ in range(SMALL.num_blocks) for p in pairs for c in p]
     with tempfile.TemporaryDirectory() as tmp:
-        lat = measure_deployed_specs(specs_of(table, extremes_b, extremes_c), setup_of(table), Path(tmp))
-    pred = table.predict(np.array(extremes_b), np.array(extremes_c))
-    # every block type all-narrowest and all-widest (0.08-0.2 ms here): ranked as measured
-    assert validation_stats(pred, [m.ms for m in lat])["kendall_tau"] >= 0.5, (pred, [m.ms for m in lat])
+        lat = [m.ms for m in measure_deployed_specs(specs_of(table, ub, uc), setup_of(table), Path(tmp))]
+    pred = table.predict(np.array(ub), np.array(uc))
+    judged = 0
+    for i in range(0, len(ub), 2):  # where the machine tells the two apart clearly, the table orders them as it does
+        if max(lat[i], lat[i + 1]) > 1.3 * min(lat[i], lat[i + 1]):
+            judged += 1
+            assert (pred[i + 1] > pred[i]) == (lat[i + 1] > lat[i]), (
+                ub[i],
+                uc[i],
+                uc[i + 1],
+                lat[i : i + 2],
+                pred[i : i + 2],
+            )
+    assert judged >= 2, lat  # width 8 against 9 differs 2-4x on the CPUs measured (docs/latency.md)
     blocks, channels = random_architectures(SMALL, 12, 77)
     ab, ac = table.anchor_choices()  # timed with them: the machine's speed now, as a search re-anchors
     with tempfile.TemporaryDirectory() as tmp:
