@@ -15,6 +15,7 @@ from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
     LATENCY_RUNTIMES,
     SPACE_KEYS,
+    TARGET_TABLE_HELP,
     add_batch,
     add_data,
     add_gpus,
@@ -29,6 +30,7 @@ from spos_deploy.cli.options import (
     add_seed,
     add_space_options,
     add_tables,
+    add_target,
     add_threads,
     config_from_args,
     fraction,
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="measure the chosen architecture, but hand it over even when it is over budget",
     )
+    add_target(p, TARGET_TABLE_HELP)
     add_plot(p, "where to draw the candidates (default: candidates.png in the output folder)")
     p.add_argument("--no-plot", action="store_true", help="no candidates plot")
     add_progress(p)

@@ -85,7 +85,7 @@ def check_form(fingerprint: dict[str, Any], form: Form, source: str) -> None:
 def table_for_form(space: SearchSpace, form: Form, progress: bool = True) -> Path:
     """The latency table of ``form`` for ``space`` on this machine: found by its default name (user folder,
     then shipped), else built into the user folder (minutes; checkpointed, so an interrupted build resumes)."""
-    from spos_deploy.tables.catalog import resolve_table, user_tables_dir
+    from spos_deploy.tables.catalog import find_table, user_tables_dir
     from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, default_latency_name
 
     setup = LatencySetup(
@@ -96,10 +96,9 @@ def table_for_form(space: SearchSpace, form: Form, progress: bool = True) -> Pat
     )
     setup.check()
     name = default_latency_name(space, setup)
-    try:
-        return resolve_table(name)
-    except BadInputError:
-        pass
+    found = find_table(name)
+    if found is not None:
+        return found
     out = user_tables_dir() / name
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("no latency table for %s here: building %s", setup.runtime + " " + setup.precision, out)

@@ -65,6 +65,10 @@ class SearchJob:
     lut: str | None = None
     latency_max_ms: float | None = None
     form: Form = field(default_factory=Form)  # the deployed form the latency table must be measured in
+    target: str | None = None  # "auto": the form spos-export --target auto ships here, and its table
+    auto_runtimes: list[str] | None = None
+    auto_rounds: int = 5
+    auto_repeats: int = 20
     closed_loop: bool = True  # measure the chosen architecture deployed and re-rank when over budget
     rerank: bool = True
     allow_table_mismatch: bool = False
@@ -79,6 +83,7 @@ class SearchJob:
     shard_timeout_s: float = 24 * 3600
     plot: bool | str = True  # True: candidates.png in the output folder; a path: there; False: none
     progress: bool = True
+    target_form: Any = field(default=None, init=False)  # what --target auto decided (TargetForm)
 
 
 def _file_sha1(path: str | None) -> str | None:
@@ -94,6 +99,7 @@ def constraints_as_given(job: SearchJob) -> dict[str, Any]:
         "latency_max_ms": job.latency_max_ms,
         "lut": job.lut,
         "form": job.form.describe() or None,
+        "target": job.target,
     }
 
 
@@ -108,9 +114,10 @@ def _bounds(job: SearchJob) -> dict[str, tuple[float, float]]:
     if job.score_max is not None:
         bounds["score"] = (-math.inf, float(job.score_max))
     if job.latency_max_ms is not None:
-        if not job.lut and not job.form.given():
+        if not job.lut and not job.form.given() and job.target is None:
             raise BadInputError(
-                "--latency-max-ms needs a latency table: --lut TABLE, or the deployed form (--runtime, --precision)"
+                "--latency-max-ms needs a latency table: --lut TABLE, --target auto, or the deployed form "
+                "(--runtime, --precision)"
             )
         bounds["latency_ms"] = (-math.inf, float(job.latency_max_ms))
     return bounds
@@ -120,7 +127,9 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     """The --lut table (or, with a latency budget and a deployed form but no --lut, the table of that form,
     found or built here), checked against the search space, the form and (unless allowed) this machine's
     fingerprint."""
-    if not job.lut and job.latency_max_ms is not None and job.form.given():
+    if job.target == "auto":
+        job.form = _decide_form(job, space)
+    if not job.lut and (job.target == "auto" or (job.latency_max_ms is not None and job.form.given())):
         job.lut = str(table_for_form(space, job.form, job.progress))
     if not job.lut:
         return None
@@ -132,6 +141,20 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     table, note, elsewhere = use_table(job.lut, space, job.allow_table_mismatch, job.reanchor, hint)
     (log.warning if elsewhere else log.info)("%s", note)
     return table
+
+
+def _decide_form(job: SearchJob, space: SearchSpace) -> Form:
+    """``--target auto``: the runtime and precision ``spos-export --target auto`` ships for this space here
+    (:func:`spos_deploy.tables.latency.target.decide_target`), as the form the latency table must have."""
+    from spos_deploy.tables.latency.target import decide_target
+
+    if job.form.runtime is not None:
+        raise BadInputError("--target auto chooses the runtime: drop --runtime, or narrow with --auto-runtimes")
+    job.target_form = decide_target(
+        space, job.form.threads, job.auto_runtimes, job.auto_rounds, job.auto_repeats, job.form.precision
+    )
+    t = job.target_form
+    return Form(t.runtime, t.precision, t.threads, job.form.batch or 1)
 
 
 def _check_out(job: SearchJob, settings: dict[str, Any]) -> None:
@@ -200,6 +223,8 @@ def _check_job(job: SearchJob) -> _Checked:
     cfg.check()
     if job.workers < 1:
         raise BadInputError(f"--workers {job.workers}: must be >= 1")
+    if job.auto_runtimes and job.target != "auto":
+        raise BadInputError("--auto-runtimes narrows --target auto's candidates: add --target auto")
     if job.shard and not job.shared_dir:
         raise BadInputError("--shard needs --shared-dir (a folder every machine sees)")
     check_output_folder(Path(job.out))
@@ -371,6 +396,8 @@ def finish(job: SearchJob, checked: _Checked, state: SearchState, cache: ResultC
     }
     if deployed is not None:
         results["deployed"] = deployed
+    if job.target_form is not None:
+        results["target"] = {**job.target_form.as_dict(), "ship": ship_commands(job)}
     if job.lut:
         from spos_deploy.tables.latency.table import LatencyTable
 
@@ -379,6 +406,20 @@ def finish(job: SearchJob, checked: _Checked, state: SearchState, cache: ResultC
         results["shard"] = f"{job.shard[0]}/{job.shard[1]}"
     write_json(out / "results.json", results)
     return results
+
+
+def ship_commands(job: SearchJob) -> dict[str, str]:
+    """How to export and benchmark the chosen architecture in the form the search's table measured (its
+    weights: ``spos-train subnet`` on best.json, or the supernet's with ``--random-init`` for a speed check)."""
+    from spos_deploy.deploy.auto import SHIPPED_FILE
+
+    t = job.target_form
+    best = Path(job.out) / "best.json"
+    shipped = SHIPPED_FILE[t.auto_runtime][t.precision == "int8"]
+    return {
+        "export": f"spos-export {best} --params MODEL.params {' '.join(t.export_flags())} -o DEPLOY",
+        "bench": f"spos-bench DEPLOY/{shipped} {' '.join(t.bench_flags())}",
+    }
 
 
 def _close_loop(

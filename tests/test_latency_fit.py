@@ -171,3 +171,47 @@ def test_closed_loop_hands_over_a_candidate_that_meets_the_budget_measured(built
     assert kept["chosen"] == "slow" and not kept["reranked"] and kept["met"] == (kept["measured_budget_ms"] <= budget)
     easy = close_loop([slow, fast], 100.0, measure)
     assert easy["chosen"] == "slow" and easy["met"] and len(easy["measured"]) == 1
+
+
+def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_table, tmp_path, user_tables_dir):
+    """``--target auto``: the form is decided by timing the reference network's deployed forms here (narrowed
+    to onnxruntime fp32, the form of the quick table), kept, and its table found by name; the search records
+    the form, the export that ships it, and the closed loop's measurement; the decision is reused."""
+    import shutil
+
+    from spos_deploy.tables.latency.build import default_latency_name
+    from spos_deploy.tables.latency.target import decide_target, setup_for
+
+    from .test_search import EVAL_FLAGS
+
+    table, path = built_table
+    target = decide_target(SMALL, None, ["onnxruntime"], 1, 5, precision="fp32")
+    assert (target.runtime, target.precision, target.auto_runtime) == ("ort-cpu", "fp32", "onnxruntime")
+    assert target.section["winner"] == "onnxruntime/fp32/reshape/mul" and target.path.exists()
+    name = default_latency_name(SMALL, setup_for(target))
+    shutil.copy(path, user_tables_dir / name)
+    kept = target.path.stat().st_mtime_ns
+    blocks, channels = random_architectures(SMALL, 200, 5)
+    budget = float(np.median(table.predict(blocks, channels)) * table.budget_ratio)
+    from spos_deploy.nets.supernet import build_supernet
+
+    run = tmp_path / "supernet"
+    run.mkdir()
+    build_supernet(SMALL, seed=0).save_parameters(str(run / "supernet.params"))
+    (run / "config.json").write_text(json.dumps({"mode": "supernet", "space": SMALL.to_config()}))
+    narrowed = ["--target", "auto", "--auto-runtimes", "onnxruntime", "--precision", "fp32"]
+    args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--latency-max-ms", f"{budget:.4f}", *narrowed]
+    args += ["--space", "small", "--population", "8", "--generations", "2", *EVAL_FLAGS, "--json"]
+    r = run_cli("spos-search", *args)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["latency_table"]["path"] == str(user_tables_dir / name)
+    assert res["target"]["runtime"] == "ort-cpu" and res["target"]["decision"] == str(target.path)
+    assert "--format onnx" in res["target"]["ship"]["export"] and "--int8" not in res["target"]["ship"]["export"]
+    assert res["deployed"]["measured_ms"] > 0 and res["best"]["measured_latency_ms"] == res["deployed"]["measured_ms"]
+    assert target.path.stat().st_mtime_ns == kept  # decided once, then reused
+    lut = run_cli("spos-lut", "build", "--kind", "latency", *narrowed, "--space", "small", "--json")
+    assert lut.returncode == 0, lut.stderr
+    assert json.loads(lut.stdout)["table"] == str(user_tables_dir / name)  # up to date: nothing rebuilt
+    bad = run_cli("spos-search", *args[:-1], "--runtime", "ort-cpu")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--auto-runtimes" in bad.stderr

@@ -16,6 +16,7 @@ from typing import Any
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
     LATENCY_RUNTIMES,
+    TARGET_TABLE_HELP,
     add_batch,
     add_output,
     add_plot,
@@ -26,6 +27,7 @@ from spos_deploy.cli.options import (
     add_runtime,
     add_seed,
     add_space_options,
+    add_target,
     add_threads,
     config_from_args,
     int_range,
@@ -43,10 +45,22 @@ DEFAULT_DIR_HELP = f"${TABLES_ENV}, else $XDG_DATA_HOME/spos-deploy/tables (~/.l
 KINDS = ("flops", "micronet", "latency")
 
 
-def _latency_setup(args: argparse.Namespace) -> Any:
+def _latency_setup(args: argparse.Namespace, space: Any) -> Any:
+    """The build's settings; with ``--target auto``, the runtime and precision ``spos-export --target auto``
+    ships for this space here (:func:`spos_deploy.tables.latency.target.decide_target`)."""
     from spos_deploy.tables.latency.build import LatencySetup
 
-    setup = config_from_args(LatencySetup, args)
+    given = {"runtime": args.runtime or "ort-cpu", "precision": args.precision or "fp32"}
+    if args.target == "auto":
+        if args.runtime:
+            raise BadInputError("--target auto chooses the runtime: drop --runtime, or narrow with --auto-runtimes")
+        from spos_deploy.tables.latency.target import decide_target
+
+        target = decide_target(
+            space, args.threads, args.auto_runtimes, args.auto_rounds, args.auto_repeats, args.precision
+        )
+        given = {"runtime": target.runtime, "precision": target.precision, "threads": target.threads}
+    setup = config_from_args(LatencySetup, args, **given)
     setup.check()
     return setup
 
@@ -81,7 +95,17 @@ def output_path(output: str | None, default_name: str, force: bool, resume: bool
 
 def cmd_build(args: argparse.Namespace) -> int:
     space = space_from_args(args)
-    setup = _latency_setup(args) if args.kind == "latency" else None
+    if args.auto_runtimes and not args.target:
+        raise BadInputError("--auto-runtimes narrows --target auto's candidates: add --target auto")
+    if args.target and args.kind != "latency":
+        raise BadInputError("--target auto picks the form of a latency table: add --kind latency")
+    setup = _latency_setup(args, space) if args.kind == "latency" else None
+    if args.target and not args.output and not args.force and not args.resume:
+        from spos_deploy.tables.catalog import find_table
+
+        found = find_table(_default_name(args, space, setup))
+        if found is not None:  # the table of the decided form is built already: nothing to do
+            return _built(args, found, space, 0.0, "up to date")
     out = output_path(
         args.output, _default_name(args, space, setup), args.force, args.kind == "latency" and args.resume
     )
@@ -99,11 +123,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         from spos_deploy.tables.latency.build import build_latency_table
 
         build_latency_table(space, setup, out, resume=args.resume, progress=progress)
-    result = {"table": str(out), "kind": args.kind, "config": space.to_config(), "seconds": time.perf_counter() - t0}
+    return _built(args, out, space, time.perf_counter() - t0, "wrote")
+
+
+def _built(args: argparse.Namespace, out: Path, space: Any, seconds: float, verb: str) -> int:
+    result = {"table": str(out), "kind": args.kind, "config": space.to_config(), "seconds": seconds}
     if args.json:
         print_json(result)
     else:
-        print(f"wrote {out} ({space.describe()}) in {result['seconds']:.1f} s")
+        print(f"{verb} {out} ({space.describe()}) in {seconds:.1f} s")
         if not args.output:
             print(f"(the per-user table folder: commands find the table by its name, {out.name.removesuffix('.json')})")
     return 0
@@ -315,11 +343,10 @@ def _build_parser(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="replace an existing output file")
     add_progress(b)
     lat = b.add_argument_group("latency tables (--kind latency)")
-    add_runtime(lat, LATENCY_RUNTIMES, "ort-cpu", "runtime the table is measured with")
+    add_runtime(lat, LATENCY_RUNTIMES, None, "runtime the table is measured with (default: ort-cpu)")
     add_precision(
         lat, "fp32 (default), int8 (onnxruntime: QDQ; OpenVINO: NNCF) or bf16 (openvino-cpu, where the CPU has it)"
     )
-    b.set_defaults(precision="fp32")
     add_batch(lat)
     add_threads(lat, help="intra-op threads (default: every core this process may use)")
     lat.add_argument("--shuffle", choices=["reshape", "conv"], default="reshape", help="deployed shuffle form")
@@ -344,6 +371,7 @@ def _build_parser(sub: Any) -> None:
         help=f"fresh sessions per whole network (default {SESSIONS}: the deployed-latency definition)",
     )
     add_resume(lat, help="continue an interrupted build")
+    add_target(b, TARGET_TABLE_HELP)
     add_space_options(b)
     add_common(b)
     b.set_defaults(func=cmd_build)

@@ -423,22 +423,29 @@ def throughput_batches(value: Sequence[int] | None) -> list[int]:
 # ---- --target auto ----------------------------------------------------------------------------------------------
 
 AUTO_TARGETS = ("auto",)
+TARGET_TABLE_HELP = (
+    "auto: the deployed form spos-export --target auto ships for this space here (decided once per space, "
+    "threads and machine on a reference network, among the forms a latency table measures, and kept in the "
+    "table folder), and its latency table (found, or built here)"
+)
 AUTO_RUNTIMES = ("onnxruntime", "openvino")
 AUTO_ROUNDS = 5
 AUTO_REPEATS = 20
 
 
-def add_target(p: argparse.ArgumentParser) -> None:
+TARGET_EXPORT_HELP = (
+    "auto: build, check and time every runtime/precision/graph form that applies here and ship the "
+    "fastest that passes its checks; --format openvino, --int8, --per-tensor, --shuffle, --hswish and "
+    "--static-batch 1 narrow the candidates"
+)
+
+
+def add_target(p: argparse.ArgumentParser, help: str = TARGET_EXPORT_HELP) -> None:
     """``--target auto`` with its budget (``--auto-rounds``, ``--auto-repeats``) and ``--threads`` (added
-    here only if the command has none): measure every deployed form here, ship the fastest verified one."""
+    here only if the command has none): measure every deployed form here, ship the fastest verified one.
+    ``spos-export`` ships it; ``spos-search`` and ``spos-lut build`` use the table of the form it ships."""
     g = p.add_argument_group("--target auto (measure every deployed form on this machine, ship the fastest verified)")
-    g.add_argument(
-        "--target",
-        choices=AUTO_TARGETS,
-        help="auto: build, check and time every runtime/precision/graph form that applies here and ship the "
-        "fastest that passes its checks; --format openvino, --int8, --per-tensor, --shuffle, --hswish and "
-        "--static-batch 1 narrow the candidates",
-    )
+    g.add_argument("--target", choices=AUTO_TARGETS, help=help)
     g.add_argument(
         "--auto-runtimes",
         nargs="+",

@@ -463,6 +463,7 @@ class AutoOptions:
     repeats: int = DEFAULT_REPEATS
     threads: int | None = None  # None: the usable cores
     seed: int = 0
+    keep: Callable[[Candidate], bool] | None = None  # only these candidates (the forms a latency table has)
 
 
 @dataclass
@@ -689,6 +690,8 @@ def search(spec: Any, opts: Any, auto: AutoOptions) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="spos-auto-") as tmp:
         work = _prepare_work(spec, opts, auto, Path(tmp))
         cands, skipped = candidates(auto.space, _machine(work.net))
+        if auto.keep is not None:
+            cands = [c for c in cands if auto.keep(c)]
         if not cands:
             from spos_deploy.errors import BadInputError
 

@@ -32,6 +32,8 @@ scripts): such a path, when it does not exist, is looked up by its name."""
 
 NOT_TABLES = (".validation.json", ".partial.jsonl")
 """Files beside the tables that are not tables (validation reports, interrupted builds)."""
+DECISIONS_PREFIX = "target-auto_"
+"""Files beside the tables that keep a ``--target auto`` decision (:mod:`spos_deploy.tables.latency.target`)."""
 
 
 def user_tables_dir() -> Path:
@@ -96,6 +98,15 @@ def resolve_table(spec: str | Path) -> Path:
     )
 
 
+def find_table(name: str) -> Path | None:
+    """The built (user folder) or else shipped table of this file name, or None: a lookup by name only,
+    never in the current folder."""
+    for folder in (user_tables_dir(), shipped_tables_dir()):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 # ---- listing ---------------------------------------------------------------------------------------------------
 
 
@@ -130,7 +141,11 @@ class TableEntry:
 def _table_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*" + SUFFIX) if p.is_file() and not p.name.endswith(NOT_TABLES))
+    return sorted(
+        p
+        for p in folder.glob("*" + SUFFIX)
+        if p.is_file() and not p.name.endswith(NOT_TABLES) and not p.name.startswith(DECISIONS_PREFIX)
+    )
 
 
 def _entry(path: Path, source: str) -> TableEntry:

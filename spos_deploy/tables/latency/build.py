@@ -727,10 +727,15 @@ def _anchor_records(anchors: list[ModelSpec], rec: dict[str, Any], scale: float)
     ]
 
 
-def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:
+def host_tag(device: str = "cpu") -> str:
+    """This machine's CPU (or GPU) model as a file-name part: tables and decisions are per machine."""
     host = cpu_info()["cpu"].replace("(R)", "").replace("(TM)", "").replace("CPU", "")
-    host = "-".join(host.split()).lower()[:40] if setup.runtime.endswith("cpu") else (gpu_name() or "gpu")
-    host = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
+    host = "-".join(host.split()).lower()[:40] if device == "cpu" else (gpu_name() or "gpu")
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
+
+
+def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:
+    host = host_tag("cpu" if setup.runtime.endswith("cpu") else "gpu")
     return (
         f"latency_{space.describe()}_{setup.runtime}_{setup.precision}_b{setup.batch}"
         f"_t{setup.resolved_threads()}_{host}.json"

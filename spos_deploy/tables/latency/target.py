@@ -1,0 +1,214 @@
+"""``--target auto`` for latency tables: the deployed form that ships for a search space on this machine.
+
+``spos-export --target auto`` times every deployed form of the network it exports and ships the fastest
+verified one. A search has no network yet, and its latency table must be measured in the form that will ship,
+so the same decision is made once per (space, threads, machine) on a reference network of the space
+(:func:`reference_spec`), among the forms a latency table is measured in (:data:`TABLE_FORMS`, what
+:func:`spos_deploy.tables.latency.build.export_deployed` writes). The decision is kept in the per-user table
+folder beside the tables it selects, so a second search, a resumed one and ``spos-lut build --target auto``
+all use the same form and so the same table. Delete the file (its path is logged and recorded) to decide
+again, for instance after installing OpenVINO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spos_deploy.atomic import write_json
+from spos_deploy.errors import BadInputError
+from spos_deploy.model_spec import ModelSpec
+from spos_deploy.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+TABLE_FORMS: dict[str, dict[str, str]] = {
+    "onnxruntime": {"shuffle": "reshape", "hswish": "mul", "scales": "per-channel", "layout": "qdq"},
+    "openvino": {"shuffle": "reshape", "hswish": "op", "batch": "static"},
+}
+"""The graph forms of each runtime's latency tables: only these candidates of ``--target auto`` can have a
+table, so only these compete when the target is decided for a search."""
+
+TABLE_RUNTIME = {"onnxruntime": "ort-cpu", "openvino": "openvino-cpu"}
+"""``--target auto``'s runtime names as latency tables name them (``--runtime`` of ``spos-lut build``)."""
+
+DECISION_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetForm:
+    """What ``--target auto`` decided: the table's runtime and precision, and how to export exactly that form."""
+
+    runtime: str  # a latency-table runtime: ort-cpu or openvino-cpu
+    precision: str
+    threads: int
+    auto_runtime: str  # onnxruntime or openvino
+    path: Path  # the decision file
+    section: dict[str, Any]  # the auto section of the decision (every candidate and its times)
+
+    def export_flags(self) -> list[str]:
+        """``spos-export`` flags that write the form the table measures (int8 with no conv kept in float, as
+        the table's networks are quantized; ``--keep-float`` trades that latency for accuracy)."""
+        flags = ["--format", "onnx" if self.auto_runtime == "onnxruntime" else "openvino"]
+        if self.precision == "int8":
+            flags += ["--int8"] + (["--keep-float", "0"] if self.auto_runtime == "onnxruntime" else [])
+        if self.auto_runtime == "openvino":
+            flags += ["--static-batch", "1"]
+        return flags
+
+    def bench_flags(self) -> list[str]:
+        """``spos-bench`` flags that run the exported file as the table measured it."""
+        flags = ["--threads", str(self.threads)]
+        if self.auto_runtime == "openvino":
+            flags += ["--runtime", "openvino", "--precision", self.precision]
+        return flags
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "threads": self.threads,
+            "decision": str(self.path),
+            "winner": self.section.get("winner"),
+            "why": self.section.get("why"),
+            "export_flags": self.export_flags(),
+            "bench_flags": self.bench_flags(),
+        }
+
+
+def reference_spec(space: SearchSpace) -> ModelSpec:
+    """The network the form is decided on: the first block choice at the middle channel choice everywhere,
+    a network of the middle of the space (the forms' order rarely changes across a space, and where it
+    does the closed loop of the search measures the chosen architecture in the form decided here)."""
+    from spos_deploy.tables.build_common import uniform_spec
+
+    order = sorted(range(space.num_scales), key=lambda c: space.channel_scales[c])
+    spec, _ = uniform_spec(space, 0, order[len(order) // 2], name="target-reference")
+    return spec
+
+
+def table_forms(space: SearchSpace) -> dict[str, dict[str, str]]:
+    """:data:`TABLE_FORMS` for ``space``: without hard-swish (no SE) OpenVINO's op form is the mul graph, and
+    ``--target auto`` builds that one under the name mul."""
+    forms = {r: dict(f) for r, f in TABLE_FORMS.items()}
+    if not space.use_se:
+        forms["openvino"]["hswish"] = "mul"
+    return forms
+
+
+def table_auto_space(space: SearchSpace, runtimes: Sequence[str] | None = None, precision: str | None = None) -> Any:
+    """The ``--target auto`` candidates a latency table can be measured in (``runtimes``: narrowed by
+    ``--auto-runtimes``, ``precision`` by ``--precision``); the hard-swish axis still pairs each runtime with
+    every form listed, so :func:`is_table_form` keeps the right pairs."""
+    from spos_deploy.deploy.auto import AUTO_PRECISIONS, AutoSpace
+
+    forms = table_forms(space)
+    keep = tuple(r for r in forms if not runtimes or r in runtimes)
+    return AutoSpace(
+        runtimes=keep,
+        precisions=(precision,) if precision else AUTO_PRECISIONS,
+        shuffles=("reshape",),
+        hswish=tuple(dict.fromkeys(forms[r]["hswish"] for r in keep)),
+        scales=("per-channel",),
+        layouts=("qdq",),
+        batches=("static",),
+    )
+
+
+def is_table_form(space: SearchSpace, forms: dict[str, Any]) -> bool:
+    """Whether an auto candidate's forms are those of its runtime's latency tables."""
+    want = table_forms(space)[forms["runtime"]]
+    return all(forms.get(k) in (None, v) for k, v in want.items())  # None: an axis of other precisions
+
+
+def decision_path(
+    space: SearchSpace, threads: int, runtimes: Sequence[str] | None = None, precision: str | None = None
+) -> Path:
+    """Where the decision is kept: one file per space, threads, machine and narrowing of the candidates."""
+    from spos_deploy.tables.catalog import DECISIONS_PREFIX, user_tables_dir
+    from spos_deploy.tables.latency.build import host_tag
+
+    narrowed = "".join(f"_{r}" for r in sorted(set(runtimes or ()))) + (f"_{precision}" if precision else "")
+    return user_tables_dir() / f"{DECISIONS_PREFIX}{space.describe()}_t{threads}{narrowed}_{host_tag('cpu')}.json"
+
+
+def _from_file(path: Path, space: SearchSpace, threads: int) -> TargetForm | None:
+    try:
+        d = json.loads(path.read_text())
+        ok = d.get("version") == DECISION_VERSION and d["space"] == space.to_config() and d["threads"] == threads
+        if not ok:
+            return None
+        forms = d["section"]["winner_forms"]
+        return TargetForm(
+            TABLE_RUNTIME[forms["runtime"]], forms["precision"], threads, forms["runtime"], path, d["section"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s: unreadable --target auto decision; deciding again", path)
+        return None
+
+
+def decide_target(
+    space: SearchSpace,
+    threads: int | None = None,
+    runtimes: Sequence[str] | None = None,
+    rounds: int = 5,
+    repeats: int = 20,
+    precision: str | None = None,
+) -> TargetForm:
+    """The form ``--target auto`` ships for ``space`` here: the kept decision, or decided now (a minute:
+    the reference network built, checked and timed in every table form) and kept."""
+    from spos_deploy.deploy import auto
+    from spos_deploy.deploy.pipeline import ExportOptions
+    from spos_deploy.deploy.quantize import OrtQuantConfig
+    from spos_deploy.machine import cpu_info
+
+    threads = threads or int(cpu_info()["usable_cores"] or 1)
+    path = decision_path(space, threads, runtimes, precision)
+    if path.exists():
+        kept = _from_file(path, space, threads)
+        if kept is not None:
+            log.info("--target auto: %s %s (decided %s; delete it to decide again)", kept.runtime, kept.precision, path)
+            return kept
+    log.info("--target auto: timing the deployed forms of a reference network of the space (about a minute)")
+    opts = ExportOptions(random_init=True, bench=False, ort_quant=OrtQuantConfig(keep_float=0))  # as tables quantize
+    options = auto.AutoOptions(
+        table_auto_space(space, runtimes, precision),
+        rounds,
+        repeats,
+        threads,
+        keep=lambda c: is_table_form(space, c.forms()),
+    )
+    section = auto.search(reference_spec(space), opts, options)
+    if section["winner"] is None:
+        raise BadInputError(
+            "--target auto: no deployed form passed its checks here: "
+            + "; ".join(f"{c['candidate']}: {c['reason']}" for c in section["candidates"][:3])
+        )
+    forms = section["winner_forms"]
+    write_json(
+        path,
+        {
+            "version": DECISION_VERSION,
+            "decided": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "space": space.to_config(),
+            "threads": threads,
+            "section": section,
+        },
+    )
+    target = TargetForm(TABLE_RUNTIME[forms["runtime"]], forms["precision"], threads, forms["runtime"], path, section)
+    log.info(
+        "--target auto: %s %s on this machine (%s); kept in %s", target.runtime, target.precision, section["why"], path
+    )
+    return target
+
+
+def setup_for(target: TargetForm, batch: int = 1) -> Any:
+    """The :class:`~spos_deploy.tables.latency.build.LatencySetup` of the decided form."""
+    from spos_deploy.tables.latency.build import LatencySetup
+
+    return LatencySetup(runtime=target.runtime, precision=target.precision, threads=target.threads, batch=batch)
