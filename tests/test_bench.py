@@ -303,10 +303,14 @@ def test_bench_mxnet_on_the_gpu():
 
 def test_cli_json_onnx(exported):
     args = ["--batch", "2", "--threads", "1", "--repeats", "3", "--warmup", "1", "--throughput", "3", "--json"]
-    proc = run_bench(exported["dynamic"], *args)
+    proc = run_bench(exported["dynamic"], *args, "--sessions", "3")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     rows = d.pop("throughput")
+    deployed = d.pop("deployed")  # the deployed-latency definition: fresh sessions' medians, a budget quantile
+    assert len(deployed["session_ms"]) == 3 and all(v > 0 for v in deployed["session_ms"])
+    assert deployed["ms"] == pytest.approx(float(np.median(deployed["session_ms"])), rel=1e-4)
+    assert min(deployed["session_ms"]) <= deployed["budget_ms"] <= max(deployed["session_ms"])
     assert [(r["batch"], r["requests"], r["latency"]["batch"]) for r in rows] == [(3, 1, 3)]
     assert rows[0]["images_per_s"] == pytest.approx(3e3 / rows[0]["p50_ms"])
     assert set(d) == {
@@ -337,6 +341,7 @@ def test_cli_builtin_json_and_text():
     proc = run_bench(*args, "--json")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
+    assert "deployed" not in d  # fresh sessions are measured for deployed files (onnxruntime, OpenVINO) only
     assert (d["runtime"], d["device"], d["batch"], d["threads"]) == ("mxnet", "cpu", 1, None)
     assert "providers" not in d and d["note"] == "random weights: latency only"
     assert set(d["latency"]) == STATS_KEYS

@@ -29,11 +29,13 @@ from spos_deploy.cli.options import (
     add_runtime,
     add_threads,
     add_throughput,
+    int_range,
     nonneg_int,
     positive_int,
     throughput_batches,
 )
 from spos_deploy.errors import BadInputError
+from spos_deploy.runtime.deployed import SESSIONS
 
 log = logging.getLogger("spos_deploy")
 
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=nonneg_int, default=10, help="untimed calls before timing (default: 10)")
     p.add_argument("--repeats", type=positive_int, default=50, help="timed calls (default: 50)")
+    p.add_argument(
+        "--sessions",
+        type=int_range(0, 100),
+        default=SESSIONS,
+        help=f"also the deployed latency (docs/latency.md): the median of {SESSIONS} fresh sessions' medians and "
+        "the budget quantile of them (onnxruntime and OpenVINO; 0: skip)",
+    )
     add_throughput(p)
     p.add_argument(
         "--input-size",
@@ -154,9 +163,12 @@ def _file_precision(args: argparse.Namespace, runtime: str, held: str) -> str:
 
 Bencher = Callable[[int, str], Any]
 """``(batch, label) -> LatencyStats`` (or ``(LatencyStats, requests)`` for OpenVINO's throughput rounds)."""
+Fresh = Callable[[], Callable[[], Any]] | None
+"""Makes a fresh session of the target and returns one call on it (the deployed-latency definition), or None
+where the definition is not measured (MXNet)."""
 
 
-def _onnxruntime(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
+def _onnxruntime(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher, Fresh]:
     from spos_deploy.runtime import bench
     from spos_deploy.runtime.ort import ort_session
 
@@ -170,10 +182,16 @@ def _onnxruntime(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher
         shape = None if size is None else (batch, None, size, size)
         return bench.bench_ort_session(sess, batch, args.warmup, args.repeats, shape, args.target, warn_label=label)
 
-    return at, at
+    def fresh() -> Callable[[], Any]:
+        from spos_deploy.runtime.ort import ort_runner
+
+        shape = None if size is None else (args.batch, None, size, size)
+        return ort_runner(args.target, args.batch, shape, device=args.device, threads=args.threads)
+
+    return at, at, fresh
 
 
-def _openvino(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
+def _openvino(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, Bencher, Fresh]:
     from spos_deploy.runtime import bench
     from spos_deploy.runtime.openvino import ov_compile
 
@@ -193,10 +211,16 @@ def _openvino(args: argparse.Namespace, out: dict[str, Any]) -> tuple[Bencher, B
             return at(batch, label)
         return bench.ov_parallel_throughput(compiled, batch, args.warmup, args.repeats, shape(batch), label)
 
-    return at, rate
+    def fresh() -> Callable[[], Any]:
+        from spos_deploy.runtime.openvino import ov_runner
+
+        again = ov_compile(args.target, args.precision or "fp32", args.threads, hint, label=args.target)
+        return ov_runner(again, args.batch, shape(args.batch))
+
+    return at, rate, fresh
 
 
-def _mxnet(args: argparse.Namespace, kind: str, out: dict[str, Any]) -> tuple[Bencher, Bencher]:
+def _mxnet(args: argparse.Namespace, kind: str, out: dict[str, Any]) -> tuple[Bencher, Bencher, Fresh]:
     from spos_deploy.runtime import bench
 
     if kind == "symbol":
@@ -222,7 +246,7 @@ def _mxnet(args: argparse.Namespace, kind: str, out: dict[str, Any]) -> tuple[Be
     def at(batch: int, label: str) -> Any:
         return bench.bench_mxnet(net, (batch, 3, size, size), ctx, args.warmup, args.repeats, label=label)
 
-    return at, at
+    return at, at, None
 
 
 def _throughput_row(result: Any, batch: int) -> dict[str, Any]:
@@ -240,13 +264,17 @@ def _throughput_row(result: Any, batch: int) -> dict[str, Any]:
 def _measure(args: argparse.Namespace, kind: str, runtime: str) -> dict[str, Any]:
     out: dict[str, Any] = {"target": args.target, "runtime": runtime, "device": args.device}
     if runtime == "onnxruntime":
-        at, rate = _onnxruntime(args, out)
+        at, rate, fresh = _onnxruntime(args, out)
     elif runtime == "openvino":
-        at, rate = _openvino(args, out)
+        at, rate, fresh = _openvino(args, out)
     else:
-        at, rate = _mxnet(args, kind, out)
+        at, rate, fresh = _mxnet(args, kind, out)
     stats = at(args.batch, "")
     out.update(threads=args.threads, batch=args.batch, latency=stats.as_dict())
+    if fresh is not None and args.sessions:
+        from spos_deploy.runtime.deployed import measure_deployed
+
+        out["deployed"] = measure_deployed([fresh], sessions=args.sessions)[0].as_dict()
     warnings = list(stats.warnings)
     batches = throughput_batches(args.throughput)
     if batches:
@@ -255,7 +283,7 @@ def _measure(args: argparse.Namespace, kind: str, runtime: str) -> dict[str, Any
         warnings += [w for r in rows for w in r["latency"]["warnings"]]
     out["warnings"] = warnings
     order = ["target", "runtime", "precision", "precision_source", "openvino", "device", "providers", "threads"]
-    order += ["batch", "latency", "throughput", "warnings", "note"]
+    order += ["batch", "latency", "deployed", "throughput", "warnings", "note"]
     return {k: out[k] for k in order if k in out}
 
 
@@ -312,6 +340,13 @@ def _print_text(out: dict[str, Any]) -> None:
         what += f"; {out['note']}"
     print(what)
     print(_openvino_line(out["openvino"]) if "openvino" in out else _precision_line(out))
+    if "deployed" in out:
+        d = out["deployed"]
+        print(
+            f"deployed latency: {d['ms']:.3f} ms, the median of {len(d['session_ms'])} fresh sessions' medians; "
+            f"{round(100 * d['budget_quantile'])} % of sessions within {d['budget_ms']:.3f} ms (what a budget is "
+            "checked against)"
+        )
     print(f"load: {summary_line(lat['load'])}")
     print(_machine_line(out["machine"]))
 
