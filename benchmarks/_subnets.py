@@ -3,8 +3,10 @@ recipe with its run-folder cache, the supernet and latency table they start from
 
 The stand-alone cache is keyed by recipe and architecture (``runs/subnets/<recipe>/<arch>/``), so an
 architecture trained by one benchmark is not trained again by the other, and a smoke run (``--quick``, another
-recipe) never mixes with a full one. Every step resumes: a finished run folder holds ``result.json``, a
-partial one is continued from its last checkpoint by :func:`training.trainer.train`.
+recipe) never mixes with a full one. The trainings go through :func:`spos_deploy.training.subnets.train_runs`
+(what ``spos-train subnets`` runs): here one after the other, or with ``--ray [ADDRESS]`` as retried Ray tasks
+on a local instance or a cluster. Every step resumes: a finished run folder holds ``result.json``, a partial one
+is continued from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import numpy as np
 
 from benchmarks.record import ROOT
 from spos_deploy.atomic import write_json
+from spos_deploy.cluster import LOCAL
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.space import SPACES
-from spos_deploy.studies import claimed
 
 SPACE = SPACES["small"]
 RUNS = ROOT / "runs"
@@ -177,8 +179,7 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--train-seed",
         type=int,
-        help=f"seed of the stand-alone trainings (default {Recipe.seed}; with --shard, a second seed's runs can be\n"
-        "trained side by side before the report's --noise-archs needs them)",
+        help=f"seed of the stand-alone trainings (default {Recipe.seed})",
     )
     g.add_argument("--subnet-cache", default=str(SUBNET_CACHE), help="run folders of stand-alone trainings")
 
@@ -191,16 +192,36 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe(**{**asdict(base), **given})
 
 
-def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[str, Any]:
-    """Stand-alone top-1 of one architecture: from ``result.json`` when done, else trained (or resumed)."""
-    from spos_deploy.training.trainer import SubnetConfig, train
+def add_ray_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help="train the stand-alone runs as Ray tasks: a local instance sized to this machine, or the cluster at\n"
+        "ADDRESS (docs/distributed.md)",
+    )
 
-    folder = cache / recipe.tag / arch["key"]
-    done = folder / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
+
+def check_ray(args: argparse.Namespace) -> None:
+    """``--ray`` without Ray installed fails at once, not after the steps that come before the trainings."""
+    from spos_deploy.cluster import require_ray
+
+    if args.ray is not None:
+        try:
+            require_ray()
+        except BadInputError as e:
+            fail(str(e))
+
+
+def subnet_run(arch: dict[str, Any], recipe: Recipe, cache: Path) -> Any:
+    """The :class:`~spos_deploy.training.subnets.SubnetRun` of one architecture: its folder in the cache."""
+    from spos_deploy.training.subnets import SubnetRun
+    from spos_deploy.training.trainer import SubnetConfig
+
     cfg = SubnetConfig(
-        out=str(folder),
+        out=str(cache / recipe.tag / arch["key"]),
         spec=spec_of(arch["blocks"], arch["channels"]),
         epochs=recipe.epochs,
         train_limit=recipe.train_limit,
@@ -213,46 +234,60 @@ def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[
         progress=False,
         resume=True,
     )
-    t0 = time.time()
-    history = train(cfg)["history"]
-    result = {
+    return SubnetRun(arch["key"], cfg)
+
+
+def standalone_result(arch: dict[str, Any], recipe: Recipe, r: dict[str, Any]) -> dict[str, Any]:
+    """What the benchmarks read of a run's ``result.json``, in either shape: the one the benchmarks wrote before
+    (``standalone_acc``) or :func:`~spos_deploy.training.subnets.train_one`'s (``val_acc``)."""
+    return {
         "key": arch["key"],
         "recipe": asdict(recipe),
-        "standalone_acc": history[-1]["val_acc"],
-        "train_seconds": float(sum(h["seconds"] for h in history)),  # the optimizer steps, over all sessions
-        "wall_seconds": time.time() - t0,  # the last session: setup, steps and per-epoch validation
-        "run": str(folder),
+        "standalone_acc": r.get("standalone_acc", r.get("val_acc")),
+        "train_seconds": r["train_seconds"],  # the optimizer steps, over all sessions
+        "wall_seconds": r["wall_seconds"],  # the last session: setup, steps and per-epoch validation
+        "run": r["run"],
     }
-    write_json(done, result)
-    return result
 
 
-def train_all(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, wait: bool = True) -> dict[str, dict[str, Any]]:
-    """Every architecture trained (cached ones skipped); logs progress, since this is the long step. Runs that
-    another invocation is training are left to it: with ``wait`` their results are awaited (and a run whose
-    trainer died is trained here), without it they are missing from the result."""
+def train_all(
+    archs: list[dict[str, Any]], recipe: Recipe, cache: Path, ray: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every architecture's stand-alone result by key: finished runs read back, the others trained (or resumed)
+    one after the other, or with ``ray`` (``"local"`` or a cluster's address) as retried Ray tasks."""
+    from spos_deploy.training.subnets import RESULT, train_one, train_runs
+
+    runs = [subnet_run(a, recipe, cache) for a in archs]
+    unfinished = {r.name: r for r in runs if not (Path(r.cfg.out) / RESULT).exists()}  # an arch listed twice: once
+    todo = list(unfinished.values())  # none: no Ray started
+    if todo:
+        where = "one after the other" if ray is None else f"as Ray tasks ({ray})"
+        log.info("stand-alone: %d of %d architectures to train %s (%s)", len(todo), len(runs), where, recipe.tag)
+    try:
+        fresh = dict(zip((r.name for r in todo), train_runs(todo, ray=ray))) if todo else {}
+    except BadInputError as e:
+        fail(str(e))
     out: dict[str, dict[str, Any]] = {}
-    pending, announced = list(enumerate(archs)), None
-    while pending:
-        deferred = []
-        for i, arch in pending:
-            folder = cache / recipe.tag / arch["key"]
-            cached = (folder / "result.json").exists()  # read without a claim: nothing else waits for it
-            with contextlib.nullcontext(True) if cached else claimed(folder) as mine:
-                if not mine:
-                    deferred.append((i, arch))
-                    continue
-                note = ", cached" if cached else ""
-                log.info("stand-alone %d/%d %s (seed %d%s)", i + 1, len(archs), arch["key"], recipe.seed, note)
-                out[arch["key"]] = res = train_standalone(arch, recipe, cache)
-            log.info("   top-1 %.4f (%.0f s)", res["standalone_acc"], res["wall_seconds"])
-        if deferred and wait:
-            if len(deferred) != announced:
-                log.info("waiting for %d run(s) another invocation is training", len(deferred))
-                announced = len(deferred)
-            time.sleep(30)
-        pending = deferred if wait else []
+    for i, (arch, run) in enumerate(zip(archs, runs)):
+        res = fresh[run.name] if run.name in fresh else train_one(run)  # a finished folder: read back
+        out[arch["key"]] = standalone_result(arch, recipe, res)
+        note = "" if run.name in fresh else ", cached"
+        acc = out[arch["key"]]["standalone_acc"]
+        log.info(
+            "stand-alone %d/%d %s: top-1 %.4f (%.0f s%s)",
+            i + 1,
+            len(archs),
+            arch["key"],
+            acc,
+            res["wall_seconds"],
+            note,
+        )
     return out
+
+
+def train_standalone(arch: dict[str, Any], recipe: Recipe, cache: Path) -> dict[str, Any]:
+    """Stand-alone top-1 of one architecture: from ``result.json`` when done, else trained (or resumed)."""
+    return train_all([arch], recipe, cache)[arch["key"]]
 
 
 def separability_text(sep: dict[str, float] | None, seeds: int) -> str:

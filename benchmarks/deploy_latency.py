@@ -185,27 +185,19 @@ def auto_runner(threads: int, batch: int, tmp: Path) -> tuple[str, dict[str, Any
 
 # ---- timing -----------------------------------------------------------------------------------------------------
 def interleaved(rows: dict[str, dict[str, Any]], rounds: int, per_round: int, warmup: int, seed: int = 0) -> dict:
-    """Per row: wall times of ``rounds x per_round`` calls, the rows taking turns in a shuffled order each
-    round, so a change of machine speed during the run hits all of them alike."""
-    from spos_deploy.runtime import load
+    """Per row: wall times (s) of ``rounds x per_round`` calls, the rows taking turns in a shuffled order each
+    round (:func:`spos_deploy.runtime.interleave.interleaved_times`), so a change of machine speed during the
+    run hits all of them alike; the load probe around the rounds (the warm-up outside it)."""
+    from spos_deploy.runtime.interleave import interleaved_times, load_probe, warm_up
+    from spos_deploy.runtime.load import chunk_spread
 
-    for r in rows.values():
-        for _ in range(warmup):
-            r["run"]()
-    rng = np.random.default_rng(seed)
-    times: dict[str, list[float]] = {k: [] for k in rows}
-    names = list(rows)
-    with load.probe() as probe:
-        for _ in range(rounds):
-            for i in rng.permutation(len(names)):
-                run = rows[names[i]]["run"]
-                for _ in range(per_round):
-                    t0 = time.perf_counter()
-                    run()
-                    times[names[i]].append(time.perf_counter() - t0)
-    record = probe.record()
-    spreads = {k: load.chunk_spread(v)[0] for k, v in times.items()}  # per row: its rounds, in order
-    return {"times": times, "load": {**record.as_dict(), "warning": record.warning()}, "chunk_spread": spreads}
+    runners = {k: r["run"] for k, r in rows.items()}
+    warm_up(runners, warmup)
+    with load_probe() as record:
+        ms = interleaved_times(runners, rounds, per_round, warmup=0, seed=seed)
+    times = {k: [t / 1e3 for t in v] for k, v in ms.items()}
+    spreads = {k: chunk_spread(v)[0] for k, v in times.items()}  # per row: its rounds, in order
+    return {"times": times, "load": record, "chunk_spread": spreads}
 
 
 # ---- accuracy on labelled data -------------------------------------------------------------------------------

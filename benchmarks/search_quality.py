@@ -9,11 +9,13 @@ on this CPU's int8 table of the small space, three kinds of architecture are com
 
 All are trained from scratch with the recipe of ``benchmarks.supernet_ranking`` (and its run-folder cache, in
 ``benchmarks/_subnets.py``: an architecture trained by either benchmark is not trained again) and measured end
-to end in their deployed int8 form (interleaved rounds). Every step resumes (cached under ``--out``).
+to end in their deployed int8 form (interleaved rounds). Every step resumes (cached under ``--out``). The
+stand-alone trainings run one after the other, or with ``--ray [ADDRESS]`` as Ray tasks (one per architecture,
+retried when a worker dies) on a local instance sized to this machine or on a cluster.
 
     python -m benchmarks.search_quality [--supernet runs/ranking/supernet] [--lut TABLE] [--evaluations 100]
     python -m benchmarks.search_quality ... --seeds 2        # every architecture twice; judged on the means
-    python -m benchmarks.search_quality ... --train-only     # beside the full run: the second core trains too
+    python -m benchmarks.search_quality ... --ray            # the stand-alone trainings on every core
     python -m benchmarks.search_quality --quick     # smoke run: tiny everything, results under runs/
 """
 
@@ -34,9 +36,11 @@ from benchmarks._subnets import (
     TABLE_NAME,
     Recipe,
     StepTimes,
+    add_ray_arg,
     add_recipe_args,
     add_supernet_args,
     check_data,
+    check_ray,
     describe_archs,
     ensure_supernet,
     ensure_table,
@@ -121,13 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train every architecture with this many seeds (--train-seed, +1, ...) and compare the means;\n"
         "with 2 or more the report gives the seed noise and the lead in standard errors",
     )
-    ap.add_argument(
-        "--train-only",
-        action="store_true",
-        help="only train the stand-alone runs known now (the random architectures and the baseline; the searched\n"
-        "one once its search has run), then stop: run it beside the full invocation to use the second core\n"
-        "(runs are claimed, never trained twice); it never trains the supernet, builds a table or searches",
-    )
+    add_ray_arg(ap)
     ap.add_argument("--tag", default="", help="suffix of the result files (search_quality_TAG.md/.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet and search, 512 images")
     add_recipe_args(ap)
@@ -384,23 +382,6 @@ def recipes_of(args: argparse.Namespace) -> list[Recipe]:
     return [replace(recipe, seed=recipe.seed + i) for i in range(args.seeds)]
 
 
-def train_known(args: argparse.Namespace) -> None:
-    """``--train-only``: the stand-alone runs that do not wait for anything, claimed one by one."""
-    lut = Path(args.lut or args.table_default)
-    if not lut.exists():
-        fail(f"{lut}: no latency table yet; run once without --train-only (it builds one) or pass --lut")
-    table = load_table(lut)
-    budget, _ = budget_of(args, table)
-    done = Path(args.out) / "search" / "results.json"
-    search_res = json.loads(done.read_text()) if done.exists() else None
-    if search_res is None:
-        log.info("no search result yet: training the random architectures and the baseline only")
-    archs, _ = candidates(args, table, budget, search_res)
-    for recipe in recipes_of(args):
-        train_all(archs, recipe, Path(args.subnet_cache), wait=False)
-    log.info("every run known now is trained or claimed by another invocation")
-
-
 def merge_rows(
     archs: list[dict[str, Any]], standalone: list[dict[str, dict[str, Any]]], ms: dict[str, float]
 ) -> list[dict[str, Any]]:
@@ -436,7 +417,7 @@ def run_steps(args: argparse.Namespace, recipes: list[Recipe], steps: StepTimes)
         search_res = searched(args, lut, budget, out)
     archs, base_fits = candidates(args, table, budget, search_res)
     with steps.step("stand-alone training"):
-        standalone = [train_all(archs, r, Path(args.subnet_cache)) for r in recipes]
+        standalone = [train_all(archs, r, Path(args.subnet_cache), args.ray) for r in recipes]
     with steps.step("end-to-end latency"):
         ms, load_d = measured_latency(table, archs, args.rounds, out)
     return {
@@ -453,11 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     check_data()
+    check_ray(args)
     out, recipes = Path(args.out), recipes_of(args)
     out.mkdir(parents=True, exist_ok=True)
-    if args.train_only:
-        train_known(args)
-        return
     steps = StepTimes(out)
     done = run_steps(args, recipes, steps)
     rows, (budget, source), search_res = done["rows"], done["budget"], done["search"]

@@ -9,8 +9,9 @@ Steps, each resumable (results cached under ``--out``, default runs/ranking/):
    ``--archs-from``, the architectures of earlier results with their recorded stand-alone top-1 (steps 1-3
    skipped).
 3. Every architecture trained from scratch with one short recipe (``benchmarks/_subnets.py``, shared with
-   ``benchmarks.search_quality``): the stand-alone top-1 on the Fashion-MNIST test set. ``--shard`` invocations do
-   only this, so they can run beside the supernet's training.
+   ``benchmarks.search_quality``): the stand-alone top-1 on the Fashion-MNIST test set. One after the other,
+   or with ``--ray [ADDRESS]`` as Ray tasks (one per architecture, retried when a worker dies) on a local
+   instance sized to this machine or on a cluster.
 4. The supernet of the small space (``--supernet RUN``; trained there with spos-train's small recipe when it
    has no supernet.params).
 5. Every architecture evaluated as a supernet path, BN statistics computed exactly for the path.
@@ -18,6 +19,7 @@ Steps, each resumable (results cached under ``--out``, default runs/ranking/):
    params, predicted latency); the same inside the narrow band; top-5 overlap; a scatter plot.
 
     python -m benchmarks.supernet_ranking [--supernet runs/ranking/supernet] [--lut TABLE] [--archs 24]
+    python -m benchmarks.supernet_ranking --ray       # the stand-alone trainings on every core of this machine
     python -m benchmarks.supernet_ranking --quick     # smoke run: tiny everything, results under runs/
 """
 
@@ -32,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spos_deploy.search.shards import parse_shard
 from tabulate import tabulate
 
 from benchmarks._subnets import (
@@ -41,9 +42,11 @@ from benchmarks._subnets import (
     TABLE_NAME,
     Recipe,
     StepTimes,
+    add_ray_arg,
     add_recipe_args,
     add_supernet_args,
     check_data,
+    check_ray,
     describe_archs,
     ensure_supernet,
     ensure_table,
@@ -110,13 +113,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "recipe against itself, the ceiling any proxy can reach against it (default 0: not measured)",
     )
     ap.add_argument(
-        "--shard",
-        metavar="K/N",
-        help="train only architectures K, K+N, K+2N, ... from scratch, then stop (run N of these side by side,\n"
-        "one per core, after the table exists; with --noise-archs run them a second time, when all are done,\n"
-        "for their share of the next seed; then once without --shard for the report)",
-    )
-    ap.add_argument(
         "--archs-from",
         nargs="+",
         metavar="RESULT",
@@ -133,6 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--tag", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
+    add_ray_arg(ap)
     add_recipe_args(ap)
     add_supernet_args(ap, "OUT/supernet")
     args = ap.parse_args(argv)
@@ -144,15 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
     args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(results_dir(STUDY)))
     args.supernet = args.supernet or str(Path(args.out) / "supernet")
-    if args.shard is not None:
-        try:
-            args.shard = parse_shard(args.shard)
-        except BadInputError as e:
-            fail(str(e))
-    if args.archs_from and args.shard is not None:
-        fail("--archs-from trains nothing: drop --shard")
-    if args.rescore and (args.archs_from or args.shard is not None or args.quick):
-        fail("--rescore only recomputes a recorded result: drop --archs-from, --shard and --quick")
+    if args.archs_from and args.ray is not None and not args.noise_archs:
+        fail("--archs-from trains nothing: drop --ray")
+    if args.rescore and (args.archs_from or args.ray is not None or args.quick):
+        fail("--rescore only recomputes a recorded result: drop --archs-from, --ray and --quick")
     if args.full_width and args.width_levels:
         fail("--full-width and --width-levels are two different pools: give one")
     if args.archs < 2 or args.band < 0 or args.bn_images < 0:
@@ -421,23 +413,11 @@ def noise_picks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [order[int(i)] for i in np.linspace(0, len(order) - 1, min(n, len(order)))]
 
 
-def train_noise_shard(archs: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, shard: tuple[int, int]) -> None:
-    """This shard's part of the next seed's trainings, once every shard has trained the first seed (the picks
-    depend on the whole stand-alone ranking)."""
-    done = {a["key"]: cache / recipe.tag / a["key"] / "result.json" for a in archs}
-    if not all(f.exists() for f in done.values()):
-        log.info("seed-noise trainings wait for every shard's first seed: run the shards again when all are done")
-        return
-    rows = [{**a, "standalone_acc": json.loads(done[a["key"]].read_text())["standalone_acc"]} for a in archs]
-    k, of = shard
-    train_all(noise_picks(rows, n)[k::of], replace(recipe, seed=recipe.seed + 1), cache)
-
-
-def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int) -> dict[str, Any]:
+def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, ray: str | None) -> dict[str, Any]:
     """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seed + 1``: how
     well the stand-alone recipe ranks against itself, beside the supernet on the same architectures."""
     picks = noise_picks(rows, n)
-    again = train_all(picks, replace(recipe, seed=recipe.seed + 1), cache)
+    again = train_all(picks, replace(recipe, seed=recipe.seed + 1), cache, ray)
     a = [r["standalone_acc"] for r in picks]
     b = [again[r["key"]]["standalone_acc"] for r in picks]
     sup = [r["supernet_acc"] for r in picks]
@@ -661,10 +641,9 @@ def merge_rows(
 
 def architectures_and_standalone(
     args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any] | None] | None:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
     """Steps 1-3: the architectures with their stand-alone results and how they were picked (and the table
-    record), or taken from earlier records with ``--archs-from``; ``None`` after a ``--shard`` invocation, which
-    only trains its share."""
+    record), or taken from earlier records with ``--archs-from``."""
     if args.archs_from:
         archs, standalone, selection = recorded_architectures(args.archs_from, recipe)
         args.archs, args.band = len(archs), sum(a["group"] == "band" for a in archs)
@@ -676,15 +655,8 @@ def architectures_and_standalone(
     with steps.step("architectures"):
         archs, selection = choose_architectures(table, args)
         write_json(out / "architectures.json", {"selection": selection, "architectures": archs})
-    if args.shard is not None:
-        k, n = args.shard
-        train_all(archs[k::n], recipe, Path(args.subnet_cache))
-        if args.noise_archs:
-            train_noise_shard(archs, recipe, Path(args.subnet_cache), args.noise_archs, args.shard)
-        log.info("shard %d/%d trained; run once more without --shard for the report", k, n)
-        return None
     with steps.step("stand-alone training"):
-        standalone = train_all(archs, recipe, Path(args.subnet_cache))
+        standalone = train_all(archs, recipe, Path(args.subnet_cache), args.ray)
     return archs, standalone, selection, table_info
 
 
@@ -692,7 +664,7 @@ def supernet_rows(
     args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes, archs: list[dict[str, Any]], standalone: Any
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """Steps 4-6: the supernet (trained if missing), every architecture as its path, and the statistics."""
-    with steps.step("supernet"):  # after the shards, which train without it (beside its training)
+    with steps.step("supernet"):
         supernet = ensure_supernet(Path(args.supernet), args)
     with steps.step("supernet evaluation"):
         supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
@@ -700,7 +672,7 @@ def supernet_rows(
     stats = ranking_stats(rows)
     if args.noise_archs:
         with steps.step("seed-noise training"):
-            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs)
+            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs, args.ray)
     return supernet, rows, stats
 
 
@@ -711,13 +683,11 @@ def main(argv: list[str] | None = None) -> None:
         rescore(args, argv)
         return
     check_data()
+    check_ray(args)
     out, recipe = Path(args.out), recipe_from_args(args)
     out.mkdir(parents=True, exist_ok=True)
     steps = StepTimes(out)
-    picked = architectures_and_standalone(args, recipe, out, steps)
-    if picked is None:
-        return
-    archs, standalone, selection, table_info = picked
+    archs, standalone, selection, table_info = architectures_and_standalone(args, recipe, out, steps)
     supernet, rows, stats = supernet_rows(args, recipe, out, steps, archs, standalone)
     prov = provenance(STUDY, argv)
     png = Path(args.results) / f"{result_stem(args)}.png"

@@ -198,7 +198,8 @@ def _teacher_accuracy(teacher: str | None) -> float | None:
     """The teacher's stand-alone top-1 as its benchmark run recorded it (``result.json``, from ``_subnets``)."""
     if not teacher or not (Path(teacher) / "result.json").exists():
         return None
-    return json.loads((Path(teacher) / "result.json").read_text()).get("standalone_acc")
+    result = json.loads((Path(teacher) / "result.json").read_text())
+    return result.get("standalone_acc", result.get("val_acc"))  # older runs, and spos-train subnets' result.json
 
 
 def ablation(out: Path, argv: list[str] | None = None) -> None:

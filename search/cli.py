@@ -11,13 +11,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, replacing, run
 from spos_deploy.cli.options import (
     LATENCY_RUNTIMES,
     SPACE_KEYS,
     TARGET_TABLE_HELP,
+    add_allow_table_mismatch,
     add_batch,
+    add_batch_size,
     add_data,
+    add_force,
     add_gpus,
     add_output,
     add_plot,
@@ -27,6 +30,7 @@ from spos_deploy.cli.options import (
     add_reanchor,
     add_resume,
     add_runtime,
+    add_score_bits,
     add_seed,
     add_space_options,
     add_tables,
@@ -39,6 +43,7 @@ from spos_deploy.cli.options import (
     nonneg_int,
     positive_float,
     positive_int,
+    show_progress,
     space_from_args,
 )
 
@@ -50,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "MicroNet-score and latency constraints (checked on lookup tables before any evaluation).",
     )
     p.add_argument("--supernet", required=True, help="spos-train supernet run folder, or a supernet .params file")
-    add_output(p, "output folder (must be new or empty, unless --resume)")
+    add_output(p, "output folder (must be new or empty, unless --resume or --force)")
     add_data(p, "fashion-mnist:train", "fashion-mnist:test")
     d = p.add_argument_group("evaluation")
     d.add_argument("--bn-images", type=positive_int, default=2000, help="BN recalibration images (whole batches)")
-    d.add_argument("--batch-size", type=positive_int, default=128)
+    add_batch_size(d, "evaluation batch")
     d.add_argument("--workers", type=int_range(1, 256), default=1, help="evaluation processes (spawned)")
     add_gpus(p, "GPU ids, e.g. 0 1 or 0,1: one per worker (default: CPU)")
     d.add_argument("--shard", metavar="K/N", help="this machine evaluates shard K of N (see --shared-dir)")
@@ -79,17 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", type=positive_int, help="at most this many evaluated candidates (cache hits are free)")
     add_seed(p)
     add_resume(p, "continue the search saved in the output folder (same settings)")
+    add_force(
+        p,
+        "replace the output folder's earlier search: the new one is written beside it and takes its place "
+        "only once complete (not with --resume)",
+    )
     c = p.add_argument_group("constraints (checked on lookup tables before evaluation)")
     add_ranges(c, ("flops", "params"))
     c.add_argument("--score-max", type=positive_float, help="MicroNet score at --score-bits")
-    c.add_argument("--score-bits", type=int, default=32, choices=[32, 16, 8])
+    add_score_bits(c, help="precision of the MicroNet score")
     add_tables(c, ("flops", "micronet", "latency"))
     c.add_argument(
         "--latency-max-ms",
         type=positive_float,
         help="latency budget of the deployed network (needs --latency-table, or the deployed form below)",
     )
-    c.add_argument("--allow-table-mismatch", action="store_true", help="use a latency table from other hardware")
+    add_allow_table_mismatch(c)
     add_reanchor(c)
     f = p.add_argument_group(
         "deployed form (what spos-export will ship): the latency table must be measured in it; without "
@@ -142,7 +152,7 @@ def job_from_args(args: argparse.Namespace):
         shard=parse_shard(args.shard) if args.shard else None,
         shard_timeout_s=args.shard_timeout,
         plot=False if args.no_plot else (args.plot or True),
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
 
 
@@ -153,7 +163,9 @@ def body(args: argparse.Namespace) -> int:
     job = job_from_args(args)
     if args.gpus and args.workers == 1:
         job.workers = len(job.gpus)  # one worker per GPU unless told otherwise
-    results = run_job(job)
+    with replacing(args.output, args.force, "spos-search", lock=True) as out:
+        job.out = str(out)
+        results = run_job(job)
     if args.json:
         print_json(results)
         return 0

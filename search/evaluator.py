@@ -286,10 +286,22 @@ def check_gpus(gpus: list[int]) -> None:
 
 
 def make_evaluator(
-    run: SupernetRun, data: EvalData, batch_size: int, workers: int, gpus: list[int], net: Any = None
-) -> LocalEvaluator | PoolEvaluator:
-    """In-process for one worker (reusing ``net``, a CPU copy loaded to check the weights), else a pool."""
+    run: SupernetRun,
+    data: EvalData,
+    batch_size: int,
+    workers: int | None,
+    gpus: list[int],
+    net: Any = None,
+    ray: str | None = None,
+) -> Any:
+    """Ray actors with ``ray`` (an address, or ``local``; ``workers`` None: one per CPU of the cluster);
+    else in-process for one worker (reusing ``net``, a CPU copy loaded to check the weights), else a pool."""
+    if ray is not None:
+        from .ray_evaluator import ray_evaluator
+
+        return ray_evaluator(run, data, batch_size, ray, workers, gpus)
     check_gpus(gpus)
+    workers = workers or 1
     if workers <= 1:
         return LocalEvaluator(run, data, batch_size, gpus[0] if gpus else None, net=None if gpus else net)
     return PoolEvaluator(run, data, batch_size, workers, gpus)

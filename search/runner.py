@@ -75,7 +75,8 @@ class SearchJob:
     reanchor: bool = True  # re-measure the latency table's anchors and scale its predictions (--no-reanchor)
     flops_table: str | None = None
     micronet_table: str | None = None
-    workers: int = 1
+    workers: int | None = 1  # None with --ray: one actor per CPU of the cluster
+    ray: str | None = None  # --ray: "local" (an instance sized to this machine) or the cluster's address
     gpus: list[int] = field(default_factory=list)
     resume: bool = False
     shard: tuple[int, int] | None = None
@@ -221,8 +222,14 @@ def _check_job(job: SearchJob) -> _Checked:
     """Every input, before anything is written: options, supernet, tables, constraints, output folder."""
     cfg = job.config
     cfg.check()
-    if job.workers < 1:
+    if job.workers is not None and job.workers < 1:
         raise BadInputError(f"--workers {job.workers}: must be >= 1")
+    if job.ray is not None:
+        from spos_deploy.cluster import require_ray
+
+        require_ray()
+        if job.shard:
+            raise BadInputError("--ray spreads the evaluation itself: drop --shard")
     if job.auto_runtimes and job.target != "auto":
         raise BadInputError("--auto-runtimes narrows --target auto's candidates: add --target auto")
     if job.shard and not job.shared_dir:
@@ -284,6 +291,9 @@ def _search(
     cfg, run, sampler, gs = job.config, checked.run, checked.sampler, checked.gs
     space = run.space
     data = prepare_data(space, job.data, job.val_data, job.bn_images, job.batch_size, job.val_limit, job.data_limit)
+    evaluator = make_evaluator(run, data, job.batch_size, job.workers, job.gpus, net=checked.net, ray=job.ray)
+    if job.ray is not None:
+        job.workers = len(evaluator.actors)  # what the cluster gave, for the record
     log.info(
         "evaluation: %d BN batches of %d, %d validation images; %d worker(s)",
         len(data.bn),
@@ -291,7 +301,6 @@ def _search(
         len(data.val_labels),
         job.workers,
     )
-    evaluator = make_evaluator(run, data, job.batch_size, job.workers, job.gpus, net=checked.net)
     checked.net = None
 
     def evaluate_keys(keys: list[str]):

@@ -1,39 +1,15 @@
 """What the benchmark studies (``benchmarks/``) decide with, kept in the library so that it is tested as such:
-claims that let side-by-side invocations share a list of trainings, and how far architectures stand apart
-beyond the seed noise of their training.
+how far architectures stand apart beyond the seed noise of their training.
 
-Shard parsing is :func:`spos_deploy.search.shards.parse_shard`; rank statistics (Kendall tau, its bootstrap
-and p-value) live with the other ranking statistics.
+Rank statistics (Kendall tau, its bootstrap and p-value) live with the other ranking statistics
+(:mod:`spos_deploy.stats`); the stand-alone trainings themselves are :mod:`spos_deploy.training.subnets`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
-
-from spos_deploy.atomic import output_lock
-
-CLAIM = ".claimed"
-"""The claim's lock file in a run folder: a lock of its own, since the trainer that runs inside the claim takes
-the folder's output lock (``.lock``) itself."""
-
-
-@contextlib.contextmanager
-def claimed(folder: Path) -> Iterator[bool]:
-    """Yields whether this process may train ``folder``: True when no other live process has claimed it.
-
-    The claim lets several invocations train one list side by side without training a run twice. It is an
-    ``flock`` (:func:`spos_deploy.atomic.output_lock` on ``folder/.claimed``, not waiting): the kernel drops it
-    when its holder ends, however it ends, so a crashed run's claim is free again without anyone judging it
-    stale, and of processes racing for it exactly one wins. The file stays behind; only the lock counts.
-    """
-    who = f"benchmark training on {socket.gethostname()}"
-    with output_lock(folder, who, name=CLAIM, busy_ok=True) as lock:
-        yield lock is not None
 
 
 def separability(means: Sequence[float], noise_std: float | None, seeds: int) -> dict[str, float] | None:

@@ -1,132 +1,74 @@
 """The benchmarks' shared helpers that decide what is trained and what a result says (``spos_deploy.studies``,
-``benchmarks._subnets``, ``benchmarks.search_quality``, ``benchmarks.supernet_ranking``): run claims between
-side-by-side invocations, --shard parsing, the search-quality verdict with its seed noise, rescoring a recorded
+``benchmarks._subnets``, ``benchmarks.search_quality``, ``benchmarks.supernet_ranking``): the stand-alone
+trainings and their cache, --ray parsing, the search-quality verdict with its seed noise, rescoring a recorded
 ranking, and the one writer of every benchmark record (``benchmarks.record``)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from spos_deploy.search.shards import parse_shard
 
 from benchmarks import record as records
 from benchmarks import search_quality, supernet_ranking
-from benchmarks._subnets import Recipe, train_all
-from spos_deploy.atomic import LOCK_NAME, output_lock
-from spos_deploy.errors import BadInputError
-from spos_deploy.studies import CLAIM, claimed, separability
+from benchmarks._subnets import Recipe, train_all, train_standalone
+from spos_deploy.cluster import LOCAL
+from spos_deploy.studies import separability
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = Recipe(epochs=1, train_limit=256, val_limit=128)
+TINY_ARCHS = [
+    {"key": "b00000_c00000", "blocks": [0] * 5, "channels": [0] * 5},
+    {"key": "b12301_c00000", "blocks": [1, 2, 3, 0, 1], "channels": [0] * 5},
+]
+"""Two of the narrowest architectures of the small space: seconds to train on 256 images."""
+RESULT_KEYS = {"key", "recipe", "standalone_acc", "train_seconds", "wall_seconds", "run"}
 
 
-def test_a_claimed_run_is_not_claimed_again_until_released(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    with claimed(run) as first:
-        assert first
-        assert (run / CLAIM).exists()
-        with claimed(run) as second:  # this process is alive: its claim holds
-            assert not second
-    with claimed(run) as again:
-        assert again
+def test_stand_alone_runs_are_trained_once_then_read_back(tmp_path: Path) -> None:
+    first = train_all(TINY_ARCHS, TINY, tmp_path)
+    assert list(first) == [a["key"] for a in TINY_ARCHS]
+    done = {}
+    for arch in TINY_ARCHS:
+        res = first[arch["key"]]
+        assert set(res) == RESULT_KEYS and res["key"] == arch["key"]
+        assert 0 < res["standalone_acc"] <= 1 and res["train_seconds"] > 0
+        assert Path(res["run"]) == tmp_path / TINY.tag / arch["key"]
+        done[arch["key"]] = Path(res["run"]) / "result.json"
+    stamps = {k: f.stat().st_mtime_ns for k, f in done.items()}
+    assert train_all(TINY_ARCHS, TINY, tmp_path) == first  # nothing trained again
+    assert {k: f.stat().st_mtime_ns for k, f in done.items()} == stamps
+    assert train_standalone(TINY_ARCHS[1], TINY, tmp_path) == first[TINY_ARCHS[1]["key"]]
 
 
-def test_a_claim_is_released_when_the_training_fails(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    with pytest.raises(RuntimeError), claimed(run) as mine:
-        assert mine
-        raise RuntimeError("trainer died")
-    with claimed(run) as again:
-        assert again
+def test_a_run_finished_by_the_older_benchmark_code_is_read_back_as_it_is(tmp_path: Path) -> None:
+    arch = {"key": "b33333_c99999", "blocks": [3] * 5, "channels": [9] * 5}
+    folder = tmp_path / TINY.tag / arch["key"]
+    folder.mkdir(parents=True)
+    old = {"key": arch["key"], "standalone_acc": 0.5, "train_seconds": 2.0, "wall_seconds": 3.0, "run": str(folder)}
+    (folder / "result.json").write_text(json.dumps(old | {"recipe": {}}))
+    res = train_all([arch], TINY, tmp_path)[arch["key"]]
+    assert res == old | {"recipe": res["recipe"]} and res["recipe"]["epochs"] == TINY.epochs
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"]  # not trained
 
 
-def test_a_claim_leaves_the_folder_lock_to_the_trainer_inside_it(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    with claimed(run) as mine, output_lock(run, "spos-train") as lock:  # what train() does inside the claim
-        assert mine and lock == run / LOCK_NAME
+@pytest.mark.parametrize("study", [supernet_ranking, search_quality])
+def test_ray_is_off_by_default_local_without_an_address(study) -> None:
+    assert study.parse_args([]).ray is None
+    assert study.parse_args(["--ray"]).ray == LOCAL
+    assert study.parse_args(["--ray", "10.0.0.1:6379"]).ray == "10.0.0.1:6379"
 
 
-HOLD = """
-import time
-from pathlib import Path
-from spos_deploy.studies import claimed
-with claimed(Path({run!r})) as mine:
-    print(mine, flush=True)
-    time.sleep(60)
-"""
-
-
-def _holder(run: Path) -> subprocess.Popen:
-    code = HOLD.format(run=str(run))
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-
-def test_another_process_holds_its_claim_until_it_dies(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    holder = _holder(run)
-    try:
-        assert holder.stdout.readline().strip() == "True"
-        with claimed(run) as mine:
-            assert not mine
-    finally:
-        holder.kill()  # no clean-up runs: the claim file stays behind, its lock does not
-        holder.wait()
-    assert (run / CLAIM).exists()
-    with claimed(run) as mine:
-        assert mine
-
-
-def test_of_processes_racing_for_a_leftover_claim_exactly_one_wins(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / CLAIM).write_text(f"{socket.gethostname()} 1")  # a crashed trainer's
-    racers = [_holder(run) for _ in range(6)]
-    try:
-        said = [r.stdout.readline().strip() for r in racers]  # each holds what it won for 60 s
-    finally:
-        for r in racers:
-            r.kill()
-            r.wait()
-    assert sorted(said) == ["False"] * 5 + ["True"]
-
-
-def test_a_leftover_claim_file_is_taken_over(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / CLAIM).write_text(f"{socket.gethostname()} 1")
-    with claimed(run) as mine:
-        assert mine
-
-
-def test_a_run_claimed_elsewhere_is_left_to_it_without_waiting(tmp_path: Path) -> None:
-    recipe = Recipe()
-    arch = {"key": "b00000_c99999", "blocks": [0] * 5, "channels": [9] * 5}
-    with claimed(tmp_path / recipe.tag / arch["key"]) as mine:  # another invocation is training it
-        assert mine
-        assert train_all([arch], recipe, tmp_path, wait=False) == {}
-
-
-@pytest.mark.parametrize("text", ["2", "a/b", "2/2", "-1/2", "1/2/3"])
-def test_a_malformed_shard_is_refused(text: str) -> None:
-    with pytest.raises(BadInputError, match="--shard"):
-        parse_shard(text)
-
-
-def test_parse_shard() -> None:
-    assert parse_shard("1/3") == (1, 3)
-
-
-def test_a_malformed_shard_ends_a_ranking_run_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ray_with_rescore_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        supernet_ranking.parse_args(["--shard", "2/2"])
+        supernet_ranking.parse_args(["--rescore", "x.json", "--ray"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "--shard" in err and len(err.splitlines()) == 1
+    assert "--ray" in err and len(err.splitlines()) == 1
 
 
 def _rows(accs: dict[str, list[float]]) -> list[dict]:

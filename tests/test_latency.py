@@ -228,7 +228,7 @@ def test_profile_measure_maps_time_to_blocks():
             "64",
             "--measure",
             "cpu",
-            "--measure-runs",
+            "--repeats",
             "5",
             "--json",
         ],

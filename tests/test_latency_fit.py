@@ -141,7 +141,7 @@ def test_a_table_for_another_form_is_refused_in_one_line(built_table, tmp_path):
     from .test_search import EVAL_FLAGS
 
     run = supernet_folder(tmp_path)
-    args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--lut", str(path), "--latency-max-ms", "1"]
+    args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--latency-table", str(path), "--latency-max-ms", "1"]
     args += ["--runtime", "openvino-cpu", "--space", "small", *EVAL_FLAGS]
     r = run_cli("spos-search", *args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

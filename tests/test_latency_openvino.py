@@ -133,8 +133,9 @@ def test_openvino_parts_cover_the_deployed_graph_once(precision, tmp_path):
         pytest.importorskip("nncf")
     import onnx
 
+    from spos_deploy.deploy.timing_forms import export_deployed
     from spos_deploy.tables.build_common import uniform_spec
-    from spos_deploy.tables.latency.build import PartTimer, _part_input_shapes, export_deployed, part_boundaries
+    from spos_deploy.tables.latency.build import PartTimer, _part_input_shapes, part_boundaries
 
     setup = LatencySetup(runtime="openvino-cpu", precision=precision, threads=1, repeats=3)
     spec, _ = uniform_spec(SPACE, 1, 1)

@@ -16,6 +16,7 @@ import pytest
 ov = pytest.importorskip("openvino")
 
 from spos_deploy.data.images import load_images  # noqa: E402
+from spos_deploy.deploy import timing_forms  # noqa: E402
 from spos_deploy.deploy.onnx import PARITY_RTOL, compare_outputs, export_onnx  # noqa: E402
 from spos_deploy.deploy.transforms import merge_bn  # noqa: E402
 from spos_deploy.errors import BadInputError  # noqa: E402
@@ -180,7 +181,7 @@ def test_ov_node_mapping():
 
 
 def test_measure_openvino_maps_time_to_blocks():
-    m = op_profile.measure_spec(spec_from_dict(dict(TINY_MODEL), "tiny"), runs=8, threads=1, runtime="openvino")
+    m = timing_forms.measure_spec(spec_from_dict(dict(TINY_MODEL), "tiny"), runs=8, threads=1, runtime="openvino")
     assert m["runtime"] == "openvino" and m["openvino"]["inference_precision"] == "f32"
     parts = {"stem", "head", *(f"b{i:02d}" for i in range(len(TINY_MODEL["block_choices"])))}
     assert parts <= set(m["blocks_ms"]) <= parts | {"other"}

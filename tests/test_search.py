@@ -35,7 +35,7 @@ FLOPS_RANGE = (4.0e6, 5.5e6)
 EVAL = dict(bn_images=64, batch_size=64, val_limit=128, data_limit=4096, progress=False)
 EVO = SearchConfig(population=6, parents=3, generations=4, seed=1)
 EVO_FLAGS = ["--population", "6", "--parents", "3", "--generations", "4", "--seed", "1"]
-EVAL_FLAGS = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "128", "--data-limit", "4096", "--no-progress"]
+EVAL_FLAGS = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "128", "--train-limit", "4096", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -455,7 +455,8 @@ def test_cli_latency_budget_outputs_and_json(supernet, tmp_path, capsys):
     _synthetic_latency_table(lut)
     out = tmp_path / "out"
     args = ["--supernet", str(supernet), "-o", str(out), "--method", "random", "--population", "5"]
-    args += ["--generations", "2", "--budget", "8", "--lut", str(lut), "--latency-max-ms", "0.45", *EVAL_FLAGS]
+    args += ["--generations", "2", "--budget", "8", "--latency-table", str(lut), "--latency-max-ms", "0.45"]
+    args += EVAL_FLAGS
     assert search_main([*args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "results.json").read_text())
@@ -486,7 +487,7 @@ def test_cli_latency_budget_outputs_and_json(supernet, tmp_path, capsys):
     # a table from other hardware is refused unless allowed
     other = tmp_path / "other.json"
     _synthetic_latency_table(other, cpu="some other CPU")
-    bad = ["--supernet", str(supernet), "-o", str(tmp_path / "o2"), "--lut", str(other), *EVAL_FLAGS]
+    bad = ["--supernet", str(supernet), "-o", str(tmp_path / "o2"), "--latency-table", str(other), *EVAL_FLAGS]
     assert search_main([*bad, "--latency-max-ms", "0.75"]) == 2
     err = capsys.readouterr().err.strip()
     assert "other hardware" in err and "--allow-table-mismatch" in err and len(err.splitlines()) == 1
@@ -534,7 +535,7 @@ def test_bad_inputs_give_one_line_and_exit_2(case, supernet, tmp_path, capsys):
         (out / "keep.txt").write_text("mine")
     elif case == "table-config":
         args += [
-            "--lut",
+            "--latency-table",
             str(
                 ROOT
                 / "spos_deploy"

@@ -20,7 +20,7 @@ from spos_deploy.space import SearchSpace
 from .conftest import TEST_SPACE_CONFIG, interrupt_when, supernet_folder
 
 SMALL = SearchSpace(**TEST_SPACE_CONFIG)
-FAST = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "64", "--data-limit", "1024", "--no-progress"]
+FAST = ["--bn-images", "64", "--batch-size", "64", "--val-limit", "64", "--train-limit", "1024", "--no-progress"]
 SEARCH = ["--population", "3", "--generations", "2", "--budget", "4", "--no-plot", *FAST]
 
 

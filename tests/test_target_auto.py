@@ -12,6 +12,7 @@ import pytest
 from spos_deploy.deploy import auto
 from spos_deploy.deploy.auto import AutoSpace, Candidate, Machine, Record
 from spos_deploy.errors import BadInputError
+from spos_deploy.runtime import interleave
 from tests.conftest import TINY_MODEL, run_cli
 
 ALL = Machine(openvino=True, nncf=True, native_bf16=True)
@@ -194,7 +195,7 @@ def test_interleaved_rounds_shuffle_the_order_and_time_every_call():
     calls: list[str] = []
     runners = {k: (lambda k=k: calls.append(k)) for k in "abcd"}
     ticks = iter(range(10_000))
-    times = auto.interleaved_times(runners, rounds=6, repeats=3, warmup=2, clock=lambda: next(ticks) / 1e3)
+    times = interleave.interleaved_times(runners, rounds=6, repeats=3, warmup=2, clock=lambda: next(ticks) / 1e3)
     assert calls[:8] == list("aabbccdd")  # warm-up, then the rounds
     rounds = [calls[8 + 12 * r : 8 + 12 * (r + 1) : 3] for r in range(6)]
     assert all(sorted(r) == list("abcd") for r in rounds)
@@ -205,10 +206,10 @@ def test_interleaved_rounds_shuffle_the_order_and_time_every_call():
 def test_a_candidate_whose_speed_moved_between_rounds_marks_the_machine_busy():
     steady = [1.0] * 30
     moved = [1.0] * 10 + [1.5] * 10 + [1.0] * 10
-    assert auto.round_spread(steady, 3) == 0.0 and auto.round_spread(moved, 3) == pytest.approx(0.5)
+    assert interleave.round_spread(steady, 3) == 0.0 and interleave.round_spread(moved, 3) == pytest.approx(0.5)
     quiet = {"busy": False, "warning": None}
-    assert auto.load_verdict(quiet, {"a": 0.0, "b": 0.05})["busy"] is False
-    busy = auto.load_verdict(quiet, {"a": 0.0, "b": 0.5})
+    assert interleave.load_verdict(quiet, {"a": 0.0, "b": 0.05})["busy"] is False
+    busy = interleave.load_verdict(quiet, {"a": 0.0, "b": 0.5})
     assert busy["busy"] and busy["round_spread_of"] == "b" and "between interleaved rounds" in busy["warning"]
 
 

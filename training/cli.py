@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from spos_deploy.cli.common import add_common, print_json, run
+from spos_deploy.cli.common import add_common, print_json, replacing, run
 from spos_deploy.cli.options import (
+    add_batch_size,
     add_data,
+    add_force,
     add_gpus,
+    add_input_size,
     add_output,
     add_progress,
     add_ranges,
     add_resume,
+    add_samples,
     add_seed,
     add_space_options,
     add_tables,
@@ -27,6 +32,7 @@ from spos_deploy.cli.options import (
     nonneg_int,
     positive_float,
     positive_int,
+    show_progress,
     space_from_args,
 )
 from spos_deploy.data.batches import AUGMENTATIONS
@@ -42,7 +48,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_data(p, "fashion-mnist:train", "fashion-mnist:test")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=5)
-    t.add_argument("--batch-size", type=positive_int, default=128, help="per worker")
+    add_batch_size(t, "per worker")
     t.add_argument("--lr", type=positive_float, default=0.2)
     t.add_argument("--momentum", type=float_range(0.0, 0.999), default=0.9, help="Nesterov momentum")
     t.add_argument("--wd", type=nonneg_float, default=4e-5, help="weight decay (not on BN and biases)")
@@ -56,6 +62,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     add_seed(p)
     add_resume(p, "continue from the last checkpoint in the run folder (same settings)")
+    add_force(
+        p,
+        "replace the run folder's earlier run: the new run is written beside it and takes its place only once "
+        "complete (not with --resume)",
+    )
     p.add_argument("--checkpoint-every", type=nonneg_int, default=0, help="also checkpoint every N steps")
     p.add_argument("--keep", type=positive_int, default=3, help="checkpoints kept")
     add_gpus(p)
@@ -125,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = sub.add_parser("sampling-plot", help="compare samplers: none / random with constraint / strolling evolution")
     add_output(d, "PNG file", metavar="PNG")
-    d.add_argument("--samples", type=positive_int, default=5000)
+    add_samples(d, 5000, "random architectures per sampler")
     add_ranges(d, ("flops", "params"), required=True)
     add_tables(d, ("flops",))
     add_seed(d)
@@ -134,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("subnet", help="train a fixed architecture from scratch")
     n.add_argument("model", help="model.json or built-in name")
     _common(n)
-    n.add_argument("--input-size", type=positive_int)
+    add_input_size(n, help="override the model's input size")
     n.add_argument("--mixup", type=nonneg_float, default=0.0, help="mixup alpha (0: off)")
     return p
 
@@ -150,7 +161,7 @@ def _config(args: argparse.Namespace):
         val_data=None if args.val_data in (None, "none") else args.val_data,
         gpus=gpu_ids(args.gpus),
         hybridize=not args.no_hybridize,
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
     if args.mode == "subnet":
         return config_from_args(SubnetConfig, args, spec=load_spec(args.model, input_size=args.input_size), **common)
@@ -178,11 +189,18 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
     if args.mode == "sampling-plot":
         return _sampling_plot(args)
     cfg = _config(args)
-    if args.launch_local:
-        return _launch(args, argv)
-    from .trainer import train
+    if args.force and args.kvstore.startswith("dist") and not args.launch_local and Path(args.output).exists():
+        raise BadInputError(
+            f"--force: the workers of a distributed job write one run folder together; remove {args.output} "
+            "first, or use --launch-local (which replaces it once the run is complete)"
+        )
+    with replacing(args.output, args.force, "spos-train", lock=True) as out:
+        if args.launch_local:
+            return _launch(args, argv, str(out))
+        from .trainer import train
 
-    result = train(cfg)
+        cfg.out = str(out)
+        result = train(cfg)
     if args.json:
         print_json(result)
     else:
@@ -214,7 +232,9 @@ def _sampling_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, argv: list[str]) -> int:
+def _launch(args: argparse.Namespace, argv: list[str], out: str) -> int:
+    """``--launch-local``: this command again, as each process of a dist_sync job on this machine, writing
+    ``out`` (with ``--force``, the new run folder beside the one it replaces)."""
     from .distributed import launch_local
 
     argv = list(argv)
@@ -222,6 +242,8 @@ def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     del argv[i : i + 2]
     if "--kvstore" not in argv:
         argv += ["--kvstore", "dist_sync"]
+    if args.force:  # the workers write the new folder; this process puts it in place once they are done
+        argv = [a for a in argv if a != "--force"] + ["--output", out]
     codes = launch_local([sys.executable, "-m", "spos_deploy.training.cli", *argv], workers=args.launch_local)
     if any(codes):
         raise BadInputError(f"distributed run failed: worker exit codes {codes}")

@@ -25,13 +25,17 @@ from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
     add_batch,
     add_hint,
+    add_input_size,
+    add_params,
     add_precision,
+    add_progress,
+    add_repeats,
     add_runtime,
+    add_sessions,
     add_threads,
     add_throughput,
-    int_range,
     nonneg_int,
-    positive_int,
+    show_progress,
     throughput_batches,
 )
 from spos_deploy.errors import BadInputError
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime/mxnet: must match the file's own",
     )
     add_hint(p)
-    p.add_argument("--params", metavar="FILE", help="weights of a -symbol.json target (default: random weights)")
+    add_params(p, help="weights of a -symbol.json target (default: random weights)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
     add_batch(p, help="images per call")
     add_threads(
@@ -77,21 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the runtime's own)",
     )
     p.add_argument("--warmup", type=nonneg_int, default=10, help="untimed calls before timing (default: 10)")
-    p.add_argument("--repeats", type=positive_int, default=50, help="timed calls (default: 50)")
-    p.add_argument(
-        "--sessions",
-        type=int_range(0, 100),
-        default=SESSIONS,
-        help=f"also the deployed latency (docs/latency.md): the median of {SESSIONS} fresh sessions' medians and "
+    add_repeats(p, 50, "timed calls")
+    add_sessions(
+        p,
+        SESSIONS,
+        f"also the deployed latency (docs/latency.md): the median of {SESSIONS} fresh sessions' medians and "
         "the budget quantile of them (onnxruntime and OpenVINO; 0: skip)",
+        lo=0,
     )
     add_throughput(p)
-    p.add_argument(
-        "--input-size",
-        type=positive_int,
+    add_input_size(
+        p,
         help="input height and width (default: the model's; 224 for a -symbol.json; required for an .onnx "
         "file with dynamic H and W)",
     )
+    add_progress(p)
     add_common(p)
     return p
 
@@ -274,7 +278,8 @@ def _measure(args: argparse.Namespace, kind: str, runtime: str) -> dict[str, Any
     if fresh is not None and args.sessions:
         from spos_deploy.runtime.deployed import measure_deployed
 
-        out["deployed"] = measure_deployed([fresh], sessions=args.sessions)[0].as_dict()
+        bar = show_progress(args) and sys.stderr.isatty()  # a bar over the sessions, on a terminal only
+        out["deployed"] = measure_deployed([fresh], sessions=args.sessions, progress=bar)[0].as_dict()
     warnings = list(stats.warnings)
     batches = throughput_batches(args.throughput)
     if batches:

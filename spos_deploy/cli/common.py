@@ -8,17 +8,22 @@ inside ``body`` so that the signal handlers (installed first thing in :func:`run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from spos_deploy.cli import signals
 from spos_deploy.cli.options import (
     add_common,  # noqa: F401  (re-exported: every command module uses it)
     add_version,
+    check_force,
+    take_aliases_used,
+    use_help_formatter,
 )
 from spos_deploy.errors import BadInputError, SposError, short_message
 
@@ -41,9 +46,9 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Our own loggers at INFO (DEBUG with ``--verbose``); every other library's at WARNING, so that a command
-    prints what it is doing and no library's chatter (matplotlib's font cache, say)."""
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Our own loggers at INFO (DEBUG with ``--verbose``, WARNING with ``--quiet``); every other library's at
+    WARNING, so that a command prints what it is doing and no library's chatter (matplotlib's font cache, say)."""
     root = logging.getLogger()
     for h in list(root.handlers):  # left by an earlier basicConfig (a library's bare logging.warning) on a
         if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):  # stream closed since
@@ -53,7 +58,7 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
 class UsageError(Exception):
@@ -87,7 +92,9 @@ def run(
 ) -> int:
     """Parse, run ``body`` and map failures to one line on stderr (statuses in the module docstring).
 
-    Every command gets ``--version`` here (:func:`~spos_deploy.cli.options.add_version`), declared once.
+    Every command gets ``--version`` here (:func:`~spos_deploy.cli.options.add_version`), declared once, and
+    the option policy: hidden aliases left out of ``--help`` and warned about when used, ``--quiet`` (which
+    implies ``--no-progress``), and ``--force`` refused together with ``--resume``.
 
     Called for the process's own command line (``argv`` None), it also ends the process, so that a Ctrl-C
     during the interpreter's teardown is still one line and 130 (:func:`signals.exit_process`); not in the
@@ -107,10 +114,18 @@ def _run(
 ) -> int:
     signals.install(prog)
     add_version(parser)
+    use_help_formatter(parser)
     one_line_usage_errors(parser)
     try:
+        take_aliases_used()  # what an earlier parse in this process met is not this command's
         args = parser.parse_args(argv)
-        setup_logging(getattr(args, "verbose", False))
+        quiet = getattr(args, "quiet", False)
+        if quiet and hasattr(args, "no_progress"):
+            args.no_progress = True
+        setup_logging(getattr(args, "verbose", False), quiet)
+        for old, new in take_aliases_used():
+            log.warning("%s is an old spelling of %s; it goes in the next release", old, new)
+        check_force(args)
         status = int(body(args) or 0)
     except UsageError as e:
         print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
@@ -138,3 +153,89 @@ def _run(
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1) + "\n")
     sys.stdout.flush()
+
+
+# ---- --force: an output replaced only once its successor is complete ------------------------------------------
+
+
+@contextlib.contextmanager
+def replacing(target: str | os.PathLike[str], force: bool, prog: str, lock: bool = False) -> Iterator[Path]:
+    """The folder a command writes its output ``target`` to, honouring ``--force``.
+
+    Without ``force``, or when ``target`` does not exist: ``target`` itself (the command refuses an existing
+    output as it always has). With ``force`` and an existing folder ``target``: a new folder inside a staging
+    folder beside it (``.NAME.spos-tmp-PID-...``, removed if the command fails or is interrupted, the old
+    output untouched). When the block succeeds, the new folder takes ``target``'s place
+    (:func:`_swap_into_place`), and only then is the old one removed. The paths the new output records in its
+    top-level JSON files (a run's ``out``, the commands in search results) are pointed at ``target``.
+    ``lock``: hold ``target``'s output lock meanwhile, so that no ``--resume`` of the old run starts while it
+    is being replaced (and a run still writing it is not replaced).
+    """
+    from spos_deploy.atomic import output_lock, scratch_dir
+
+    t = Path(target)
+    if not force or not (t.exists() or t.is_symlink()):
+        yield t
+        return
+    if not t.is_dir():
+        raise BadInputError(f"{t}: exists and is not a folder; --force replaces an earlier output folder only")
+    with contextlib.ExitStack() as stack:
+        if lock:
+            stack.enter_context(output_lock(t, prog))
+        new = stack.enter_context(scratch_dir(beside=t)) / t.name
+        log.info("--force: writing the new output beside %s; it takes its place once complete", t)
+        yield new
+        if not new.exists():  # the command wrote nothing: the old output stays
+            return
+        _repoint_json(new, str(new), str(t))
+        _swap_into_place(new, t)
+        log.info("--force: replaced %s", t)
+
+
+def _repoint_json(folder: Path, old: str, new: str) -> None:
+    """Replace the path ``old`` by ``new`` in the top-level JSON files of ``folder`` that name it."""
+    from spos_deploy.atomic import write_text
+
+    needle, repl = json.dumps(old)[1:-1], json.dumps(new)[1:-1]
+    for f in sorted(folder.glob("*.json")):
+        text = f.read_text()
+        if needle in text:
+            write_text(f, text.replace(needle, repl))
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Put ``new`` where ``target`` is; the old ``target`` ends at ``new``'s path (inside the staging folder,
+    removed with it). Atomic where :func:`_exchange` works; otherwise two renames, the old output put back if
+    the second one fails or is interrupted."""
+    if _exchange(new, target):
+        return
+    aside = new.with_name(new.name + ".replaced")
+    try:
+        os.rename(target, aside)
+        os.rename(new, target)
+    except BaseException:
+        if not (target.exists() or target.is_symlink()) and aside.exists():
+            os.rename(aside, target)
+        raise

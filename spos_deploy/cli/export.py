@@ -7,17 +7,30 @@ Light at import (argparse and the option tables only): MXNet, onnx and onnxrunti
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from spos_deploy.cli.common import add_common, print_json, run
-from spos_deploy.cli.options import add_hswish, add_output, add_static_batch, add_target, nonneg_int, positive_int
+from spos_deploy.cli.common import add_common, print_json, replacing, run
+from spos_deploy.cli.options import (
+    add_force,
+    add_hswish,
+    add_input_size,
+    add_output,
+    add_params,
+    add_progress,
+    add_shuffle,
+    add_static_batch,
+    add_target,
+    nonneg_int,
+    positive_int,
+    show_progress,
+)
 from spos_deploy.deploy.choices import (
     CALIBRATION_METHODS,
     FORMATS,
     MXNET_CALIB_MODES,
-    SHUFFLE_FORMS,
     check_format_options,
     check_new_output,
 )
@@ -32,15 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="model.json path or built-in name")
     w = p.add_mutually_exclusive_group()
-    w.add_argument("--params", help="trained weights (.params from save_parameters or export)")
+    add_params(w, help="trained weights (.params from save_parameters or export)")
     w.add_argument("--random-init", action="store_true", help="random weights, for profiling/benchmarking only")
-    add_output(p, help="output folder (must not exist)")
+    add_output(p, help="output folder (must not exist, unless --force)")
+    add_force(p)
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx")
     p.add_argument("--merge-bn", action=argparse.BooleanOptionalAction, default=True, help="fold BN into convs")
-    p.add_argument("--shuffle", choices=SHUFFLE_FORMS, help="channel-shuffle form of the deployed graph")
+    add_shuffle(p, help="channel-shuffle form of the deployed graph")
     add_hswish(p)
     add_static_batch(p)
-    p.add_argument("--input-size", type=positive_int, help="override the model's input size")
+    add_input_size(p, help="override the model's input size")
     p.add_argument("--int8", action="store_true", help="also write an int8 model")
     p.add_argument(
         "--calib",
@@ -67,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mxnet-calib", choices=MXNET_CALIB_MODES, default="naive", help="MXNet contrib calibration")
     p.add_argument("--no-bench", action="store_true", help="skip the latency measurement in the report")
+    add_progress(p)
     add_target(p)
     add_common(p)
     return p
@@ -97,10 +112,17 @@ def _options(args: argparse.Namespace) -> Any:
         hswish=args.hswish,
         static_batch=args.static_batch,
         bench=not args.no_bench,
+        progress=show_progress(args),
     )
 
 
+_SHOWN_AS: dict[str, str] = {}
+"""The output folder the user named, by the folder written for it (``--force`` writes the new export beside
+the old one first: :func:`spos_deploy.cli.common.replacing`)."""
+
+
 def _print_text(report: Any, output: str) -> None:
+    output = _SHOWN_AS.get(output, output)
     print(f"wrote {output}/ ({', '.join(f['name'] for f in report.files.values())})")
     for c in report.checks:
         print(f"  check {c['check']}: max rel {c['max_rel']:.2e} <= {c['tolerance']:g}  ok")
@@ -128,18 +150,60 @@ def _print_text(report: Any, output: str) -> None:
     print(f"  report: {output}/report.md")
 
 
-def body(args: argparse.Namespace) -> int:
+def print_auto(section: dict[str, Any]) -> None:
+    """The candidate table and the winner, for the text output of ``spos-export --target auto``."""
+    from spos_deploy.deploy.auto import candidate_table
+    from spos_deploy.runtime.load import summary_line
+
+    for line in candidate_table(section):
+        print("  " + line)
+    print(f"  shipped: {section['winner']} ({section['shipped']['file']}): {section['why']}")
+    if section.get("load"):
+        print(f"  machine while measuring: {summary_line(section['load'])}")
+    for w in section["warnings"]:
+        print(f"  warning: {w}")
+
+
+def export_auto(args: argparse.Namespace) -> int:
+    """The ``--target auto`` branch: search, ship, print the table (or the JSON). The options that narrow the
+    candidates are checked before the pipeline's options are made, since that loads the pipeline (MXNet) and
+    a bad option should cost no second."""
+    from spos_deploy.deploy.auto import AutoOptions, run_auto, space_from_options
     from spos_deploy.model_spec import load_spec
 
+    space = space_from_options(
+        args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch, args.auto_runtimes
+    )
+    auto = AutoOptions(space=space, rounds=args.auto_rounds, repeats=args.auto_repeats, threads=args.threads)
+    spec = load_spec(args.model, input_size=args.input_size)
+    report, section = run_auto(spec, args.output, _options(args), auto)
+    if args.json:
+        print_json({**report.as_dict(), "auto": section})
+        return 0
+    print(f"--target auto: {len(section['candidates'])} candidates measured on this machine")
+    print_auto(section)
+    _print_text(report, args.output)
+    return 0
+
+
+def body(args: argparse.Namespace) -> int:
+    """``-o DIR``, or with ``--force`` an existing ``DIR`` replaced once the new export is complete."""
     if args.params is None and not args.random_init:
         raise BadInputError("give --params FILE (trained weights) or --random-init (profiling/benchmarking only)")
-    check_new_output(args.output)
+    if not (args.force and os.path.lexists(args.output)):
+        check_new_output(args.output)
+    with replacing(args.output, args.force, "spos-export") as out:
+        _SHOWN_AS[str(out)] = args.output
+        return _export(argparse.Namespace(**{**vars(args), "output": str(out)}))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from spos_deploy.model_spec import load_spec
+
     if args.target != "auto" and args.auto_runtimes:
         raise BadInputError("--auto-runtimes chooses among --target auto's candidates: add --target auto")
     if args.target == "auto":  # it checks the options that narrow its candidates itself
-        from spos_deploy.deploy.auto import export_auto
-
-        return export_auto(args, _options, _print_text)
+        return export_auto(args)
     check_format_options(args.fmt, args.hswish, args.static_batch)
     spec = load_spec(args.model, input_size=args.input_size)
     from spos_deploy.deploy.pipeline import run_export

@@ -17,20 +17,25 @@ from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
     LATENCY_RUNTIMES,
     TARGET_TABLE_HELP,
+    add_allow_table_mismatch,
     add_batch,
+    add_force,
     add_output,
     add_plot,
     add_precision,
     add_progress,
     add_reanchor,
+    add_repeats,
     add_resume,
     add_runtime,
+    add_samples,
     add_seed,
+    add_sessions,
+    add_shuffle,
     add_space_options,
     add_target,
     add_threads,
     config_from_args,
-    int_range,
     nonneg_int,
     positive_int,
     space_from_args,
@@ -324,7 +329,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             rows.append([e.name, e.kind, e.config, e.setup or "", where])
     print(tabulate(rows, headers=["name", "kind", "configuration", "measured with", "from"], tablefmt="github"))
-    print("use a table by its name: spos-lut show NAME, --flops-table NAME, --lut NAME, ...")
+    print("use a table by its name: spos-lut show NAME, --flops-table NAME, --latency-table NAME, ...")
     return 0
 
 
@@ -340,7 +345,7 @@ def _build_parser(sub: Any) -> None:
         required=False,
         metavar="FILE",
     )
-    b.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_force(b, help="replace an existing output file (the new table takes its place once complete)")
     add_progress(b)
     lat = b.add_argument_group("latency tables (--kind latency)")
     add_runtime(lat, LATENCY_RUNTIMES, None, "runtime the table is measured with (default: ort-cpu)")
@@ -349,8 +354,8 @@ def _build_parser(sub: Any) -> None:
     )
     add_batch(lat)
     add_threads(lat, help="intra-op threads (default: every core this process may use)")
-    lat.add_argument("--shuffle", choices=["reshape", "conv"], default="reshape", help="deployed shuffle form")
-    lat.add_argument("--repeats", type=int_range(3), default=25, help="timed runs per entry (at least; >= 3)")
+    add_shuffle(lat, "reshape", help="deployed shuffle form")
+    add_repeats(lat, 25, "timed runs per entry (at least; >= 3)", lo=3)
     lat.add_argument(
         "--calibration-networks",
         type=nonneg_int,
@@ -364,11 +369,8 @@ def _build_parser(sub: Any) -> None:
         help=f"whole networks the fitted predictor is solved on (default {FIT_NETWORKS}; 0: the additive "
         "predictor only)",
     )
-    lat.add_argument(
-        "--sessions",
-        type=int_range(1, 100),
-        default=SESSIONS,
-        help=f"fresh sessions per whole network (default {SESSIONS}: the deployed-latency definition)",
+    add_sessions(
+        lat, SESSIONS, f"fresh sessions per whole network (default {SESSIONS}: the deployed-latency definition)"
     )
     add_resume(lat, help="continue an interrupted build")
     add_target(b, TARGET_TABLE_HELP)
@@ -383,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     _build_parser(sub)
     v = sub.add_parser("validate", help="check a table against whole-network measurements or counts")
     v.add_argument("table", help=TABLE_ARG_HELP)
-    v.add_argument("--samples", type=positive_int, default=50, help="random architectures (default 50)")
+    add_samples(v, 50, "random architectures")
     add_seed(v)
     v.add_argument(
         "--rounds",
@@ -397,20 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=VALIDATION_PASSES,
         help=f"latency: interleaved end-to-end timing passes per round (default {VALIDATION_PASSES})",
     )
-    v.add_argument(
-        "--runtime",
-        choices=list(LATENCY_RUNTIMES),
-        help="latency: the runtime the table must be for (a table of another runtime is refused)",
+    add_runtime(
+        v, LATENCY_RUNTIMES, None, "latency: the runtime the table must be for (a table of another runtime is refused)"
     )
     add_reanchor(v)
     add_progress(v)
     add_plot(v, help="scatter plot PNG (latency; default: next to the table, or the user folder for a shipped one)")
     v.add_argument("--report", metavar="FILE", help="also write the result JSON here")
-    v.add_argument(
-        "--allow-table-mismatch",
-        action="store_true",
-        help="validate a table measured on other hardware or settings anyway",
-    )
+    add_allow_table_mismatch(v, help="validate a table measured on other hardware or settings anyway")
     add_common(v)
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser("show", help="summarise a table")

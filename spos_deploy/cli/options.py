@@ -3,18 +3,23 @@
 Every ``add_*`` function adds one option (or one group) to a parser; the ``*_type`` callables are
 argparse ``type=`` checkers that reject nonsense values while parsing, before any work is done, with a
 message naming the value (argparse prefixes the flag and exits 2).
-Old spellings stay as aliases (``--out`` for ``-o/--output``, ``--lut`` for ``--latency-table``,
-``--data-limit`` for ``--train-limit``) so that existing scripts keep working.
+Old spellings stay as hidden aliases for one release (:func:`add_alias`: ``--out`` for ``-o/--output``,
+``--lut`` for ``--latency-table``, ``--data-limit`` for ``--train-limit``, ``--measure-runs`` for
+``--repeats``, ``--bits`` for ``--score-bits``): they parse to the same destination, are left out of
+``--help`` (:class:`HelpFormatter`), and a command that meets one logs a deprecation warning naming the new
+spelling (:func:`take_aliases_used`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from spos_deploy.errors import BadInputError
+from spos_deploy.runtime.registry import runtime_names
 from spos_deploy.space import DEFAULT_REPEATS, LAYOUTS, SPACES, SearchSpace
 
 # ---- value checkers ------------------------------------------------------------------------------
@@ -100,16 +105,167 @@ def _range_type(text: str) -> float:
 
 _range_type.__name__ = "float"
 
+# ---- old spellings: hidden aliases ------------------------------------------------------------------
+
+_ALIASES_USED: list[tuple[str, str]] = []
+"""(old, new) spellings met while parsing, for :func:`take_aliases_used`."""
+
+_ALIASED_CLASSES: dict[type, type] = {}
+
+
+def _aliased_class(cls: type) -> type:
+    """``cls`` (an argparse action class) that also records the use of one of its hidden aliases."""
+    if cls not in _ALIASED_CLASSES:
+
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807
+            if option_string in self.hidden_aliases:
+                shown = [s for s in self.option_strings if s not in self.hidden_aliases]
+                _ALIASES_USED.append((option_string, max(shown, key=len)))
+            return cls.__call__(self, parser, namespace, values, option_string)
+
+        _ALIASED_CLASSES[cls] = type(cls.__name__, (cls,), {"__call__": __call__})
+    return _ALIASED_CLASSES[cls]
+
+
+def add_alias(p: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str) -> argparse.Action:
+    """Let ``old`` spell the option ``new`` of ``p`` for one more release: the same action and destination
+    (so errors name both spellings), left out of ``--help`` by :class:`HelpFormatter`, its use recorded for
+    the deprecation warning (:func:`take_aliases_used`)."""
+    actions = p._option_string_actions
+    if old in actions:
+        raise ValueError(f"{old} already names an option")
+    action = actions[new]
+    actions[old] = action
+    action.option_strings.append(old)
+    action.hidden_aliases = (*getattr(action, "hidden_aliases", ()), old)  # type: ignore[attr-defined]
+    if type(action) not in _ALIASED_CLASSES.values():
+        action.__class__ = _aliased_class(type(action))
+    return action
+
+
+def take_aliases_used() -> list[tuple[str, str]]:
+    """The (old, new) spellings met since the last call, each once, in order; forgets them."""
+    used = list(dict.fromkeys(_ALIASES_USED))
+    _ALIASES_USED.clear()
+    return used
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, without the hidden aliases of :func:`add_alias` (usage already shows only an
+    option's first spelling)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, "hidden_aliases", ())
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [s for s in action.option_strings if s not in hidden]
+        return super()._format_action_invocation(action)
+
+
+def use_help_formatter(p: argparse.ArgumentParser) -> None:
+    """Make ``p`` and all its sub-command parsers format their help with :class:`HelpFormatter`."""
+    p.formatter_class = HelpFormatter
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                use_help_formatter(sub)
+
+
 # ---- options -------------------------------------------------------------------------------------
 
 
 def add_output(p: argparse.ArgumentParser, help: str, required: bool = True, metavar: str = "DIR") -> None:
-    """``-o/--output`` (alias ``--out``): where a command writes."""
-    p.add_argument("-o", "--output", "--out", dest="output", required=required, metavar=metavar, help=help)
+    """``-o/--output`` (hidden alias ``--out``): where a command writes."""
+    p.add_argument("-o", "--output", dest="output", required=required, metavar=metavar, help=help)
+    add_alias(p, "--out", "--output")
+
+
+FORCE_HELP = "replace an existing output: the new one is written beside it and takes its place only once complete"
+
+
+def add_force(p: argparse.ArgumentParser, help: str = FORCE_HELP) -> None:
+    """``--force``: replace an output that exists (a command refuses it otherwise); never with ``--resume``
+    (refused by :func:`check_force`)."""
+    p.add_argument("--force", action="store_true", help=help)
+
+
+def check_force(args: argparse.Namespace) -> None:
+    """``--force`` replaces an earlier output, ``--resume`` continues it: both at once is refused, so that a
+    resumable run is never thrown away by a flag given in passing."""
+    if getattr(args, "force", False) and getattr(args, "resume", False):
+        raise BadInputError(
+            "--force replaces the output, --resume continues it: pass one of them (nothing was written)"
+        )
 
 
 def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
     p.add_argument("--seed", type=nonneg_int, default=default, help=f"random seed (default {default})")
+
+
+def add_input_size(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--input-size N``: the input height and width (``None`` when not given)."""
+    p.add_argument("--input-size", type=positive_int, metavar="N", help=help)
+
+
+def add_params(p: argparse.ArgumentParser, help: str) -> None:
+    """``--params FILE``: trained weights."""
+    p.add_argument("--params", metavar="FILE", help=help)
+
+
+def add_shuffle(p: argparse.ArgumentParser, default: str | None = None, help: str = "channel-shuffle form") -> None:
+    """``--shuffle {reshape,conv}``: the channel-shuffle form of the deployed graph."""
+    from spos_deploy.deploy.choices import SHUFFLE_FORMS
+
+    suffix = f" (default {default})" if default is not None else ""
+    p.add_argument("--shuffle", choices=list(SHUFFLE_FORMS), default=default, help=help + suffix)
+
+
+def add_repeats(
+    p: argparse.ArgumentParser, default: int, help: str, lo: int = 1, dest: str = "repeats"
+) -> argparse.Action:
+    """``--repeats N``: timed runs of a measurement (at least ``lo``)."""
+    return p.add_argument(
+        "--repeats", dest=dest, type=int_range(lo), default=default, metavar="N", help=f"{help} (default {default})"
+    )
+
+
+def add_sessions(p: argparse.ArgumentParser, default: int, help: str, lo: int = 1) -> None:
+    """``--sessions N``: fresh sessions per network for the deployed latency (``lo`` 0: may be skipped)."""
+    p.add_argument("--sessions", type=int_range(lo, 100), default=default, metavar="N", help=help)
+
+
+def add_samples(p: argparse.ArgumentParser, default: int, help: str) -> None:
+    """``--samples N``: random architectures."""
+    p.add_argument("--samples", type=positive_int, default=default, metavar="N", help=f"{help} (default {default})")
+
+
+def add_score_bits(p: argparse.ArgumentParser, dest: str = "score_bits", help: str = "") -> None:
+    """``--score-bits {32,16,8}`` (hidden alias ``--bits``): the precision of the MicroNet counts and score."""
+    p.add_argument(
+        "--score-bits",
+        dest=dest,
+        type=int,
+        choices=[32, 16, 8],
+        default=32,
+        help=(help or "precision of the MicroNet numbers") + " (default 32)",
+    )
+    add_alias(p, "--bits", "--score-bits")
+
+
+def add_batch_size(p: argparse.ArgumentParser, help: str | None = None, default: int = 128) -> None:
+    """``--batch-size N``: the minibatch of training or evaluation (``--batch`` is a measurement's batch)."""
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=default,
+        metavar="N",
+        help=(help or "batch") + f" (default {default})",
+    )
+
+
+def add_allow_table_mismatch(p: argparse.ArgumentParser, help: str = "use a latency table from other hardware") -> None:
+    """``--allow-table-mismatch``: use a latency table whose fingerprint is not this machine's."""
+    p.add_argument("--allow-table-mismatch", action="store_true", help=help)
 
 
 def add_plot(p: argparse.ArgumentParser, help: str = "also write the result as a PNG plot") -> None:
@@ -118,7 +274,8 @@ def add_plot(p: argparse.ArgumentParser, help: str = "also write the result as a
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    """``--no-progress`` (also set by ``-q/--quiet``): no progress bar on stderr."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (also: -q)")
 
 
 def add_resume(p: argparse.ArgumentParser, help: str = "continue an interrupted run from its last saved state") -> None:
@@ -193,8 +350,8 @@ TABLE_HELP = "a path, or the name of a built or shipped table (spos-lut list)"
 
 
 def add_tables(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "latency")) -> None:
-    """``--flops-table``, ``--micronet-table``, ``--latency-table`` (alias ``--lut``): each a path or a table
-    name, resolved by :class:`TableAction`."""
+    """``--flops-table``, ``--micronet-table``, ``--latency-table`` (hidden alias ``--lut``): each a path or a
+    table name, resolved by :class:`TableAction`."""
     if "flops" in kinds:
         p.add_argument(
             "--flops-table",
@@ -212,17 +369,17 @@ def add_tables(p: argparse.ArgumentParser, kinds: Sequence[str] = ("flops", "lat
     if "latency" in kinds:
         p.add_argument(
             "--latency-table",
-            "--lut",
             dest="latency_table",
             action=TableAction,
             metavar="TABLE",
             help=f"latency table of this machine: {TABLE_HELP}",
         )
+        add_alias(p, "--lut", "--latency-table")
 
 
 def add_data(p: argparse.ArgumentParser, train_default: str | None, val_default: str | None) -> None:
-    """Training and validation data: ``--data``, ``--val-data``, ``--train-limit`` (alias ``--data-limit``),
-    ``--val-limit``."""
+    """Training and validation data: ``--data``, ``--val-data``, ``--train-limit`` (hidden alias
+    ``--data-limit``), ``--val-limit``."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -236,10 +393,9 @@ def add_data(p: argparse.ArgumentParser, train_default: str | None, val_default:
         default=val_default,
         help="validation images" + (f" (default {val_default})" if val_default else ""),
     )
-    g.add_argument(
-        "--train-limit", "--data-limit", dest="train_limit", type=positive_int, help="use the first N training images"
-    )
-    g.add_argument("--val-limit", type=positive_int, help="use the first N validation images")
+    g.add_argument("--train-limit", type=positive_int, metavar="N", help="use the first N training images")
+    add_alias(g, "--data-limit", "--train-limit")
+    g.add_argument("--val-limit", type=positive_int, metavar="N", help="use the first N validation images")
 
 
 def add_version(p: argparse.ArgumentParser) -> None:
@@ -257,9 +413,22 @@ def add_version(p: argparse.ArgumentParser) -> None:
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """``--json`` and ``-v/--verbose``: every command has them."""
+    """``--json``, ``-v/--verbose`` and ``-q/--quiet``: every command has them (``--quiet``: only warnings and
+    errors on stderr, no progress bar; the results are printed as ever)."""
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only warnings and errors on stderr, no progress bar (the results are still printed)",
+    )
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether a command draws its progress bars: not with ``--no-progress`` or ``--quiet``."""
+    return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
 
 
 # ---- the search space ----------------------------------------------------------------------------
@@ -298,7 +467,7 @@ def add_space_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="last conv after pooling (MobileNetV3 style)",
     )
-    g.add_argument("--input-size", type=positive_int)
+    add_input_size(g)
     g.add_argument("--num-classes", type=positive_int)
     g.add_argument("--stage-repeats", type=positive_int, nargs="+")
     g.add_argument("--stage-out-channels", type=positive_int, nargs="+")
@@ -379,9 +548,9 @@ OV_HINTS = ("latency", "throughput")
 DEFAULT_THROUGHPUT_BATCHES = (8, 32)
 
 
-LATENCY_RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
+LATENCY_RUNTIMES = runtime_names()
 """Runtimes a latency table is measured with, and a search targets (the names of
-:data:`spos_deploy.tables.latency.build.RUNTIMES`)."""
+:data:`spos_deploy.runtime.registry.RUNTIMES`)."""
 
 
 def add_runtime(p: argparse.ArgumentParser, choices: Sequence[str], default: str | None, help: str) -> None:

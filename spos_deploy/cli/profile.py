@@ -15,13 +15,18 @@ from tabulate import tabulate
 
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
+    add_alias,
+    add_allow_table_mismatch,
+    add_input_size,
     add_plot,
     add_precision,
     add_reanchor,
+    add_repeats,
     add_runtime,
+    add_score_bits,
+    add_shuffle,
     add_tables,
     add_threads,
-    positive_int,
 )
 from spos_deploy.space import part_key
 
@@ -36,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "or a built-in model (oneshot, oneshot+, oneshot-s+).",
     )
     p.add_argument("model", help="model.json path or built-in name")
-    p.add_argument("--input-size", type=positive_int, help="override the model's input size (a multiple of 32)")
-    p.add_argument("--shuffle", choices=["reshape", "conv"], help="override the channel-shuffle form")
+    add_input_size(p, help="override the model's input size (a multiple of 32)")
+    add_shuffle(p, help="override the channel-shuffle form")
     p.add_argument("--table", choices=["ops", "blocks", "none"], default="blocks", help="which table to print")
-    p.add_argument("--bits", type=int, choices=[32, 16, 8], default=32, help="precision for the MicroNet numbers")
+    add_score_bits(p, dest="bits", help="precision of the MicroNet numbers and score")
     p.add_argument(
         "--compare",
         nargs="+",
@@ -53,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["cpu", "gpu"],
         help="also measure time per op and per block (the runtime's own profiler, deployed form, random weights)",
     )
-    p.add_argument("--measure-runs", type=positive_int, default=30, help="profiled runs for --measure (default 30)")
+    add_repeats(p, 30, "profiled runs for --measure", dest="measure_runs")
+    add_alias(p, "--measure-runs", "--repeats")
     add_runtime(
         p, ("onnxruntime", "openvino"), "onnxruntime", "--measure: onnxruntime's profiler or OpenVINO's counters"
     )
@@ -61,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(p, help="threads for --measure (default: the runtime's own)")
     lat = p.add_argument_group("predicted latency (a latency table of this machine)")
     add_tables(lat, ("latency",))
-    lat.add_argument("--allow-table-mismatch", action="store_true", help="use a latency table from other hardware")
+    add_allow_table_mismatch(lat)
     add_reanchor(lat)
     add_common(p)
     return p
@@ -213,7 +219,7 @@ def _measured(args: argparse.Namespace, spec: object) -> dict | None:
     """The --measure profile, or ``None``."""
     if not args.measure:
         return None
-    from spos_deploy.runtime.op_profile import measure_spec
+    from spos_deploy.deploy.timing_forms import measure_spec
 
     return measure_spec(
         spec,

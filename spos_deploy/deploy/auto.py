@@ -10,32 +10,40 @@ Three layers, so that the decision can be tested exactly without a runtime:
 
 * the candidates (:func:`candidates`) and the decision over measured records (:func:`verdict`,
   :func:`choose`, :func:`slower_than_fp32`, :func:`auto_section`): pure;
-* the measurement (:func:`interleaved_times`): round r times each candidate ``repeats`` calls, the
-  candidates in a fresh random order each round, so a change in the machine's speed during the run
-  (another job starting, frequency drift) lands on all candidates alike instead of on whichever ran last;
+* the measurement (:func:`measure_all`, through :func:`spos_deploy.runtime.interleave.measure_interleaved`):
+  round r times each candidate ``repeats`` calls, the candidates in a fresh random order each round, so a
+  change in the machine's speed during the run (another job starting, frequency drift) lands on all
+  candidates alike instead of on whichever ran last;
 * the build (:func:`run_auto`): networks, ONNX files, int8 models, sessions, checks, then the shipping.
+
+Library code: it takes typed options (:class:`AutoOptions`, :class:`~spos_deploy.deploy.pipeline.ExportOptions`)
+and prints nothing; the command (``spos-export --target auto``) parses the arguments and prints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
 import logging
-import random
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spos_deploy.runtime.interleave import measure_interleaved
+from spos_deploy.runtime.registry import auto_engines, engine_named
+
+if TYPE_CHECKING:  # the pipeline imports MXNet
+    from spos_deploy.deploy.pipeline import ExportOptions, ExportReport
+    from spos_deploy.model_spec import ModelSpec
+
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("onnxruntime", "openvino")
+RUNTIMES = auto_engines()  # onnxruntime, openvino: the engines of spos_deploy.runtime.registry that auto times
 AUTO_PRECISIONS = ("fp32", "bf16", "int8")
 WEIGHT_SCALES = ("per-channel", "per-tensor")
 ORT_LAYOUTS = ("qdq", "qoperator")
@@ -379,78 +387,6 @@ def auto_markdown(section: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- measurement --------------------------------------------------------------------------------------------------
-
-
-def interleaved_times(
-    runners: Mapping[str, Callable[[], Any]],
-    rounds: int,
-    repeats: int,
-    warmup: int = WARMUP_CALLS,
-    seed: int = 0,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, list[float]]:
-    """Per-call wall times (ms) of every runner: ``warmup`` untimed calls each, then ``rounds`` rounds in
-    which each runner, in a shuffled order, makes ``repeats`` timed calls."""
-    if rounds < 1 or repeats < 1:
-        raise ValueError("rounds and repeats must be >= 1")
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn()
-    rng = random.Random(seed)
-    names = list(runners)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(rounds):
-        rng.shuffle(names)
-        for n in names:
-            fn = runners[n]
-            for _ in range(repeats):
-                t0 = clock()
-                fn()
-                times[n].append((clock() - t0) * 1e3)
-    return times
-
-
-def round_spread(times_ms: Sequence[float], rounds: int) -> float | None:
-    """(max - min) / median of one candidate's per-round medians: how much its speed moved between rounds."""
-    if rounds < 2 or len(times_ms) < rounds:
-        return None
-    medians = [float(np.median(c)) for c in np.array_split(np.asarray(times_ms, dtype=np.float64), rounds)]
-    mid = float(np.median(times_ms))
-    return (max(medians) - min(medians)) / mid if mid > 0 else None
-
-
-@contextlib.contextmanager
-def load_probe() -> Iterator[dict[str, Any]]:
-    """The busy-machine probe of :mod:`spos_deploy.runtime.load` around the whole measurement; the yielded
-    dict receives its record (``busy``, ``warning``, the figures) when the block ends."""
-    from spos_deploy.runtime import load
-
-    out: dict[str, Any] = {}
-    with load.probe() as p:
-        yield out
-    rec = p.record(None)  # per-candidate steadiness is the round spread, added by the caller
-    out.update(rec.as_dict(), warning=rec.warning())
-
-
-def load_verdict(load: dict[str, Any], spreads: Mapping[str, float | None]) -> dict[str, Any]:
-    """The probe's record plus the interleaved-round steadiness: busy when the probe says so or when any
-    candidate's round medians spread beyond the probe's chunk threshold."""
-    from spos_deploy.runtime.load import SPREAD_MAX
-
-    known = {k: v for k, v in spreads.items() if v is not None}
-    worst = max(known, key=known.get) if known else None
-    out = {**load, "round_spread_max": None if worst is None else round(known[worst], 4), "round_spread_of": worst}
-    if worst is not None and known[worst] > SPREAD_MAX:
-        out["busy"] = True
-        line = (
-            f"unsteady while measuring: {worst} moved {100 * known[worst]:.0f} % between interleaved rounds "
-            f"(> {100 * SPREAD_MAX:g} %); the ranking may not hold"
-        )
-        out["warning"] = f"{out['warning']}; {line}" if out.get("warning") else line
-    return out
-
-
 # ---- build, check, measure, ship ------------------------------------------------------------------------------
 
 
@@ -471,8 +407,8 @@ class _Work:
     """What every candidate is built from: the original network, the check and calibration images, the
     fp32 reference logits, and the files made so far (by form)."""
 
-    spec: Any
-    opts: Any
+    spec: ModelSpec
+    opts: ExportOptions
     net: Any
     images: np.ndarray
     labels: np.ndarray | None
@@ -584,13 +520,13 @@ def build_and_check(work: _Work, cands: Sequence[Candidate]) -> tuple[list[Recor
 
 
 def measure_all(records: Sequence[Record], runners: Mapping[str, Callable[[], Any]], auto: AutoOptions) -> dict:
-    """Interleaved timing of every runner inside the load probe; fills each record's times, returns the load
+    """Interleaved timing of every runner inside the load probe
+    (:func:`spos_deploy.runtime.interleave.measure_interleaved`); fills each record's times, returns the load
     verdict."""
-    with load_probe() as load:
-        times = interleaved_times(runners, auto.rounds, auto.repeats, seed=auto.seed)
+    times, load = measure_interleaved(runners, auto.rounds, auto.repeats, WARMUP_CALLS, seed=auto.seed)
     for r in records:
         r.times_ms = times.get(r.candidate.key, [])
-    return load_verdict(load, {k: round_spread(v, auto.rounds) for k, v in times.items()})
+    return load
 
 
 def _machine(net: Any) -> Machine:
@@ -622,11 +558,11 @@ def _blocks(block: Any) -> Iterator[Any]:
         yield from _blocks(child)
 
 
-def _winner_options(opts: Any, c: Candidate) -> Any:
+def _winner_options(opts: ExportOptions, c: Candidate) -> ExportOptions:
     """The pipeline's options that write exactly the winner's form."""
     return dataclasses.replace(
         opts,
-        fmt="onnx" if c.runtime == "onnxruntime" else "openvino",
+        fmt=engine_named(c.runtime).export_format,
         int8=c.precision == "int8",
         shuffle=c.shuffle,
         hswish=c.hswish,
@@ -655,7 +591,7 @@ def how_to_run(c: Candidate) -> dict[str, Any]:
     return d
 
 
-def _prepare_work(spec: Any, opts: Any, auto: AutoOptions, folder: Path) -> _Work:
+def _prepare_work(spec: ModelSpec, opts: ExportOptions, auto: AutoOptions, folder: Path) -> _Work:
     """Weights, check and calibration images (refused up front, as the pipeline refuses them) and the fp32
     reference logits of the network as given."""
     from spos_deploy.deploy.onnx import mxnet_logits
@@ -685,7 +621,7 @@ def _prepare_work(spec: Any, opts: Any, auto: AutoOptions, folder: Path) -> _Wor
     )
 
 
-def search(spec: Any, opts: Any, auto: AutoOptions) -> dict[str, Any]:
+def search(spec: ModelSpec, opts: ExportOptions, auto: AutoOptions) -> dict[str, Any]:
     """Build, check and time every candidate; the ``auto`` section (without shipping anything)."""
     with tempfile.TemporaryDirectory(prefix="spos-auto-") as tmp:
         work = _prepare_work(spec, opts, auto, Path(tmp))
@@ -716,7 +652,9 @@ def search(spec: Any, opts: Any, auto: AutoOptions) -> dict[str, Any]:
     return auto_section(records, skipped, measurement, load)
 
 
-def run_auto(spec: Any, out_dir: str | Path, opts: Any, auto: AutoOptions) -> tuple[Any, dict[str, Any]]:
+def run_auto(
+    spec: ModelSpec, out_dir: str | Path, opts: ExportOptions, auto: AutoOptions
+) -> tuple[ExportReport, dict[str, Any]]:
     """``--target auto``: search, then ship the winner with :func:`run_export` (the same files, checks and
     report as an explicit export of that form) and add the ``auto`` section to report.json and report.md."""
     from spos_deploy.atomic import atomic_dir
@@ -742,19 +680,6 @@ def run_auto(spec: Any, out_dir: str | Path, opts: Any, auto: AutoOptions) -> tu
         (tmp / "report.json").write_text(json.dumps({**report.as_dict(), "auto": section}, indent=1) + "\n")
         (tmp / "report.md").write_text(report_markdown(report) + auto_markdown(section))
     return report, section
-
-
-def print_auto(section: dict[str, Any]) -> None:
-    """The candidate table and the winner, for the text output of ``spos-export --target auto``."""
-    for line in candidate_table(section):
-        print("  " + line)
-    print(f"  shipped: {section['winner']} ({section['shipped']['file']}): {section['why']}")
-    if section.get("load"):
-        from spos_deploy.runtime.load import summary_line
-
-        print(f"  machine while measuring: {summary_line(section['load'])}")
-    for w in section["warnings"]:
-        print(f"  warning: {w}")
 
 
 def space_from_options(
@@ -797,25 +722,3 @@ def space_from_options(
     if hswish is not None:
         space.hswish = (hswish,)
     return space
-
-
-def export_auto(args: Any, options: Callable[[Any], Any], print_text: Callable[[Any, str], None]) -> int:
-    """The ``--target auto`` branch of ``spos-export``: search, ship, print the table (or the JSON).
-    ``options`` maps the arguments to the pipeline's options; it is called after the checks of the options
-    that narrow the candidates, since it loads the pipeline (MXNet) and a bad option should cost no second."""
-    from spos_deploy.cli.common import print_json
-    from spos_deploy.model_spec import load_spec
-
-    space = space_from_options(
-        args.fmt, args.int8, args.per_tensor, args.shuffle, args.hswish, args.static_batch, args.auto_runtimes
-    )
-    auto = AutoOptions(space=space, rounds=args.auto_rounds, repeats=args.auto_repeats, threads=args.threads)
-    spec = load_spec(args.model, input_size=args.input_size)
-    report, section = run_auto(spec, args.output, options(args), auto)
-    if args.json:
-        print_json({**report.as_dict(), "auto": section})
-        return 0
-    print(f"--target auto: {len(section['candidates'])} candidates measured on this machine")
-    print_auto(section)
-    print_text(report, args.output)
-    return 0

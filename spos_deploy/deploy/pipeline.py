@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mxnet as mx
 import numpy as np
+from tqdm import tqdm
 
 from spos_deploy.atomic import atomic_dir, scratch_dir
 from spos_deploy.counting.graph import symbol_from_block
@@ -71,6 +73,7 @@ class ExportOptions:
     hswish: str | None = None  # None: the default form of the format (op for openvino, mul otherwise)
     static_batch: int | None = None  # OpenVINO IR only: fix the input to this batch
     ov_quant_preset: str = "performance"  # NNCF preset of int8 for OpenVINO
+    progress: bool = False  # a bar over the steps (and int8 calibration) on stderr, where stderr is a terminal
 
 
 @dataclass
@@ -224,6 +227,37 @@ def _bench_ov(c: OvCompiled, batch: int, repeats: int) -> dict[str, Any]:
     }
 
 
+class _Steps:
+    """The export's progress bar on stderr: one tick per step of the pipeline, the step named as it starts.
+
+    Drawn only with ``ExportOptions.progress`` and only where stderr is a terminal (tqdm's ``disable=None``):
+    a log file or a captured stderr gets no bar lines. It is cleared when it closes (``leave=False``): what
+    stays on the terminal is the command's result, or its one-line error.
+    """
+
+    def __init__(self, total: int, progress: bool):
+        self.bar = tqdm(total=total, desc="export", unit="step", disable=None if progress else True, leave=False)
+        self._open = False
+
+    def __call__(self, name: str) -> None:
+        if self._open:
+            self.bar.update(1)
+        self.bar.set_postfix_str(name)
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self.bar.update(1)
+        self.bar.close()
+
+
+def _step_count(opts: ExportOptions) -> int:
+    """Steps of :func:`run_export` for ``opts``: prepare, the fp32 model and its check(s), int8 and its check,
+    the latency rows, the report."""
+    fp32 = {"onnx": 1, "mxnet": 1, "openvino": 3}[opts.fmt]  # openvino: the ONNX, the IR, bf16
+    return 1 + fp32 + 2 * opts.int8 + opts.bench + 1
+
+
 @dataclass
 class _Job:
     """What the two export paths share: the network in deployed form, the data, the report being filled."""
@@ -236,6 +270,7 @@ class _Job:
     deployed_logits: np.ndarray
     calib: LabelledImages | None
     report: ExportReport
+    step: Callable[[str], None] = lambda name: None  # the progress bar: a step starts
 
     @property
     def size(self) -> int:
@@ -320,14 +355,19 @@ def _write_onnx(job: _Job, path: Path) -> Path:
 def _export_onnx(job: _Job, tmp: Path) -> dict[str, Path]:
     """model.onnx (+ model.int8.onnx), each checked with onnxruntime, and their latency."""
     opts, report = job.opts, job.report
+    job.step("fp32 ONNX, checked")
     files = {"fp32": _write_onnx(job, tmp / "model.onnx")}
     fp32_logits = ort_logits(ort_session(files["fp32"]), job.images)
     report.checks.append(
         _check("onnxruntime fp32 vs MXNet", compare_outputs(fp32_logits, job.deployed_logits, PARITY_RTOL))
     )
     if opts.int8:
-        qres = quantize_onnx(files["fp32"], tmp / "model.int8.onnx", job.calib.images, job.size, opts.ort_quant)
+        job.step("int8: calibration, sensitivity, quantization")
+        qres = quantize_onnx(
+            files["fp32"], tmp / "model.int8.onnx", job.calib.images, job.size, opts.ort_quant, opts.progress
+        )
         files["int8"] = Path(qres.path)
+        job.step("int8: accuracy against fp32")
         q_logits = ort_logits(ort_session(files["int8"]), job.images)
         report.int8 = {
             "runtime": "onnxruntime",
@@ -336,6 +376,7 @@ def _export_onnx(job: _Job, tmp: Path) -> dict[str, Path]:
             "path": files["int8"].name,
         }
     if opts.bench:
+        job.step("latency")
         for precision, path in files.items():
             row = _bench("onnx", path, job.size, opts.bench_repeats)
             report.latency[f"onnxruntime_{precision}"] = {**row, "precision": precision}
@@ -346,13 +387,16 @@ def _export_mxnet(job: _Job, tmp: Path) -> dict[str, Path]:
     """model-symbol.json/-0000.params (+ the int8 pair from MXNet contrib), checked by reloading, and their
     latency."""
     opts, report = job.opts, job.report
+    job.step("fp32 MXNet graph, checked")
     sym, params = export_symbol(job.deployed, tmp / "model", job.size)
     files = {"fp32": sym, "fp32_params": params}
     reloaded = mx.gluon.SymbolBlock.imports(str(sym), ["data"], str(params))
     parity = compare_outputs(mxnet_logits(reloaded, job.images), job.deployed_logits, PARITY_RTOL)
     report.checks.append(_check("MXNet symbol reload", parity))
     if opts.int8:
+        job.step("int8: MXNet calibration and quantization")
         qnet = quantize_mxnet(job.deployed, job.calib.images, job.size, opts.mxnet_calib_mode)
+        job.step("int8: accuracy against fp32")
         q_logits = mxnet_logits(qnet, job.images)
         qnet.export(str(tmp / "model-int8"))
         files["int8"], files["int8_params"] = tmp / "model-int8-symbol.json", tmp / "model-int8-0000.params"
@@ -362,6 +406,7 @@ def _export_mxnet(job: _Job, tmp: Path) -> dict[str, Path]:
             "accuracy": _accuracy_report(job.deployed_logits, q_logits, job.labels),
         }
     if opts.bench:
+        job.step("latency")
         for precision in ("fp32", "int8"):
             if precision in files:
                 row = _bench("mxnet", files[precision], job.size, opts.bench_repeats, files[f"{precision}_params"])
@@ -378,16 +423,19 @@ def _export_openvino(job: _Job, tmp: Path) -> dict[str, Path]:
     opts, report = job.opts, job.report
     shape = None if opts.static_batch is None else (opts.static_batch, 3, job.size, job.size)
     with scratch_dir("spos-export-onnx-") as work:  # also removed by an interrupt that skips ``finally``
+        job.step("fp32 ONNX, checked")
         onnx_fp32 = _write_onnx(job, work / "model.onnx")
         ort_fp32 = ort_logits(ort_session(onnx_fp32), job.images)
         parity = compare_outputs(ort_fp32, job.deployed_logits, PARITY_RTOL)
         report.checks.append(_check("onnxruntime fp32 (intermediate ONNX) vs MXNet", parity))
+        job.step("fp32 OpenVINO IR, checked")
         files = {"fp32": write_ir(onnx_fp32, tmp / "model.xml", shape)}
         compiled = {"fp32": rov.ov_compile(files["fp32"], "fp32", label="model.xml")}
         fp32_logits = rov.ov_logits(compiled["fp32"], job.images)
         parity = compare_outputs(fp32_logits, job.deployed_logits, PARITY_RTOL)
         check = _check("OpenVINO fp32 (IR, f32 forced) vs MXNet", parity)
         report.checks.append({**check, "executed_precision": compiled["fp32"].executed_precision})
+        job.step("bf16")
         bf16 = _openvino_bf16(job, files["fp32"], fp32_logits)
         if bf16 is not None:
             compiled["bf16"] = bf16
@@ -401,6 +449,7 @@ def _export_openvino(job: _Job, tmp: Path) -> dict[str, Path]:
         "compiled": {k: c.as_dict() for k, c in compiled.items()},
     }
     if opts.bench:
+        job.step("latency")
         for precision, c in compiled.items():
             report.latency[f"openvino_{precision}"] = _bench_ov(c, opts.static_batch or 1, opts.bench_repeats)
     return {
@@ -441,9 +490,11 @@ def _openvino_int8(
     from spos_deploy.deploy.openvino import quantize_for_openvino, require_nncf, write_ir
     from spos_deploy.runtime import openvino as rov
 
+    job.step("int8: NNCF quantization")
     q_onnx = quantize_for_openvino(
         onnx_fp32, onnx_fp32.with_name("model.int8.onnx"), job.calib.images, job.opts.ov_quant_preset
     )
+    job.step("int8: accuracy against fp32")
     c = rov.ov_compile(write_ir(q_onnx, xml, shape), "int8", label=xml.name)
     q_logits = rov.ov_logits(c, job.images)
     job.report.int8 = {
@@ -464,16 +515,23 @@ def _openvino_int8(
 def run_export(spec: ModelSpec, out_dir: str | Path, opts: ExportOptions) -> ExportReport:
     """Run the whole pipeline; returns the report (also written as report.json / report.md)."""
     out_dir = check_new_output(out_dir)
-    job = _prepare(spec, opts)
-    report = job.report
-    with atomic_dir(out_dir) as tmp:
-        files = {"onnx": _export_onnx, "mxnet": _export_mxnet, "openvino": _export_openvino}[opts.fmt](job, tmp)
-        if job.labels is not None:
-            report.accuracy_fp32 = {"top1": _accuracy(job.deployed_logits, job.labels), "images": len(job.images)}
-        report.files = {k: {"name": p.name, "bytes": p.stat().st_size} for k, p in files.items()}
-        (tmp / "model.json").write_text(json.dumps(job.deployed.spec.to_json(), indent=1) + "\n")
-        (tmp / "report.json").write_text(json.dumps(report.as_dict(), indent=1) + "\n")
-        (tmp / "report.md").write_text(report_markdown(report))
+    steps = _Steps(_step_count(opts), opts.progress)
+    try:
+        steps("weights, check images, deployed form")
+        job = _prepare(spec, opts)
+        job.step = steps
+        report = job.report
+        with atomic_dir(out_dir) as tmp:
+            files = {"onnx": _export_onnx, "mxnet": _export_mxnet, "openvino": _export_openvino}[opts.fmt](job, tmp)
+            steps("report")
+            if job.labels is not None:
+                report.accuracy_fp32 = {"top1": _accuracy(job.deployed_logits, job.labels), "images": len(job.images)}
+            report.files = {k: {"name": p.name, "bytes": p.stat().st_size} for k, p in files.items()}
+            (tmp / "model.json").write_text(json.dumps(job.deployed.spec.to_json(), indent=1) + "\n")
+            (tmp / "report.json").write_text(json.dumps(report.as_dict(), indent=1) + "\n")
+            (tmp / "report.md").write_text(report_markdown(report))
+    finally:
+        steps.close()
     return report
 
 

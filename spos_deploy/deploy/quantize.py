@@ -15,10 +15,13 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from spos_deploy.deploy.choices import CALIBRATION_METHODS, MIN_CALIBRATION_IMAGES, MXNET_CALIB_MODES
 from spos_deploy.errors import BadInputError
@@ -30,10 +33,17 @@ ORT_QUANT_FORMATS = ("qdq", "qoperator")
 
 
 class ArrayReader:
-    """Feeds calibration images to onnxruntime in batches (a ``CalibrationDataReader``)."""
+    """Feeds calibration images to onnxruntime in batches (a ``CalibrationDataReader``); ``on_batch`` is called
+    for each batch handed out (a progress bar's tick)."""
 
-    def __init__(self, images: np.ndarray, input_name: str = "data", batch: int = 8):
-        self.images, self.input_name, self.batch = images, input_name, batch
+    def __init__(
+        self,
+        images: np.ndarray,
+        input_name: str = "data",
+        batch: int = 8,
+        on_batch: Callable[[], Any] | None = None,
+    ):
+        self.images, self.input_name, self.batch, self.on_batch = images, input_name, batch, on_batch
         self._i = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -41,19 +51,29 @@ class ArrayReader:
             return None
         out = {self.input_name: self.images[self._i : self._i + self.batch]}
         self._i += self.batch
+        if self.on_batch is not None:
+            self.on_batch()
         return out
 
     def rewind(self) -> None:
         self._i = 0
 
 
-def _reader(images: np.ndarray, input_name: str, batch: int):
+def _reader(images: np.ndarray, input_name: str, batch: int, on_batch: Callable[[], Any] | None = None):
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(ArrayReader, CalibrationDataReader):
         pass
 
-    return _Reader(images, input_name, batch)
+    return _Reader(images, input_name, batch, on_batch)
+
+
+def _batches(images: int, batch: int) -> int:
+    return -(-images // batch)
+
+
+SENSITIVITY_IMAGES = 32
+"""Images the sensitivity pass runs both models on (at most)."""
 
 
 def check_calibration_images(
@@ -91,7 +111,13 @@ def preprocess_onnx(src: str | Path, dst: str | Path) -> Path:
 
 
 def _quantize(
-    src: Path, dst: Path, images: np.ndarray, cfg: OrtQuantConfig, exclude: list[str], fmt: str | None = None
+    src: Path,
+    dst: Path,
+    images: np.ndarray,
+    cfg: OrtQuantConfig,
+    exclude: list[str],
+    fmt: str | None = None,
+    on_batch: Callable[[], Any] | None = None,
 ) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -103,7 +129,7 @@ def _quantize(
     quantize_static(
         str(src),
         str(dst),
-        _reader(images, "data", cfg.calib_batch),
+        _reader(images, "data", cfg.calib_batch, on_batch),
         quant_format=QuantFormat.QOperator if (fmt or cfg.quant_format) == "qoperator" else QuantFormat.QDQ,
         per_channel=cfg.per_channel,
         reduce_range=cfg.resolved_reduce_range(),
@@ -115,8 +141,11 @@ def _quantize(
     )
 
 
-def conv_sensitivity(fp32: Path, qdq: Path, images: np.ndarray, batch: int = 8) -> list[tuple[str, float]]:
-    """Convs ranked by the quantization noise they add: SQNR(input) - SQNR(output), in dB, worst first."""
+def conv_sensitivity(
+    fp32: Path, qdq: Path, images: np.ndarray, batch: int = 8, on_batch: Callable[[], Any] | None = None
+) -> list[tuple[str, float]]:
+    """Convs ranked by the quantization noise they add: SQNR(input) - SQNR(output), in dB, worst first
+    (``on_batch``: called for each batch either model runs, a progress bar's tick)."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
@@ -129,9 +158,9 @@ def conv_sensitivity(fp32: Path, qdq: Path, images: np.ndarray, batch: int = 8) 
         aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         modify_model_output_intermediate_tensors(str(fp32), str(aug_f))
         modify_model_output_intermediate_tensors(str(qdq), str(aug_q))
-        n = min(len(images), 32)
-        act_f = collect_activations(str(aug_f), _reader(images[:n], "data", batch))
-        act_q = collect_activations(str(aug_q), _reader(images[:n], "data", batch))
+        n = min(len(images), SENSITIVITY_IMAGES)
+        act_f = collect_activations(str(aug_f), _reader(images[:n], "data", batch, on_batch))
+        act_q = collect_activations(str(aug_q), _reader(images[:n], "data", batch, on_batch))
     errors = compute_activation_error(create_activation_matching(act_q, act_f))
     sqnr = {t: e.get("xmodel_err") for t, e in errors.items() if e.get("xmodel_err") is not None}
     model = onnx.load(str(fp32))
@@ -162,14 +191,20 @@ class OrtQuantResult:
 
 
 def quantize_onnx(
-    fp32_path: str | Path, out_path: str | Path, images: np.ndarray, input_size: int, cfg: OrtQuantConfig | None = None
+    fp32_path: str | Path,
+    out_path: str | Path,
+    images: np.ndarray,
+    input_size: int,
+    cfg: OrtQuantConfig | None = None,
+    progress: bool = False,
 ) -> OrtQuantResult:
     """Static int8 QDQ quantization of an fp32 ONNX model calibrated on ``images``.
 
     The pre-processed model and the calibration files live in a temporary folder of this call: only
     ``out_path`` is left behind. The sensitivity pass always ranks convs on a QDQ model (onnxruntime's
     activation-matching debugger reads QDQ graphs only); a QOperator model is then written with the same
-    convs kept in float.
+    convs kept in float. ``progress``: a bar on stderr over the batches of calibration and of the sensitivity
+    pass (where stderr is a terminal).
     """
     cfg = cfg or OrtQuantConfig()
     if cfg.method not in CALIBRATION_METHODS:
@@ -180,14 +215,21 @@ def quantize_onnx(
     out_path = Path(out_path)
     sensitivity: list[tuple[str, float]] = []
     excluded = list(cfg.exclude)
-    with tempfile.TemporaryDirectory(prefix="spos-quantize-") as tmp:
+    calib = _batches(len(images), cfg.calib_batch)
+    total = calib + (calib + 2 * _batches(min(len(images), SENSITIVITY_IMAGES), cfg.calib_batch)) * (cfg.keep_float > 0)
+    bar = tqdm(total=total, desc="int8", unit="batch", disable=None if progress else True, leave=False)
+    tick = bar.update
+    with bar, tempfile.TemporaryDirectory(prefix="spos-quantize-") as tmp:
         pre = preprocess_onnx(fp32_path, Path(tmp) / "preprocessed.onnx")
         if cfg.keep_float > 0:
-            _quantize(pre, out_path, images, cfg, excluded, fmt="qdq")
-            sensitivity = conv_sensitivity(pre, out_path, images, cfg.calib_batch)
+            bar.set_postfix_str("calibration")
+            _quantize(pre, out_path, images, cfg, excluded, fmt="qdq", on_batch=tick)
+            bar.set_postfix_str("sensitivity")
+            sensitivity = conv_sensitivity(pre, out_path, images, cfg.calib_batch, tick)
             excluded += [n for n, _ in sensitivity[: cfg.keep_float] if n not in excluded]
             log.info("keeping in float: %s", ", ".join(excluded))
-        _quantize(pre, out_path, images, cfg, excluded)
+        bar.set_postfix_str("quantization")
+        _quantize(pre, out_path, images, cfg, excluded, on_batch=tick)
     config = asdict(cfg)
     config["reduce_range"] = cfg.resolved_reduce_range()
     return OrtQuantResult(str(out_path), excluded, sensitivity, config)

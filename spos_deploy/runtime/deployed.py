@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from spos_deploy.runtime.interleave import shuffled_orders
 from spos_deploy.runtime.timing import time_fn
 
 SESSIONS = 5
@@ -97,7 +98,8 @@ def session_matrix(
     desc: str = "deployed latency",
 ) -> np.ndarray:
     """``[sessions, networks]`` session medians (ms) of the networks whose sessions ``makers[i]`` makes,
-    measured interleaved (module docstring).
+    measured interleaved (module docstring; the rounds' orders of :func:`spos_deploy.runtime.interleave.
+    shuffled_orders`, a fresh session per turn).
 
     Every session is made, timed and dropped before the next one is made, so no two live at once and each
     starts as a user's would. One untimed pass over all networks goes first: the first sessions of a process
@@ -106,12 +108,12 @@ def session_matrix(
     if sessions < 1 or calls < 1 or warmup < 0:
         raise ValueError("sessions and calls must be >= 1, warmup >= 0")
     per_session = np.zeros((sessions, len(makers)))
-    order = np.random.default_rng(seed)
-    for i in order.permutation(len(makers)):  # one untimed pass: a process's first sessions run slow
+    orders = shuffled_orders(len(makers), 1 + sessions, seed)
+    for i in next(orders):  # one untimed pass: a process's first sessions run slow
         time_session(makers[i](), warmup, 1)
     with tqdm(total=sessions * len(makers), desc=desc, unit="session", disable=not progress) as bar:
-        for s in range(sessions):
-            for i in order.permutation(len(makers)):
+        for s, order in enumerate(orders):
+            for i in order:
                 run = makers[i]()
                 per_session[s, i] = time_session(run, warmup, calls)
                 del run

@@ -8,6 +8,9 @@ the ONNX node with a suffix (``b03_pw1_fwd/WithoutBiases``) and a layout Reorder
 (``b03_pw1_fwd/WithoutBiases_acdb_abcd_b03_pw1_act_hard_sigmoid0``): a Reorder is charged to the node it
 comes from, or the one it feeds when that one is unknown. What maps to no block (``VariadicSplit_6078``)
 is the ``other`` row, so the blocks plus ``other`` add up to the counters' total.
+
+This module profiles a file (:func:`measure_file`); the network of a spec is exported for it, a layer up, by
+:func:`spos_deploy.deploy.timing_forms.measure_spec`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import bisect
 import json
 import os
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.bench import bench_onnx
 from spos_deploy.runtime.ort import ort_runner, ort_session
+from spos_deploy.runtime.registry import profiling_engines
 from spos_deploy.runtime.timing import check_counts
 from spos_deploy.space import owner
 
@@ -133,40 +135,55 @@ def _ov_ops(path: Path, precision: str, threads: int | None, runs: int) -> tuple
     return parse_ov_counters(counters), e2e, info
 
 
-def measure_spec(
-    spec: ModelSpec,
+def _check_openvino(device: str, precision: str) -> None:
+    from spos_deploy.runtime.openvino import check_precision, require_openvino
+
+    require_openvino("--measure --runtime openvino")
+    if device != "cpu":
+        raise BadInputError(f"--measure {device}: the OpenVINO runtime here runs on the CPU only")
+    if precision == "int8":
+        raise BadInputError("--precision int8: profiling runs the random-weight fp32 export; use fp32 or bf16")
+    check_precision(precision)
+
+
+def _ort_ops(path: Path, device: str, precision: str, threads: int | None, runs: int) -> tuple[dict, Any, dict]:
+    """Per-node medians of a profiling session, the end-to-end latency, nothing more to report."""
+    e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
+    return parse_ort_profile(_profiled_events(path, device, threads, runs=runs)), e2e, {}
+
+
+def _openvino_ops(path: Path, device: str, precision: str, threads: int | None, runs: int) -> tuple[dict, Any, dict]:
+    ops, e2e, info = _ov_ops(path, precision, threads, runs)
+    return ops, e2e, {"openvino": info}
+
+
+PROFILERS = {"onnxruntime": (None, _ort_ops), "openvino": (_check_openvino, _openvino_ops)}
+"""Per engine of :func:`spos_deploy.runtime.registry.profiling_engines`: its up-front check and its profile."""
+
+
+def check_profile(device: str = "cpu", runs: int = 30, runtime: str = "onnxruntime", precision: str = "fp32") -> None:
+    """Refuse, before anything is built, a profile this machine or engine cannot give."""
+    check_counts(repeats=runs)
+    if runtime not in profiling_engines():
+        raise BadInputError(f"--runtime {runtime}: use {' or '.join(profiling_engines())}")
+    check = PROFILERS[runtime][0]
+    if check is not None:
+        check(device, precision)
+
+
+def measure_file(
+    path: str | os.PathLike[str],
     device: str = "cpu",
     runs: int = 30,
     threads: int | None = None,
     runtime: str = "onnxruntime",
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Per-node and per-block times of ``spec`` (random weights; time does not depend on them) with
-    onnxruntime's profiler or OpenVINO's counters (``precision``: fp32 or bf16; CPU only)."""
-    check_counts(repeats=runs)
-    if runtime not in ("onnxruntime", "openvino"):
-        raise BadInputError(f"--runtime {runtime}: use onnxruntime or openvino")
-    if runtime == "openvino":
-        from spos_deploy.runtime.openvino import check_precision, require_openvino
-
-        require_openvino("--measure --runtime openvino")
-        if device != "cpu":
-            raise BadInputError(f"--measure {device}: the OpenVINO runtime here runs on the CPU only")
-        if precision == "int8":
-            raise BadInputError("--precision int8: profiling runs the random-weight fp32 export; use fp32 or bf16")
-        check_precision(precision)
-    from spos_deploy.deploy.onnx import export_onnx
-    from spos_deploy.deploy.transforms import merge_bn
-    from spos_deploy.nets.network import build_subnet
-
-    extra: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(merge_bn(build_subnet(spec, seed=0)), Path(tmp) / "m.onnx")
-        if runtime == "openvino":
-            ops, e2e, extra["openvino"] = _ov_ops(path, precision, threads, runs)
-        else:
-            e2e = bench_onnx(path, batch=1, threads=threads, device=device, warmup=5, repeats=runs)
-            ops = parse_ort_profile(_profiled_events(path, device, threads, runs=runs))
+    """Per-node and per-block times of the ONNX file ``path`` with onnxruntime's profiler or OpenVINO's
+    counters (``precision``: fp32 or bf16; CPU only), and its end-to-end latency. The deployed network of a
+    spec is exported by :func:`spos_deploy.deploy.timing_forms.measure_spec`, which calls this."""
+    check_profile(device, runs, runtime, precision)
+    ops, e2e, extra = PROFILERS[runtime][1](Path(path), device, precision, threads, runs)
     blocks: dict[str, float] = defaultdict(float)
     for node, ms in ops.items():
         blocks[owner(node)] += ms

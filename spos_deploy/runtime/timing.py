@@ -105,23 +105,31 @@ def check_counts(batch: int | None = None, warmup: int | None = None, repeats: i
         raise BadInputError(f"repeats must be >= 1, got {repeats}")
 
 
-def time_fn(fn: Callable[[], Any], warmup: int = 10, repeats: int = 50, min_seconds: float = 0.0) -> list[float]:
+def time_fn(
+    fn: Callable[[], Any],
+    warmup: int = 10,
+    repeats: int = 50,
+    min_seconds: float = 0.0,
+    clock: Callable[[], float] | None = None,
+) -> list[float]:
     """Wall time (seconds) of each of at least ``repeats`` calls of ``fn``, after ``warmup`` untimed calls.
 
     ``fn`` must be synchronous: it returns only when the work is done (MXNet callers wait on the output).
     The timed loop keeps going past ``repeats`` until ``min_seconds`` of wall time have passed, so fast models
-    get enough samples for a stable p99, but never beyond ``20 * repeats`` calls.
+    get enough samples for a stable p99, but never beyond ``20 * repeats`` calls. ``clock`` (default
+    ``time.perf_counter``) is there for tests.
     """
     check_counts(warmup=warmup, repeats=repeats)
+    clock = clock or time.perf_counter
     for _ in range(warmup):
         fn()
     times: list[float] = []
     cap = MAX_REPEAT_FACTOR * repeats
-    start = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < cap):
-        t0 = time.perf_counter()
+    start = clock()
+    while len(times) < repeats or (clock() - start < min_seconds and len(times) < cap):
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 

@@ -12,6 +12,11 @@ its prior. Last, a few fixed anchor networks are timed so that a later use can t
 slower the machine has become (:func:`time_anchors`). Progress goes to a
 ``.partial.jsonl`` file after every entry: a crash or Ctrl-C loses at most the entry being timed, and
 ``resume=True`` continues.
+
+What this module does not own: each runtime's record (how it runs a file, its precisions and fingerprint
+fields) is in :mod:`spos_deploy.runtime.registry`, the deployed forms in
+:mod:`spos_deploy.deploy.timing_forms`, interleaved timing in :mod:`spos_deploy.runtime.interleave`, and the
+fingerprint and its check in :mod:`spos_deploy.tables.latency.table`.
 """
 
 from __future__ import annotations
@@ -29,22 +34,29 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from spos_deploy.deploy.timing_forms import check_form, export_deployed
 from spos_deploy.errors import BadInputError
 from spos_deploy.machine import cpu_info
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import BUDGET_QUANTILE, SESSIONS, DeployedLatency, measure_deployed, session_matrix
-from spos_deploy.runtime.ort import ort_runner
+from spos_deploy.runtime.interleave import interleaved_rounds, round_medians
+from spos_deploy.runtime.registry import DEFAULT_RUNTIME, Runtime, gpu_name, runtime_named, runtime_names
 from spos_deploy.runtime.timing import time_fn
 from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.build_common import uniform_spec
 from spos_deploy.tables.core import random_architectures
-from spos_deploy.tables.latency.table import FIT_NETWORKS, LatencyTable, check_fingerprint, fit_correction
+from spos_deploy.tables.latency.table import (
+    FIT_NETWORKS,
+    LatencyTable,
+    check_fingerprint,
+    fingerprint_here,
+    fit_correction,
+)
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu")
+RUNTIMES = runtime_names()  # the latency runtimes of spos_deploy.runtime.registry
 PRECISIONS = ("fp32", "int8", "bf16")
-RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "mxnet": "mxnet"}
 ANCHORS = 5  # a median of 5 ratios: one disturbed anchor does not move it
 ANCHOR_PASSES = 12  # short bursts scatter by several percent on a shared VM: a median of 12 per anchor
 FIT_GROUP = 10  # networks exported and measured interleaved together (and checkpointed) at a time
@@ -52,7 +64,7 @@ FIT_GROUP = 10  # networks exported and measured interleaved together (and check
 
 @dataclass
 class LatencySetup:
-    runtime: str = "ort-cpu"
+    runtime: str = DEFAULT_RUNTIME
     precision: str = "fp32"
     batch: int = 1
     threads: int | None = None  # None: every core this process may use
@@ -71,88 +83,40 @@ class LatencySetup:
     sessions: int = SESSIONS  # fresh sessions per whole network (the deployed-latency definition)
 
     @property
+    def runtime_record(self) -> Runtime:
+        """The runtime's record (:mod:`spos_deploy.runtime.registry`): how it runs a file, its precisions, ..."""
+        return runtime_named(self.runtime)
+
+    @property
     def onnx_runtime(self) -> bool:
         """Measured on cut ONNX parts (onnxruntime or OpenVINO), not on MXNet blocks."""
-        return self.runtime.startswith(("ort", "openvino"))
+        return self.runtime_record.onnx_parts
 
     def resolved_threads(self) -> int:
         return self.threads or len(os.sched_getaffinity(0))
 
+    def runner(self, path: str | Path, shape: tuple[int, ...]) -> Callable[[], Any]:
+        """One synchronous inference of the ONNX file ``path`` on a fixed input of ``shape``, in the table's
+        runtime, precision and threads (a fresh session or compiled model each time)."""
+        return self.runtime_record.runner(path, shape, self.precision, self.resolved_threads())
+
     def check(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise BadInputError(f"--runtime {self.runtime}: use one of {', '.join(RUNTIMES)}")
+        rt = self.runtime_record  # refuses an unknown runtime, naming them
         if self.precision not in PRECISIONS:
             raise BadInputError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS)}")
-        if self.runtime.startswith("mxnet") and self.precision == "int8":
-            raise BadInputError("--precision int8 is measured with onnxruntime or OpenVINO, not MXNet")
-        if self.precision == "bf16" and self.runtime != "openvino-cpu":
-            raise BadInputError("--precision bf16 is measured with OpenVINO only (--runtime openvino-cpu)")
+        rt.refuse_precision(self.precision)
         if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3 or self.anchors < 0:
             raise BadInputError("--batch and --threads must be >= 1, --repeats >= 3 and anchors >= 0")
         if self.fit_networks < 0 or self.sessions < 1:
             raise BadInputError("--fit-networks must be >= 0 and --sessions >= 1")
-        if self.runtime == "openvino-cpu":
-            from spos_deploy.runtime.openvino import check_precision, require_openvino
-
-            require_openvino("--runtime openvino-cpu")
-            check_precision(self.precision)
-            if self.precision == "int8":
-                from spos_deploy.deploy.openvino import require_nncf
-
-                require_nncf("--runtime openvino-cpu --precision int8")
+        rt.require(self.precision)
+        check_form(self.runtime, self.precision)
 
 
 def fingerprint(setup: LatencySetup, space: SearchSpace) -> dict[str, Any]:
-    """What a table was measured on; :data:`spos_deploy.tables.latency.table.MATCH_KEYS` must match to use it."""
-    info = cpu_info()
-    runtime, device = setup.runtime.split("-")
-    fp: dict[str, Any] = {
-        "cpu": info["cpu"],
-        "cpu_flags": info["cpu_flags"],
-        "cores": info["usable_cores"],
-        "threads": setup.resolved_threads(),
-        "gpu": None,
-        "runtime": RUNTIME_NAMES[runtime],
-        "runtime_option": setup.runtime,
-        "precision": setup.precision,
-        "batch": setup.batch,
-        "input_size": space.input_size,
-        "shuffle": setup.shuffle,
-        "bn_merged": True,
-        "config": space.describe(),
-    }
-    if runtime == "ort":
-        import onnxruntime
-
-        fp["runtime_version"] = onnxruntime.__version__
-        fp["provider"] = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    elif runtime == "openvino":
-        from spos_deploy.runtime.openvino import version
-
-        fp["runtime_version"] = version()
-        fp["provider"] = "CPU"
-        fp["hswish"] = "op"
-        fp["input_shape"] = "static"  # compiled for the one input shape measured (batch fixed)
-    else:
-        import mxnet
-
-        fp["runtime_version"] = mxnet.__version__
-        fp["provider"] = "gpu" if device == "gpu" else "cpu"
-    if device in ("cuda", "gpu"):
-        fp["gpu"] = gpu_name()
-    return fp
-
-
-def gpu_name() -> str | None:
-    try:
-        import subprocess
-
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
-        )
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """What a table was measured on (:func:`spos_deploy.tables.latency.table.fingerprint_here` of its settings);
+    :data:`spos_deploy.tables.latency.table.MATCH_KEYS` must match to use it."""
+    return fingerprint_here(space, setup.runtime, setup.precision, setup.batch, setup.resolved_threads(), setup.shuffle)
 
 
 def now() -> str:
@@ -222,62 +186,9 @@ def _stable_time(fn: Callable[[], Any], setup: LatencySetup) -> tuple[float, flo
     return best
 
 
-def _calibration_images(space: SearchSpace, n: int = 4) -> np.ndarray:
-    s = space.input_size
-    return np.random.default_rng(0).standard_normal((max(n, 8), 3, s, s)).astype(np.float32)
-
-
-def export_deployed(spec: ModelSpec, folder: Path, precision: str, seed: int = 0, runtime: str = "ort-cpu") -> Path:
-    """Random-weight network of ``spec`` in the deployed form of ``runtime`` (BN merged) as ONNX: int8 QDQ
-    for onnxruntime int8; for OpenVINO the HardSwish-op form (what ``spos-export --format openvino``
-    writes), NNCF-quantized on the whole network for int8 (parts are cut from it afterwards, so each
-    entry runs exactly the quantizers of the deployed network)."""
-    from spos_deploy.deploy.onnx import export_onnx
-    from spos_deploy.deploy.quantize import OrtQuantConfig, quantize_onnx
-    from spos_deploy.deploy.transforms import merge_bn
-    from spos_deploy.nets.network import build_subnet
-
-    net = merge_bn(build_subnet(spec, seed=seed))
-    fp32 = export_onnx(net, folder / f"{spec.name}.onnx")
-    if runtime == "openvino-cpu":
-        return _openvino_form(fp32, folder, spec, precision)
-    if precision == "fp32":
-        return fp32
-    q = quantize_onnx(
-        fp32,
-        folder / f"{spec.name}.int8.onnx",
-        _calibration_images(spec.space),
-        spec.space.input_size,
-        OrtQuantConfig(keep_float=0, calib_batch=4),
-    )
-    return Path(q.path)
-
-
-def _openvino_form(fp32: Path, folder: Path, spec: ModelSpec, precision: str) -> Path:
-    from spos_deploy.deploy.onnx import rewrite_hswish
-    from spos_deploy.deploy.openvino import quantize_for_openvino
-
-    op = folder / f"{spec.name}.hswish.onnx"
-    rewrite_hswish(fp32, op)
-    if precision != "int8":
-        return op
-    return quantize_for_openvino(op, folder / f"{spec.name}.ov-int8.onnx", _calibration_images(spec.space))
-
-
 def onnx_runner(path: str | Path, shape: tuple[int, ...], setup: LatencySetup) -> Callable[[], Any]:
-    """One synchronous inference of the ONNX file ``path`` on a fixed input of ``shape``, in the table's
-    runtime, precision and threads (an OpenVINO part is compiled int8 only where it holds quantizers)."""
-    if setup.runtime == "openvino-cpu":
-        from spos_deploy.runtime.openvino import is_quantized, ov_compile, ov_runner, read_model
-
-        model = read_model(path)
-        precision = setup.precision
-        if precision == "int8" and not is_quantized(model):
-            precision = "fp32"  # a cut part without quantizers (none in our networks, but never a refusal)
-        compiled = ov_compile(model, precision, setup.resolved_threads(), static_shape=shape, label=str(path))
-        return ov_runner(compiled, shape[0], shape)
-    device = "gpu" if setup.runtime == "ort-cuda" else "cpu"
-    return ort_runner(path, shape[0], shape, device=device, threads=setup.resolved_threads())
+    """:meth:`LatencySetup.runner` (the name the benchmarks import)."""
+    return setup.runner(path, shape)
 
 
 def part_boundaries(model) -> dict[str, tuple[str, str]]:
@@ -317,7 +228,7 @@ class PartTimer:
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             f.write(sub.SerializeToString())
             f.flush()
-            return onnx_runner(f.name, input_shape, self.setup)
+            return self.setup.runner(f.name, input_shape)
 
     def time_part(self, part: str, input_shape: tuple[int, ...]) -> tuple[float, float]:
         return _stable_time(self.runner(part, input_shape), self.setup)
@@ -346,7 +257,7 @@ def _whole(setup: LatencySetup) -> LatencySetup:
 
 
 def _time_whole(path: Path, setup: LatencySetup, shape: tuple[int, ...]) -> tuple[float, float]:
-    return _stable_time(onnx_runner(path, shape, setup), _whole(setup))
+    return _stable_time(setup.runner(path, shape), _whole(setup))
 
 
 def network_shape(space: SearchSpace, setup: LatencySetup) -> tuple[int, ...]:
@@ -367,15 +278,12 @@ def interleaved_passes(
     runs: list[list[Callable[[], Any]]], passes: int, repeats: int, min_seconds: float = 0.0, seed: int = 0
 ) -> np.ndarray:
     """``[passes, networks]`` median ms: each pass times every network once, in a shuffled order, with the
-    next of its runners (sessions) in turn. A machine's drift then hits all networks alike."""
-    per_pass = np.zeros((passes, len(runs)))
-    order = np.random.default_rng(seed)
-    for r in range(passes):
-        for i in order.permutation(len(runs)):
-            run = runs[i][r % len(runs[i])]
-            times = time_fn(run, warmup=3, repeats=repeats, min_seconds=min_seconds)
-            per_pass[r, i] = np.median(times) * 1e3
-    return per_pass
+    next of its runners (sessions) in turn (:func:`spos_deploy.runtime.interleave.interleaved_rounds`). A
+    machine's drift then hits all networks alike."""
+    timed = interleaved_rounds(
+        dict(enumerate(runs)), passes, repeats, turn_warmup=3, min_seconds=min_seconds, seed=seed
+    )
+    return round_medians(timed)
 
 
 def anchor_specs(space: SearchSpace, setup: LatencySetup) -> list[ModelSpec]:
@@ -403,7 +311,7 @@ def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCH
     with tempfile.TemporaryDirectory() as tmp:
         if setup.onnx_runtime:
             paths = [export_deployed(s, Path(tmp), setup.precision, setup.seed, setup.runtime) for s in specs]
-            per_pass = session_matrix([lambda p=p: onnx_runner(p, shape, setup) for p in paths], passes, calls=10)
+            per_pass = session_matrix([lambda p=p: setup.runner(p, shape) for p in paths], passes, calls=10)
         else:
             runs = [[_mxnet_call(_mxnet_deployed(s, setup), shape, setup)] for s in specs]
             per_pass = interleaved_passes(runs, passes, repeats=10, min_seconds=0.05)
@@ -413,7 +321,7 @@ def time_anchors(specs: list[ModelSpec], setup: LatencySetup, passes: int = ANCH
 def _mxnet_ctx(setup: LatencySetup):
     from spos_deploy.runtime.bench import mxnet_context
 
-    return mxnet_context("gpu" if setup.runtime == "mxnet-gpu" else "cpu")
+    return mxnet_context(setup.runtime_record.device)
 
 
 def _mxnet_deployed(spec: ModelSpec, setup: LatencySetup):
@@ -549,7 +457,7 @@ def measure_deployed_specs(
     a list of lists."""
     shape = network_shape(specs[0].space, setup)
     paths = [export_deployed(s, folder, setup.precision, setup.seed, setup.runtime) for s in specs]
-    makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+    makers = [lambda p=p: setup.runner(p, shape) for p in paths]
     runs = [measure_deployed(makers, sessions=setup.sessions, seed=seed + r) for r in range(repeats)]
     return runs[0] if repeats == 1 else runs
 
@@ -581,7 +489,7 @@ def _measure_fit_networks(
         )
         for k, (b, c) in enumerate(zip(blocks, channels))
     ]
-    makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+    makers = [lambda p=p: setup.runner(p, shape) for p in paths]
     for s in todo:
         row = session_matrix(makers, 1, seed=setup.seed + 100 + s)[0]
         prog.add({"key": f"fitpass:{s}", "ref": probe(), "ms": [float(v) for v in row]})
@@ -735,7 +643,7 @@ def host_tag(device: str = "cpu") -> str:
 
 
 def default_latency_name(space: SearchSpace, setup: LatencySetup) -> str:
-    host = host_tag("cpu" if setup.runtime.endswith("cpu") else "gpu")
+    host = host_tag(setup.runtime_record.device)
     return (
         f"latency_{space.describe()}_{setup.runtime}_{setup.precision}_b{setup.batch}"
         f"_t{setup.resolved_threads()}_{host}.json"

@@ -1,4 +1,4 @@
-"""Measured latency lookup tables: file format, the one fingerprint check, predictor and its correction.
+"""Measured latency lookup tables: file format, the fingerprint and its one check, predictor and its correction.
 
 Pure numpy: search checks millions of architectures per second with :meth:`LatencyTable.predict`.
 Measuring lives in :mod:`spos_deploy.tables.latency.build`.
@@ -338,6 +338,36 @@ def latency_quantile(table: LatencyTable, q: float, samples: int = 20000, seed: 
     """Predicted latency (ms) below which a share ``q`` of random architectures falls: a budget that binds."""
     blocks, channels = random_architectures(table.space, samples, seed)
     return float(np.quantile(table.predict(blocks, channels), q))
+
+
+def fingerprint_here(
+    space: SearchSpace, runtime: str, precision: str, batch: int, threads: int, shuffle: str
+) -> dict[str, Any]:
+    """What a table measured here in these settings records; :data:`MATCH_KEYS` of it must match to use one.
+    The runtime's own fields (engine, release, provider, deployed form, GPU) come from its record in
+    :mod:`spos_deploy.runtime.registry` (importing the engine)."""
+    from spos_deploy.machine import cpu_info
+    from spos_deploy.runtime.registry import runtime_named
+
+    rt = runtime_named(runtime)
+    info = cpu_info()
+    fp: dict[str, Any] = {
+        "cpu": info["cpu"],
+        "cpu_flags": info["cpu_flags"],
+        "cores": info["usable_cores"],
+        "threads": threads,
+        "gpu": None,
+        "runtime": rt.engine,
+        "runtime_option": rt.name,
+        "precision": precision,
+        "batch": batch,
+        "input_size": space.input_size,
+        "shuffle": shuffle,
+        "bn_merged": True,
+        "config": space.describe(),
+    }
+    fp.update(rt.fingerprint_fields())
+    return fp
 
 
 def fingerprint_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@
 verified one. A search has no network yet, and its latency table must be measured in the form that will ship,
 so the same decision is made once per (space, threads, machine) on a reference network of the space
 (:func:`reference_spec`), among the forms a latency table is measured in (:data:`TABLE_FORMS`, what
-:func:`spos_deploy.tables.latency.build.export_deployed` writes). The decision is kept in the per-user table
+:func:`spos_deploy.deploy.timing_forms.export_deployed` writes). The decision is kept in the per-user table
 folder beside the tables it selects, so a second search, a resumed one and ``spos-lut build --target auto``
 all use the same form and so the same table. Delete the file (its path is logged and recorded) to decide
 again, for instance after installing OpenVINO.
@@ -23,6 +23,7 @@ from typing import Any
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
+from spos_deploy.runtime.registry import engine_named, table_runtime
 from spos_deploy.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,8 @@ TABLE_FORMS: dict[str, dict[str, str]] = {
     "openvino": {"shuffle": "reshape", "hswish": "op", "batch": "static"},
 }
 """The graph forms of each runtime's latency tables: only these candidates of ``--target auto`` can have a
-table, so only these compete when the target is decided for a search."""
-
-TABLE_RUNTIME = {"onnxruntime": "ort-cpu", "openvino": "openvino-cpu"}
-"""``--target auto``'s runtime names as latency tables name them (``--runtime`` of ``spos-lut build``)."""
+table, so only these compete when the target is decided for a search. ``--target auto``'s runtime names are
+engines; a table names the runtime on the CPU (:func:`spos_deploy.runtime.registry.table_runtime`)."""
 
 DECISION_VERSION = 1
 
@@ -47,25 +46,34 @@ class TargetForm:
     runtime: str  # a latency-table runtime: ort-cpu or openvino-cpu
     precision: str
     threads: int
-    auto_runtime: str  # onnxruntime or openvino
+    auto_runtime: str  # an engine: onnxruntime or openvino
     path: Path  # the decision file
     section: dict[str, Any]  # the auto section of the decision (every candidate and its times)
+
+    @classmethod
+    def of(cls, forms: dict[str, Any], threads: int, path: Path, section: dict[str, Any]) -> TargetForm:
+        """The target of a winner's forms (its engine's table runtime on the CPU)."""
+        engine = forms["runtime"]
+        return cls(table_runtime(engine).name, forms["precision"], threads, engine, path, section)
 
     def export_flags(self) -> list[str]:
         """``spos-export`` flags that write the form the table measures (int8 with no conv kept in float, as
         the table's networks are quantized; ``--keep-float`` trades that latency for accuracy)."""
-        flags = ["--format", "onnx" if self.auto_runtime == "onnxruntime" else "openvino"]
+        engine = engine_named(self.auto_runtime)
+        flags = ["--format", engine.export_format]
         if self.precision == "int8":
-            flags += ["--int8"] + (["--keep-float", "0"] if self.auto_runtime == "onnxruntime" else [])
-        if self.auto_runtime == "openvino":
+            flags += ["--int8"] + (["--keep-float", "0"] if engine.keeps_float else [])
+        if TABLE_FORMS[engine.name].get("batch") == "static":
             flags += ["--static-batch", "1"]
         return flags
 
     def bench_flags(self) -> list[str]:
-        """``spos-bench`` flags that run the exported file as the table measured it."""
+        """``spos-bench`` flags that run the exported file as the table measured it (an engine that takes the
+        precision when compiling is told it)."""
         flags = ["--threads", str(self.threads)]
-        if self.auto_runtime == "openvino":
-            flags += ["--runtime", "openvino", "--precision", self.precision]
+        engine = engine_named(self.auto_runtime)
+        if engine.precision_at_compile:
+            flags += ["--runtime", engine.name, "--precision", self.precision]
         return flags
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,11 +151,8 @@ def _from_file(path: Path, space: SearchSpace, threads: int) -> TargetForm | Non
         ok = d.get("version") == DECISION_VERSION and d["space"] == space.to_config() and d["threads"] == threads
         if not ok:
             return None
-        forms = d["section"]["winner_forms"]
-        return TargetForm(
-            TABLE_RUNTIME[forms["runtime"]], forms["precision"], threads, forms["runtime"], path, d["section"]
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        return TargetForm.of(d["section"]["winner_forms"], threads, path, d["section"])
+    except (OSError, ValueError, KeyError, TypeError, BadInputError):
         log.warning("%s: unreadable --target auto decision; deciding again", path)
         return None
 
@@ -189,7 +194,6 @@ def decide_target(
             "--target auto: no deployed form passed its checks here: "
             + "; ".join(f"{c['candidate']}: {c['reason']}" for c in section["candidates"][:3])
         )
-    forms = section["winner_forms"]
     write_json(
         path,
         {
@@ -200,7 +204,7 @@ def decide_target(
             "section": section,
         },
     )
-    target = TargetForm(TABLE_RUNTIME[forms["runtime"]], forms["precision"], threads, forms["runtime"], path, section)
+    target = TargetForm.of(section["winner_forms"], threads, path, section)
     log.info(
         "--target auto: %s %s on this machine (%s); kept in %s", target.runtime, target.precision, section["why"], path
     )

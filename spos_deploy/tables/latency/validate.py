@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spos_deploy.atomic import atomic_path
+from spos_deploy.deploy.timing_forms import export_deployed
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import drift_free, pass_drift, session_matrix, steady_medians
@@ -23,11 +24,9 @@ from spos_deploy.stats import kendall_tau
 from spos_deploy.tables.core import random_architectures, validation_stats
 from spos_deploy.tables.latency.build import (
     LatencySetup,
-    export_deployed,
     fingerprint,
     measure_network,
     network_shape,
-    onnx_runner,
     time_anchors,
 )
 from spos_deploy.tables.latency.table import (
@@ -123,7 +122,7 @@ def _interleaved(specs: list[ModelSpec], setup: LatencySetup, passes: int, progr
             export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
             for spec in tqdm(specs, desc="export", unit="net", disable=not progress)
         ]
-        makers = [lambda p=p: onnx_runner(p, shape, setup) for p in paths]
+        makers = [lambda p=p: setup.runner(p, shape) for p in paths]
         calls = max(10, setup.network_repeats // passes)
         return session_matrix(makers, passes, calls=calls, progress=progress, desc="end-to-end")
 
