@@ -27,7 +27,9 @@ from spos_deploy.cli.options import (
     add_precision,
     add_progress,
     add_ranges,
+    add_ray,
     add_reanchor,
+    add_removed,
     add_resume,
     add_runtime,
     add_score_bits,
@@ -60,11 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("evaluation")
     d.add_argument("--bn-images", type=positive_int, default=2000, help="BN recalibration images (whole batches)")
     add_batch_size(d, "evaluation batch")
-    d.add_argument("--workers", type=int_range(1, 256), default=1, help="evaluation processes (spawned)")
+    d.add_argument(
+        "--workers",
+        type=int_range(1, 256),
+        help="evaluation processes (spawned), or Ray actors with --ray (default: 1; with --ray, one per CPU of "
+        "the cluster)",
+    )
     add_gpus(p, "GPU ids, e.g. 0 1 or 0,1: one per worker (default: CPU)")
-    d.add_argument("--shard", metavar="K/N", help="this machine evaluates shard K of N (see --shared-dir)")
-    d.add_argument("--shared-dir", help="folder all shards see: results are exchanged there every generation")
-    d.add_argument("--shard-timeout", type=positive_float, default=24 * 3600, help="seconds to wait for other shards")
+    add_ray(
+        d,
+        "evaluate each generation's candidates on Ray actors: a local instance sized to this machine, or the "
+        "cluster at ADDRESS (HOST:PORT or auto); same seed, same result (docs/distributed.md)",
+    )
+    for flag in ("--shard", "--shared-dir", "--shard-timeout"):
+        add_removed(d, flag, "spread the evaluation over machines with --ray ADDRESS (docs/distributed.md)", "?")
     s = p.add_argument_group("search")
     s.add_argument("--method", choices=["evolution", "random"], default="evolution")
     s.add_argument(
@@ -134,7 +145,6 @@ def job_from_args(args: argparse.Namespace):
     from .deployed import Form
     from .driver import SearchConfig
     from .runner import SearchJob
-    from .shards import parse_shard
 
     given = args.from_model or any(getattr(args, k, None) is not None for k in SPACE_KEYS)
     return config_from_args(
@@ -149,8 +159,6 @@ def job_from_args(args: argparse.Namespace):
         lut=args.latency_table,
         form=Form(args.runtime, args.precision, args.threads, args.batch),
         gpus=gpu_ids(args.gpus),
-        shard=parse_shard(args.shard) if args.shard else None,
-        shard_timeout_s=args.shard_timeout,
         plot=False if args.no_plot else (args.plot or True),
         progress=show_progress(args),
     )
@@ -161,8 +169,8 @@ def body(args: argparse.Namespace) -> int:
     from .runner import run_job
 
     job = job_from_args(args)
-    if args.gpus and args.workers == 1:
-        job.workers = len(job.gpus)  # one worker per GPU unless told otherwise
+    if args.workers is None and not args.ray:
+        job.workers = len(job.gpus) or 1  # one worker per GPU unless told otherwise
     with replacing(args.output, args.force, "spos-search", lock=True) as out:
         job.out = str(out)
         results = run_job(job)

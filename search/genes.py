@@ -15,7 +15,6 @@ leaves its slice of the space.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +159,3 @@ def arch_keys(blocks: np.ndarray, channels: np.ndarray) -> list[str]:
 def parse_key(key: str) -> tuple[np.ndarray, np.ndarray]:
     b, c = key.split("|")
     return np.array([int(v) for v in b.split(",")], np.int64), np.array([int(v) for v in c.split(",")], np.int64)
-
-
-def shard_of(key: str, num_shards: int) -> int:
-    """Which of ``num_shards`` machines evaluates ``key`` (a content hash: the same on every machine and run)."""
-    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % num_shards

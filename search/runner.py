@@ -7,7 +7,6 @@ is loaded, and nothing is written before the first generation has been evaluated
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
@@ -79,9 +78,6 @@ class SearchJob:
     ray: str | None = None  # --ray: "local" (an instance sized to this machine) or the cluster's address
     gpus: list[int] = field(default_factory=list)
     resume: bool = False
-    shard: tuple[int, int] | None = None
-    shared_dir: str | None = None
-    shard_timeout_s: float = 24 * 3600
     plot: bool | str = True  # True: candidates.png in the output folder; a path: there; False: none
     progress: bool = True
     target_form: Any = field(default=None, init=False)  # what --target auto decided (TargetForm)
@@ -191,7 +187,7 @@ def evaluation_settings(job: SearchJob) -> dict[str, Any]:
 
 
 def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
-    """What must be equal for --resume (and across shards): search, evaluation and constraint settings."""
+    """What must be equal for --resume: search, evaluation and constraint settings."""
     return {
         **job.config.to_json(),
         "supernet_sha1": run.sha1,
@@ -201,7 +197,6 @@ def job_settings(job: SearchJob, run: SupernetRun) -> dict[str, Any]:
         "lut": _file_sha1(job.lut),
         "flops_table": _file_sha1(job.flops_table),
         "micronet_table": _file_sha1(job.micronet_table),
-        "shard_count": job.shard[1] if job.shard else None,
     }
 
 
@@ -225,15 +220,13 @@ def _check_job(job: SearchJob) -> _Checked:
     if job.workers is not None and job.workers < 1:
         raise BadInputError(f"--workers {job.workers}: must be >= 1")
     if job.ray is not None:
-        from spos_deploy.cluster import require_ray
+        from spos_deploy.cluster import LOCAL, check_address, require_ray
 
         require_ray()
-        if job.shard:
-            raise BadInputError("--ray spreads the evaluation itself: drop --shard")
+        if job.ray != LOCAL:
+            check_address(job.ray)  # before the supernet and data load
     if job.auto_runtimes and job.target != "auto":
         raise BadInputError("--auto-runtimes narrows --target auto's candidates: add --target auto")
-    if job.shard and not job.shared_dir:
-        raise BadInputError("--shard needs --shared-dir (a folder every machine sees)")
     check_output_folder(Path(job.out))
     check_gpus(job.gpus)
     run = resolve_supernet(job.supernet, job.space)
@@ -314,14 +307,6 @@ def _search(
             on_evaluate(blocks, channels)
         return evaluator.evaluate(blocks, channels)
 
-    evaluate = evaluate_keys
-    if job.shard:
-        from .shards import ShardExchange
-
-        exchange = ShardExchange(
-            job.shared_dir, job.shard[0], job.shard[1], checked.settings, timeout_s=job.shard_timeout_s
-        )
-        evaluate = functools.partial(exchange.evaluate, evaluate_mine=evaluate_keys)
     if cfg.method == "evolution":
         from .evolution import Evolution
 
@@ -337,7 +322,7 @@ def _search(
             gs,
             sampler,
             space.channel_scales,
-            evaluate,
+            evaluate_keys,
             store=store,
             resume=job.resume,
             on_generation=on_generation,
@@ -411,8 +396,6 @@ def finish(job: SearchJob, checked: _Checked, state: SearchState, cache: ResultC
         from spos_deploy.tables.latency.table import LatencyTable
 
         results["latency_table"] = {"path": job.lut, "fingerprint": LatencyTable.load(job.lut).fingerprint}
-    if job.shard:
-        results["shard"] = f"{job.shard[0]}/{job.shard[1]}"
     write_json(out / "results.json", results)
     return results
 

@@ -42,11 +42,15 @@ def require_ray(flag: str = "--ray") -> None:
     authentication settings when it loads, which :func:`ray_cluster` sets first)."""
     import importlib.util
 
-    if importlib.util.find_spec("ray") is None:
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # a broken install or an import hook that refuses it
+        found = False
+    if not found:
         raise BadInputError(f"{flag} needs Ray: pip install 'spos-deploy[ray]'")
 
 
-def _check_address(address: str) -> None:
+def check_address(address: str) -> None:
     """A ``host:port`` (or ``ray://host:port``) that accepts no TCP connection within
     :data:`CONNECT_TIMEOUT_S` is refused here: ``ray.init`` would retry it for minutes."""
     if address == "auto":
@@ -117,7 +121,7 @@ def ray_cluster(address: str | None = LOCAL, num_cpus: int | None = None) -> Ite
     if local:
         kwargs["num_cpus"] = num_cpus or len(os.sched_getaffinity(0))
     else:
-        _check_address(address)
+        check_address(address)
         kwargs["address"] = address
     try:
         ray.init(**kwargs)

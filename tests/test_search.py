@@ -1,5 +1,5 @@
 """Search: MicroNet table, genes, Pareto front, constraint checks, evolution/random search, resume, workers,
-shards, outputs and bad inputs of ``spos-search``. Real supernets (randomly initialised, reduced space) on
+outputs and bad inputs of ``spos-search``. Real supernets (randomly initialised, reduced space) on
 real Fashion-MNIST images; nothing is mocked."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from spos_deploy.search.cli import main as search_main
 from spos_deploy.search.constraints import Constraint, metric_functions
 from spos_deploy.search.driver import SearchConfig
 from spos_deploy.search.feasible import ConstrainedSampler, additive_form
-from spos_deploy.search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key, shard_of
+from spos_deploy.search.genes import GeneSpace, Phase, arch_keys, crossover, mutate, parse_key
 from spos_deploy.search.pareto import pareto_front
 from spos_deploy.search.runner import SearchJob, run_job
 from spos_deploy.search.sampling import UniformSampler
@@ -50,10 +50,9 @@ def metrics() -> dict:
 
 
 def comparable(results: dict) -> dict:
-    """results.json without what legitimately differs between runs (wall-clock times, shard label)."""
+    """results.json without what legitimately differs between runs (wall-clock times)."""
     r = copy.deepcopy(results)
     r.pop("timing")
-    r.pop("shard", None)
     for h in r["history"]:
         h.pop("seconds")
     return r
@@ -124,27 +123,6 @@ def test_mutation_and_crossover_keep_genes_valid():
     assert not gs.is_valid(b[:1], np.array([[0, 0, 0, 0, 0, 0]]))[0]
     key = arch_keys(b[:1], c[:1])[0]
     assert [x.tolist() for x in parse_key(key)] == [b[0].tolist(), c[0].tolist()]
-
-
-def test_shard_of_is_a_stable_balanced_partition():
-    """Every machine must agree on who evaluates a key: the shard is a content hash, not Python's ``hash``
-    (salted per process by PYTHONHASHSEED), covers every shard and splits keys evenly."""
-    rng = np.random.default_rng(0)
-    b, c = UniformSampler(SMALL).draw(rng, 3000)
-    keys = arch_keys(b, c)
-    mine = [shard_of(k, 3) for k in keys[:200]]
-    code = "import sys; from search.genes import shard_of; print(*[shard_of(k, 3) for k in sys.stdin.read().split()])"
-    for hash_seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        other = subprocess.run(
-            [sys.executable, "-c", code], input=" ".join(keys[:200]), capture_output=True, text=True, env=env, cwd=ROOT
-        )
-        assert [int(v) for v in other.stdout.split()] == mine, other.stderr
-    counts = np.bincount([shard_of(k, 3) for k in keys], minlength=3)
-    assert len(counts) == 3 and counts.min() > 0
-    # multinomial with p = 1/3 each on 3000 keys: sd 26; 5 sd either side
-    assert (np.abs(counts - 1000) < 130).all(), counts
-    assert {shard_of(k, 1) for k in keys} == {0}
 
 
 def test_pareto_front_on_a_known_set():
@@ -345,44 +323,6 @@ def test_results_do_not_depend_on_workers(supernet, tmp_path, reference):
     results = run_job(job)
     assert results["timing"]["workers"] == 2
     assert comparable(results) == comparable(reference)
-
-
-@pytest.mark.slow
-def test_shards_on_two_machines_give_the_single_machine_result(supernet, tmp_path, reference):
-    shared = tmp_path / "shared"
-    common = ["--supernet", str(supernet), "--flops-range", *map(str, FLOPS_RANGE), *EVO_FLAGS, *EVAL_FLAGS]
-    common += ["--shared-dir", str(shared)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spos_deploy.search.cli",
-                *common,
-                "--shard",
-                f"{k}/2",
-                "-o",
-                str(tmp_path / f"m{k}"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:  # a timed-out shard must not outlive the test
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    files = [json.loads((shared / f"shard-{k}-of-2.json").read_text())["results"] for k in range(2)]
-    assert files[0] and files[1] and not set(files[0]) & set(files[1])  # the work was split, not repeated
-    for k in range(2):
-        results = json.loads((tmp_path / f"m{k}" / "results.json").read_text())
-        assert results["shard"] == f"{k}/2"
-        assert comparable(results) == comparable(reference)
 
 
 def test_blocks_first_searches_blocks_then_channels(supernet, tmp_path):

@@ -63,7 +63,7 @@ BAD_VALUES = [
     ("--data-limit", "0"),
     ("--score-max", "-1"),
     ("--latency-max-ms", "0"),
-    ("--shard-timeout", "0"),
+    ("--shard", "0/2"),  # removed: the line says what replaced it
     ("--seed", "-1"),
     ("--score-bits", "4"),
     ("--flops-range", "nan"),

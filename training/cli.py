@@ -1,4 +1,4 @@
-"""``spos-train supernet|subnet|sampling-plot``: training with checkpoints, resume and distributed runs."""
+"""``spos-train supernet|subnet|subnets|sampling-plot``: training with checkpoints, resume and distributed runs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from spos_deploy.cli.options import (
     add_output,
     add_progress,
     add_ranges,
+    add_ray,
     add_resume,
     add_samples,
     add_seed,
@@ -147,6 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(n)
     add_input_size(n, help="override the model's input size")
     n.add_argument("--mixup", type=nonneg_float, default=0.0, help="mixup alpha (0: off)")
+    m = sub.add_parser(
+        "subnets",
+        help="train many fixed architectures from scratch, each into OUT/<name> (a shortlist, a ranking set); "
+        "with --ray as Ray tasks",
+        description="Each model trains into OUT/<its name> with the same settings, checkpointed every epoch. "
+        "Running the command again finishes only what is missing: finished runs are read back, interrupted ones "
+        "resume from their checkpoint. With --ray, one task per model on a local Ray instance or a cluster; a "
+        "task whose worker dies is retried and resumes from its checkpoint (docs/distributed.md).",
+    )
+    m.add_argument("models", nargs="+", metavar="MODEL", help="model.json files or built-in names (distinct names)")
+    _common(m)
+    add_input_size(m, help="override the models' input size")
+    m.add_argument("--mixup", type=nonneg_float, default=0.0, help="mixup alpha (0: off)")
+    add_ray(
+        m,
+        "train on Ray: a local instance sized to this machine, or the cluster at ADDRESS (HOST:PORT or auto); "
+        "OUT and the data must be at the same path on every node",
+    )
     return p
 
 
@@ -165,6 +184,9 @@ def _config(args: argparse.Namespace):
     )
     if args.mode == "subnet":
         return config_from_args(SubnetConfig, args, spec=load_spec(args.model, input_size=args.input_size), **common)
+    if args.mode == "subnets":
+        specs = [load_spec(m, input_size=args.input_size) for m in args.models]
+        return config_from_args(SubnetConfig, args, spec=specs[0], **{**common, "progress": False}), specs
     bounds = {}
     for key, attr in (("flops", "flops_range"), ("params", "params_range"), ("latency_ms", "latency_range")):
         rng = check_range(f"--{attr.replace('_', '-')}", getattr(args, attr))
@@ -188,6 +210,8 @@ def _config(args: argparse.Namespace):
 def body(args: argparse.Namespace, argv: list[str]) -> int:
     if args.mode == "sampling-plot":
         return _sampling_plot(args)
+    if args.mode == "subnets":
+        return _subnets(args)
     cfg = _config(args)
     if args.force and args.kvstore.startswith("dist") and not args.launch_local and Path(args.output).exists():
         raise BadInputError(
@@ -209,6 +233,39 @@ def body(args: argparse.Namespace, argv: list[str]) -> int:
             f"done: {result['global_step']} steps; last epoch loss {last.get('loss')}, "
             f"val acc {last.get('val_acc')}; outputs in {args.output}"
         )
+    return 0
+
+
+def _subnets(args: argparse.Namespace) -> int:
+    """``spos-train subnets``: every model trained (or resumed, or read back) into OUT/<name>, here or on Ray."""
+    from spos_deploy.atomic import write_json
+
+    if args.launch_local or args.kvstore.startswith("dist"):
+        raise BadInputError("spos-train subnets trains each model on one worker: drop --launch-local/--kvstore dist_*")
+    if args.ray is not None:
+        from spos_deploy.cluster import LOCAL, check_address, require_ray
+
+        require_ray()
+        if args.ray != LOCAL:
+            check_address(args.ray)
+    base, specs = _config(args)
+    from .subnets import plan_runs, train_runs
+
+    with replacing(args.output, args.force, "spos-train", lock=False) as out:
+        runs = plan_runs(base, specs, out)
+        results = train_runs(runs, ray=args.ray, progress=show_progress(args))
+        write_json(Path(out) / "subnets.json", {"runs": results})
+    if args.json:
+        print_json({"runs": results})
+        return 0
+    from tabulate import tabulate
+
+    rows = [
+        [r["name"], f"{r['val_acc']:.4f}" if r["val_acc"] is not None else "-", r["epochs"], r["resumed_from_epoch"]]
+        for r in results
+    ]
+    print(tabulate(rows, headers=["model", "val acc", "epochs", "resumed from epoch"], tablefmt="github"))
+    print(f"{len(results)} runs in {args.output} (summary: {Path(args.output) / 'subnets.json'})")
     return 0
 
 

@@ -292,6 +292,26 @@ def add_reanchor(p: argparse.ArgumentParser) -> None:
     )
 
 
+RAY_LOCAL = "local"
+"""``--ray`` without an address (:data:`spos_deploy.cluster.LOCAL`)."""
+
+
+def add_ray(p: argparse.ArgumentParser, help: str) -> None:
+    """``--ray [ADDRESS]``: run the work on Ray, a local instance sized to this machine (no address) or the
+    cluster at ``ADDRESS`` (``host:port``, ``ray://host:port`` or ``auto``); docs/distributed.md."""
+    p.add_argument("--ray", nargs="?", const=RAY_LOCAL, default=None, metavar="ADDRESS", help=help)
+
+
+def add_removed(p: argparse.ArgumentParser, flag: str, instead: str, nargs: str | None = None) -> None:
+    """A removed option that still parses, only to say in one line what replaced it (exit 2)."""
+
+    class Removed(argparse.Action):
+        def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+            raise BadInputError(f"{option_string} was removed: {instead}")
+
+    p.add_argument(flag, action=Removed, nargs=nargs, help=argparse.SUPPRESS)
+
+
 def add_gpus(p: argparse.ArgumentParser, help: str = "GPU ids, e.g. 0 1 or 0,1 (default: CPU)") -> None:
     """``--gpus``: read with :func:`gpu_ids`."""
     p.add_argument("--gpus", nargs="+", metavar="ID", default=None, help=help)
