@@ -44,16 +44,25 @@ def supernet(tmp_path_factory) -> Path:
     return supernet_folder(tmp_path_factory.mktemp("supernet"))
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance (2 CPUs) for the in-process tests: jobs use a running instance as it is."""
+    from spos_deploy.cluster import ray_cluster
+
+    with ray_cluster("local", num_cpus=2) as ray:
+        yield ray
+
+
 def _search(supernet: Path, out: Path, ray: str | None, on_evaluate=None) -> dict:
     from spos_deploy.search.driver import SearchConfig
     from spos_deploy.search.runner import SearchJob, run_job
 
-    cfg = SearchConfig(population=8, generations=3, seed=3)
+    cfg = SearchConfig(population=8, generations=2, seed=3)
     job = SearchJob(supernet=str(supernet), out=str(out), config=cfg, ray=ray, workers=None if ray else 1, **SEARCH)
     return run_job(job, on_evaluate=on_evaluate)
 
 
-def test_ray_search_equals_the_single_process_search_even_when_an_actor_is_killed(supernet, tmp_path):
+def test_ray_search_equals_the_single_process_search_even_when_an_actor_is_killed(supernet, tmp_path, local_ray):
     """Same seed, same candidates in the same order with the same scores; an actor process killed by its pid
     before the second generation is restarted by Ray and its evaluations retried, and the result is unchanged."""
     one = _search(supernet, tmp_path / "one", None)
@@ -78,7 +87,7 @@ def test_ray_search_equals_the_single_process_search_even_when_an_actor_is_kille
     assert three["best"] == one["best"]
 
 
-def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
+def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(tmp_path, local_ray):
     from spos_deploy.training.subnets import plan_runs, train_runs
     from spos_deploy.training.trainer import SubnetConfig
 
