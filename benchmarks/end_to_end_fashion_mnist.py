@@ -114,10 +114,16 @@ def train_and_search(args: argparse.Namespace, out: Path, steps: Steps, space: A
         cmd += ["--train-limit", str(args.supernet_images), "--eval-paths", "2", "--val-limit", "1000"]
         cmd += ["-o", str(sup), "--resume", "--no-progress"]
         steps.run("train supernet", cmd)
-    cmd = [tool("spos-lut"), "build", "--kind", "latency", "--target", "auto", "--threads", THREADS, *SPACE_ARGS]
-    partial = list((out / "tables").glob("*.partial.jsonl"))
-    cmd += ["--no-progress", "--json"] + (["--resume"] if partial else [])
-    table = Path(json.loads(steps.run("latency table (--target auto)", cmd, capture=True))["table"])
+    tables = out / "tables"  # the run's own: measured here now, never a shipped table of an earlier run
+    built = [p for p in tables.glob("latency_*.json") if not p.name.endswith(".validation.json")]
+    if built:
+        table = built[0]
+    else:
+        tables.mkdir(parents=True, exist_ok=True)
+        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--target", "auto", "--threads", THREADS, *SPACE_ARGS]
+        partial = list(tables.glob("*.partial.jsonl"))
+        cmd += ["-o", str(tables), "--no-progress", "--json"] + (["--resume"] if partial else [])
+        table = Path(json.loads(steps.run("latency table (--target auto)", cmd, capture=True))["table"])
     budget = args.latency_max_ms or default_budget(table, space, args.budget_quantile)
     search = out / "search"
     if not (search / "results.json").exists():

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import BUDGET_QUANTILE, DeployedLatency
 from spos_deploy.space import SearchSpace
 
@@ -185,18 +184,14 @@ def table_measure(table: Any, progress: bool = False) -> Measure:
     """A :data:`Measure` for ``close_loop``: candidates exported in ``table``'s deployed form (random weights:
     latency does not depend on their values) and measured with its settings here."""
     from spos_deploy.tables.latency.build import measure_deployed_specs
-    from spos_deploy.tables.latency.validate import setup_of
+    from spos_deploy.tables.latency.validate import setup_of, specs_of
 
     setup = setup_of(table)
     if not setup.onnx_runtime:
         raise BadInputError("the closed loop measures onnxruntime and OpenVINO forms; MXNet tables: --no-closed-loop")
-    shuffle = table.fingerprint.get("shuffle", "reshape")
 
     def measure(cands: Sequence[Candidate]) -> list[DeployedLatency]:
-        specs = [
-            ModelSpec(table.space, tuple(c.blocks), tuple(c.channels), f"candidate{i}", shuffle=shuffle)
-            for i, c in enumerate(cands)
-        ]
+        specs = specs_of(table, [c.blocks for c in cands], [c.channels for c in cands], "candidate")
         with tempfile.TemporaryDirectory() as tmp:
             return measure_deployed_specs(specs, setup, Path(tmp))
 

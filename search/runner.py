@@ -137,6 +137,12 @@ def _latency_table(job: SearchJob, space: SearchSpace) -> Any:
     hint = "pass --allow-table-mismatch to search for that device anyway"
     table, note, elsewhere = use_table(job.lut, space, job.allow_table_mismatch, job.reanchor, hint)
     (log.warning if elsewhere else log.info)("%s", note)
+    if table.predictor == "additive":
+        log.warning(
+            "%s: the additive predictor only (an older table): small networks' latency is predicted worse; "
+            "rebuild it (spos-lut build --kind latency ...) for the fitted one (docs/latency.md)",
+            job.lut,
+        )
     return table
 
 

@@ -595,8 +595,7 @@ def assemble(
     if passes:
         per_pass = np.array([np.asarray(done[k]["ms"]) * scale(done[k]) for k in passes])
         nets = done["fitnets"]
-        table.fitted = _fitted(table, np.array(nets["blocks"]), np.array(nets["channels"]), per_pass)
-        table.__post_init__()
+        table.set_fitted(_fitted(table, np.array(nets["blocks"]), np.array(nets["channels"]), per_pass))
     if anchors and "anchors" in done:
         table.anchors = _anchor_records(anchors, done["anchors"], scale(done["anchors"]))
     return table

@@ -89,6 +89,11 @@ class LatencyTable:
         self._sum = EntrySum(self.entries)
         self._fitted_sum = None if self.fitted is None else EntrySum(np.asarray(self.fitted["entries"], float))
 
+    def set_fitted(self, fitted: dict[str, Any]) -> None:
+        """Attach the fitted predictor (a build solves it on the table's own entries, after they exist)."""
+        self.fitted = fitted
+        self._fitted_sum = EntrySum(np.asarray(fitted["entries"], float))
+
     @property
     def predictor(self) -> str:
         """``fitted`` (whole-network least squares) or ``additive`` (part-timed sum and line)."""

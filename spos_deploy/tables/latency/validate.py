@@ -98,6 +98,8 @@ def use_table(
 
 
 def specs_of(table: LatencyTable, blocks: Any, channels: Any, prefix: str = "net") -> list[ModelSpec]:
+    """Architectures as the networks ``table`` measures (its space and shuffle form): what validation, the
+    search's closed loop and the benchmarks export and time."""
     shuffle = table.fingerprint.get("shuffle", "reshape")
     return [
         ModelSpec(table.space, tuple(map(int, b)), tuple(map(int, c)), f"{prefix}{i}", shuffle=shuffle)
