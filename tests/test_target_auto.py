@@ -327,3 +327,34 @@ def test_qoperator_int8_keeps_the_convs_its_qdq_twin_keeps_in_float(tmp_path):
     assert np.abs(a - b).max() <= 0.1 * np.abs(a).max()
     with pytest.raises(BadInputError, match="quantization format"):
         quantize_onnx(fp32, tmp_path / "x.onnx", images, 32, OrtQuantConfig(quant_format="qop"))
+
+
+# ---- --target auto for latency tables (spos-search, spos-lut build) ---------------------------------------------
+
+
+def test_table_forms_are_the_forms_a_latency_table_measures():
+    """Only the graph forms a table is measured in compete when a search's target is decided, and the export
+    flags recorded for the winner write exactly that form."""
+    from pathlib import Path
+
+    from spos_deploy.space import SPACES, SearchSpace
+    from spos_deploy.tables.latency.target import TargetForm, is_table_form, table_auto_space, table_forms
+
+    small, se = SPACES["small"], SearchSpace()
+    assert not small.use_se and se.use_se
+    assert table_forms(small)["openvino"]["hswish"] == "mul" and table_forms(se)["openvino"]["hswish"] == "op"
+    ort_int8 = {"runtime": "onnxruntime", "precision": "int8", "shuffle": "reshape", "hswish": "mul"}
+    assert is_table_form(se, {**ort_int8, "scales": "per-channel", "layout": "qdq"})
+    assert not is_table_form(se, {**ort_int8, "scales": "per-channel", "layout": "qoperator"})
+    assert not is_table_form(se, {**ort_int8, "shuffle": "conv", "scales": "per-channel", "layout": "qdq"})
+    ov = {"runtime": "openvino", "precision": "bf16", "shuffle": "reshape", "batch": "static"}
+    assert is_table_form(se, {**ov, "hswish": "op"}) and not is_table_form(se, {**ov, "hswish": "mul"})
+    assert is_table_form(small, {**ov, "hswish": "mul"})  # no hard-swish: the op form is the mul graph
+    narrowed = table_auto_space(se, ["openvino"], "int8")
+    assert narrowed.runtimes == ("openvino",) and narrowed.precisions == ("int8",) and narrowed.hswish == ("op",)
+    t = TargetForm.of({"runtime": "onnxruntime", "precision": "int8"}, 2, Path("d.json"), {})
+    assert t.runtime == "ort-cpu" and t.export_flags() == ["--format", "onnx", "--int8", "--keep-float", "0"]
+    assert t.bench_flags() == ["--threads", "2"]
+    o = TargetForm.of({"runtime": "openvino", "precision": "bf16"}, 1, Path("d.json"), {})
+    assert o.runtime == "openvino-cpu" and o.export_flags() == ["--format", "openvino", "--static-batch", "1"]
+    assert o.bench_flags() == ["--threads", "1", "--runtime", "openvino", "--precision", "bf16"]
