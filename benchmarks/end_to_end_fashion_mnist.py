@@ -6,8 +6,9 @@ Steps (each one a documented spos-* command, run as a subprocess and timed):
    the default recipe of that space (training/recipes.py, docs/supernet.md: full width, 13 epochs, lr 0.3
    after a 0.5-epoch warm-up, no label smoothing, no augmentation); the summary records the options used.
 2. ``spos-lut build --kind latency --target auto``: the deployed form ``spos-export --target auto`` ships for
-   this space on this machine (runtime and precision, timed here on a reference network), and the latency
-   table of that form, measured here (into ``OUT/tables``, so a run starts from nothing).
+   this space on this machine (runtime and precision timed here on a reference network; then one thread
+   against every core, by the deployed-latency definition), and the latency table of that form, measured here
+   (into ``OUT/tables``, so a run starts from nothing).
 3. ``spos-search --mode blocks --target auto``: evolutionary search over block choices (the supernet trained
    full width only) under a latency budget from that table; the closed loop exports the chosen architecture
    in that form and measures it here, and re-ranks when it is over budget.
@@ -42,7 +43,6 @@ from spos_deploy.space import SPACES
 
 STUDY = "end_to_end_fashion_mnist"
 SPACE_ARGS = ["--space", "small"]
-THREADS = "2"
 
 
 def tool(name: str) -> str:
@@ -120,7 +120,7 @@ def train_and_search(args: argparse.Namespace, out: Path, steps: Steps, space: A
         table = built[0]
     else:
         tables.mkdir(parents=True, exist_ok=True)
-        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--target", "auto", "--threads", THREADS, *SPACE_ARGS]
+        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--target", "auto", *SPACE_ARGS]
         partial = list(tables.glob("*.partial.jsonl"))
         cmd += ["-o", str(tables), "--no-progress", "--json"] + (["--resume"] if partial else [])
         table = Path(json.loads(steps.run("latency table (--target auto)", cmd, capture=True))["table"])
@@ -128,7 +128,7 @@ def train_and_search(args: argparse.Namespace, out: Path, steps: Steps, space: A
     search = out / "search"
     if not (search / "results.json").exists():
         cmd = [tool("spos-search"), "--supernet", str(sup), "--latency-max-ms", str(budget)]
-        cmd += ["--target", "auto", "--threads", THREADS]
+        cmd += ["--target", "auto"]
         cmd += ["--method", "evolution", "--mode", "blocks", "--population", str(args.population)]
         cmd += ["--generations", str(args.generations)]
         cmd += ["--val-limit", str(args.val_limit), "--bn-images", str(args.bn_images), "--seed", "0"]

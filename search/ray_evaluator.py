@@ -10,7 +10,8 @@ Results come back in the order the candidates were given (:class:`ray.util.Actor
 finished first, so the same seed draws the same generations as the single-process search. An actor whose
 process dies is restarted by Ray (its supernet loaded again) and the call it held is retried there: a lost
 worker costs the evaluations it was running, never the search. A node added to the cluster while a search
-runs is used from the next search (the actors are placed when the search starts).
+runs gets actors from the next generation on (without ``--workers``, their number follows the cluster's
+CPUs).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class EvalActor:
 
 
 class RayEvaluator:
-    """The search's evaluator on Ray: ``workers`` actors (None: one per CPU of the cluster, over ``threads``)."""
+    """The search's evaluator on Ray: ``workers`` actors, or (``workers`` None) one per CPU of the cluster over
+    ``threads``, re-counted before every generation so that a node that joins mid-search gets actors too."""
 
     def __init__(
         self,
@@ -90,24 +92,39 @@ class RayEvaluator:
         try:
             from ray.util import ActorPool
 
-            count = workers or max(1, cluster_cpus(ray) // threads)
+            self._ray, self._workers, self._threads = ray, workers, threads
             self._shared = [ray.put(Path(run.params).read_bytes()), ray.put(data)]
-            actor = ray.remote(EvalActor).options(
+            self._actor = ray.remote(EvalActor).options(
                 num_cpus=threads,
                 num_gpus=1 if gpus else 0,
                 max_restarts=RESTARTS,
                 max_task_retries=RESTARTS,
             )
-            self.actors = [actor.remote(run, batch_size, threads, gpus) for _ in range(count)]
-            self.pids = ray.get([a.warm.remote(self._shared) for a in self.actors])  # all up before the first call
-            self.pool = ActorPool(self.actors)
-            self._ray = ray
-            log.info("ray: %d evaluation actors (%d thread(s) each)", count, threads)
+            self._args = (run, batch_size, threads, gpus)
+            self.actors: list[Any] = []
+            self.pids: list[int] = []
+            self.pool = ActorPool([])
+            self._grow()
         except BaseException:
             self._stack.close()
             raise
 
+    def _wanted(self) -> int:
+        return self._workers or max(1, cluster_cpus(self._ray) // self._threads)
+
+    def _grow(self) -> None:
+        """Start the actors still missing (all of them at first), each up before it gets a candidate."""
+        new = [self._actor.remote(*self._args) for _ in range(self._wanted() - len(self.actors))]
+        if not new:
+            return
+        self.pids += self._ray.get([a.warm.remote(self._shared) for a in new])
+        for a in new:
+            self.pool.push(a)
+        self.actors += new
+        log.info("ray: %d evaluation actors (%d thread(s) each)", len(self.actors), self._threads)
+
     def evaluate(self, blocks: np.ndarray, channels: np.ndarray) -> Iterator[float]:
+        self._grow()
         archs = [([int(v) for v in b], [int(v) for v in c]) for b, c in zip(blocks, channels)]
         try:
             yield from self.pool.map(lambda a, arch: a.evaluate.remote(self._shared, *arch), archs)

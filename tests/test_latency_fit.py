@@ -185,7 +185,8 @@ def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_t
     from .test_search import EVAL_FLAGS
 
     table, path = built_table
-    target = decide_target(SMALL, None, ["onnxruntime"], 1, 5, precision="fp32")
+    threads = table.fingerprint["threads"]  # the quick table's: the threads are given, not decided
+    target = decide_target(SMALL, threads, ["onnxruntime"], 1, 5, precision="fp32")
     assert (target.runtime, target.precision, target.auto_runtime) == ("ort-cpu", "fp32", "onnxruntime")
     assert target.section["winner"] == "onnxruntime/fp32/reshape/mul" and target.path.exists()
     name = default_latency_name(SMALL, setup_for(target))
@@ -199,7 +200,7 @@ def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_t
     run.mkdir()
     build_supernet(SMALL, seed=0).save_parameters(str(run / "supernet.params"))
     (run / "config.json").write_text(json.dumps({"mode": "supernet", "space": SMALL.to_config()}))
-    narrowed = ["--target", "auto", "--auto-runtimes", "onnxruntime", "--precision", "fp32"]
+    narrowed = ["--target", "auto", "--auto-runtimes", "onnxruntime", "--precision", "fp32", "--threads", str(threads)]
     args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--latency-max-ms", f"{budget:.4f}", *narrowed]
     args += ["--space", "small", "--population", "8", "--generations", "2", *EVAL_FLAGS, "--json"]
     r = run_cli("spos-search", *args)

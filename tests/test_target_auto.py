@@ -358,3 +358,13 @@ def test_table_forms_are_the_forms_a_latency_table_measures():
     o = TargetForm.of({"runtime": "openvino", "precision": "bf16"}, 1, Path("d.json"), {})
     assert o.runtime == "openvino-cpu" and o.export_flags() == ["--format", "openvino", "--static-batch", "1"]
     assert o.bench_flags() == ["--threads", "1", "--runtime", "openvino", "--precision", "bf16"]
+
+
+def test_threads_are_chosen_by_budget_latency_and_ties_go_to_fewer_threads():
+    from spos_deploy.tables.latency.target import choose_threads
+
+    assert choose_threads({1: [0.10, 0.20], 2: [0.06, 0.12]})[0] == 2  # clearly faster on two
+    assert choose_threads({1: [0.10, 0.20], 2: [0.098, 0.197]})[0] == 1  # within 5 %: one thread
+    assert choose_threads({1: [0.10, 0.20], 2: [0.12, 0.25]})[0] == 1
+    chosen, why = choose_threads({1: [0.1], 4: [0.2]})
+    assert chosen == 1 and "1 thread 0.1000 ms" in why and "4 threads 0.2000 ms" in why

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
@@ -36,7 +38,12 @@ TABLE_FORMS: dict[str, dict[str, str]] = {
 table, so only these compete when the target is decided for a search. ``--target auto``'s runtime names are
 engines; a table names the runtime on the CPU (:func:`spos_deploy.runtime.registry.table_runtime`)."""
 
-DECISION_VERSION = 1
+DECISION_VERSION = 2
+THREAD_SESSIONS = 7
+"""Fresh sessions per network and thread count when the threads are decided (the deployed-latency definition)."""
+THREAD_TIE = 0.05
+"""Thread counts whose budget latencies lie within 5 % of the best are a tie, and the fewest threads win: as
+fast, steadier between sessions, and the other cores stay with the rest of the application."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +91,7 @@ class TargetForm:
             "decision": str(self.path),
             "winner": self.section.get("winner"),
             "why": self.section.get("why"),
+            "threads_why": (self.section.get("threads") or {}).get("why", "as asked"),
             "export_flags": self.export_flags(),
             "bench_flags": self.bench_flags(),
         }
@@ -135,26 +143,78 @@ def is_table_form(space: SearchSpace, forms: dict[str, Any]) -> bool:
 
 
 def decision_path(
-    space: SearchSpace, threads: int, runtimes: Sequence[str] | None = None, precision: str | None = None
+    space: SearchSpace, threads: int | None, runtimes: Sequence[str] | None = None, precision: str | None = None
 ) -> Path:
-    """Where the decision is kept: one file per space, threads, machine and narrowing of the candidates."""
+    """Where the decision is kept: one file per space, threads asked (``tauto``: decided too), machine and
+    narrowing of the candidates."""
     from spos_deploy.tables.catalog import DECISIONS_PREFIX, user_tables_dir
     from spos_deploy.tables.latency.build import host_tag
 
     narrowed = "".join(f"_{r}" for r in sorted(set(runtimes or ()))) + (f"_{precision}" if precision else "")
-    return user_tables_dir() / f"{DECISIONS_PREFIX}{space.describe()}_t{threads}{narrowed}_{host_tag('cpu')}.json"
+    t = "auto" if threads is None else threads
+    return user_tables_dir() / f"{DECISIONS_PREFIX}{space.describe()}_t{t}{narrowed}_{host_tag('cpu')}.json"
 
 
-def _from_file(path: Path, space: SearchSpace, threads: int) -> TargetForm | None:
+def _from_file(path: Path, space: SearchSpace, asked: int | None) -> TargetForm | None:
     try:
         d = json.loads(path.read_text())
-        ok = d.get("version") == DECISION_VERSION and d["space"] == space.to_config() and d["threads"] == threads
+        ok = d.get("version") == DECISION_VERSION and d["space"] == space.to_config() and d["asked_threads"] == asked
         if not ok:
             return None
-        return TargetForm.of(d["section"]["winner_forms"], threads, path, d["section"])
-    except (OSError, ValueError, KeyError, TypeError, BadInputError):
+        return TargetForm.of(d["section"]["winner_forms"], int(d["threads"]), path, d["section"])
+    except (OSError, ValueError, KeyError, TypeError):
         log.warning("%s: unreadable --target auto decision; deciding again", path)
         return None
+
+
+def choose_threads(budget_ms: dict[int, Sequence[float]]) -> tuple[int, str]:
+    """The thread count to ship: the lowest geometric mean of the networks' budget latencies, and among those
+    within :data:`THREAD_TIE` of it the fewest threads (pure)."""
+    score = {t: float(np.exp(np.mean(np.log(v)))) for t, v in budget_ms.items()}
+    best = min(score.values())
+    chosen = min(t for t, v in score.items() if v <= best * (1 + THREAD_TIE))
+    parts = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.4f} ms" for t, v in sorted(score.items()))
+    return chosen, f"budget latency (geometric mean over the networks): {parts}"
+
+
+def thread_networks(space: SearchSpace) -> list[ModelSpec]:
+    """The networks the threads are decided on: the reference, and the narrowest and widest uniform networks
+    (small networks are where one thread can win)."""
+    from spos_deploy.tables.build_common import uniform_spec
+
+    order = sorted(range(space.num_scales), key=lambda c: space.channel_scales[c])
+    narrow, _ = uniform_spec(space, 0, order[0], name="threads-narrowest")
+    wide, _ = uniform_spec(space, space.num_blocks - 1, order[-1], name="threads-widest")
+    return [reference_spec(space), narrow, wide]
+
+
+def decide_threads(space: SearchSpace, forms: dict[str, Any], counts: Sequence[int]) -> dict[str, Any]:
+    """Measure :func:`thread_networks` in the decided form at each thread count, in interleaved fresh
+    sessions (:func:`spos_deploy.runtime.deployed.measure_deployed`), and choose (:func:`choose_threads`)."""
+    import tempfile
+
+    from spos_deploy.deploy.timing_forms import export_deployed
+    from spos_deploy.runtime.deployed import measure_deployed
+    from spos_deploy.tables.latency.build import LatencySetup, network_shape
+
+    runtime, precision = table_runtime(forms["runtime"]).name, forms["precision"]
+    specs = thread_networks(space)
+    setups = [LatencySetup(runtime=runtime, precision=precision, threads=t) for t in counts]
+    shape = network_shape(space, setups[0])
+    with tempfile.TemporaryDirectory(prefix="spos-threads-") as tmp:
+        paths = [export_deployed(s, Path(tmp), precision, 0, runtime) for s in specs]
+        makers = [lambda su=su, p=p: su.runner(p, shape) for su in setups for p in paths]
+        measured = measure_deployed(makers, sessions=THREAD_SESSIONS)
+    n = len(paths)
+    budget = {t: [m.budget_ms for m in measured[i * n : (i + 1) * n]] for i, t in enumerate(counts)}
+    chosen, why = choose_threads(budget)
+    return {
+        "networks": [s.name for s in specs],
+        "sessions": THREAD_SESSIONS,
+        "measured": {str(t): [m.as_dict() for m in measured[i * n : (i + 1) * n]] for i, t in enumerate(counts)},
+        "chosen": chosen,
+        "why": why,
+    }
 
 
 def decide_target(
@@ -166,16 +226,20 @@ def decide_target(
     precision: str | None = None,
 ) -> TargetForm:
     """The form ``--target auto`` ships for ``space`` here: the kept decision, or decided now (a minute:
-    the reference network built, checked and timed in every table form) and kept."""
+    the reference network built, checked and timed in every table form at ``threads``, default every core)
+    and kept. Without ``threads`` the thread count is decided too (:func:`decide_threads`): one thread
+    against every core, in the winning form, by the deployed-latency definition."""
     from spos_deploy.deploy import auto
     from spos_deploy.deploy.pipeline import ExportOptions
     from spos_deploy.deploy.quantize import OrtQuantConfig
     from spos_deploy.machine import cpu_info
 
-    threads = threads or int(cpu_info()["usable_cores"] or 1)
-    path = decision_path(space, threads, runtimes, precision)
+    asked = threads
+    cores = int(cpu_info()["usable_cores"] or 1)
+    threads = threads or cores
+    path = decision_path(space, asked, runtimes, precision)
     if path.exists():
-        kept = _from_file(path, space, threads)
+        kept = _from_file(path, space, asked)
         if kept is not None:
             log.info("--target auto: %s %s (decided %s; delete it to decide again)", kept.runtime, kept.precision, path)
             return kept
@@ -194,12 +258,17 @@ def decide_target(
             "--target auto: no deployed form passed its checks here: "
             + "; ".join(f"{c['candidate']}: {c['reason']}" for c in section["candidates"][:3])
         )
+    if asked is None and cores > 1:  # threads are part of the form: one may be faster or steadier
+        section["threads"] = decide_threads(space, section["winner_forms"], [1, cores])
+        threads = section["threads"]["chosen"]
+        log.info("--target auto: %d thread(s) (%s)", threads, section["threads"]["why"])
     write_json(
         path,
         {
             "version": DECISION_VERSION,
             "decided": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "space": space.to_config(),
+            "asked_threads": asked,
             "threads": threads,
             "section": section,
         },
