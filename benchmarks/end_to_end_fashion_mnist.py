@@ -218,7 +218,7 @@ def summary_tables(summary: dict[str, Any]) -> tuple[str, str]:
     """The summary table and the step-time table (Markdown)."""
     score_int8 = summary["micronet_score_int8"]
     t, loop = summary["target"], summary["closed_loop"]
-    shipped = f"{t['runtime']} {t['precision']}, {t['threads']} threads"
+    shipped = f"{t['runtime']} {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''}"
     rows = [
         ["supernet val acc (random paths)", f"{summary['supernet_val_acc']:.4f}"],
         ["search: best candidate acc (supernet weights)", f"{summary['search_best_supernet_acc']:.4f}"],

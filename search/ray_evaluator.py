@@ -6,12 +6,12 @@ recalibration and validation on the supernet, exactly :class:`~spos_deploy.searc
 as the single-process search runs it. The search's state, checkpointing and resume stay in the driver
 (:mod:`spos_deploy.search.driver`); only the evaluation calls travel.
 
-Results come back in the order the candidates were given (:class:`ray.util.ActorPool.map`), whichever actor
-finished first, so the same seed draws the same generations as the single-process search. An actor whose
-process dies is restarted by Ray (its supernet loaded again) and the call it held is retried there: a lost
-worker costs the evaluations it was running, never the search. A node added to the cluster while a search
-runs gets actors from the next generation on (without ``--workers``, their number follows the cluster's
-CPUs).
+Results come back in the order the candidates were given, whichever actor finished first (each actor takes
+the next candidate as soon as it is free), so the same seed draws the same generations as the
+single-process search. An actor whose process dies is restarted by Ray (its supernet loaded again) and the
+call it held is retried there: a lost worker costs the evaluations it was running, never the search. A
+node added to the cluster while a search runs gets actors from the next generation on (without
+``--workers``, their number follows the cluster's CPUs).
 """
 
 from __future__ import annotations
@@ -90,8 +90,6 @@ class RayEvaluator:
         self._stack = contextlib.ExitStack()
         ray = self._stack.enter_context(ray_cluster(address))
         try:
-            from ray.util import ActorPool
-
             self._ray, self._workers, self._threads = ray, workers, threads
             self._shared = [ray.put(Path(run.params).read_bytes()), ray.put(data)]
             self._actor = ray.remote(EvalActor).options(
@@ -103,7 +101,6 @@ class RayEvaluator:
             self._args = (run, batch_size, threads, gpus)
             self.actors: list[Any] = []
             self.pids: list[int] = []
-            self.pool = ActorPool([])
             self._grow()
         except BaseException:
             self._stack.close()
@@ -118,22 +115,40 @@ class RayEvaluator:
         if not new:
             return
         self.pids += self._ray.get([a.warm.remote(self._shared) for a in new])
-        for a in new:
-            self.pool.push(a)
         self.actors += new
         log.info("ray: %d evaluation actors (%d thread(s) each)", len(self.actors), self._threads)
 
     def evaluate(self, blocks: np.ndarray, channels: np.ndarray) -> Iterator[float]:
+        """Accuracies in the order of the candidates. Each actor gets the next candidate as soon as it is
+        free (not when the results before its last one are in: evaluations differ in length), and results
+        are handed on as soon as every earlier one is in."""
         self._grow()
-        archs = [([int(v) for v in b], [int(v) for v in c]) for b, c in zip(blocks, channels)]
+        ray = self._ray
+        todo = list(enumerate(zip(blocks, channels)))[::-1]
+        idle, running, done, nxt = list(self.actors), {}, {}, 0
         try:
-            yield from self.pool.map(lambda a, arch: a.evaluate.remote(self._shared, *arch), archs)
-        except self._ray.exceptions.RayActorError:
+            while nxt < len(blocks):
+                while idle and todo:
+                    i, (b, c) = todo.pop()
+                    actor = idle.pop()
+                    ref = actor.evaluate.remote(self._shared, [int(v) for v in b], [int(v) for v in c])
+                    running[ref] = (i, actor)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                i, actor = running.pop(ready[0])
+                done[i] = ray.get(ready[0])
+                idle.append(actor)
+                while nxt in done:
+                    yield done.pop(nxt)
+                    nxt += 1
+        except ray.exceptions.RayActorError:
             from spos_deploy.errors import SposError
 
             raise SposError(
                 f"a Ray evaluation actor died more than {RESTARTS} times (out of memory?); rerun with --resume"
             ) from None
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=False)
 
     def close(self) -> None:
         for a in getattr(self, "actors", []):

@@ -93,7 +93,10 @@ def _check_workers(ray: Any, address: str) -> None:
 
 def _local_auth() -> None:
     """Token authentication for the local instance without a token file under the user's home: a token kept
-    in the environment, which Ray's own processes inherit (the user's settings win)."""
+    in the environment, which Ray's own processes inherit (the user's settings win). Its workers run at
+    normal priority: Ray lowers them to niceness 15, and the evaluations and trainings they run are the job
+    itself, which then loses its cores to anything else on the machine."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if os.environ.get("RAY_AUTH_MODE") is None and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
