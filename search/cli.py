@@ -59,6 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supernet", required=True, help="spos-train supernet run folder, or a supernet .params file")
     add_output(p, "output folder (must be new or empty, unless --resume or --force)")
     add_data(p, "fashion-mnist:train", "fashion-mnist:test")
+    _evaluation_options(p)
+    _search_options(p)
+    add_seed(p)
+    add_resume(p, "continue the search saved in the output folder (same settings)")
+    add_force(
+        p,
+        "replace the output folder's earlier search: the new one is written beside it and takes its place "
+        "only once complete (not with --resume)",
+    )
+    _constraint_options(p)
+    _form_options(p)
+    add_target(p, TARGET_TABLE_HELP)
+    add_plot(p, "where to draw the candidates (default: candidates.png in the output folder)")
+    p.add_argument("--no-plot", action="store_true", help="no candidates plot")
+    add_progress(p)
+    add_space_options(p)
+    add_common(p)
+    return p
+
+
+def _evaluation_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("evaluation")
     d.add_argument("--bn-images", type=positive_int, default=2000, help="BN recalibration images (whole batches)")
     add_batch_size(d, "evaluation batch")
@@ -76,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag in ("--shard", "--shared-dir", "--shard-timeout"):
         add_removed(d, flag, "spread the evaluation over machines with --ray ADDRESS (docs/distributed.md)", "?")
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("search")
     s.add_argument("--method", choices=["evolution", "random"], default="evolution")
     s.add_argument(
@@ -93,13 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crossover", type=nonneg_int, help="crossover children per generation (default: population / 2)")
     s.add_argument("--generations", type=positive_int, default=20)
     s.add_argument("--budget", type=positive_int, help="at most this many evaluated candidates (cache hits are free)")
-    add_seed(p)
-    add_resume(p, "continue the search saved in the output folder (same settings)")
-    add_force(
-        p,
-        "replace the output folder's earlier search: the new one is written beside it and takes its place "
-        "only once complete (not with --resume)",
-    )
+
+
+def _constraint_options(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("constraints (checked on lookup tables before evaluation)")
     add_ranges(c, ("flops", "params"))
     c.add_argument("--score-max", type=positive_float, help="MicroNet score at --score-bits")
@@ -112,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_allow_table_mismatch(c)
     add_reanchor(c)
+
+
+def _form_options(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group(
         "deployed form (what spos-export will ship): the latency table must be measured in it; without "
         "--latency-table, the table of this form is found by its name or built here"
@@ -132,13 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="measure the chosen architecture, but hand it over even when it is over budget",
     )
-    add_target(p, TARGET_TABLE_HELP)
-    add_plot(p, "where to draw the candidates (default: candidates.png in the output folder)")
-    p.add_argument("--no-plot", action="store_true", help="no candidates plot")
-    add_progress(p)
-    add_space_options(p)
-    add_common(p)
-    return p
 
 
 def job_from_args(args: argparse.Namespace):
