@@ -371,7 +371,7 @@ def ensure_table(lut: str | None, default: Path, quick: bool) -> Path:
     if lut:
         return Path(lut)
     if not default.exists():
-        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--space", "small", "--runtime", "ort-cpu"]
+        cmd = [tool("spos-lut"), "build", "--kind", "latency", "--space", "small", "--runtime", "onnxruntime"]
         cmd += ["--precision", "int8", "--batch", "1", "--threads", "2", "-o", str(default), "--resume"]
         cmd += ["--no-progress"] + (["--repeats", "5", "--calibration-networks", "3"] if quick else [])
         run_tool(cmd)

@@ -10,7 +10,7 @@ hardware does that too: docs/latency.md); and the build's cost.
 
 Targets: MAPE <= 5 %, >= 95 % within 10 %, Kendall tau >= 0.9 x the repeat tau.
 
-    python -m benchmarks.latency_prediction --spaces small --forms ort-cpu:int8 ort-cpu:fp32 --batches 1 8
+    python -m benchmarks.latency_prediction --spaces small --forms onnxruntime:int8 onnxruntime:fp32 --batches 1 8
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks.record import load_dict, write_record
 from spos_deploy.runtime.load import probe, summary_line
+from spos_deploy.runtime.registry import runtime_named, runtime_spelled
 from spos_deploy.space import SPACES
 from spos_deploy.tables.core import random_architectures
 from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, measure_deployed_specs
@@ -38,7 +39,8 @@ TARGETS = {"mape": 5.0, "within_10": 0.95, "tau_of_repeat": 0.9}
 
 def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
     """Build the table of one case (or reuse the one built before), measure the held-out set twice, report."""
-    runtime, precision = form.split(":")
+    spelled, precision = form.split(":")
+    runtime = runtime_spelled(spelled).name  # the work folder and the report name it as tables do: ort-cpu
     work = Path(args.work) / f"{space_name}_{runtime}_{precision}_b{batch}"
     work.mkdir(parents=True, exist_ok=True)
     done = work / "report.json"
@@ -97,6 +99,11 @@ def _seconds(v: float | None) -> str:
     return "not recorded" if v is None else f"{v:.0f}"
 
 
+def _label(report: dict[str, Any]) -> str:
+    """A report's runtime as the commands spell it (``onnxruntime on cpu``)."""
+    return runtime_named(report["runtime"]).label
+
+
 def markdown(reports: list[dict[str, Any]]) -> str:
     head = [
         "space", "form", "batch", "predictor", "predictions", "MAPE %", "within 10 %", "tau (repeat)", "worst %",
@@ -109,7 +116,7 @@ def markdown(reports: list[dict[str, Any]]) -> str:
             for name, p in block["predictors"].items():
                 a, f = p["all"], p["fastest"]
                 lines.append(
-                    f"| {r['space']} | {r['runtime']} {r['precision']} | {r['batch']} | {name} | {label} | "
+                    f"| {r['space']} | {_label(r)} {r['precision']} | {r['batch']} | {name} | {label} | "
                     f"{a['mape']:.1f} | {a['within_10']:.0%} | {a['kendall_tau']:.2f} ({rep['kendall_tau']:.2f}) | "
                     f"{a['max_error']:.0f} | {f['mape']:.1f}, {f['kendall_tau'] or 0:.2f} "
                     f"({block['repeat_fastest']['kendall_tau'] or 0:.2f}) | {p['widening_violations']} | "
@@ -123,7 +130,7 @@ def markdown(reports: list[dict[str, Any]]) -> str:
     for r in reports:
         load = r.get("load")
         lines.append(
-            f"- {r['space']} {r['runtime']} {r['precision']} batch {r['batch']}: measured {r.get('measured_at', '?')}, "
+            f"- {r['space']} {_label(r)} {r['precision']} batch {r['batch']}: measured {r.get('measured_at', '?')}, "
             f"machine {summary_line(load) if load else 'load not recorded'}; anchors ran "
             f"{', '.join(f'{f:.3f}' for f in r['anchor_factors'])} x the table's prediction in the two measurements"
         )
@@ -133,7 +140,7 @@ def markdown(reports: list[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spaces", nargs="+", choices=sorted(SPACES), default=["small"])
-    ap.add_argument("--forms", nargs="+", default=["ort-cpu:fp32", "ort-cpu:int8"], help="RUNTIME:PRECISION")
+    ap.add_argument("--forms", nargs="+", default=["onnxruntime:fp32", "onnxruntime:int8"], help="RUNTIME:PRECISION")
     ap.add_argument("--batches", nargs="+", type=int, default=[1])
     ap.add_argument("--samples", type=int, default=50, help="held-out random architectures per case")
     ap.add_argument("--fit-networks", type=int, default=FIT_NETWORKS)

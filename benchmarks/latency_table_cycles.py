@@ -12,14 +12,14 @@ was built, the case re-anchoring is for. Targets (issue 11), in every cycle: MAP
 ±10 %, Kendall tau >= 0.9.
 
     python -m benchmarks.latency_table_cycles                       # 3 cycles over 60 min, 224 space
-    python -m benchmarks.latency_table_cycles --targets ort-cpu:fp32 --cycles 3 --minutes 60
+    python -m benchmarks.latency_table_cycles --targets onnxruntime:fp32 --cycles 3 --minutes 60
     python -m benchmarks.latency_table_cycles --quick               # smoke run: tiny space, about 2 min
 
 How long (estimated from a quick run and the entry counts, 2 threads; 224 space: 800 entries, 40 uniform
-networks, 50 validation networks): per cycle about 4-5 min for ort-cpu fp32, 8-10 min for openvino-cpu
-fp32, 20-25 min for openvino-cpu int8 (NNCF quantizes each of about 110 networks, ~9 s each): 35-40 min
+networks, 50 validation networks): per cycle about 4-5 min for onnxruntime fp32, 8-10 min for openvino
+fp32, 20-25 min for openvino int8 (NNCF quantizes each of about 110 networks, ~9 s each): 35-40 min
 for the three defaults, so with the default 20-minute intervals a cycle starts late (recorded as
-``started_late_seconds``); give int8 its own run (``--targets openvino-cpu:int8 --minutes 90``) to keep the
+``started_late_seconds``); give int8 its own run (``--targets openvino:int8 --minutes 90``) to keep the
 intervals. ``--quick`` takes about 2 minutes.
 
 Writes ``benchmarks/results/latency_table_cycles/latency_table_cycles[_TAG].md/.json`` (``--quick``: a
@@ -39,6 +39,7 @@ from typing import Any
 from tabulate import tabulate
 
 from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.runtime.registry import runtime_spelled
 from spos_deploy.space import SPACES, SearchSpace
 from spos_deploy.tables.core import validation_stats
 from spos_deploy.tables.latency.build import LatencySetup, build_latency_table
@@ -48,14 +49,18 @@ from spos_deploy.tables.latency.validate import error_sources, validation_round
 STUDY = "latency_table_cycles"
 
 TARGETS = {"mape": 5.0, "within_10": 0.95, "kendall_tau": 0.9}
-DEFAULT_TARGETS = ("ort-cpu:fp32", "openvino-cpu:fp32", "openvino-cpu:int8")
-QUICK = {"targets": ("ort-cpu:fp32", "openvino-cpu:fp32"), "cycles": 2, "minutes": 0.5, "samples": 4, "passes": 2}
+DEFAULT_TARGETS = ("onnxruntime:fp32", "openvino:fp32", "openvino:int8")
+QUICK = {"targets": ("onnxruntime:fp32", "openvino:fp32"), "cycles": 2, "minutes": 0.5, "samples": 4, "passes": 2}
 STATS = ("mape", "within_10", "kendall_tau")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", nargs="+", help=f"runtime:precision (default {' '.join(DEFAULT_TARGETS)})")
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        help=f"runtime:precision, runtime as spos-lut --runtime (default {' '.join(DEFAULT_TARGETS)})",
+    )
     ap.add_argument("--cycles", type=int, help="build-then-validate cycles (default 3)")
     ap.add_argument("--minutes", type=float, help="wall time the cycles are spread over (default 60)")
     ap.add_argument("--samples", type=int, help="fresh architectures per validation (default 50)")
@@ -75,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--cycles and --passes must be >= 1, --samples >= 2, --minutes >= 0")
     for t in args.targets:
         if t.count(":") != 1:
-            ap.error(f"--targets {t}: expected runtime:precision, e.g. openvino-cpu:int8")
+            ap.error(f"--targets {t}: expected runtime:precision, e.g. openvino:int8")
     return args
 
 
@@ -88,7 +93,7 @@ def space_of(args: argparse.Namespace) -> SearchSpace:
 
 def setup_of(target: str, args: argparse.Namespace) -> LatencySetup:
     runtime, precision = target.split(":")
-    setup = LatencySetup(runtime=runtime, precision=precision, threads=args.threads)
+    setup = LatencySetup(runtime=runtime_spelled(runtime).name, precision=precision, threads=args.threads)
     if args.quick:
         setup = dataclasses.replace(setup, repeats=3, calibration_networks=3)
     setup.check()

@@ -16,7 +16,7 @@ The targets are measured one after the other and the whole set ``--rounds`` time
 machine's state shows as a change between rounds of the same target. Results:
 ``benchmarks/results/timing_stability/timing_stability.{md,json}`` (``--out`` another folder).
 
-    python -m benchmarks.timing_stability [--targets ort-cpu:1 ort-cpu:2 openvino-cpu:1 openvino-cpu:2]
+    python -m benchmarks.timing_stability [--targets onnxruntime:1 onnxruntime:2 openvino:1 openvino:2]
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime import load
+from spos_deploy.runtime.registry import runtime_spelled
 from spos_deploy.space import SPACES
 from spos_deploy.tables.core import random_architectures
 from spos_deploy.tables.latency.build import (
@@ -45,12 +47,22 @@ from spos_deploy.tables.latency.validate import drift_free, halves_tau, pass_dri
 
 STUDY = "timing_stability"
 
-DEFAULT_TARGETS = ("ort-cpu:1", "ort-cpu:2", "openvino-cpu:1", "openvino-cpu:2")
+DEFAULT_TARGETS = ("onnxruntime:1", "onnxruntime:2", "openvino:1", "openvino:2")
+
+
+def _runtime(text: str) -> str | None:
+    """The latency runtime a target's runtime part names (as ``spos-lut --runtime``; None: none)."""
+    try:
+        return runtime_spelled(text).name
+    except BadInputError:
+        return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), help="runtime:threads")
+    ap.add_argument(
+        "--targets", nargs="+", default=list(DEFAULT_TARGETS), help="runtime:threads, runtime onnxruntime or openvino"
+    )
     ap.add_argument("--space", choices=sorted(SPACES), default="imagenet")
     ap.add_argument("--networks", type=int, default=12, help="random architectures (default 12)")
     ap.add_argument("--passes", type=int, default=8, help="interleaved passes per measurement (default 8)")
@@ -62,8 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--networks and --passes must be >= 2, --repeats and --rounds >= 1")
     for t in args.targets:
         runtime, _, threads = t.partition(":")
-        if runtime not in ("ort-cpu", "openvino-cpu") or not threads.isdigit() or int(threads) < 1:
-            ap.error(f"target {t!r}: use ort-cpu:N or openvino-cpu:N (N threads >= 1)")
+        if _runtime(runtime) not in ("ort-cpu", "openvino-cpu") or not threads.isdigit() or int(threads) < 1:
+            ap.error(f"target {t!r}: use onnxruntime:N or openvino:N (N threads >= 1)")
     return args
 
 
@@ -72,7 +84,8 @@ def measure(
 ) -> dict[str, Any]:
     """One target: every network exported once per runtime (kept in ``exported``), three runners each,
     interleaved passes."""
-    runtime, _, threads = target.partition(":")
+    spelled, _, threads = target.partition(":")
+    runtime = _runtime(spelled)
     setup = LatencySetup(runtime=runtime, threads=int(threads))
     shape = network_shape(specs[0].space, setup)
     if runtime not in exported:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from spos_deploy.cli.common import add_common, print_json, replacing, run
 from spos_deploy.cli.options import (
-    LATENCY_RUNTIMES,
     SPACE_KEYS,
     TARGET_TABLE_HELP,
     add_allow_table_mismatch,
@@ -42,6 +41,7 @@ from spos_deploy.cli.options import (
     fraction,
     gpu_ids,
     int_range,
+    latency_runtime,
     nonneg_int,
     positive_float,
     positive_int,
@@ -139,7 +139,12 @@ def _form_options(p: argparse.ArgumentParser) -> None:
         "deployed form (what spos-export will ship): the latency table must be measured in it; without "
         "--latency-table, the table of this form is found by its name or built here"
     )
-    add_runtime(f, LATENCY_RUNTIMES, None, "runtime that will run the exported model")
+    add_runtime(
+        f,
+        None,
+        "runtime that will run the exported model (default with a budget and no table: onnxruntime)",
+        device_help="device it will run on",
+    )
     add_precision(f, "fp32, int8 or bf16")
     add_threads(f, help="threads the deployed model runs with")
     add_batch(f, default=None, help="batch the deployed model runs with")
@@ -173,7 +178,7 @@ def job_from_args(args: argparse.Namespace):
         flops_range=tuple(args.flops_range) if args.flops_range else None,
         params_range=tuple(args.params_range) if args.params_range else None,
         lut=args.latency_table,
-        form=Form(args.runtime, args.precision, args.threads, args.batch),
+        form=Form(latency_runtime(args), args.precision, args.threads, args.batch),
         gpus=gpu_ids(args.gpus),
         plot=False if args.no_plot else (args.plot or True),
         progress=show_progress(args),

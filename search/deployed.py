@@ -23,6 +23,7 @@ from typing import Any
 
 from spos_deploy.errors import BadInputError
 from spos_deploy.runtime.deployed import BUDGET_QUANTILE, DeployedLatency
+from spos_deploy.runtime.registry import DEFAULT_RUNTIME, RUNTIMES
 from spos_deploy.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ RERANK_CANDIDATES = 8
 class Form:
     """The deployed form a search targets: what its latency table must have been measured with (None: any)."""
 
-    runtime: str | None = None
+    runtime: str | None = None  # a latency runtime's name, as fingerprints record it (runtime_option): ort-cpu
     precision: str | None = None
     threads: int | None = None
     batch: int | None = None
@@ -44,6 +45,8 @@ class Form:
         return any(v is not None for v in (self.runtime, self.precision, self.threads, self.batch))
 
     def describe(self) -> str:
+        """The form as results.json and the ``--resume`` check record it (the runtime by its name, as tables do:
+        a search started before the runtime's spelling changed still resumes)."""
         return ", ".join(
             f"{k} {v}"
             for k, v in (
@@ -70,15 +73,21 @@ def check_form(fingerprint: dict[str, Any], form: Form, source: str) -> None:
     """Refuse, in one line, a table measured for another form than the one the search targets."""
     have = table_form(fingerprint)
     diff = [
-        f"{k} {getattr(have, k)} (targeted: {getattr(form, k)})"
+        f"{k} {_shown(k, getattr(have, k))} (targeted: {_shown(k, getattr(form, k))})"
         for k in ("runtime", "precision", "threads", "batch")
         if getattr(form, k) is not None and getattr(have, k) != getattr(form, k)
     ]
     if diff:
         raise BadInputError(
             f"{source}: latency table for another deployed form ({'; '.join(diff)}); use the table of the form "
-            "that ships, or build it: spos-lut build --kind latency --runtime R --precision P --threads T --batch B"
+            "that ships, or build it: spos-lut build --kind latency --runtime R --device D --precision P --threads T "
+            "--batch B"
         )
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A form's field as messages show it: a runtime as users spell it (``onnxruntime on cpu``)."""
+    return RUNTIMES[value].label if key == "runtime" and value in RUNTIMES else value
 
 
 def table_for_form(space: SearchSpace, form: Form, progress: bool = True) -> Path:
@@ -88,7 +97,7 @@ def table_for_form(space: SearchSpace, form: Form, progress: bool = True) -> Pat
     from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, default_latency_name
 
     setup = LatencySetup(
-        runtime=form.runtime or "ort-cpu",
+        runtime=form.runtime or DEFAULT_RUNTIME,
         precision=form.precision or "fp32",
         threads=form.threads,
         batch=form.batch or 1,
@@ -100,7 +109,7 @@ def table_for_form(space: SearchSpace, form: Form, progress: bool = True) -> Pat
         return found
     out = user_tables_dir() / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    log.info("no latency table for %s here: building %s", setup.runtime + " " + setup.precision, out)
+    log.info("no latency table for %s %s here: building %s", setup.runtime_record.label, setup.precision, out)
     partial = out.with_name(out.name + ".partial.jsonl")
     build_latency_table(space, setup, out, resume=partial.exists(), progress=progress)
     return out

@@ -152,7 +152,10 @@ def _decide_form(job: SearchJob, space: SearchSpace) -> Form:
     from spos_deploy.tables.latency.target import decide_target
 
     if job.form.runtime is not None:
-        raise BadInputError("--target auto chooses the runtime: drop --runtime, or narrow with --auto-runtimes")
+        raise BadInputError(
+            "--target auto chooses the runtime (on the cpu): drop --runtime and --device, or narrow with "
+            "--auto-runtimes"
+        )
     job.target_form = decide_target(
         space, job.form.threads, job.auto_runtimes, job.auto_rounds, job.auto_repeats, job.form.precision
     )

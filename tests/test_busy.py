@@ -51,6 +51,16 @@ def test_read_snapshot_on_this_machine():
         assert s.busy_s is not None and s.busy_s > 0 and s.load1 is not None and s.wait_s is not None
 
 
+def test_a_probe_counts_its_own_children_when_asked():
+    """A benchmark running each configuration in a fresh process: with ``children``, that process's CPU time
+    is the benchmark's own, not other work on the machine."""
+    burn = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"]
+    with load.probe(children=True) as counted, load.probe() as plain:
+        subprocess.run(burn, check=True)
+    own = counted.after.self_cpu_s - counted.before.self_cpu_s
+    assert own >= 0.4 and plain.after.self_cpu_s - plain.before.self_cpu_s < own - 0.3
+
+
 # ---- steadiness -------------------------------------------------------------------------------------------------
 
 

@@ -478,8 +478,8 @@ def _openvino_cases() -> list[Case]:
         Case("export-auto-runtimes-one-unknown", "spos-export", lambda d: [*auto, "openvino", "tvm"], None, "tvm"),
     ]
     # bf16 where the CPU has none: refused before anything is built or written, naming the missing BF16
-    profile = "oneshot-s+ --table none --measure cpu --runtime openvino --precision bf16".split()
-    lut = "build --kind latency --runtime openvino-cpu --precision bf16 -o t.json".split()
+    profile = "oneshot-s+ --table none --measure --runtime openvino --precision bf16".split()
+    lut = "build --kind latency --runtime openvino --precision bf16 -o t.json".split()
     bf16 = [
         ("bench", "spos-bench", lambda d: [*bench, "--runtime", "openvino", "--precision", "bf16"], _ir_files()),
         ("profile", "spos-profile", lambda d: profile, None),

@@ -227,7 +227,6 @@ def test_profile_measure_maps_time_to_blocks():
             "--input-size",
             "64",
             "--measure",
-            "cpu",
             "--repeats",
             "5",
             "--json",
@@ -524,7 +523,7 @@ def test_validate_rounds_reports_each_round_and_a_summary(small_table, tmp_path)
 
 def test_table_of_another_runtime_is_refused(small_table):
     proc = subprocess.run(
-        [sys.executable, "-m", "spos_deploy.cli.lut", "validate", str(small_table[0]), "--runtime", "mxnet-cpu"],
+        [sys.executable, "-m", "spos_deploy.cli.lut", "validate", str(small_table[0]), "--runtime", "mxnet"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -532,7 +531,7 @@ def test_table_of_another_runtime_is_refused(small_table):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert len(proc.stderr.strip().splitlines()) == 1 and "runtime: table 'onnxruntime', here 'mxnet'" in line
-    assert "--runtime mxnet-cpu" in line
+    assert "spos-lut build --kind latency --runtime mxnet" in line
 
 
 def test_search_reanchors_its_latency_table_unless_told_not_to(small_table, caplog):

@@ -142,10 +142,10 @@ def test_a_table_for_another_form_is_refused_in_one_line(built_table, tmp_path):
 
     run = supernet_folder(tmp_path)
     args = ["--supernet", str(run), "-o", str(tmp_path / "o"), "--latency-table", str(path), "--latency-max-ms", "1"]
-    args += ["--runtime", "openvino-cpu", "--space", "small", *EVAL_FLAGS]
+    args += ["--runtime", "openvino", "--space", "small", *EVAL_FLAGS]
     r = run_cli("spos-search", *args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "another deployed form" in r.stderr and "runtime ort-cpu (targeted: openvino-cpu)" in r.stderr
+    assert "another deployed form" in r.stderr and "runtime onnxruntime on cpu (targeted: openvino on cpu)" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -256,5 +256,5 @@ def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_t
     lut = run_cli("spos-lut", "build", "--kind", "latency", *narrowed, "--space", "small", "--json")
     assert lut.returncode == 0, lut.stderr
     assert json.loads(lut.stdout)["table"] == str(user_tables_dir / name)  # up to date: nothing rebuilt
-    bad = run_cli("spos-search", *args[:-1], "--runtime", "ort-cpu")
+    bad = run_cli("spos-search", *args[:-1], "--runtime", "onnxruntime")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--auto-runtimes" in bad.stderr

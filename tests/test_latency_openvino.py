@@ -1,4 +1,4 @@
-"""OpenVINO latency tables: a real openvino-cpu table of the small space builds, validates and re-anchors;
+"""OpenVINO latency tables: a real OpenVINO (cpu) table of the small space builds, validates and re-anchors;
 its entries cut the deployed OpenVINO graphs (HardSwish op, NNCF int8) by the same part conventions as the
 onnxruntime ones; a table of another runtime is refused in one line; no OpenVINO, one line."""
 
@@ -40,7 +40,7 @@ def ov_table(tmp_path_factory) -> Path:
         "--kind",
         "latency",
         "--runtime",
-        "openvino-cpu",
+        "openvino",
         "--precision",
         "fp32",
         "--repeats",
@@ -81,7 +81,7 @@ def test_openvino_table_is_measured(ov_table):
 @pytest.mark.slow
 def test_openvino_table_validates_and_reanchors(ov_table):
     proc = _lut(
-        "validate", str(ov_table), "--samples", "3", "--passes", "2", "--runtime", "openvino-cpu", "--json",
+        "validate", str(ov_table), "--samples", "3", "--passes", "2", "--runtime", "openvino", "--json",
         "--no-progress", "--plot", str(ov_table.with_suffix(".png")),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -105,7 +105,7 @@ def test_tables_of_another_runtime_are_refused_both_ways(ov_table, tmp_path):
     ort_here = fingerprint(LatencySetup(runtime="ort-cpu", precision="fp32", threads=1), SPACE)
     with pytest.raises(BadInputError, match="runtime: table 'openvino', here 'onnxruntime'"):
         LatencyTable.load(ov_table, expect_fingerprint=ort_here)
-    proc = _lut("validate", str(ov_table), "--runtime", "ort-cpu", "--no-progress")
+    proc = _lut("validate", str(ov_table), "--runtime", "onnxruntime", "--no-progress")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
     assert "runtime: table 'openvino', here 'onnxruntime'" in lines[0]
@@ -114,7 +114,7 @@ def test_tables_of_another_runtime_are_refused_both_ways(ov_table, tmp_path):
     d["fingerprint"].update(runtime="onnxruntime", runtime_option="ort-cpu", provider="CPUExecutionProvider")
     ort_table = tmp_path / "ort.json"
     ort_table.write_text(json.dumps(d))
-    proc = _lut("validate", str(ort_table), "--runtime", "openvino-cpu", "--no-progress")
+    proc = _lut("validate", str(ort_table), "--runtime", "openvino", "--no-progress")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "runtime: table 'onnxruntime', here 'openvino'" in lines[0]
 
@@ -170,7 +170,7 @@ def test_openvino_parts_cover_the_deployed_graph_once(precision, tmp_path):
 def test_openvino_runtime_without_openvino_is_one_line(tmp_path):
     code = (
         "import sys; sys.modules['openvino'] = None; from spos_deploy.cli.lut import main; "
-        f"sys.exit(main(['build', '--kind', 'latency', '--runtime', 'openvino-cpu', '-o', r'{tmp_path / 't.json'}', "
+        f"sys.exit(main(['build', '--kind', 'latency', '--runtime', 'openvino', '-o', r'{tmp_path / 't.json'}', "
         "'--space', 'small']))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -197,16 +197,18 @@ def test_measure_openvino_maps_time_to_blocks():
 def test_profile_cli_measure_openvino(models, capsys):
     from spos_deploy.cli.profile import main as profile_main
 
-    args = ["--measure", "cpu", "--runtime", "openvino", "--threads", "1", "--measure-runs", "5"]
+    args = ["--measure", "--runtime", "openvino", "--threads", "1", "--measure-runs", "5"]
     proc = run_cli("spos-profile", str(models["dir"] / "tiny.json"), *args)
     assert proc.returncode == 0, proc.stderr
     for words in ("measured (openvino fp32", "% of end to end", "load: ", "| b04 "):
         assert words in proc.stdout
     for bad, words in [
-        (["--measure", "gpu", "--runtime", "openvino"], "CPU only"),
+        (["--measure", "--device", "gpu", "--runtime", "openvino"], "CPU only"),
+        (["--measure", "--runtime", "mxnet"], "per-op times from onnxruntime or openvino"),
+        (["--device", "gpu"], "only with --measure"),
         (["--runtime", "openvino"], "only with --measure"),
-        (["--measure", "cpu", "--precision", "bf16"], "use --runtime openvino"),
-        (["--measure", "cpu", "--runtime", "openvino", "--precision", "int8"], "use fp32 or bf16"),
+        (["--measure", "--precision", "bf16"], "use --runtime openvino"),
+        (["--measure", "--runtime", "openvino", "--precision", "int8"], "use fp32 or bf16"),
     ]:
         capsys.readouterr()
         assert profile_main(["oneshot", *bad]) == 2

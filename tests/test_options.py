@@ -103,10 +103,44 @@ ALIASES = [
     ("spos-profile", ["oneshot-s+"], ["--measure-runs", "7"], ["--repeats", "7"], "measure_runs"),
     ("spos-profile", ["oneshot-s+"], ["--bits", "8"], ["--score-bits", "8"], "bits"),
     ("spos-search", ["--supernet", "sn", "-o", "x"], ["--bits", "8"], ["--score-bits", "8"], "score_bits"),
+    # old runtime values: a latency runtime's name for the engine and device, --measure's device for --device
+    (
+        "spos-lut build",
+        ["build", "--kind", "latency"],
+        ["--runtime", "ort-cpu"],
+        ["--runtime", "onnxruntime"],
+        "runtime",
+    ),
+    (
+        "spos-lut build",
+        ["build", "--kind", "latency"],
+        ["--runtime", "ort-cuda"],
+        ["--runtime", "onnxruntime", "--device", "gpu"],
+        "device",
+    ),
+    (
+        "spos-search",
+        ["--supernet", "sn", "-o", "x"],
+        ["--runtime", "openvino-cpu"],
+        ["--runtime", "openvino", "--device", "cpu"],
+        "runtime",
+    ),
+    (
+        "spos-search",
+        ["--supernet", "sn", "-o", "x"],
+        ["--runtime", "mxnet-gpu"],
+        ["--runtime", "mxnet", "--device", "gpu"],
+        "device",
+    ),
+    ("spos-lut validate", ["validate", "t.json"], ["--runtime", "mxnet-cpu"], ["--runtime", "mxnet"], "runtime"),
+    ("spos-profile", ["oneshot-s+"], ["--measure", "gpu"], ["--measure", "--device", "gpu"], "device"),
+    ("spos-profile", ["oneshot-s+"], ["--measure", "cpu"], ["--measure"], "measure"),
 ]
 
 
-@pytest.mark.parametrize(("command", "base", "old", "new", "dest"), ALIASES, ids=[f"{a[0]}{a[2][0]}" for a in ALIASES])
+@pytest.mark.parametrize(
+    ("command", "base", "old", "new", "dest"), ALIASES, ids=[f"{a[0]}{' '.join(a[2])}" for a in ALIASES]
+)
 def test_an_old_spelling_parses_like_the_new_one_and_is_warned_about(command, base, old, new, dest, caplog):
     take_aliases_used()
     with_old = _parsed(command, [*base, *old])
@@ -114,7 +148,141 @@ def test_an_old_spelling_parses_like_the_new_one_and_is_warned_about(command, ba
     assert getattr(with_old, dest) == getattr(with_new, dest) is not None
     assert vars(with_old) == vars(with_new)
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any(m.startswith(f"{old[0]} is an old spelling of") for m in warned), warned
+    spelled = [" ".join(old[:n]) for n in (1, 2)]  # an old option (--out), or an old value of one (--runtime ort-cpu)
+    assert any(m.startswith(f"{s} is an old spelling of") for m in warned for s in spelled), warned
+
+
+# ---- one spelling of a runtime: --runtime ENGINE --device DEVICE ------------------------------------------------
+
+
+def _runtime_actions(command: str) -> list[argparse.Action]:
+    """The ``--runtime``, ``--device`` and ``--auto-runtimes`` options of ``command``'s parser."""
+    prog, *sub = command.split()
+    parser = importlib.import_module(COMMAND_MODULES[prog]).build_parser()
+    if sub:
+        (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = subs.choices[sub[0]]
+    return [a for a in parser._actions if {"--runtime", "--device", "--auto-runtimes"} & set(a.option_strings)]
+
+
+def test_every_runtime_option_lists_the_same_engine_names():
+    """Every command that takes a runtime lists the engines of the registry, in its order, with --device cpu|gpu
+    beside it (default cpu); spos-bench adds auto, --target auto narrows to some engines in the same order."""
+    from spos_deploy.runtime.registry import DEVICES, ENGINES
+
+    having = {}
+    for command in sorted(PARSERS):
+        for a in _runtime_actions(command):
+            having.setdefault(command, set()).add(a.option_strings[0])
+            listed = tuple(a.choices)
+            if a.option_strings[0] == "--runtime":
+                assert tuple(c for c in listed if c != "auto") == tuple(ENGINES), (command, listed)
+                assert listed[0] == "auto" or "auto" not in listed
+            elif a.option_strings[0] == "--device":
+                assert listed == DEVICES and a.default == "cpu", (command, listed, a.default)
+            else:
+                assert [e for e in ENGINES if e in listed] == list(listed), (command, listed)
+    runtime_commands = {c for c, opts in having.items() if "--runtime" in opts}
+    assert runtime_commands == {"spos-bench", "spos-profile", "spos-search", "spos-lut build", "spos-lut validate"}
+    assert all("--device" in having[c] for c in runtime_commands)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("ort-cpu", []),
+        ("ort-cpu", ["--runtime", "onnxruntime", "--device", "cpu"]),
+        ("ort-cuda", ["--runtime", "onnxruntime", "--device", "gpu"]),
+        ("ort-cuda", ["--device", "gpu"]),
+        ("mxnet-cpu", ["--runtime", "mxnet"]),
+        ("mxnet-gpu", ["--runtime", "mxnet", "--device", "gpu"]),
+    ],
+)
+def test_an_old_runtime_spelling_selects_the_same_table_as_the_new_one(old, new, monkeypatch):
+    """spos-lut build: the same latency runtime (the fingerprint's runtime_option) and the same default table name
+    (its file-name part) from the old word as from the new --runtime/--device; spos-search targets the same form."""
+    from spos_deploy.cli.lut import _default_name, _latency_setup
+    from spos_deploy.cli.options import latency_runtime
+    from spos_deploy.space import SPACES
+    from spos_deploy.tables.latency import build
+
+    monkeypatch.setattr(build, "gpu_name", lambda: "Test GPU")  # a GPU's name in a table's name, without a GPU
+    base = ["build", "--kind", "latency", "--space", "small", "--threads", "1"]
+    setups = [
+        _latency_setup(_parsed("spos-lut build", [*base, *argv]), SPACES["small"]) for argv in (["--runtime", old], new)
+    ]
+    assert setups[0].runtime == setups[1].runtime == old  # the runtime_option recorded, as tables always named it
+    names = [_default_name(_parsed("spos-lut build", base), SPACES["small"], s) for s in setups]
+    assert names[0] == names[1] and f"_{old}_fp32_b1_t1_" in names[0]
+    search = ["--supernet", "sn", "-o", "x"]
+    forms = [latency_runtime(_parsed("spos-search", [*search, *argv])) for argv in (["--runtime", old], new)]
+    assert forms == [old, None if not new else old]  # nothing given: any table's runtime
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("spos-lut", ["build", "--kind", "latency", "--runtime", "ort-cuda", "--device", "cpu"]),
+        ("spos-lut", ["build", "--kind", "latency", "--device", "cpu", "--runtime", "ort-cuda"]),
+        ("spos-lut", ["build", "--kind", "latency", "--runtime", "ort-cpu", "--runtime", "mxnet-gpu"]),
+        ("spos-search", ["--supernet", "sn", "-o", "x", "--runtime", "mxnet-gpu", "--device", "cpu"]),
+        ("spos-bench", ["m.onnx", "--device", "gpu", "--runtime", "ort-cpu"]),
+        ("spos-profile", ["oneshot-s+", "--measure", "gpu", "--device", "cpu"]),
+        ("spos-profile", ["oneshot-s+", "--device", "cpu", "--measure", "gpu"]),
+    ],
+)
+def test_a_device_that_contradicts_an_old_runtime_spelling_is_refused_in_one_line(command, argv, capsys, tmp_path):
+    main = importlib.import_module(COMMAND_MODULES[command]).main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "contradicts" in err[0] and "give one of them" in err[0], err
+    assert "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "words"),
+    [
+        (
+            "spos-lut",
+            ["build", "--kind", "latency", "--runtime", "openvino", "--device", "gpu"],
+            "openvino on cpu only",
+        ),
+        ("spos-lut", ["build", "--kind", "latency", "--runtime", "ort-gpu"], "invalid choice: 'ort-gpu' (choose from"),
+        (
+            "spos-lut",
+            ["build", "--kind", "latency", "--device", "gpu", "--target", "auto"],
+            "drop --runtime and --device",
+        ),
+        ("spos-profile", ["--measure", "oneshot-s+"], "give the model before --measure"),
+    ],
+)
+def test_a_runtime_that_cannot_be_is_one_line(command, argv, words, capsys):
+    main = importlib.import_module(COMMAND_MODULES[command]).main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not any(name in err[0] for name in ("ort-cpu", "ort-cuda", "openvino-cpu", "mxnet-cpu", "mxnet-gpu"))
+
+
+def test_help_shows_only_the_new_runtime_spelling():
+    """No --help lists the old latency-runtime names or --measure's old value (the commands that take them, and
+    spos-lut list, whose help names tables)."""
+    from spos_deploy.runtime.registry import runtime_names
+
+    for command in ("spos-bench", "spos-profile", "spos-search", "spos-lut build", "spos-lut validate"):
+        prog, *sub = command.split()
+        parser = importlib.import_module(COMMAND_MODULES[prog]).build_parser()
+        use_help_formatter(parser)
+        if sub:
+            (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            parser = subs.choices[sub[0]]
+        text = parser.format_help()
+        assert not [n for n in runtime_names() if n in text], (command, text)
+        assert "--runtime {" in text and "--device {cpu,gpu}" in text, command
+    profile = importlib.import_module(COMMAND_MODULES["spos-profile"]).build_parser()
+    use_help_formatter(profile)
+    text = profile.format_help()
+    assert "[--measure]" in text and "\n  --measure  " in text and "--measure [" not in text, text
 
 
 def test_an_old_spelling_is_warned_about_on_stderr_even_with_quiet():

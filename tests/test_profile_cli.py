@@ -51,7 +51,7 @@ def test_profile_measure_text_reports_load_and_coverage(tmp_path):
 
     model = tmp_path / "tiny.json"
     model.write_text(json.dumps(TINY_MODEL))
-    proc = run_cli("spos-profile", str(model), "--measure", "cpu", "--repeats", "5", "--threads", "1")
+    proc = run_cli("spos-profile", str(model), "--measure", "--repeats", "5", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("measured (onnxruntime"))
     assert "% of end to end" in line and "other: " in line

@@ -105,10 +105,10 @@ BAD_OPTIONS = [
     ("bench", ["--warmup", "-1"], "--warmup"),
     ("bench", ["--repeats", "0"], "--repeats"),
     ("bench", ["--input-size", "-32"], "--input-size"),
-    ("profile", ["--measure", "cpu", "--measure-runs", "0"], "--measure-runs"),
+    ("profile", ["--measure", "--measure-runs", "0"], "--measure-runs"),
     ("profile", ["--input-size", "-1"], "--input-size"),
     ("profile", ["--bits", "3"], "--bits"),
-    ("profile", ["--threads", "300", "--measure", "cpu"], "--threads"),
+    ("profile", ["--threads", "300", "--measure"], "--threads"),
 ]
 
 
@@ -269,7 +269,7 @@ def _loaded_mxnet(pid: int) -> bool:
         return False
 
 
-PROFILE = ["spos-profile", "oneshot-s+", "--measure", "cpu"]  # --measure: busy for seconds, not done at 1.5 s
+PROFILE = ["spos-profile", "oneshot-s+", "--measure"]  # --measure: busy for seconds, not done at 1.5 s
 EXPORT = ["spos-export", "oneshot-s+", "--random-init", "-o", "OUT"]
 
 

@@ -250,7 +250,9 @@ def test_build_without_output_writes_to_the_user_folder_never_the_current_one(ta
     assert "invalid JSON" in by[("user", "junk")]["error"]
     shipped = {n for s, n in by if s == "shipped"}
     assert "flops_OneShot_se_lcap_224" in shipped and not any(n.endswith(".validation") for n in shipped)
-    assert by[("shipped", "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc")]["setup"].startswith("ort-cpu int8")
+    assert by[("shipped", "latency_small_32_c10_ort-cpu_int8_b1_t2_amd-epyc")]["setup"].startswith(
+        "onnxruntime on cpu int8"
+    )
     status, out, err = _lut(capsys, "list")
     assert status == 0 and name in out and f"user tables: {tables_home}" in out
 

@@ -45,7 +45,6 @@ log = logging.getLogger("spos_deploy")
 
 RANDOM_WEIGHTS = "random weights: latency only"
 DEFAULT_SYMBOL_INPUT_SIZE = 224  # an exported graph does not record its input size
-RUNTIMES = ("auto", "onnxruntime", "openvino", "mxnet")
 KIND_RUNTIMES = {"onnx": ("onnxruntime", "openvino"), "ir": ("openvino",), "symbol": ("mxnet",), "spec": ("mxnet",)}
 """Which runtimes can run each kind of target; the first is what ``--runtime auto`` picks."""
 KIND_WORDS = {
@@ -65,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Every figure says whether the machine was busy while it was measured.",
     )
     p.add_argument("target", metavar="TARGET", help=".onnx, .xml (IR), MXNet -symbol.json, model.json or built-in")
-    add_runtime(p, RUNTIMES, "auto", "auto: onnxruntime for .onnx, openvino for .xml, mxnet for graphs and models")
+    add_runtime(
+        p,
+        "auto",
+        "auto: onnxruntime for .onnx, openvino for .xml, mxnet for graphs and models",
+        device_help="where to run",
+        auto=True,
+    )
     add_precision(
         p,
         help="openvino: the precision compiled (default fp32; bf16 only where the CPU has it); "
@@ -73,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_hint(p)
     add_params(p, help="weights of a -symbol.json target (default: random weights)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
     add_batch(p, help="images per call")
     add_threads(
         p,

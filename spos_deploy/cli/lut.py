@@ -15,7 +15,6 @@ from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, run
 from spos_deploy.cli.options import (
-    LATENCY_RUNTIMES,
     TARGET_TABLE_HELP,
     add_allow_table_mismatch,
     add_batch,
@@ -36,12 +35,15 @@ from spos_deploy.cli.options import (
     add_target,
     add_threads,
     config_from_args,
+    device_given,
+    latency_runtime,
     nonneg_int,
     positive_int,
     space_from_args,
 )
 from spos_deploy.errors import BadInputError
 from spos_deploy.runtime.deployed import SESSIONS
+from spos_deploy.runtime.registry import DEFAULT_RUNTIME, runtime_for
 from spos_deploy.tables.catalog import TABLES_ENV, is_shipped, resolve_table, user_tables_dir
 from spos_deploy.tables.latency.table import FIT_NETWORKS, STAT_SETS, VALIDATION_PASSES
 
@@ -55,16 +57,20 @@ def _latency_setup(args: argparse.Namespace, space: Any) -> Any:
     ships for this space here (:func:`spos_deploy.tables.latency.target.decide_target`)."""
     from spos_deploy.tables.latency.build import LatencySetup
 
-    given = {"runtime": args.runtime or "ort-cpu", "precision": args.precision or "fp32"}
     if args.target == "auto":
-        if args.runtime:
-            raise BadInputError("--target auto chooses the runtime: drop --runtime, or narrow with --auto-runtimes")
+        if args.runtime or device_given(args):
+            raise BadInputError(
+                "--target auto chooses the runtime (on the cpu): drop --runtime and --device, or narrow with "
+                "--auto-runtimes"
+            )
         from spos_deploy.tables.latency.target import decide_target
 
         target = decide_target(
             space, args.threads, args.auto_runtimes, args.auto_rounds, args.auto_repeats, args.precision
         )
         given = {"runtime": target.runtime, "precision": target.precision, "threads": target.threads}
+    else:
+        given = {"runtime": latency_runtime(args) or DEFAULT_RUNTIME, "precision": args.precision or "fp32"}
     setup = config_from_args(LatencySetup, args, **given)
     setup.check()
     return setup
@@ -149,6 +155,10 @@ def _fmt(v: float | None, spec: str) -> str:
 def _validate_latency(args: argparse.Namespace, table: Any) -> dict[str, Any]:
     from spos_deploy.tables.latency.validate import validate_rounds
 
+    runtime = None  # the table's own
+    if args.runtime or device_given(args):  # --device alone: the table's engine on that device
+        runtime = runtime_for(args.runtime or table.fingerprint.get("runtime", ""), args.device).name
+
     return {
         "kind": "latency",
         "fingerprint": table.fingerprint,
@@ -162,7 +172,7 @@ def _validate_latency(args: argparse.Namespace, table: Any) -> dict[str, Any]:
             args.allow_table_mismatch,
             not args.no_progress,
             args.table,
-            args.runtime,
+            runtime,
         ),
     }
 
@@ -348,9 +358,11 @@ def _build_parser(sub: Any) -> None:
     add_force(b, help="replace an existing output file (the new table takes its place once complete)")
     add_progress(b)
     lat = b.add_argument_group("latency tables (--kind latency)")
-    add_runtime(lat, LATENCY_RUNTIMES, None, "runtime the table is measured with (default: ort-cpu)")
+    add_runtime(
+        lat, None, "runtime the table is measured with (default: onnxruntime)", device_help="device it is measured on"
+    )
     add_precision(
-        lat, "fp32 (default), int8 (onnxruntime: QDQ; OpenVINO: NNCF) or bf16 (openvino-cpu, where the CPU has it)"
+        lat, "fp32 (default), int8 (onnxruntime: QDQ; OpenVINO: NNCF) or bf16 (openvino, where the CPU has it)"
     )
     add_batch(lat)
     add_threads(lat, help="intra-op threads (default: every core this process may use)")
@@ -400,7 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"latency: interleaved end-to-end timing passes per round (default {VALIDATION_PASSES})",
     )
     add_runtime(
-        v, LATENCY_RUNTIMES, None, "latency: the runtime the table must be for (a table of another runtime is refused)"
+        v,
+        None,
+        "latency: the runtime the table must be for (a table of another runtime is refused)",
+        device_help="latency: the device the table must be for",
     )
     add_reanchor(v)
     add_progress(v)

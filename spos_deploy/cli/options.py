@@ -7,7 +7,9 @@ Old spellings stay as hidden aliases for one release (:func:`add_alias`: ``--out
 ``--lut`` for ``--latency-table``, ``--data-limit`` for ``--train-limit``, ``--measure-runs`` for
 ``--repeats``, ``--bits`` for ``--score-bits``): they parse to the same destination, are left out of
 ``--help`` (:class:`HelpFormatter`), and a command that meets one logs a deprecation warning naming the new
-spelling (:func:`take_aliases_used`).
+spelling (:func:`take_aliases_used`). Old *values* are kept the same way: ``--runtime ort-cpu`` (and the other
+latency-runtime names) for ``--runtime onnxruntime --device cpu``, ``spos-profile --measure gpu`` for
+``--measure --device gpu`` (:func:`add_runtime`, :func:`add_measure`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spos_deploy.errors import BadInputError
-from spos_deploy.runtime.registry import runtime_names
+from spos_deploy.runtime.registry import (
+    DEFAULT_DEVICE,
+    DEFAULT_ENGINE,
+    DEVICES,
+    ENGINES,
+    parse_runtime,
+    runtime_for,
+    runtime_names,
+)
 from spos_deploy.space import DEFAULT_REPEATS, LAYOUTS, SPACES, SearchSpace
 
 # ---- value checkers ------------------------------------------------------------------------------
@@ -152,14 +162,28 @@ def take_aliases_used() -> list[tuple[str, str]]:
 
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, without the hidden aliases of :func:`add_alias` (usage already shows only an
-    option's first spelling)."""
+    option's first spelling), and showing an option whose value is an old spelling only
+    (``hidden_value``: ``--measure``, :func:`add_measure`) as the flag it now is."""
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         hidden = getattr(action, "hidden_aliases", ())
         if hidden:
             action = copy.copy(action)
             action.option_strings = [s for s in action.option_strings if s not in hidden]
-        return super()._format_action_invocation(action)
+        return super()._format_action_invocation(_without_value(action))
+
+    def _format_actions_usage(self, actions: Any, groups: Any) -> str:
+        return super()._format_actions_usage([_without_value(a) for a in actions], groups)
+
+
+def _without_value(action: argparse.Action) -> argparse.Action:
+    """``action`` as help shows it: a copy that takes no value where its value is hidden, else the action
+    itself (so that argparse still finds it in its mutually exclusive groups)."""
+    if not getattr(action, "hidden_value", False):
+        return action
+    shown = copy.copy(action)
+    shown.nargs = 0
+    return shown
 
 
 def use_help_formatter(p: argparse.ArgumentParser) -> None:
@@ -568,15 +592,125 @@ OV_HINTS = ("latency", "throughput")
 DEFAULT_THROUGHPUT_BATCHES = (8, 32)
 
 
-LATENCY_RUNTIMES = runtime_names()
-"""Runtimes a latency table is measured with, and a search targets (the names of
-:data:`spos_deploy.runtime.registry.RUNTIMES`)."""
+class _Device(str):
+    """``--device``'s value: the device's name (a ``str`` equal to it), remembering what set it (``origin``:
+    None for the default, ``--device``, or the old spelling that implied it, such as ``--runtime ort-cuda``).
+
+    An old spelling that names a device and a ``--device`` that says another are refused whatever their order
+    on the command line; this is how each of the two options knows, while parsing, whether the other was given.
+    """
+
+    origin: str | None
+
+    def __new__(cls, name: str, origin: str | None) -> _Device:
+        value = super().__new__(cls, name)
+        value.origin = origin
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied as the plain name
+        return (str, (str(self),))
 
 
-def add_runtime(p: argparse.ArgumentParser, choices: Sequence[str], default: str | None, help: str) -> None:
-    """``--runtime``: which inference engine runs the model (``default`` None: not given unless asked)."""
+def _said(origin: str, device: str) -> str:
+    return f"--device {device}" if origin == "--device" else f"{origin} (--device {device})"
+
+
+def _set_device(namespace: argparse.Namespace, device: str, origin: str) -> None:
+    """Set ``--device`` from ``origin`` (``--device`` or an old spelling), refusing in one line a device that
+    something else on the command line gave before."""
+    have = getattr(namespace, "device", None)
+    given = getattr(have, "origin", None)
+    if have is not None and have != device and given not in (None, origin):
+        raise BadInputError(f"{_said(origin, device)} contradicts {_said(given, have)}: give one of them")
+    namespace.device = _Device(device, origin)
+
+
+class _EngineChoices(tuple):
+    """``--runtime``'s choices: the engines, all that ``--help`` and argparse's refusals list; the old
+    latency-runtime spellings (:func:`spos_deploy.runtime.registry.parse_runtime`) are in them too, hidden."""
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or value in runtime_names()
+
+
+class _RuntimeAction(argparse.Action):
+    """Stores the engine; an old latency-runtime spelling also sets the device it names, and is warned about."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        if tuple.__contains__(self.choices, values):  # an engine (or spos-bench's auto)
+            setattr(namespace, self.dest, values)
+            return
+        engine, device = parse_runtime(values)
+        old = f"{option_string} {values}"
+        _set_device(namespace, device, old)
+        setattr(namespace, self.dest, engine)
+        _ALIASES_USED.append((old, f"{option_string} {engine} --device {device}"))
+
+
+class _DeviceAction(argparse.Action):
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        _set_device(namespace, values, "--device")
+
+
+def add_runtime(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: str | None,
+    help: str,
+    device_help: str = "where it runs",
+    auto: bool = False,
+) -> None:
+    """``--runtime {onnxruntime,openvino,mxnet}`` and ``--device {cpu,gpu}`` (default cpu): the one spelling of
+    a runtime on every command. ``auto`` adds ``--runtime auto`` (spos-bench: chosen from the file);
+    ``default`` None: not given unless asked. The old latency-runtime spellings (``ort-cpu``, ``ort-cuda``,
+    ``openvino-cpu``, ``mxnet-cpu``, ``mxnet-gpu``) still parse for one release, as that engine and device,
+    left out of ``--help``; a ``--device`` that contradicts one is refused in one line. A command that can
+    only use some engines refuses the others in one line, so that every command lists the same names."""
+    choices = _EngineChoices((*(("auto",) if auto else ()), *ENGINES))
     suffix = f" (default: {default})" if default is not None else ""
-    p.add_argument("--runtime", choices=list(choices), default=default, help=help + suffix)
+    p.add_argument("--runtime", choices=choices, default=default, action=_RuntimeAction, help=help + suffix)
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=_Device(DEFAULT_DEVICE, None),
+        action=_DeviceAction,
+        help=f"{device_help} (default: {DEFAULT_DEVICE})",
+    )
+
+
+def device_given(args: argparse.Namespace) -> bool:
+    """Whether ``--device`` (or an old spelling that names a device) was given rather than defaulted."""
+    device = getattr(args, "device", None)
+    return device is not None and getattr(device, "origin", "given") is not None
+
+
+def latency_runtime(args: argparse.Namespace) -> str | None:
+    """The latency runtime ``--runtime`` and ``--device`` select (its name, as tables record it), through
+    :func:`spos_deploy.runtime.registry.runtime_for`; None when neither was given."""
+    if args.runtime is None and not device_given(args):
+        return None
+    return runtime_for(args.runtime or DEFAULT_ENGINE, args.device or DEFAULT_DEVICE).name
+
+
+class _MeasureAction(argparse.Action):
+    """``--measure``, and its old spelling ``--measure cpu|gpu`` (the device: ``--device`` now)."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        if values is not None:
+            if values not in DEVICES:
+                raise argparse.ArgumentError(
+                    self, f"takes no value ({values!r}): it measures on --device; give the model before --measure"
+                )
+            old = f"{option_string} {values}"
+            _set_device(namespace, values, old)
+            _ALIASES_USED.append((old, f"{option_string} --device {values}"))
+        setattr(namespace, self.dest, True)
+
+
+def add_measure(p: argparse.ArgumentParser, help: str) -> None:
+    """``--measure``: a flag (measure on ``--device``, see :func:`add_runtime`); ``--measure cpu|gpu``, what it
+    was until this release, still parses for one release and is left out of ``--help``."""
+    action = p.add_argument("--measure", nargs="?", default=False, action=_MeasureAction, help=help)
+    action.hidden_value = True  # type: ignore[attr-defined]
 
 
 def add_precision(p: argparse.ArgumentParser, help: str) -> None:

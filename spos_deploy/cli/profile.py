@@ -18,6 +18,7 @@ from spos_deploy.cli.options import (
     add_alias,
     add_allow_table_mismatch,
     add_input_size,
+    add_measure,
     add_plot,
     add_precision,
     add_reanchor,
@@ -27,6 +28,7 @@ from spos_deploy.cli.options import (
     add_shuffle,
     add_tables,
     add_threads,
+    device_given,
 )
 from spos_deploy.space import part_key
 
@@ -53,15 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
         "'all' for the usual comparison set",
     )
     add_plot(p, help="write a per-block FLOPs/params bar chart")
-    p.add_argument(
-        "--measure",
-        choices=["cpu", "gpu"],
-        help="also measure time per op and per block (the runtime's own profiler, deployed form, random weights)",
+    add_measure(
+        p,
+        help="also measure time per op and per block on --device (the runtime's own profiler, deployed form, "
+        "random weights)",
     )
     add_repeats(p, 30, "profiled runs for --measure", dest="measure_runs")
     add_alias(p, "--measure-runs", "--repeats")
     add_runtime(
-        p, ("onnxruntime", "openvino"), "onnxruntime", "--measure: onnxruntime's profiler or OpenVINO's counters"
+        p,
+        "onnxruntime",
+        "--measure: onnxruntime's profiler or OpenVINO's counters",
+        device_help="where --measure runs",
     )
     add_precision(p, help="--measure --runtime openvino: fp32 (default) or bf16 (where the CPU has it)")
     add_threads(p, help="threads for --measure (default: the runtime's own)")
@@ -197,15 +202,20 @@ def _plot(prof: Profile, path: str) -> None:
 def _check_measure_args(args: argparse.Namespace) -> None:
     """Refuse runtime options that cannot apply, before any counting work."""
     from spos_deploy.errors import BadInputError
+    from spos_deploy.runtime.registry import profiling_engines
 
-    if not args.measure and (args.runtime != "onnxruntime" or args.precision is not None):
-        raise BadInputError("--runtime and --precision apply only with --measure")
+    if not args.measure and (args.runtime != "onnxruntime" or args.precision is not None or device_given(args)):
+        raise BadInputError("--runtime, --device and --precision apply only with --measure")
+    if args.runtime not in profiling_engines():
+        raise BadInputError(
+            f"--runtime {args.runtime}: --measure reads per-op times from {' or '.join(profiling_engines())}"
+        )
     if args.runtime == "onnxruntime" and args.precision not in (None, "fp32"):
         raise BadInputError(
             f"--precision {args.precision}: onnxruntime profiles the fp32 export; use --runtime openvino"
         )
-    if args.runtime == "openvino" and args.measure == "gpu":
-        raise BadInputError("--measure gpu: the OpenVINO runtime here runs on the CPU only")
+    if args.runtime == "openvino" and args.device == "gpu":
+        raise BadInputError("--device gpu: the OpenVINO runtime here runs on the CPU only")
     if args.runtime == "openvino" and args.measure:
         from spos_deploy.runtime.openvino import check_precision, require_openvino
 
@@ -223,7 +233,7 @@ def _measured(args: argparse.Namespace, spec: object) -> dict | None:
 
     return measure_spec(
         spec,
-        device=args.measure,
+        device=args.device,
         runs=args.measure_runs,
         threads=args.threads,
         runtime=args.runtime,

@@ -57,7 +57,7 @@ class Snapshot:
     """What the probe reads at one moment (``None`` where this system has no ``/proc``)."""
 
     wall_s: float  # time.perf_counter()
-    self_cpu_s: float  # this process's CPU time, all threads (time.process_time())
+    self_cpu_s: float  # this process's CPU time, all threads (time.process_time()), and its children's if asked
     wait_s: float | None  # run-queue wait of this process's threads (schedstat)
     busy_s: float | None  # busy CPU time of the usable cores since boot (user+nice+system+irq+softirq)
     steal_s: float | None  # time the hypervisor ran something else on the usable cores
@@ -279,8 +279,10 @@ def read_wait_s() -> float | None:
     return total / 1e9 if seen else None
 
 
-def read_snapshot() -> Snapshot:
-    """The machine now (the only function here that reads ``/proc``)."""
+def read_snapshot(children: bool = False) -> Snapshot:
+    """The machine now (the only function here that reads ``/proc``). With ``children``, the CPU time of this
+    process's finished (waited-for) children counts as its own: a benchmark that runs each configuration in
+    a fresh process is not "other work" on its machine."""
     cpus = usable_cpus()
     try:
         hz = os.sysconf("SC_CLK_TCK")
@@ -291,7 +293,7 @@ def read_snapshot() -> Snapshot:
     loadavg = _read("/proc/loadavg")
     return Snapshot(
         wall_s=time.perf_counter(),
-        self_cpu_s=time.process_time(),
+        self_cpu_s=time.process_time() + (_children_cpu_s() if children else 0.0),
         wait_s=read_wait_s(),
         busy_s=None if ticks is None else ticks[0] / hz,
         steal_s=None if ticks is None else ticks[1] / hz,
@@ -301,16 +303,22 @@ def read_snapshot() -> Snapshot:
     )
 
 
+def _children_cpu_s() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 class Probe:
     """The two snapshots of one measurement; :meth:`record` turns them (and the times) into a record."""
 
-    def __init__(self) -> None:
-        self.before = read_snapshot()
+    def __init__(self, children: bool = False) -> None:
+        self.children = children
+        self.before = read_snapshot(children)
         self.after: Snapshot | None = None
 
     def stop(self) -> None:
         if self.after is None:
-            self.after = read_snapshot()
+            self.after = read_snapshot(self.children)
 
     def record(self, times_s: Sequence[float] | None = None) -> LoadRecord:
         self.stop()
@@ -319,9 +327,10 @@ class Probe:
 
 
 @contextlib.contextmanager
-def probe() -> Iterator[Probe]:
-    """``with probe() as p: <timed loop>`` then ``p.record(times)``: any timing loop can carry a load record."""
-    p = Probe()
+def probe(children: bool = False) -> Iterator[Probe]:
+    """``with probe() as p: <timed loop>`` then ``p.record(times)``: any timing loop can carry a load record
+    (``children``: see :func:`read_snapshot`)."""
+    p = Probe(children)
     try:
         yield p
     finally:

@@ -140,7 +140,7 @@ def _check_openvino(device: str, precision: str) -> None:
 
     require_openvino("--measure --runtime openvino")
     if device != "cpu":
-        raise BadInputError(f"--measure {device}: the OpenVINO runtime here runs on the CPU only")
+        raise BadInputError(f"--device {device}: the OpenVINO runtime here runs on the CPU only")
     if precision == "int8":
         raise BadInputError("--precision int8: profiling runs the random-weight fp32 export; use fp32 or bf16")
     check_precision(precision)

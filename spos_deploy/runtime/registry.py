@@ -1,12 +1,17 @@
 """The runtimes latency is measured with: one record per runtime, the one place that knows their names.
 
-Two spellings, each the same on every command that takes it:
+Users see one spelling on every command: an **engine** (:data:`ENGINES`: ``onnxruntime``, ``openvino``,
+``mxnet``) with ``--runtime`` and a **device** (:data:`DEVICES`: ``cpu``, ``gpu``) with ``--device``, as
+``spos-bench``, ``spos-profile``, ``spos-lut`` and ``spos-search`` take them and ``--target auto`` and a latency
+table's fingerprint (``runtime``) name the engine.
 
-* an **engine** (:data:`ENGINES`: ``onnxruntime``, ``openvino``, ``mxnet``): what ``spos-bench --runtime``,
-  ``spos-profile --runtime``, ``spos-export --target auto`` and a latency table's fingerprint (``runtime``) name;
-* a **latency runtime** (:data:`RUNTIMES`: ``ort-cpu``, ``ort-cuda``, ``openvino-cpu``, ``mxnet-cpu``,
-  ``mxnet-gpu``): an engine on a device, what ``spos-lut build --runtime`` and ``spos-search --runtime`` name
-  (the fingerprint's ``runtime_option``).
+A **latency runtime** (:data:`RUNTIMES`) is an engine on a device, the record a latency table is measured
+with; :func:`runtime_for` is the one mapping from ``--runtime ENGINE --device DEVICE`` to it. Its name
+(``ort-cpu``, ``ort-cuda``, ``openvino-cpu``, ``mxnet-cpu``, ``mxnet-gpu``) is data, not a spelling users type
+any more: the part of a table's file name and its fingerprint's ``runtime_option`` (shipped tables and tables
+built earlier keep theirs). Those names were the ``--runtime`` of ``spos-lut build`` and ``spos-search`` until
+this release, so :func:`parse_runtime` still takes them, for one release, as old spellings of an engine and a
+device; messages name a runtime by :attr:`Runtime.label` (``onnxruntime on cpu``) and :attr:`Runtime.options`.
 
 Code asks a record (how to run a file, whether a table times cut ONNX parts, which precisions it runs, what
 goes into the fingerprint) instead of testing a name. Light at import: the engines are imported inside the
@@ -122,7 +127,7 @@ def _openvino_file_runner(
 def _require_openvino(rt: Runtime, precision: str) -> None:
     from spos_deploy.runtime.openvino import check_precision, require_openvino
 
-    require_openvino(f"--runtime {rt.name}")
+    require_openvino(f"--runtime {rt.engine}")
     check_precision(precision)
 
 
@@ -133,7 +138,7 @@ def _require_openvino(rt: Runtime, precision: str) -> None:
 class Runtime:
     """A latency runtime: an engine on a device, and everything a measurement asks about it."""
 
-    name: str  # the command-line spelling (spos-lut build --runtime, spos-search --runtime)
+    name: str  # data: a table's file-name part and fingerprint "runtime_option" (once spos-lut build --runtime)
     engine: str  # a key of ENGINES
     device: str  # cpu or gpu
     precisions: tuple[str, ...]  # what a table of it can be measured in
@@ -147,13 +152,24 @@ class Runtime:
     def engine_record(self) -> Engine:
         return ENGINES[self.engine]
 
+    @property
+    def label(self) -> str:
+        """How messages name it: the engine and device as the command line spells them (``onnxruntime on cpu``)."""
+        return f"{self.engine} on {self.device}"
+
+    @property
+    def options(self) -> str:
+        """The options that select it (``--runtime onnxruntime``, ``--runtime mxnet --device gpu``): the device
+        only where it is not the default, so that a command a message or a record shows is the shortest."""
+        return f"--runtime {self.engine}" + (f" --device {self.device}" if self.device != DEFAULT_DEVICE else "")
+
     def runner(
         self, path: str | os.PathLike[str], shape: Shape, precision: str, threads: int | None
     ) -> Callable[[], Any]:
         """A fresh session (compiled model) of the file ``path`` on a fixed random input of ``shape``: one
         synchronous inference per call, the untimed first one already made."""
         if self.make_runner is None:
-            raise BadInputError(f"--runtime {self.name} times MXNet blocks, not exported files")
+            raise BadInputError(f"--runtime {self.engine} times MXNet blocks, not exported files")
         return self.make_runner(self, path, shape, precision, threads)
 
     def refuse_precision(self, precision: str) -> None:
@@ -163,7 +179,7 @@ class Runtime:
         able = [r for r in RUNTIMES.values() if precision in r.precisions]
         labels = list(dict.fromkeys(ENGINES[r.engine].label for r in able))
         if len(labels) == 1:
-            names = ", ".join(f"--runtime {r.name}" for r in able)
+            names = ", ".join(r.options for r in able)
             raise BadInputError(f"--precision {precision} is measured with {labels[0]} only ({names})")
         raise BadInputError(
             f"--precision {precision} is measured with {' or '.join(labels)}, not {self.engine_record.label}"
@@ -211,27 +227,59 @@ RUNTIMES: dict[str, Runtime] = {
 }
 """Every latency runtime, in the order commands list them."""
 
+DEVICES = ("cpu", "gpu")
+"""What ``--device`` takes."""
+DEFAULT_ENGINE = "onnxruntime"
+DEFAULT_DEVICE = "cpu"
 DEFAULT_RUNTIME = "ort-cpu"
+"""The latency runtime of :data:`DEFAULT_ENGINE` on :data:`DEFAULT_DEVICE` (what a table is measured with
+when no ``--runtime`` is given)."""
 
 
 def runtime_names() -> tuple[str, ...]:
-    """The latency runtimes' command-line spellings (``--runtime`` of ``spos-lut build`` and ``spos-search``)."""
+    """The latency runtimes' names (data: table file names, fingerprints; old ``--runtime`` spellings)."""
     return tuple(RUNTIMES)
 
 
 def runtime_named(name: str) -> Runtime:
-    """The latency runtime ``name``, or one line naming them."""
+    """The latency runtime called ``name`` in a table or setup, or one line naming them."""
     if name not in RUNTIMES:
-        raise BadInputError(f"--runtime {name}: use one of {', '.join(RUNTIMES)}")
+        raise BadInputError(f"latency runtime {name!r}: not one of {', '.join(RUNTIMES)}")
     return RUNTIMES[name]
 
 
-def table_runtime(engine: str, device: str = "cpu") -> Runtime:
-    """The latency runtime of ``engine`` on ``device`` (``--target auto``'s winner as tables name it)."""
+def runtime_for(engine: str, device: str = DEFAULT_DEVICE) -> Runtime:
+    """The latency runtime of ``--runtime engine --device device``: the one mapping from the command-line
+    spelling to the record (``--target auto``'s winner, ``spos-lut build``, ``spos-search``), or one line
+    saying on which devices latency is measured with that engine."""
+    engine_named(engine)
+    if device not in DEVICES:
+        raise BadInputError(f"--device {device}: use one of {', '.join(DEVICES)}")
     for r in RUNTIMES.values():
         if r.engine == engine and r.device == device:
             return r
-    raise BadInputError(f"no latency table runtime runs {engine} on {device}")
+    able = [r.device for r in RUNTIMES.values() if r.engine == engine]
+    raise BadInputError(
+        f"--runtime {engine} --device {device}: latency is measured with {engine} on {' or '.join(able)} only"
+    )
+
+
+def parse_runtime(text: str) -> tuple[str, str | None]:
+    """A ``--runtime`` value as ``(engine, device)``: an engine (device None: ``--device`` says it), or an old
+    spelling of a latency runtime (``ort-cuda``: ``onnxruntime`` on ``gpu``), accepted for one release because
+    ``spos-lut build`` and ``spos-search`` took those until then; anything else is one line naming the engines."""
+    if text in ENGINES:
+        return text, None
+    if text in RUNTIMES:
+        return RUNTIMES[text].engine, RUNTIMES[text].device
+    raise BadInputError(f"--runtime {text}: use one of {', '.join(ENGINES)}")
+
+
+def runtime_spelled(text: str) -> Runtime:
+    """The latency runtime one word names: an engine, on the default device, or an old name (the
+    ``RUNTIME:...`` targets of the benchmarks, which time CPUs)."""
+    engine, device = parse_runtime(text)
+    return runtime_for(engine, device or DEFAULT_DEVICE)
 
 
 def gpu_name() -> str | None:

@@ -162,10 +162,19 @@ def _entry(path: Path, source: str) -> TableEntry:
     if isinstance(table, LatencyTable):
         fp = table.fingerprint
         entry.setup = (
-            f"{fp.get('runtime_option') or fp.get('runtime')} {fp.get('precision')}, batch {fp.get('batch')}, "
+            f"{runtime_label(fp)} {fp.get('precision')}, batch {fp.get('batch')}, "
             f"{fp.get('threads')} threads, {fp.get('gpu') or fp.get('cpu')}"
         )
     return entry
+
+
+def runtime_label(fp: dict[str, Any]) -> str:
+    """A fingerprint's runtime as users spell it (``onnxruntime on cpu``): its latency runtime's label, or the
+    engine alone where the fingerprint names no latency runtime this release knows."""
+    from spos_deploy.runtime.registry import RUNTIMES
+
+    rt = RUNTIMES.get(fp.get("runtime_option") or "")
+    return rt.label if rt is not None else str(fp.get("runtime"))
 
 
 def list_tables() -> list[TableEntry]:

@@ -524,7 +524,7 @@ def build_latency_table(
     bar = tqdm(
         total=entries * space.num_blocks + 2 + setup.calibration_networks + fits + (setup.anchors > 0),
         initial=len(prog.done),
-        desc=f"latency table ({setup.runtime}, {setup.precision})",
+        desc=f"latency table ({setup.runtime_record.label}, {setup.precision})",
         unit="entry",
         disable=not progress,
     )

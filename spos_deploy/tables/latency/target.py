@@ -25,7 +25,7 @@ import numpy as np
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
-from spos_deploy.runtime.registry import engine_named, table_runtime
+from spos_deploy.runtime.registry import engine_named, runtime_for, runtime_named
 from spos_deploy.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ TABLE_FORMS: dict[str, dict[str, str]] = {
 }
 """The graph forms of each runtime's latency tables: only these candidates of ``--target auto`` can have a
 table, so only these compete when the target is decided for a search. ``--target auto``'s runtime names are
-engines; a table names the runtime on the CPU (:func:`spos_deploy.runtime.registry.table_runtime`)."""
+engines; a table names the runtime on the CPU (:func:`spos_deploy.runtime.registry.runtime_for`)."""
 
 DECISION_VERSION = 2
 THREAD_SESSIONS = 7
@@ -50,7 +50,7 @@ fast, steadier between sessions, and the other cores stay with the rest of the a
 class TargetForm:
     """What ``--target auto`` decided: the table's runtime and precision, and how to export exactly that form."""
 
-    runtime: str  # a latency-table runtime: ort-cpu or openvino-cpu
+    runtime: str  # the latency runtime's name (data, as tables name it): ort-cpu or openvino-cpu
     precision: str
     threads: int
     auto_runtime: str  # an engine: onnxruntime or openvino
@@ -61,7 +61,12 @@ class TargetForm:
     def of(cls, forms: dict[str, Any], threads: int, path: Path, section: dict[str, Any]) -> TargetForm:
         """The target of a winner's forms (its engine's table runtime on the CPU)."""
         engine = forms["runtime"]
-        return cls(table_runtime(engine).name, forms["precision"], threads, engine, path, section)
+        return cls(runtime_for(engine).name, forms["precision"], threads, engine, path, section)
+
+    @property
+    def label(self) -> str:
+        """How messages name its runtime (``onnxruntime on cpu``)."""
+        return runtime_named(self.runtime).label
 
     def export_flags(self) -> list[str]:
         """``spos-export`` flags that write the form the table measures (int8 with no conv kept in float, as
@@ -197,7 +202,7 @@ def decide_threads(space: SearchSpace, forms: dict[str, Any], counts: Sequence[i
     from spos_deploy.runtime.deployed import measure_deployed
     from spos_deploy.tables.latency.build import LatencySetup, network_shape
 
-    runtime, precision = table_runtime(forms["runtime"]).name, forms["precision"]
+    runtime, precision = runtime_for(forms["runtime"]).name, forms["precision"]
     specs = thread_networks(space)
     setups = [LatencySetup(runtime=runtime, precision=precision, threads=t) for t in counts]
     shape = network_shape(space, setups[0])
@@ -241,7 +246,7 @@ def decide_target(
     if path.exists():
         kept = _from_file(path, space, asked)
         if kept is not None:
-            log.info("--target auto: %s %s (decided %s; delete it to decide again)", kept.runtime, kept.precision, path)
+            log.info("--target auto: %s %s (decided %s; delete it to decide again)", kept.label, kept.precision, path)
             return kept
     log.info("--target auto: timing the deployed forms of a reference network of the space (about a minute)")
     opts = ExportOptions(random_init=True, bench=False, ort_quant=OrtQuantConfig(keep_float=0))  # as tables quantize
@@ -275,7 +280,7 @@ def decide_target(
     )
     target = TargetForm.of(section["winner_forms"], threads, path, section)
     log.info(
-        "--target auto: %s %s on this machine (%s); kept in %s", target.runtime, target.precision, section["why"], path
+        "--target auto: %s %s on this machine (%s); kept in %s", target.label, target.precision, section["why"], path
     )
     return target
 

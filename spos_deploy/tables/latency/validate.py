@@ -20,6 +20,7 @@ from spos_deploy.deploy.timing_forms import export_deployed
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import drift_free, pass_drift, session_matrix, steady_medians
+from spos_deploy.runtime.registry import runtime_named
 from spos_deploy.stats import kendall_tau
 from spos_deploy.tables.core import random_architectures, validation_stats
 from spos_deploy.tables.latency.build import (
@@ -69,7 +70,7 @@ def check_here(
     here = fingerprint(setup_of(table, runtime), table.space)
     hint = "validation must run where the table was built (or pass --allow-table-mismatch)"
     if runtime and runtime != table.fingerprint.get("runtime_option"):
-        hint = f"build one for it: spos-lut build --kind latency --runtime {runtime}"
+        hint = f"build one for it: spos-lut build --kind latency {runtime_named(runtime).options}"
         allow_mismatch = False
     check_fingerprint(table.fingerprint, here, source, allow_mismatch, hint)
     return here
