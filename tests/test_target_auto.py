@@ -216,12 +216,13 @@ def test_a_candidate_whose_speed_moved_between_rounds_marks_the_machine_busy():
 # ---- a real run ---------------------------------------------------------------------------------------------------
 
 
-def _export_auto(tmp_path, *extra: str):
+def _export_auto(tmp_path, *extra: str, threads: str | None = "1"):
     model = tmp_path / "tiny.json"
     model.write_text(json.dumps(TINY_MODEL))
     out = tmp_path / "out"
     common = ["--random-init", "-o", str(out), "--target", "auto", "--eval", "fashion-mnist:test"]
-    common += ["--eval-count", "100", "--calib", "fashion-mnist:test", "--calib-count", "16", "--threads", "1"]
+    common += ["--eval-count", "100", "--calib", "fashion-mnist:test", "--calib-count", "16"]
+    common += ["--threads", threads] if threads else []
     proc = run_cli("spos-export", str(model), *common, "--auto-rounds", "2", "--auto-repeats", "5", *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, out, json.loads((out / "report.json").read_text())
@@ -263,9 +264,25 @@ def _check_run(proc, out, report, space: AutoSpace) -> dict:
 
 
 def test_target_auto_ships_the_candidate_its_own_measurements_rank_first(tmp_path):
-    proc, out, report = _export_auto(tmp_path, "--shuffle", "conv", "--hswish", "op")
+    """Without --threads, the threads are decided on the shipped file too: one against every core, the
+    choice following the rule on the session medians recorded, and the command to run it carrying it."""
+    from spos_deploy.runtime.deployed import choose_threads
+    from spos_deploy.runtime.load import usable_cpus
+
+    proc, out, report = _export_auto(tmp_path, "--shuffle", "conv", "--hswish", "op", threads=None)
     space = auto.space_from_options("onnx", False, False, "conv", "op", None)
     section = _check_run(proc, out, report, space)
+    cores = len(usable_cpus())
+    assert section["measurement"]["threads"] == cores
+    if cores > 1:
+        t = section["threads"]
+        assert set(t["measured"]) == {"1", str(cores)}
+        assert all(len(v) == 1 and len(v[0]["session_ms"]) == t["sessions"] for v in t["measured"].values())
+        budget = {int(k): [m["budget_ms"] for m in v] for k, v in t["measured"].items()}
+        assert t["chosen"] == choose_threads(budget)[0]
+        assert section["shipped"]["command"].endswith(f"--threads {t['chosen']}") and "run it:" in proc.stdout
+    else:
+        assert "threads" not in section
     from spos_deploy.runtime import openvino as rov
 
     assert any(c["runtime"] == "onnxruntime" and c["precision"] == "int8" for c in section["candidates"])
@@ -361,7 +378,7 @@ def test_table_forms_are_the_forms_a_latency_table_measures():
 
 
 def test_threads_are_chosen_by_budget_latency_and_ties_go_to_fewer_threads():
-    from spos_deploy.tables.latency.target import choose_threads
+    from spos_deploy.runtime.deployed import choose_threads
 
     assert choose_threads({1: [0.10, 0.20], 2: [0.06, 0.12]})[0] == 2  # clearly faster on two
     assert choose_threads({1: [0.10, 0.20], 2: [0.098, 0.197]})[0] == 1  # within 5 %: one thread

@@ -158,6 +158,9 @@ def print_auto(section: dict[str, Any]) -> None:
     for line in candidate_table(section):
         print("  " + line)
     print(f"  shipped: {section['winner']} ({section['shipped']['file']}): {section['why']}")
+    if section.get("threads"):
+        print(f"  threads: {section['threads']['chosen']} ({section['threads']['why']})")
+    print(f"  run it: {section['shipped']['command']}")
     if section.get("load"):
         print(f"  machine while measuring: {summary_line(section['load'])}")
     for w in section["warnings"]:

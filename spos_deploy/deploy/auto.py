@@ -374,6 +374,12 @@ def auto_markdown(section: dict[str, Any]) -> str:
         "",
         f"- shipped: **{section['winner']}**: {section['why']}",
     ]
+    if section.get("threads"):
+        t = section["threads"]
+        lines.append(
+            f"- threads: **{t['chosen']}**, measured on the shipped file in {t['sessions']} fresh "
+            f"sessions per count ({t['why']}); run it as `{section['shipped']['command']}`"
+        )
     load = section.get("load")
     if load:
         from spos_deploy.runtime.load import summary_line
@@ -591,6 +597,26 @@ def how_to_run(c: Candidate) -> dict[str, Any]:
     return d
 
 
+def shipped_threads(path: Path, winner: Candidate, spec: ModelSpec, section: dict[str, Any]) -> dict[str, Any]:
+    """The thread count to run the shipped file with: one thread against every core the candidates were
+    measured on, in fresh sessions (:func:`spos_deploy.runtime.deployed.decide_threads`), as the search's
+    ``--target auto`` decides it for a latency table."""
+    from spos_deploy.runtime.deployed import decide_threads
+    from spos_deploy.runtime.registry import runtime_for
+
+    runtime = runtime_for(winner.runtime)
+    shape = (1, 3, spec.space.input_size, spec.space.input_size)
+    counts = [1, int(section["measurement"]["threads"])]
+    log.info("--target auto: the shipped file at %s threads, in fresh sessions", " and ".join(map(str, counts)))
+
+    def makers_at(threads: int) -> list[Callable[[], Callable[[], Any]]]:
+        return [lambda: runtime.runner(path, shape, winner.precision, threads)]
+
+    decision = decide_threads(makers_at, counts)
+    log.info("--target auto: %d thread(s) (%s)", decision["chosen"], decision["why"])
+    return decision
+
+
 def _prepare_work(spec: ModelSpec, opts: ExportOptions, auto: AutoOptions, folder: Path) -> _Work:
     """Weights, check and calibration images (refused up front, as the pipeline refuses them) and the fp32
     reference logits of the network as given."""
@@ -677,6 +703,9 @@ def run_auto(
         for f in inner.iterdir():
             f.rename(tmp / f.name)
         inner.rmdir()
+        if auto.threads is None and section["measurement"]["threads"] > 1:  # threads are part of the form
+            section["threads"] = shipped_threads(tmp / section["shipped"]["file"], winner, spec, section)
+            section["shipped"]["command"] += f" --threads {section['threads']['chosen']}"
         (tmp / "report.json").write_text(json.dumps({**report.as_dict(), "auto": section}, indent=1) + "\n")
         (tmp / "report.md").write_text(report_markdown(report) + auto_markdown(section))
     return report, section

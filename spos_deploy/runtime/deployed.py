@@ -41,6 +41,11 @@ BUDGET_QUANTILE = 0.8
 
 RunnerFactory = Callable[[], Callable[[], Any]]
 """Makes a fresh session (compiled model) and returns one synchronous inference call on it."""
+THREAD_SESSIONS = 7
+"""Fresh sessions per network and thread count when the threads are decided."""
+THREAD_TIE = 0.05
+"""Thread counts whose budget latencies lie within 5 % of the best are a tie, and the fewest threads win: as
+fast, steadier between sessions, and the other cores stay with the rest of the application."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,39 @@ def session_matrix(
 def measure_deployed(makers: Sequence[RunnerFactory], sessions: int = SESSIONS, **kw: Any) -> list[DeployedLatency]:
     """The deployed latency of each network whose sessions ``makers[i]`` makes (:func:`session_matrix`)."""
     return DeployedLatency.from_passes(session_matrix(makers, sessions, **kw))
+
+
+# ---- threads are part of the deployed form ------------------------------------------------------------------
+
+
+def choose_threads(budget_ms: dict[int, Sequence[float]]) -> tuple[int, str]:
+    """The thread count to ship: the lowest geometric mean of the networks' budget latencies, and among those
+    within :data:`THREAD_TIE` of it the fewest threads (pure)."""
+    score = {t: float(np.exp(np.mean(np.log(v)))) for t, v in budget_ms.items()}
+    best = min(score.values())
+    chosen = min(t for t, v in score.items() if v <= best * (1 + THREAD_TIE))
+    parts = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.4f} ms" for t, v in sorted(score.items()))
+    return chosen, f"budget latency (geometric mean over the networks): {parts}"
+
+
+def decide_threads(
+    makers_at: Callable[[int], Sequence[RunnerFactory]], counts: Sequence[int], sessions: int = THREAD_SESSIONS
+) -> dict[str, Any]:
+    """Measure the networks whose sessions ``makers_at(threads)`` makes at each thread count of ``counts``,
+    all in one interleaved measurement, and choose (:func:`choose_threads`): small networks often run as
+    fast on one thread, and steadier, as on every core."""
+    per_count = [list(makers_at(t)) for t in counts]
+    measured = measure_deployed([m for ms in per_count for m in ms], sessions=sessions)
+    by_count, i = {}, 0
+    for t, ms in zip(counts, per_count):
+        by_count[t], i = measured[i : i + len(ms)], i + len(ms)
+    chosen, why = choose_threads({t: [m.budget_ms for m in v] for t, v in by_count.items()})
+    return {
+        "sessions": sessions,
+        "measured": {str(t): [m.as_dict() for m in v] for t, v in by_count.items()},
+        "chosen": chosen,
+        "why": why,
+    }
 
 
 # ---- the machine's drift between passes ------------------------------------------------------------------

@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
@@ -39,11 +37,6 @@ table, so only these compete when the target is decided for a search. ``--target
 engines; a table names the runtime on the CPU (:func:`spos_deploy.runtime.registry.runtime_for`)."""
 
 DECISION_VERSION = 2
-THREAD_SESSIONS = 7
-"""Fresh sessions per network and thread count when the threads are decided (the deployed-latency definition)."""
-THREAD_TIE = 0.05
-"""Thread counts whose budget latencies lie within 5 % of the best are a tie, and the fewest threads win: as
-fast, steadier between sessions, and the other cores stay with the rest of the application."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,16 +165,6 @@ def _from_file(path: Path, space: SearchSpace, asked: int | None) -> TargetForm 
         return None
 
 
-def choose_threads(budget_ms: dict[int, Sequence[float]]) -> tuple[int, str]:
-    """The thread count to ship: the lowest geometric mean of the networks' budget latencies, and among those
-    within :data:`THREAD_TIE` of it the fewest threads (pure)."""
-    score = {t: float(np.exp(np.mean(np.log(v)))) for t, v in budget_ms.items()}
-    best = min(score.values())
-    chosen = min(t for t, v in score.items() if v <= best * (1 + THREAD_TIE))
-    parts = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.4f} ms" for t, v in sorted(score.items()))
-    return chosen, f"budget latency (geometric mean over the networks): {parts}"
-
-
 def thread_networks(space: SearchSpace) -> list[ModelSpec]:
     """The networks the threads are decided on: the reference, and the narrowest and widest uniform networks
     (small networks are where one thread can win)."""
@@ -194,32 +177,24 @@ def thread_networks(space: SearchSpace) -> list[ModelSpec]:
 
 
 def decide_threads(space: SearchSpace, forms: dict[str, Any], counts: Sequence[int]) -> dict[str, Any]:
-    """Measure :func:`thread_networks` in the decided form at each thread count, in interleaved fresh
-    sessions (:func:`spos_deploy.runtime.deployed.measure_deployed`), and choose (:func:`choose_threads`)."""
+    """:func:`spos_deploy.runtime.deployed.decide_threads` on :func:`thread_networks` in the decided form."""
     import tempfile
 
     from spos_deploy.deploy.timing_forms import export_deployed
-    from spos_deploy.runtime.deployed import measure_deployed
+    from spos_deploy.runtime import deployed
     from spos_deploy.tables.latency.build import LatencySetup, network_shape
 
     runtime, precision = runtime_for(forms["runtime"]).name, forms["precision"]
     specs = thread_networks(space)
-    setups = [LatencySetup(runtime=runtime, precision=precision, threads=t) for t in counts]
-    shape = network_shape(space, setups[0])
+    shape = network_shape(space, LatencySetup(runtime=runtime, precision=precision))
     with tempfile.TemporaryDirectory(prefix="spos-threads-") as tmp:
         paths = [export_deployed(s, Path(tmp), precision, 0, runtime) for s in specs]
-        makers = [lambda su=su, p=p: su.runner(p, shape) for su in setups for p in paths]
-        measured = measure_deployed(makers, sessions=THREAD_SESSIONS)
-    n = len(paths)
-    budget = {t: [m.budget_ms for m in measured[i * n : (i + 1) * n]] for i, t in enumerate(counts)}
-    chosen, why = choose_threads(budget)
-    return {
-        "networks": [s.name for s in specs],
-        "sessions": THREAD_SESSIONS,
-        "measured": {str(t): [m.as_dict() for m in measured[i * n : (i + 1) * n]] for i, t in enumerate(counts)},
-        "chosen": chosen,
-        "why": why,
-    }
+
+        def makers_at(threads: int) -> list[Any]:
+            setup = LatencySetup(runtime=runtime, precision=precision, threads=threads)
+            return [lambda p=p: setup.runner(p, shape) for p in paths]
+
+        return {"networks": [s.name for s in specs], **deployed.decide_threads(makers_at, counts)}
 
 
 def decide_target(
