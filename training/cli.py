@@ -40,6 +40,7 @@ from spos_deploy.data.batches import AUGMENTATIONS
 from spos_deploy.errors import BadInputError
 
 from .recipes import RECIPE_KEYS, SUPERNET_RECIPES, resolve_supernet_options
+from .sampling import PATH_RULES
 
 KVSTORES = ("device", "local", "dist_sync", "dist_async", "dist_device_sync")
 
@@ -121,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="relative sampling weights of the block types, one per type (default: uniform; unconstrained only)",
     )
+    r = s.add_argument_group("paths per step")
+    r.add_argument(
+        "--path-rule",
+        choices=list(PATH_RULES),
+        default="uniform",
+        help="; ".join(f"{k}: {v}" for k, v in PATH_RULES.items()),
+    )
+    r.add_argument(
+        "--sandwich-random",
+        type=nonneg_int,
+        help="uniform paths per sandwich step beside the widest and the narrowest (default 1)",
+    )
+    r.add_argument(
+        "--no-inplace-distill",
+        dest="inplace_distill",
+        action="store_false",
+        help="sandwich: every path learns the labels (default: the widest teaches the others its probabilities)",
+    )
     add_ranges(s, ("flops", "params", "latency"))
     add_tables(s, ("flops", "latency"))
     s.add_argument("--eval-paths", type=positive_int, default=2, help="random paths evaluated (after BN recalibration)")
@@ -194,6 +213,8 @@ def _config(args: argparse.Namespace):
             bounds[key] = rng
     if args.kd_weight is not None and not args.teacher:
         raise BadInputError("--kd-weight weighs the teacher's targets: add --teacher DIR")
+    if args.path_rule != "sandwich" and (args.sandwich_random is not None or not args.inplace_distill):
+        raise BadInputError("--sandwich-random and --no-inplace-distill shape sandwich steps: add --path-rule sandwich")
     space = space_from_args(args)
     vars(args).update(resolve_supernet_options(vars(args), space))
     return config_from_args(
@@ -203,6 +224,7 @@ def _config(args: argparse.Namespace):
         cs_warmup=not args.no_cs_warmup,
         bounds=bounds,
         kd_weight=0.5 if args.kd_weight is None else args.kd_weight,
+        sandwich_random=1 if args.sandwich_random is None else args.sandwich_random,
         **common,
     )
 

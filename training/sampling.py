@@ -9,6 +9,10 @@ costs microseconds.
 * Channel selection warm-up: before ``cs_start_epoch`` every block runs at its widest width; from then on
   the allowed channel choices widen from the largest scales down, on the seed project's schedule (or one
   step every ``pace`` epochs).
+* Sandwich rule (BigNAS, slimmable networks): every step trains the widest and the narrowest allowed
+  channels and ``random`` uniform paths, each with its own uniform blocks, so the narrow end of the space is
+  trained on every step instead of once in ten; the widest path's predictions can teach the others
+  (in-place distillation, in the trainer).
 * Constrained sampling: by rejection, or by *strolling evolution*: the target region (a range of two
   metrics, e.g. FLOPs x params) is cut into a grid, every sample is aimed at the next cell in turn, and
   candidates mutate from earlier samples until one lands in that cell. Samples then cover the region
@@ -34,6 +38,7 @@ __all__ = [
     "RejectionSampler",
     "StrollingEvolution",
     "UniformSampler",
+    "PATH_RULES",
     "WarmupSchedule",
     "coverage_cv",
     "warmup_for",
@@ -44,6 +49,12 @@ __all__ = [
 SEED_DELAYS_ONESHOT = [0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7, 8, 8, 8, 8, 8, 8]
 # ShuffleNetV2+ layout: the seed's table misses e = 26 (a KeyError there); 6 fills the gap.
 SEED_DELAYS_V2PLUS = [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5] + [6] * 15 + [7]
+
+PATH_RULES = {
+    "uniform": "one uniform path per step (the seed project's rule)",
+    "sandwich": "the widest and the narrowest allowed channels plus uniform paths, every step (BigNAS)",
+}
+"""Which paths one supernet step trains: ``--path-rule``."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +244,16 @@ class PathSampler:
         flops_table: str | None = None,
         latency_table: str | None = None,
         block_weights: tuple[float, ...] | None = None,
+        path_rule: str = "uniform",
+        sandwich_random: int = 1,
     ):
+        if path_rule not in PATH_RULES:
+            raise BadInputError(f"path rule {path_rule!r}: choose one of {', '.join(PATH_RULES)}")
+        if path_rule == "sandwich" and (constraint != "none" or block_weights):
+            raise BadInputError("--path-rule sandwich trains the whole space: drop --constraint and --block-weights")
+        if sandwich_random < 0:
+            raise BadInputError(f"--sandwich-random {sandwich_random}: give 0 or more uniform paths per step")
+        self.path_rule, self.sandwich_random = path_rule, sandwich_random
         self.space, self.schedule, self.seed, self.mode = space, schedule, seed, constraint
         self.block_p = block_probabilities(block_weights, space.num_blocks, constraint)
         self.uniform = UniformSampler(space)
@@ -265,6 +285,25 @@ class PathSampler:
             if self.block_p is not None:  # drawn after the channels, from the same stream
                 b = base.rng.choice(len(self.block_p), size=b.shape, p=self.block_p)
         return b[0], c[0]
+
+    def step_paths(self, epoch: int, global_step: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The paths step ``global_step`` trains, by the path rule: the widest first under the sandwich rule
+        (the in-place teacher of the others)."""
+        if self.path_rule == "uniform":
+            return [self.sample(epoch, global_step)]
+        return self.sandwich(epoch, global_step)
+
+    def sandwich(self, epoch: int, global_step: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Widest allowed channels, narrowest allowed channels, then ``sandwich_random`` uniform paths; every
+        path with its own uniform blocks, all from a generator seeded by the step (a resumed run repeats it)."""
+        allowed = self.schedule.allowed(epoch)
+        base = UniformSampler(self.uniform.gs, np.random.default_rng([self.seed, global_step, 1]))
+        blocks, channels = base.sample(2 + self.sandwich_random, allowed)
+        mask = base.valid_mask(allowed)
+        scales = np.broadcast_to(np.asarray(self.space.channel_scales, dtype=float), mask.shape)
+        widest = np.where(mask, scales, -np.inf).argmax(axis=1)
+        narrowest = np.where(mask, scales, np.inf).argmin(axis=1)
+        return [(blocks[0], widest), (blocks[1], narrowest)] + [(blocks[i], channels[i]) for i in range(2, len(blocks))]
 
     def state(self) -> dict[str, Any]:
         if self.evolution is None:

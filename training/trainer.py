@@ -86,6 +86,9 @@ class SupernetConfig(TrainConfig):
     eval_paths: int = 2
     bn_batches: int = 20
     block_weights: tuple[float, ...] | None = None  # relative sampling weights of the block types (None: uniform)
+    path_rule: str = "uniform"  # uniform | sandwich: which paths one step trains (training.sampling.PATH_RULES)
+    sandwich_random: int = 1  # uniform paths per sandwich step, beside the widest and the narrowest
+    inplace_distill: bool = True  # sandwich: the other paths learn the widest path's probabilities
     teacher: str | None = None  # a trained subnet's run folder: its probabilities join the labels as targets
     kd_weight: float = 0.5  # the teacher's share of the targets
 
@@ -233,12 +236,16 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
             cfg.flops_table,
             cfg.latency_table,
             tuple(cfg.block_weights) if cfg.block_weights else None,
+            cfg.path_rule,
+            cfg.sandwich_random,
         )
     else:
         net = build_subnet(cfg.spec, seed=cfg.seed, ctx=ctxs, crop=True)
         if cfg.hybridize:
             net.hybridize(static_alloc=True, static_shape=True)
     _no_wd_on_bn_and_bias(net)
+    if isinstance(cfg, SupernetConfig) and cfg.path_rule == "sandwich":
+        net.collect_params().setattr("grad_req", "add")  # a step's paths add their gradients; zeroed after it
     # Distributed: servers only add gradients; every worker applies the same update to the same sum, so the
     # per-step learning rate set here reaches the optimizer (it would not on the servers).
     trainer = mx.gluon.Trainer(
@@ -304,7 +311,7 @@ def _run_epoch(job: _Job, epoch: int) -> bool:
 
 def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray, tally: _Tally) -> None:
     """One optimizer step on global step ``g`` (seeded by it, so a resumed run repeats it exactly)."""
-    cfg, net, sampler = job.cfg, job.net, job.sampler
+    cfg, sampler = job.cfg, job.sampler
     mx.random.seed(cfg.seed * 1_000_003 + g)
     job.trainer.set_learning_rate(lr_at(cfg, g, job.steps_epoch))
     targets = _soft_targets(y, job.space.num_classes, cfg.label_smoothing)
@@ -317,23 +324,20 @@ def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray
         perm = rng_mix.permutation(len(y))
         x = lam * x + (1 - lam) * x[perm]
         targets = lam * targets + (1 - lam) * targets[perm]
+    paths = sampler.step_paths(epoch, g) if sampler is not None else [None]
     if sampler is not None:
-        blocks, channels = sampler.sample(epoch, g)
-        tally.sampled.append(sampler.describe(blocks, channels))
-        forward = lambda a, b=blocks, c=channels: net(a, b, c)  # noqa: E731
-    else:
-        forward = net
+        tally.sampled.extend(sampler.describe(b, c) for b, c in paths)
     xs = mx.gluon.utils.split_and_load(x, job.ctxs, even_split=False)
     ts = mx.gluon.utils.split_and_load(targets, job.ctxs, even_split=False)
-    with mx.autograd.record():
-        outs = [forward(a) for a in xs]
-        ls = [job.loss_fn(o, t) for o, t in zip(outs, ts)]
-    for ll in ls:
-        ll.backward()
+    distill = isinstance(cfg, SupernetConfig) and cfg.path_rule == "sandwich" and cfg.inplace_distill
+    outs, loss_sum = _train_paths(job, paths, xs, ts, distill)
     # dist_sync sums the workers' gradients: normalised by the global batch, ``--lr`` means what it means for
-    # one process with ``batch_size * workers`` images per step.
+    # one process with ``batch_size * workers`` images per step. A sandwich step sums its paths' gradients
+    # (BigNAS): each path moves the weights as far as a uniform step would.
     job.trainer.step(len(y) * job.workers, ignore_stale_grad=sampler is not None)
-    loss = float(sum(ll.sum().asscalar() for ll in ls) / len(y))
+    if len(paths) > 1:
+        job.net.collect_params().zero_grad()  # the sandwich's gradients add up over its paths (grad_req "add")
+    loss = loss_sum / (len(y) * len(paths))
     pred = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
     tally.correct += int((pred == y).sum())
     tally.seen += len(y)
@@ -344,6 +348,33 @@ def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray
     job.state.update(epoch=epoch, step=step + 1, global_step=g + 1)
     if cfg.checkpoint_every and (g + 1) % cfg.checkpoint_every == 0 and job.rank == 0:
         _save(job)
+
+
+def _train_paths(job: _Job, paths: list[Any], xs: list[Any], ts: list[Any], distill: bool) -> tuple[list[Any], float]:
+    """Forward and backward every path on every device slice, one path at a time (a hybridized block with
+    static memory must not run forward twice before its backward); returns the last path's outputs (a uniform
+    path under either rule: the training accuracy the epoch reports) and the summed loss against the labels.
+
+    With in-place distillation (BigNAS) the first path, the widest, learns the targets and every other path
+    learns its probabilities, held constant: narrow paths are pulled towards what the wide one predicts
+    instead of towards one-hot labels they cannot fit as well.
+    """
+    total = 0.0
+    teacher: list[Any] | None = None
+    outs: list[Any] = []
+    for i, path in enumerate(paths):
+        targets = teacher if (distill and i > 0) else ts
+        with mx.autograd.record():
+            outs = [job.net(a) if path is None else job.net(a, path[0], path[1]) for a in xs]
+            ls = [job.loss_fn(o, t) for o, t in zip(outs, targets)]
+        for ll in ls:
+            ll.backward()
+        if targets is not ts:  # the record reports every path's loss against the labels, whatever it learned
+            ls = [job.loss_fn(o, t) for o, t in zip(outs, ts)]
+        total += sum(float(ll.sum().asscalar()) for ll in ls)
+        if distill and i == 0:
+            teacher = [mx.nd.softmax(o, axis=1).copy() for o in outs]
+    return outs, total
 
 
 def _step_line(g: int, epoch: int, step: int, loss: float) -> str:
