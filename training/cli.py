@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="relative sampling weights of the block types, one per type (default: uniform; unconstrained only)",
     )
+    s.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from the weights of a trained supernet (run folder of the same space): few-shot sub-supernets",
+    )
     r = s.add_argument_group("paths per step")
     r.add_argument(
         "--path-rule",

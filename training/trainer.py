@@ -89,6 +89,7 @@ class SupernetConfig(TrainConfig):
     path_rule: str = "uniform"  # uniform | sandwich: which paths one step trains (training.sampling.PATH_RULES)
     sandwich_random: int = 1  # uniform paths per sandwich step, beside the widest and the narrowest
     inplace_distill: bool = True  # sandwich: the other paths learn the widest path's probabilities
+    init_from: str | None = None  # a trained supernet's run folder: its weights are the starting point
     teacher: str | None = None  # a trained subnet's run folder: its probabilities join the labels as targets
     kd_weight: float = 0.5  # the teacher's share of the targets
 
@@ -224,6 +225,8 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
                 evaluate(teacher.net, val_ds, 256, ctxs[0]),
             )
         net = build_supernet(space, seed=cfg.seed, ctx=ctxs)
+        if cfg.init_from:
+            _start_from(net, cfg.init_from, space, ctxs)
         if cfg.hybridize:
             net.hybridize_blocks(static_alloc=True, static_shape=True)
         schedule = warmup_for(space, cfg.cs_start_epoch, cfg.cs_warmup, cfg.cs_pace)
@@ -260,6 +263,19 @@ def _setup(cfg: TrainConfig, out: Path, ctxs: list[mx.Context], kv: Any, rank: i
     return _Job(
         cfg, out, ctxs, kv, rank, workers, space, train_ds, val_ds, net, trainer, sampler, steps_epoch, state, teacher
     )
+
+
+def _start_from(net: Any, ref: str, space: SearchSpace, ctxs: list[mx.Context]) -> None:
+    """The weights of the trained supernet ``ref`` (its space checked) as ``net``'s starting point: few-shot NAS
+    splits a trained one-shot supernet into sub-supernets, each trained on with paths of its own region only."""
+    from spos_deploy.search.evaluator import load_supernet, resolve_supernet
+
+    try:
+        run = resolve_supernet(ref, space)
+        load_supernet(run)  # one line for weights of another space, before ours are touched
+    except BadInputError as e:
+        raise BadInputError(str(e).replace("--supernet", "--init-from", 1)) from None
+    net.load_parameters(str(run.params), ctx=ctxs)
 
 
 def _resume(job: _Job) -> None:
