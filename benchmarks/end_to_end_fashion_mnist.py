@@ -164,6 +164,44 @@ def train_export_bench(args: argparse.Namespace, out: Path, steps: Steps) -> dic
         "sub_history": json.loads((sub / "metrics.json").read_text())["history"],
         "report": report,
         "bench": bench,
+        "shipped": str(shipped.relative_to(dep)),
+    }
+
+
+SIDE_BY_SIDE_ROUNDS = 3
+
+
+def side_by_side(table: Path, best: dict[str, Any], shipped: Path, rounds: int = SIDE_BY_SIDE_ROUNDS) -> dict[str, Any]:
+    """The shipped file and the search's own export of the same architecture (the table's deployed form, random
+    weights: what the closed loop measured), measured interleaved in the same rounds of fresh sessions.
+
+    A small network's deployed latency on a shared VM moves between modes over minutes (2026-12-06, this
+    AMD EPYC: 0.13 and 0.20-0.22 ms for the same file, on either core), so the closed loop and the benchmark,
+    minutes apart, can measure different machines. Side by side, their ratio says whether the shipped file is
+    what the search measured, and each round's median shows the mode the machine was in."""
+    import tempfile
+
+    from spos_deploy.runtime.deployed import measure_deployed
+    from spos_deploy.tables.files import load_table
+    from spos_deploy.tables.latency.build import export_deployed, network_shape
+    from spos_deploy.tables.latency.validate import setup_of, specs_of
+
+    t = load_table(table)
+    setup = setup_of(t)
+    spec = specs_of(t, [best["block_choices"]], [best["channel_choices"]], "search-export")[0]
+    shape = network_shape(spec.space, setup)
+    with tempfile.TemporaryDirectory() as tmp:
+        searched = export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
+        makers = [lambda p=shipped: setup.runner(p, shape), lambda p=searched: setup.runner(p, shape)]
+        per_round = [measure_deployed(makers, sessions=7, seed=r) for r in range(rounds)]
+    ship = [r[0].ms for r in per_round]
+    search = [r[1].ms for r in per_round]
+    return {
+        "rounds": rounds,
+        "sessions": 7,
+        "shipped_round_ms": ship,
+        "search_export_round_ms": search,
+        "ratio_median": float(np.median(np.array(ship) / np.array(search))),
     }
 
 
@@ -202,6 +240,7 @@ def summarize(out: Path, steps: Steps, space: Any, table: Path, budget: float, d
         "measured_session_ms": deployed["session_ms"],
         "bench_p50_ms": bench["latency"]["p50_ms"],
         "latency_error_pct": 100 * (predicted - deployed["ms"]) / deployed["ms"],
+        "side_by_side": side_by_side(table, best, out / "deploy" / done["shipped"]),
         "meets_budget": deployed["budget_ms"] <= budget,
         "minutes": {k: v / 60 for k, v in steps.times.items()},
         "total_minutes": sum(steps.times.values()) / 60,  # every step as measured, also across an interrupted run
@@ -217,7 +256,7 @@ def _ms(x: float | None) -> str:
 def summary_tables(summary: dict[str, Any]) -> tuple[str, str]:
     """The summary table and the step-time table (Markdown)."""
     score_int8 = summary["micronet_score_int8"]
-    t, loop = summary["target"], summary["closed_loop"]
+    t, loop, side = summary["target"], summary["closed_loop"], summary.get("side_by_side")
     shipped = f"{t['runtime']} {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''}"
     rows = [
         ["supernet val acc (random paths)", f"{summary['supernet_val_acc']:.4f}"],
@@ -244,6 +283,13 @@ def summary_tables(summary: dict[str, Any]) -> tuple[str, str]:
         ["budget met (measured)", "yes" if summary["meets_budget"] else "no"],
         ["total time", f"{summary['total_minutes']:.1f} min"],
     ]
+    if side:  # recorded since 2026-12-06
+        pairs = zip(side["shipped_round_ms"], side["search_export_round_ms"])
+        rounds = ", ".join(f"{a:.3f} / {b:.3f}" for a, b in pairs)
+        rows[-1:-1] = [
+            ["side by side: shipped / the search's export, each round's median (ms)", rounds],
+            ["side by side: shipped / the search's export (median ratio)", f"{side['ratio_median']:.3f}"],
+        ]
     text = tabulate(rows, headers=["end to end, Fashion-MNIST", "value"], tablefmt="github", disable_numparse=True)
     step_rows = [[k, f"{v:.1f}"] for k, v in summary["minutes"].items()]
     step_text = tabulate(step_rows, headers=["step", "minutes"], tablefmt="github", disable_numparse=True)
