@@ -15,8 +15,11 @@ Steps, each resumable (results cached under ``--out``, default runs/ranking/):
 4. The supernet of the small space (``--supernet RUN``; trained there with spos-train's small recipe when it
    has no supernet.params).
 5. Every architecture evaluated as a supernet path, BN statistics computed exactly for the path.
-6. Kendall tau / Spearman rho of supernet vs stand-alone accuracy, beside the tau of trivial proxies (FLOPs,
-   params, predicted latency); the same inside the narrow band; top-5 overlap; a scatter plot.
+6. Zero-cost proxies of every architecture (``spos_deploy.search.proxies``: SynFlow, NASWOT, jacob_cov of the
+   untrained network, each the mean over 3 random inits, on the first 64 Fashion-MNIST training images).
+7. Kendall tau / Spearman rho of supernet vs stand-alone accuracy, beside the tau of the trivial proxies (FLOPs,
+   params, predicted latency) and the zero-cost ones, and the supernet's paired bootstrap lead over the best
+   proxy; the same inside the narrow band; top-5 overlap; a scatter plot.
 
     python -m benchmarks.supernet_ranking [--supernet runs/ranking/supernet] [--lut TABLE] [--archs 24]
     python -m benchmarks.supernet_ranking --ray       # the stand-alone trainings on every core of this machine
@@ -125,7 +128,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="RESULT",
         help="recompute the statistics, report and plot of a recorded result (supernet_ranking*.json) from the\n"
         "accuracies recorded there, nothing trained or evaluated: for results recorded before a statistic\n"
-        "was added. Writes under the record's own tag unless --tag is given",
+        "was added. Zero-cost proxies the record lacks are computed (cheap: untrained networks, a few seconds\n"
+        "per architecture; cached in --out when given) and kept beside its rows, under zero_cost_proxies.\n"
+        "Writes under the record's own tag unless --tag is given",
+    )
+    ap.add_argument(
+        "--few-shot",
+        nargs="+",
+        metavar="DIR",
+        help="sub-supernets (spos-train supernet --init-from ONE_SHOT --constraint random --flops-range LO HI) in\n"
+        "place of --supernet: each architecture is evaluated on the first one whose FLOPs range holds it",
     )
     ap.add_argument("--tag", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
@@ -138,9 +150,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for k, v in quick.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
+    if not args.rescore:  # a rescore caches (its zero-cost proxies) only where --out says
+        args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
+        args.supernet = args.supernet or str(Path(args.out) / "supernet")
     args.results = args.results or (str(Path(args.out) / "results") if args.quick else str(results_dir(STUDY)))
-    args.supernet = args.supernet or str(Path(args.out) / "supernet")
     if args.archs_from and args.ray is not None and not args.noise_archs:
         fail("--archs-from trains nothing: drop --ray")
     if args.rescore and (args.archs_from or args.ray is not None or args.quick):
@@ -257,17 +270,19 @@ def recorded_architectures(
 
 # ---- step 5: supernet accuracy ----------------------------------------------------------------------------
 def supernet_accuracies(
-    supernet: Path, archs: list[dict[str, Any]], recipe: Recipe, bn_images: int, out: Path
+    supernet: Path, archs: list[dict[str, Any]], recipe: Recipe, bn_images: int, out: Path, cache_prefix: str = ""
 ) -> dict[str, dict[str, Any]]:
     """Top-1 of every architecture as a supernet path (exact per-path BN), cached in OUT/supernet_acc.json
-    under the supernet's hash and the evaluation settings (another supernet or setting starts over)."""
+    (``cache_prefix`` before the name) under the supernet's hash and the evaluation settings (another supernet
+    or setting starts over)."""
     from spos_deploy.search.evaluator import PathEvaluator, prepare_data, resolve_supernet
 
     try:
         run = resolve_supernet(str(supernet), SPACE)
     except BadInputError as e:
         fail(str(e))
-    path = out / ("supernet_acc.json" if bn_images else "supernet_acc_running_bn.json")  # either kept
+    name = "supernet_acc.json" if bn_images else "supernet_acc_running_bn.json"  # either kept
+    path = out / f"{cache_prefix}{name}"
     settings = {"supernet_sha1": run.sha1, "bn_images": bn_images, "val_limit": recipe.val_limit, "batch": EVAL_BATCH}
     cache = json.loads(path.read_text()) if path.exists() else {}
     if cache.get("settings") != settings:
@@ -291,6 +306,36 @@ def supernet_accuracies(
     return cache["acc"]
 
 
+def flops_region(folder: Path) -> tuple[float, float]:
+    """The FLOPs range a sub-supernet was trained on (its config's ``bounds``), refused when it has none."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+        lo, hi = cfg["bounds"]["flops"]
+        return float(lo), float(hi)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"--few-shot {folder}: not a sub-supernet trained with --flops-range ({type(e).__name__}: {e})")
+
+
+def few_shot_accuracies(
+    folders: list[Path], archs: list[dict[str, Any]], recipe: Recipe, bn_images: int, out: Path
+) -> dict[str, dict[str, Any]]:
+    """Few-shot NAS: every architecture as a path of the first sub-supernet whose FLOPs range holds it; each
+    result names the sub-supernet that scored it."""
+    regions = [(f, *flops_region(f)) for f in folders]
+    groups: dict[Path, list[dict[str, Any]]] = {f: [] for f in folders}
+    for a in archs:
+        home = next((f for f, lo, hi in regions if lo <= a["flops"] <= hi), None)
+        if home is None:
+            fail(f"--few-shot: no sub-supernet's FLOPs range holds {a['key']} ({a['flops']:,} FLOPs)")
+        groups[home].append(a)
+    acc: dict[str, dict[str, Any]] = {}
+    for folder, group in groups.items():
+        for key, r in supernet_accuracies(folder, group, recipe, bn_images, out, f"{folder.name}_").items():
+            if any(a["key"] == key for a in group):
+                acc[key] = {**r, "sub_supernet": folder.name}
+    return acc
+
+
 def _running_bn(ev: Any) -> Any:
     """Path top-1 with the BN statistics the supernet's training accumulated (mixtures over every path that used
     a block): set against exact per-path BN, it shows what the recalibration does to the ranking."""
@@ -303,7 +348,72 @@ def _running_bn(ev: Any) -> Any:
     return evaluate
 
 
-# ---- step 6: statistics, plot, report ------------------------------------------------------------------------
+# ---- step 6: zero-cost proxies --------------------------------------------------------------------------
+ZERO_COST = ("synflow", "naswot", "jacob_cov")
+ZERO_COST_IMAGES = 64
+ZERO_COST_SEEDS = (0, 1, 2)
+
+
+def zero_cost_settings() -> dict[str, Any]:
+    return {
+        "proxies": list(ZERO_COST),
+        "images": f"the first {ZERO_COST_IMAGES} of fashion-mnist:train",
+        "seeds": list(ZERO_COST_SEEDS),
+    }
+
+
+def zero_cost_proxies(archs: list[dict[str, Any]], out: Path | None) -> dict[str, dict[str, Any]]:
+    """SynFlow, NASWOT and jacob_cov of every architecture by key (:func:`spos_deploy.search.proxies.proxy_scores`:
+    untrained networks, the mean over 3 inits), with the seconds they took; cached in OUT/proxies.json under
+    those settings when ``out`` is given. Raises BadInputError when Fashion-MNIST is missing."""
+    path = out / "proxies.json" if out is not None else None
+    cache = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    if cache.get("settings") != zero_cost_settings():
+        cache = {"settings": zero_cost_settings(), "scores": {}}
+    todo = [a for a in archs if a["key"] not in cache["scores"]]
+    if todo:
+        from spos_deploy.search.proxies import proxy_scores
+
+        from spos_deploy.data.images import fashion_mnist
+
+        images = fashion_mnist("train", SPACE.input_size, limit=ZERO_COST_IMAGES).images
+    for i, a in enumerate(todo):
+        t0 = time.time()
+        scores = proxy_scores(SPACE, a["blocks"], a["channels"], images, ZERO_COST, ZERO_COST_SEEDS)
+        cache["scores"][a["key"]] = {k: finite_or_none(v) for k, v in scores.items()} | {"seconds": time.time() - t0}
+        if path is not None:
+            write_json(path, cache)
+        log.info("zero-cost proxies %d/%d %s (%.1f s)", i + 1, len(todo), a["key"], time.time() - t0)
+    return {a["key"]: cache["scores"][a["key"]] for a in archs}
+
+
+def with_zero_cost(record: dict[str, Any], rows: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """The recorded rows with their zero-cost proxies: as recorded, else from the record's ``zero_cost_proxies``
+    (an earlier rescore's), else computed now and kept there. The recorded rows are not rewritten; without
+    Fashion-MNIST the rows stay without them (a warning) and only the trivial proxies are ranked."""
+    if all(k in r for r in rows for k in ZERO_COST):
+        return rows
+    kept = record.get("zero_cost_proxies") or {}
+    scores = dict(kept.get("scores", {})) if kept.get("settings") == zero_cost_settings() else {}
+    todo = [r for r in rows if r["key"] not in scores]
+    if todo:
+        try:
+            scores |= zero_cost_proxies(todo, out)
+        except BadInputError as e:
+            log.warning("zero-cost proxies not computed (%s): only the trivial proxies are ranked", e)
+            return rows
+    record["zero_cost_proxies"] = {
+        "settings": zero_cost_settings(),
+        "scores": {r["key"]: scores[r["key"]] for r in rows},
+    }
+    return [{**r, **_zero_cost_fields(scores[r["key"]])} for r in rows]
+
+
+def _zero_cost_fields(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: scores[k] for k in ZERO_COST} | {"zero_cost_s": scores["seconds"]}
+
+
+# ---- step 7: statistics, plot, report ------------------------------------------------------------------------
 def ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks, ties sharing their average rank (what Spearman's rho needs)."""
     order = np.argsort(x, kind="stable")
@@ -323,7 +433,22 @@ def spearman(x: Any, y: Any) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-PROXIES = ("flops", "params", "predicted_ms")
+TRIVIAL = ("flops", "params", "predicted_ms")
+PROXIES = TRIVIAL + ZERO_COST
+PROXY_LABELS = {
+    "flops": "FLOPs",
+    "params": "params",
+    "predicted_ms": "predicted latency",
+    "synflow": "SynFlow (zero-cost)",
+    "naswot": "NASWOT (zero-cost)",
+    "jacob_cov": "jacob_cov (zero-cost)",
+}
+
+
+def available_proxies(rows: list[dict[str, Any]]) -> list[str]:
+    """The proxies every row has a value of: an older record lacks the zero-cost ones, and a proxy that is
+    undefined for one architecture (recorded as null) cannot rank the set."""
+    return [k for k in PROXIES if all(r.get(k) is not None for r in rows)]
 
 
 def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -338,17 +463,19 @@ def correlations(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
-def best_proxy(proxies: dict[str, dict[str, Any]]) -> str:
-    """The proxy with the largest |tau| on the whole set: one that ranks backwards counts, read reversed."""
-    return max(PROXIES, key=lambda k: abs(proxies[k]["kendall_tau"] or 0))
+def best_proxy(proxies: dict[str, dict[str, Any]], among: tuple[str, ...] = PROXIES) -> str:
+    """The proxy (of ``among`` that were ranked) with the largest |tau| on the whole set: one that ranks
+    backwards counts, read reversed."""
+    return max((k for k in among if k in proxies), key=lambda k: abs(proxies[k]["kendall_tau"] or 0))
 
 
-def ranked_correlations(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def ranked_correlations(rows: list[dict[str, Any]], proxies: list[str] | None = None) -> dict[str, Any]:
     """The supernet and every proxy against stand-alone accuracy, each with a 95 % bootstrap interval of its
     tau, and how often (on the same resamples) the supernet ranks above the proxy that is best on the whole set
     (in either direction: a proxy that ranks backwards is read reversed):
-    with 24-50 architectures a tau carries +-0.2 of sampling error, so a lead needs its own interval."""
-    keys = ("supernet_acc", *PROXIES)
+    with 24-50 architectures a tau carries +-0.2 of sampling error, so a lead needs its own interval.
+    ``proxies``: default, every proxy all rows have."""
+    keys = ("supernet_acc", *(available_proxies(rows) if proxies is None else proxies))
     out = {k: correlations(rows, k) for k in keys}
     if len(rows) > 2:
         boot = kendall_tau_bootstrap({k: [r[k] for r in rows] for k in keys}, [r["standalone_acc"] for r in rows])
@@ -396,12 +523,13 @@ def block_table(stats: dict[str, Any]) -> str:
 
 def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     band = [r for r in rows if r["in_band"]]
-    full, in_band = ranked_correlations(rows), ranked_correlations(band)
+    full, in_band = ranked_correlations(rows), ranked_correlations(band, ["predicted_ms"])
     return {
         "block_counts": block_count_correlations(rows),
         "supernet": full.pop("supernet_acc"),
         "lead_over_best_proxy": full.pop("lead_over_best_proxy", None),
         "proxies": full,
+        "proxies_missing": [k for k in PROXIES if k not in full],
         "top5_overlap": top_overlap(rows),
         "band": {"supernet": in_band["supernet_acc"], "predicted_ms": in_band["predicted_ms"]},
     }
@@ -485,8 +613,7 @@ def fmt(v: float | None, spec: str = ".3f") -> str:
 
 def stats_table(stats: dict[str, Any]) -> str:
     rows = [["supernet accuracy (all)", *_corr_cells(stats["supernet"])]]
-    names = {"flops": "FLOPs (all)", "params": "params (all)", "predicted_ms": "predicted latency (all)"}
-    rows += [[names[k], *_corr_cells(v)] for k, v in stats["proxies"].items()]
+    rows += [[f"{PROXY_LABELS.get(k, k)} (all)", *_corr_cells(v)] for k, v in stats["proxies"].items()]
     rows += [[f"supernet accuracy (band +-{BAND:.0%})", *_corr_cells(stats["band"]["supernet"])]]
     rows += [[f"predicted latency (band +-{BAND:.0%})", *_corr_cells(stats["band"]["predicted_ms"])]]
     headers = ["vs stand-alone top-1", "n", "Kendall tau", "95% interval (bootstrap)", "p (tau <= 0)", "Spearman rho"]
@@ -500,6 +627,8 @@ def _corr_cells(c: dict[str, Any]) -> list[str]:
 
 
 def arch_table(rows: list[dict[str, Any]]) -> str:
+    """Every architecture's proxies and accuracies; a zero-cost column where any row has it (n/a where not)."""
+    zc = [k for k in ZERO_COST if any(k in r for r in rows)]
     body = [
         [
             r["key"],
@@ -507,12 +636,14 @@ def arch_table(rows: list[dict[str, Any]]) -> str:
             f"{r['predicted_ms']:.3f}",
             f"{r['flops']:,}",
             f"{r['params']:,}",
+            *(fmt(r.get(k), ".2f") for k in zc),
             f"{r['standalone_acc']:.4f}",
             f"{r['supernet_acc']:.4f}",
         ]
         for r in sorted(rows, key=lambda r: r["predicted_ms"])
     ]
-    headers = ["architecture (blocks_channels)", "group", "predicted ms", "FLOPs", "params", "stand-alone", "supernet"]
+    headers = ["architecture (blocks_channels)", "group", "predicted ms", "FLOPs", "params"]
+    headers += [PROXY_LABELS[k].removesuffix(" (zero-cost)") for k in zc] + ["stand-alone", "supernet"]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -522,18 +653,26 @@ def timings(steps: StepTimes, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "per_arch_train_wall_s_mean": float(np.mean([r["train_wall_s"] for r in rows])),
         "per_arch_train_steps_s_mean": float(np.mean([r["train_steps_s"] for r in rows])),
         "per_path_eval_s_mean": float(np.mean([r["supernet_eval_s"] for r in rows])),
+        "per_arch_zero_cost_s_mean": zero_cost_seconds(rows),
     }
 
 
+def zero_cost_seconds(rows: list[dict[str, Any]]) -> float | None:
+    """Mean seconds per architecture for the three zero-cost proxies (their 3 inits), None where not computed."""
+    s = [r["zero_cost_s"] for r in rows if r.get("zero_cost_s") is not None]
+    return float(np.mean(s)) if s else None
+
+
 def verdict(stats: dict[str, Any]) -> str:
-    """Does the supernet rank better than the best trivial proxy, and how sure is that?"""
+    """Does the supernet rank better than the best proxy (trivial or zero-cost), and how sure is that?"""
     tau = stats["supernet"]["kendall_tau"]
     best = best_proxy(stats["proxies"])
     ptau = stats["proxies"][best]["kendall_tau"]
     if tau is None or ptau is None:
         return "Kendall tau is undefined here (ties or too few architectures)."
     word = "better" if tau > abs(ptau) else "no better"
-    text = f"The supernet (tau {tau:.3f}) ranks {word} than the best trivial proxy, {best} (tau {ptau:.3f}"
+    kind = "zero-cost" if best in ZERO_COST else "trivial"
+    text = f"The supernet (tau {tau:.3f}) ranks {word} than the best proxy, the {kind} {best} (tau {ptau:.3f}"
     text += f", read reversed: {-ptau:.3f})." if ptau < 0 else ")."
     lead = stats.get("lead_over_best_proxy")
     if lead and None not in lead["ci95"]:
@@ -541,6 +680,13 @@ def verdict(stats: dict[str, Any]) -> str:
             f" On the same bootstrap resamples of the architectures its tau minus the proxy's lies in "
             f"{lead['ci95'][0]:.3f} to {lead['ci95'][1]:.3f} (95%), above zero in {lead['share_above']:.0%} of them."
         )
+    zc = [k for k in ZERO_COST if k in stats["proxies"]]
+    if zc and best not in ZERO_COST:
+        z = best_proxy(stats["proxies"], ZERO_COST)
+        text += f" The best zero-cost proxy, {z}, has tau {fmt(stats['proxies'][z]['kendall_tau'])}."
+    missing = stats.get("proxies_missing")
+    if missing:
+        text += f" Not ranked (not computed for every architecture): {', '.join(missing)}."
     return text
 
 
@@ -563,6 +709,7 @@ def rescore(args: argparse.Namespace, argv: list[str] | None) -> None:
         fail(f"--rescore {args.rescore}: not a supernet_ranking result ({type(e).__name__}: {e})")
     if len(rows) < 2:
         fail(f"--rescore {args.rescore}: {len(rows)} architecture(s), a ranking needs at least 2")
+    rows = with_zero_cost(record, rows, Path(args.out) if args.out else None)  # record["architectures"] as recorded
     stats = ranking_stats(rows)
     if record["stats"].get("seed_noise"):
         stats["seed_noise"] = record["stats"]["seed_noise"]
@@ -596,6 +743,7 @@ def write_report(
 ) -> None:
     """benchmarks/results/supernet_ranking/supernet_ranking[_TAG].md and .json (under OUT/results for --quick)."""
     m, st, s, t = prov.machine, record["stats"], record["settings"], record["timings"]
+    zc_s = zero_cost_seconds(rows)
     steps = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in t["steps_s"].items())
     text = (
         f"# Supernet ranking vs training from scratch (small space, Fashion-MNIST)\n\n"
@@ -614,7 +762,8 @@ def write_report(
         f"{verdict(st)}{noise_text(st)}\n\n{block_table(st['block_counts'])}\n\n"
         f"![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
-        f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path.\n"
+        f"training from scratch, {t['per_path_eval_s_mean']:.1f} s as a supernet path"
+        + (f", {zc_s:.1f} s for the three zero-cost proxies ({len(ZERO_COST_SEEDS)} inits each).\n" if zc_s else ".\n")
     )
     if record.get("rescored"):
         r = record["rescored"]
@@ -624,7 +773,10 @@ def write_report(
 
 
 def merge_rows(
-    archs: list[dict[str, Any]], standalone: dict[str, dict[str, Any]], supernet: dict[str, dict[str, Any]]
+    archs: list[dict[str, Any]],
+    standalone: dict[str, dict[str, Any]],
+    supernet: dict[str, dict[str, Any]],
+    zero_cost: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -634,6 +786,7 @@ def merge_rows(
             "train_wall_s": standalone[a["key"]]["wall_seconds"],
             "train_steps_s": standalone[a["key"]]["train_seconds"],
             "supernet_eval_s": supernet[a["key"]]["seconds"],
+            **_zero_cost_fields(zero_cost[a["key"]]),
         }
         for a in archs
     ]
@@ -663,12 +816,23 @@ def architectures_and_standalone(
 def supernet_rows(
     args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes, archs: list[dict[str, Any]], standalone: Any
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
-    """Steps 4-6: the supernet (trained if missing), every architecture as its path, and the statistics."""
-    with steps.step("supernet"):
-        supernet = ensure_supernet(Path(args.supernet), args)
-    with steps.step("supernet evaluation"):
-        supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
-    rows = merge_rows(archs, standalone, supernet_acc)
+    """Steps 4-7: the supernet (trained if missing), every architecture as its path and by its zero-cost proxies,
+    and the statistics."""
+    if args.few_shot:
+        with steps.step("supernet evaluation"):
+            supernet_acc = few_shot_accuracies([Path(d) for d in args.few_shot], archs, recipe, args.bn_images, out)
+        supernet = Path(args.few_shot[0])
+    else:
+        with steps.step("supernet"):
+            supernet = ensure_supernet(Path(args.supernet), args)
+        with steps.step("supernet evaluation"):
+            supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
+    with steps.step("zero-cost proxies"):
+        try:
+            zero_cost = zero_cost_proxies(archs, out)
+        except BadInputError as e:
+            fail(str(e))
+    rows = merge_rows(archs, standalone, supernet_acc, zero_cost)
     stats = ranking_stats(rows)
     if args.noise_archs:
         with steps.step("seed-noise training"):
@@ -695,7 +859,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = {
         "args": vars(args),
         "recipe": asdict(recipe) | {"tag": recipe.tag},
-        "supernet": {"path": str(supernet), "last_epoch_channels": supernet_channels(supernet)},
+        "supernet": {"path": str(supernet), "last_epoch_channels": supernet_channels(supernet)}
+        | ({"few_shot": {str(d): flops_region(Path(d)) for d in args.few_shot}} if args.few_shot else {}),
         "table": table_info,
     }
     record = {

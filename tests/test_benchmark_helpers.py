@@ -232,3 +232,19 @@ def test_every_study_runs_as_a_module(study: str) -> None:
         [sys.executable, "-m", f"benchmarks.{study}", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert res.returncode == 0 and "usage:" in res.stdout, res.stderr
+
+
+def test_few_shot_routes_by_the_sub_supernets_flops_ranges(tmp_path: Path, capsys) -> None:
+    narrow, wide, plain = tmp_path / "narrow", tmp_path / "wide", tmp_path / "plain"
+    for folder, bounds in ((narrow, {"flops": [0, 4.8e6]}), (wide, {"flops": [4.8e6, 1e9]}), (plain, {})):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"mode": "supernet", "bounds": bounds}))
+    assert supernet_ranking.flops_region(narrow) == (0.0, 4.8e6)
+    with pytest.raises(SystemExit) as e:
+        supernet_ranking.flops_region(plain)
+    assert e.value.code == 2 and "not a sub-supernet trained with --flops-range" in capsys.readouterr().err
+    outside = [{"key": "b0_c0", "flops": 2e9}]
+    with pytest.raises(SystemExit) as e:  # refused before any evaluation
+        supernet_ranking.few_shot_accuracies([narrow, wide], outside, E3, 0, tmp_path)
+    assert e.value.code == 2
+    assert "no sub-supernet's FLOPs range holds b0_c0 (2,000,000,000.0 FLOPs)" in capsys.readouterr().err
