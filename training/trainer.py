@@ -369,7 +369,8 @@ def _step(job: _Job, epoch: int, step: int, g: int, x: np.ndarray, y: np.ndarray
 def _train_paths(job: _Job, paths: list[Any], xs: list[Any], ts: list[Any], distill: bool) -> tuple[list[Any], float]:
     """Forward and backward every path on every device slice, one path at a time (a hybridized block with
     static memory must not run forward twice before its backward); returns the last path's outputs (a uniform
-    path under either rule: the training accuracy the epoch reports) and the summed loss against the labels.
+    path unless ``--sandwich-random 0``: the training accuracy the epoch reports) and the summed loss against the
+    labels.
 
     With in-place distillation (BigNAS) the first path, the widest, learns the targets and every other path
     learns its probabilities, held constant: narrow paths are pulled towards what the wide one predicts
