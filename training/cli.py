@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from spos_deploy.cli.common import add_common, print_json, replacing, run
 from spos_deploy.cli.options import (
@@ -96,6 +97,14 @@ def _recipes_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spos-train", description="Train SPOS supernets and subnets.")
     sub = p.add_subparsers(dest="mode", required=True)
+    _supernet_parser(sub)
+    _sampling_plot_parser(sub)
+    _subnet_parsers(sub)
+    return p
+
+
+def _supernet_parser(sub: Any) -> None:
+    """``spos-train supernet``: the recipe's options, path sampling, constraints and distillation."""
     s = sub.add_parser(
         "supernet",
         help="train the supernet (block selection + channel selection)",
@@ -159,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=fraction,
         help="the teacher's share of the targets (default 0.5; needs --teacher)",
     )
+
+
+def _sampling_plot_parser(sub: Any) -> None:
     d = sub.add_parser("sampling-plot", help="compare samplers: none / random with constraint / strolling evolution")
     add_output(d, "PNG file", metavar="PNG")
     add_samples(d, 5000, "random architectures per sampler")
@@ -167,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed(d)
     add_space_options(d)
     add_common(d)
+
+
+def _subnet_parsers(sub: Any) -> None:
+    """``spos-train subnet`` (one architecture) and ``subnets`` (many, here or as Ray tasks)."""
     n = sub.add_parser("subnet", help="train a fixed architecture from scratch")
     n.add_argument("model", help="model.json or built-in name")
     _common(n)
@@ -190,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train on Ray: a local instance sized to this machine, or the cluster at ADDRESS (HOST:PORT or auto); "
         "OUT and the data must be at the same path on every node",
     )
-    return p
 
 
 def _config(args: argparse.Namespace):
