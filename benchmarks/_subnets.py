@@ -398,3 +398,42 @@ def table_record(path: Path, table: Any) -> dict[str, Any]:
     fp = table.fingerprint
     keys = ("runtime", "precision", "batch", "threads", "cpu", "date")
     return {"path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), **{k: fp.get(k) for k in keys}}
+
+
+# ---- zero-cost proxies of untrained architectures ------------------------------------------------------------
+ZERO_COST = ("synflow", "naswot", "jacob_cov")
+ZERO_COST_IMAGES = 64
+ZERO_COST_SEEDS = (0, 1, 2)
+
+
+def zero_cost_settings() -> dict[str, Any]:
+    return {
+        "proxies": list(ZERO_COST),
+        "images": f"the first {ZERO_COST_IMAGES} of fashion-mnist:train",
+        "seeds": list(ZERO_COST_SEEDS),
+    }
+
+
+def zero_cost_proxies(archs: list[dict[str, Any]], out: Path | None) -> dict[str, dict[str, Any]]:
+    """SynFlow, NASWOT and jacob_cov of every architecture by key (:func:`spos_deploy.search.proxies.proxy_scores`:
+    untrained networks, the mean over 3 inits), with the seconds they took; cached in OUT/proxies.json under
+    those settings when ``out`` is given. Raises BadInputError when Fashion-MNIST is missing."""
+    path = out / "proxies.json" if out is not None else None
+    cache = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    if cache.get("settings") != zero_cost_settings():
+        cache = {"settings": zero_cost_settings(), "scores": {}}
+    todo = [a for a in archs if a["key"] not in cache["scores"]]
+    if todo:
+        from spos_deploy.search.proxies import proxy_scores
+
+        from spos_deploy.data.images import fashion_mnist
+
+        images = fashion_mnist("train", SPACE.input_size, limit=ZERO_COST_IMAGES).images
+    for i, a in enumerate(todo):
+        t0 = time.time()
+        scores = proxy_scores(SPACE, a["blocks"], a["channels"], images, ZERO_COST, ZERO_COST_SEEDS)
+        cache["scores"][a["key"]] = {k: finite_or_none(v) for k, v in scores.items()} | {"seconds": time.time() - t0}
+        if path is not None:
+            write_json(path, cache)
+        log.info("zero-cost proxies %d/%d %s (%.1f s)", i + 1, len(todo), a["key"], time.time() - t0)
+    return {a["key"]: cache["scores"][a["key"]] for a in archs}

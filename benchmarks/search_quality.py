@@ -5,7 +5,10 @@ on this CPU's int8 table of the small space, three kinds of architecture are com
 
 (a) the one ``spos-search --method evolution`` returns on the supernet,
 (b) ``--random`` (5) random architectures that meet the budget (rejection sampling, fixed seed),
-(c) a hand-designed baseline: every position SNB-3 at one uniform channel choice, the widest that fits.
+(c) a hand-designed baseline: every position SNB-3 at one uniform channel choice, the widest that fits,
+(d) the best proxy's pick (``--proxy``, default SynFlow, the zero-cost proxy that ranked block choices best in
+    ``benchmarks.supernet_ranking``): of as many random architectures within the budget as the search evaluated,
+    the one the proxy scores highest: what a user gets from a search that trains nothing.
 
 All are trained from scratch with the recipe of ``benchmarks.supernet_ranking`` (and its run-folder cache, in
 ``benchmarks/_subnets.py``: an architecture trained by either benchmark is not trained again) and measured end
@@ -34,6 +37,7 @@ from benchmarks._subnets import (
     RUNS,
     SPACE,
     TABLE_NAME,
+    ZERO_COST,
     Recipe,
     StepTimes,
     add_ray_arg,
@@ -56,11 +60,12 @@ from benchmarks._subnets import (
     table_record,
     tool,
     train_all,
+    zero_cost_proxies,
 )
 from benchmarks.record import Provenance, provenance, results_dir, write_record
 from spos_deploy.atomic import write_json
 from spos_deploy.runtime import load
-from spos_deploy.studies import separability
+from spos_deploy.studies import lead_test, median_lead_pvalue, pooled_seed_std, separability
 from spos_deploy.tables.core import random_architectures
 from spos_deploy.tables.latency.table import latency_quantile
 
@@ -123,7 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="train every architecture with this many seeds (--train-seed, +1, ...) and compare the means;\n"
-        "with 2 or more the report gives the seed noise and the lead in standard errors",
+        "with 2 or more the report gives the seed noise, the lead in standard errors and one-sided p-values",
+    )
+    ap.add_argument(
+        "--proxy",
+        choices=[*ZERO_COST, "flops", "params", "none"],
+        default="synflow",
+        help="(d) the proxy whose pick is trained beside the searched model (default synflow; none: no pick)",
     )
     add_ray_arg(ap)
     ap.add_argument("--tag", default="", help="suffix of the result files (search_quality_TAG.md/.json)")
@@ -157,7 +168,10 @@ def searched(args: argparse.Namespace, lut: Path, budget: float, out: Path) -> d
     """(a) spos-search's best under the budget (its results.json; the search resumes if interrupted)."""
     folder = out / "search"
     if not (folder / "results.json").exists():
-        cmd = [tool("spos-search"), "--supernet", args.supernet, "--lut", str(lut), "--latency-max-ms", str(budget)]
+        # --no-reanchor: the budget holds the searched model to the same predictions as (b)-(d), not to the
+        # table rescaled by the minutes' speed of this machine
+        cmd = [tool("spos-search"), "--supernet", args.supernet, "--latency-table", str(lut), "--no-reanchor"]
+        cmd += ["--latency-max-ms", str(budget)]
         cmd += ["--method", "evolution", "--budget", str(args.evaluations), "--population", str(args.population)]
         cmd += ["--parents", str(args.parents), "--generations", str(args.evaluations // args.population + 2)]
         cmd += ["--val-limit", str(args.search_val_limit), "--bn-images", str(args.search_bn_images)]
@@ -201,8 +215,24 @@ def baseline(table: Any, budget: float, full_width: bool = False) -> tuple[np.nd
     return blocks, channels, False
 
 
+def proxy_picks(args: argparse.Namespace, table: Any, budget: float, out: Path) -> dict[str, Any]:
+    """(d) Each proxy's pick among ``--evaluations`` distinct random architectures within the budget (drawn with
+    ``--seed`` + 1: other draws than (b)); zero-cost proxies cached in OUT/proxies.json. Every proxy's pick is
+    recorded; only ``--proxy``'s is trained."""
+    blocks, channels = random_within(table, budget, args.evaluations, args.seed + 1, args.full_width)
+    pool = describe_archs(table, flops_table(), blocks, channels)
+    scores = zero_cost_proxies(pool, out)
+    picks = {}
+    for name in ("flops", "params", *ZERO_COST):
+        values = [a[name] if name in ("flops", "params") else scores[a["key"]][name] for a in pool]
+        values = [-np.inf if v is None else v for v in values]
+        best = int(np.argmax(values))
+        picks[name] = {"key": pool[best]["key"], "blocks": pool[best]["blocks"], "channels": pool[best]["channels"]}
+    return {"candidates": len(pool), "picks": picks}
+
+
 def candidates(
-    args: argparse.Namespace, table: Any, budget: float, search_res: dict[str, Any] | None
+    args: argparse.Namespace, table: Any, budget: float, search_res: dict[str, Any] | None, picks: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], bool]:
     """All compared architectures with their role, predicted latency, FLOPs and params (without the searched
     one while ``search_res`` is None: the others do not depend on the search)."""
@@ -210,6 +240,11 @@ def candidates(
     bb, bc, base_fits = baseline(table, budget, args.full_width)
     roles = [f"random {i + 1}" for i in range(len(rb))] + ["baseline"]
     blocks, channels = np.concatenate([rb, bb]), np.concatenate([rc, bc])
+    if args.proxy != "none":
+        pick = picks["picks"][args.proxy]
+        blocks = np.concatenate([blocks, np.array([pick["blocks"]])])
+        channels = np.concatenate([channels, np.array([pick["channels"]])])
+        roles.append(f"{args.proxy} pick")
     if search_res is not None:
         best = search_res["best"]
         blocks = np.concatenate([np.array([best["block_choices"]]), blocks])
@@ -250,31 +285,60 @@ def measured_latency(
 # ---- report ---------------------------------------------------------------------------------------------------
 def seed_noise(rows: list[dict[str, Any]]) -> float | None:
     """The std of one training's top-1 across seeds, pooled over the architectures (None with one seed)."""
-    accs = [r["standalone_accs"] for r in rows if len(r["standalone_accs"]) > 1]
-    return float(np.sqrt(np.mean([np.var(a, ddof=1) for a in accs]))) if accs else None
+    pooled = pooled_seed_std([r["standalone_accs"] for r in rows])
+    return None if pooled is None else pooled[0]
+
+
+def significance(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One-sided tests of "the searched model trains better than X", X each of: the median of the random
+    architectures (a two-level bootstrap over architectures and seeds), the random architecture whose mean is
+    the median, the proxy's pick and the baseline (t-tests with the pooled seed noise). Empty with one seed."""
+    by_role = {r["role"]: r["standalone_accs"] for r in rows}
+    rand = [r for r in rows if r["role"].startswith("random")]
+    noise = pooled_seed_std(list(by_role.values()))
+    if noise is None:
+        return {}
+    median_arch = sorted(rand, key=lambda r: r["standalone_acc"])[(len(rand) - 1) // 2]
+    a = by_role["searched"]
+    tests = {"random_population_median": median_lead_pvalue(a, [r["standalone_accs"] for r in rand])}
+    tests["median_random_architecture"] = lead_test(a, median_arch["standalone_accs"], noise) | {
+        "key": median_arch["key"]
+    }
+    for role in by_role:
+        if role.endswith(" pick") or role == "baseline":
+            tests[role] = lead_test(a, by_role[role], noise)
+    return tests
 
 
 def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Whether the searched model beats the median random architecture and the hand-designed baseline (on the
-    mean over seeds), and by how many standard errors of a difference of two such means."""
+    """Whether the searched model beats the median random architecture, the proxy's pick and the hand-designed
+    baseline (on the mean over seeds), by how many standard errors of a difference of two such means, and
+    with which one-sided p (:func:`significance`)."""
     acc = {r["role"]: r["standalone_acc"] for r in rows}
     rand = [r["standalone_acc"] for r in rows if r["role"].startswith("random")]
     median = float(np.median(rand))
     noise, seeds = seed_noise(rows), len(rows[0]["standalone_accs"])
     se = None if noise is None else noise * np.sqrt(2 / seeds)
     lead = {"random_median": acc["searched"] - median, "baseline": acc["searched"] - acc["baseline"]}
+    pick = next((role for role in acc if role.endswith(" pick")), None)
+    if pick is not None:
+        lead[pick] = acc["searched"] - acc[pick]
     return {
         "searched_acc": acc["searched"],
         "random_median_acc": median,
         "random_best_acc": float(np.max(rand)),
         "baseline_acc": acc["baseline"],
+        "proxy_pick": pick,
+        "proxy_pick_acc": acc.get(pick),
         "beats_random_median": bool(acc["searched"] > median),
         "beats_baseline": bool(acc["searched"] > acc["baseline"]),
+        "beats_proxy_pick": None if pick is None else bool(acc["searched"] > acc[pick]),
         "seeds": seeds,
         "seed_std": noise,
         "difference_se": None if se is None else float(se),
         "lead": lead,
         "lead_in_se": None if not se else {k: float(v / se) for k, v in lead.items()},
+        "significance": significance(rows),
         "separability": separability([r["standalone_acc"] for r in rows], noise, seeds),
     }
 
@@ -313,12 +377,15 @@ def summary_text(v: dict[str, Any], base_fits: bool) -> str:
     def yes(b: bool) -> str:
         return "yes" if b else "NO"
 
+    pick = v.get("proxy_pick")
     text = (
         f"Searched model: {v['searched_acc']:.4f}; median of the random ones {v['random_median_acc']:.4f} "
-        f"(best {v['random_best_acc']:.4f}); baseline {v['baseline_acc']:.4f}.\n\n"
-        "| question | answer |\n|---|---|\n"
+        f"(best {v['random_best_acc']:.4f}); baseline {v['baseline_acc']:.4f}"
+        + (f"; {pick} {v['proxy_pick_acc']:.4f}" if pick else "")
+        + ".\n\n| question | answer |\n|---|---|\n"
         f"| beats the median random architecture | {yes(v['beats_random_median'])} |\n"
         f"| beats the hand-designed baseline | {yes(v['beats_baseline'])} |\n"
+        + (f"| beats the {pick} | {yes(v['beats_proxy_pick'])} |\n" if pick else "")
     )
     if v["seed_std"] is not None:
         se, lead = v["difference_se"], v["lead_in_se"]
@@ -331,9 +398,33 @@ def summary_text(v: dict[str, Any], base_fits: bool) -> str:
             + separability_text(v.get("separability"), v["seeds"])
             + "\n"
         )
+    if v.get("significance"):
+        text += "\n" + significance_table(v["significance"])
     if not base_fits:
         text += "\nNo uniform SNB-3 network meets the budget: the baseline is the narrowest one, over budget.\n"
     return text
+
+
+def significance_table(tests: dict[str, Any]) -> str:
+    """The one-sided tests of :func:`significance` as a Markdown table."""
+    body = []
+    for name, t in tests.items():
+        if name == "random_population_median":
+            what = "the median of the random architectures (bootstrap over architectures and seeds)"
+            body.append(
+                [what, f"{100 * t['lead']:+.2f} [{100 * t['low']:+.2f}, {100 * t['high']:+.2f}]", f"{t['p']:.3f}"]
+            )
+        elif t is not None:
+            what = f"the median random architecture ({t['key']})" if "key" in t else f"the {name}"
+            body.append(
+                [
+                    what + ", t-test, pooled seed noise",
+                    f"{100 * t['lead']:+.2f} (SE {100 * t['se']:.2f})",
+                    f"{t['p']:.3f}",
+                ]
+            )
+    headers = ["searched model against", "lead, points", "one-sided p"]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def seeds_text(first: int, n: int) -> str:
@@ -349,7 +440,8 @@ def write_report(
     r, sr, v = s["recipe"], record["search"], record["verdict"]
     steps = "\n".join(f"| {k} | {t / 60:.1f} |" for k, t in record["timings"]["steps_s"].items())
     text = (
-        f"# Search quality: searched vs random vs hand-designed, one latency budget (small space, Fashion-MNIST)\n\n"
+        "# Search quality: searched vs random, hand-designed and proxy-picked, one latency budget\n\n"
+        "Small space, Fashion-MNIST. "
         f"Supernet: `{s['supernet']}`.\n\n"
         f"{prov.date} on {m['cpu']} ({m['usable_cores']} cores){' -- QUICK SMOKE RUN' if args.quick else ''}. "
         f"Budget {b:.3f} ms predicted int8 latency ({record['budget_source']}). Search: evolution, "
@@ -415,7 +507,9 @@ def run_steps(args: argparse.Namespace, recipes: list[Recipe], steps: StepTimes)
         log.info("latency budget %.3f ms (%s)", budget, source)
     with steps.step("search"):
         search_res = searched(args, lut, budget, out)
-    archs, base_fits = candidates(args, table, budget, search_res)
+    with steps.step("proxy picks"):
+        picks = proxy_picks(args, table, budget, out)
+    archs, base_fits = candidates(args, table, budget, search_res, picks)
     with steps.step("stand-alone training"):
         standalone = [train_all(archs, r, Path(args.subnet_cache), args.ray) for r in recipes]
     with steps.step("end-to-end latency"):
@@ -424,6 +518,7 @@ def run_steps(args: argparse.Namespace, recipes: list[Recipe], steps: StepTimes)
         "table": table_record(lut, table),
         "budget": (budget, source),
         "search": search_res,
+        "proxy_picks": picks,
         "rows": merge_rows(archs, standalone, ms),
         "baseline_fits": base_fits,
         "load": load_d,
@@ -450,6 +545,7 @@ def main(argv: list[str] | None = None) -> None:
         "budget_ms": budget,
         "budget_source": source,
         "search": {k: search_res[k] for k in ("evaluated", "generations", "timing", "best")},
+        "proxy_picks": done["proxy_picks"],
         "architectures": rows,
         "baseline_fits": done["baseline_fits"],
         "verdict": verdicts(rows),

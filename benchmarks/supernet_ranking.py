@@ -43,6 +43,8 @@ from benchmarks._subnets import (
     RUNS,
     SPACE,
     TABLE_NAME,
+    ZERO_COST,
+    ZERO_COST_SEEDS,
     Recipe,
     StepTimes,
     add_ray_arg,
@@ -65,6 +67,8 @@ from benchmarks._subnets import (
     supernet_channels,
     table_record,
     train_all,
+    zero_cost_proxies,
+    zero_cost_settings,
 )
 from benchmarks.record import Provenance, provenance, results_dir, write_record
 from spos_deploy.atomic import atomic_path, write_json
@@ -349,44 +353,6 @@ def _running_bn(ev: Any) -> Any:
 
 
 # ---- step 6: zero-cost proxies --------------------------------------------------------------------------
-ZERO_COST = ("synflow", "naswot", "jacob_cov")
-ZERO_COST_IMAGES = 64
-ZERO_COST_SEEDS = (0, 1, 2)
-
-
-def zero_cost_settings() -> dict[str, Any]:
-    return {
-        "proxies": list(ZERO_COST),
-        "images": f"the first {ZERO_COST_IMAGES} of fashion-mnist:train",
-        "seeds": list(ZERO_COST_SEEDS),
-    }
-
-
-def zero_cost_proxies(archs: list[dict[str, Any]], out: Path | None) -> dict[str, dict[str, Any]]:
-    """SynFlow, NASWOT and jacob_cov of every architecture by key (:func:`spos_deploy.search.proxies.proxy_scores`:
-    untrained networks, the mean over 3 inits), with the seconds they took; cached in OUT/proxies.json under
-    those settings when ``out`` is given. Raises BadInputError when Fashion-MNIST is missing."""
-    path = out / "proxies.json" if out is not None else None
-    cache = json.loads(path.read_text()) if path is not None and path.exists() else {}
-    if cache.get("settings") != zero_cost_settings():
-        cache = {"settings": zero_cost_settings(), "scores": {}}
-    todo = [a for a in archs if a["key"] not in cache["scores"]]
-    if todo:
-        from spos_deploy.search.proxies import proxy_scores
-
-        from spos_deploy.data.images import fashion_mnist
-
-        images = fashion_mnist("train", SPACE.input_size, limit=ZERO_COST_IMAGES).images
-    for i, a in enumerate(todo):
-        t0 = time.time()
-        scores = proxy_scores(SPACE, a["blocks"], a["channels"], images, ZERO_COST, ZERO_COST_SEEDS)
-        cache["scores"][a["key"]] = {k: finite_or_none(v) for k, v in scores.items()} | {"seconds": time.time() - t0}
-        if path is not None:
-            write_json(path, cache)
-        log.info("zero-cost proxies %d/%d %s (%.1f s)", i + 1, len(todo), a["key"], time.time() - t0)
-    return {a["key"]: cache["scores"][a["key"]] for a in archs}
-
-
 def with_zero_cost(record: dict[str, Any], rows: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
     """The recorded rows with their zero-cost proxies: as recorded, else from the record's ``zero_cost_proxies``
     (an earlier rescore's), else computed now and kept there. The recorded rows are not rewritten; without

@@ -72,7 +72,10 @@ def test_ray_with_rescore_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _rows(accs: dict[str, list[float]]) -> list[dict]:
-    return [{"role": k, "standalone_acc": float(np.mean(v)), "standalone_accs": v} for k, v in accs.items()]
+    return [
+        {"role": k, "key": f"arch-{i}", "standalone_acc": float(np.mean(v)), "standalone_accs": v}
+        for i, (k, v) in enumerate(accs.items())
+    ]
 
 
 def test_the_verdict_gives_the_lead_in_standard_errors_of_the_seed_noise() -> None:
@@ -93,6 +96,27 @@ def test_the_verdict_gives_the_lead_in_standard_errors_of_the_seed_noise() -> No
     assert v["lead"]["random_median"] == pytest.approx(0.02)
     assert v["lead_in_se"]["random_median"] == pytest.approx(0.02 / noise)
     assert v["beats_random_median"] and v["beats_baseline"]
+
+
+def test_the_verdict_tests_the_lead_over_the_median_random_the_proxy_pick_and_the_baseline() -> None:
+    rows = _rows(
+        {
+            "searched": [0.870, 0.872, 0.868],
+            "random 1": [0.860, 0.862, 0.858],
+            "random 2": [0.850, 0.852, 0.848],
+            "random 3": [0.840, 0.842, 0.838],
+            "baseline": [0.869, 0.871, 0.867],
+            "synflow pick": [0.866, 0.868, 0.864],
+        }
+    )
+    sig = search_quality.verdicts(rows)["significance"]
+    assert sig["median_random_architecture"]["key"] == "arch-2"  # random 2: the middle of the three means
+    assert sig["median_random_architecture"]["lead"] == pytest.approx(0.02)
+    assert sig["median_random_architecture"]["p"] < 1e-4  # 10 seed-stds ahead
+    assert sig["random_population_median"]["p"] < 0.05
+    assert sig["baseline"]["p"] > 0.2  # 0.5 seed-stds: no evidence
+    assert 0.001 < sig["synflow pick"]["p"] < 0.2
+    assert search_quality.verdicts(rows)["beats_proxy_pick"]
 
 
 def test_one_seed_gives_no_noise_estimate() -> None:
