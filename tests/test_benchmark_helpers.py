@@ -17,7 +17,7 @@ from benchmarks import record as records
 from benchmarks import search_quality, supernet_ranking
 from benchmarks._subnets import Recipe, train_all, train_standalone
 from spos_deploy.cluster import LOCAL
-from spos_deploy.studies import separability
+from spos_deploy.studies import lead_test, median_lead_pvalue, pooled_seed_std, separability
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Recipe(epochs=1, train_limit=256, val_limit=128)
@@ -163,6 +163,34 @@ def test_separability_splits_the_spread_of_the_means_into_architectures_and_nois
     noise_only = separability([0.0, 1.0, 2.0], noise_std=2.0, seeds=1)  # less spread than noise gives
     assert noise_only["architecture_std"] == 0.0 and noise_only["tau_ceiling"] == 0.0
     assert separability([0.0, 1.0], noise_std=None, seeds=1) is None
+
+
+def test_the_lead_test_is_scipys_pooled_t_test_when_the_pool_is_the_two_architectures() -> None:
+    from scipy.stats import ttest_ind
+
+    a, b = [0.871, 0.866, 0.874, 0.869], [0.862, 0.868, 0.860]
+    noise = pooled_seed_std([a, b, [0.85]])  # one seed adds no degree of freedom
+    assert noise[1] == 5
+    assert noise[0] ** 2 == pytest.approx((np.var(a, ddof=1) * 3 + np.var(b, ddof=1) * 2) / 5)
+    t = lead_test(a, b, noise)
+    ref = ttest_ind(a, b, equal_var=True, alternative="greater")
+    assert t["t"] == pytest.approx(ref.statistic) and t["p"] == pytest.approx(ref.pvalue)
+    assert lead_test(b, a, noise)["p"] == pytest.approx(1 - ref.pvalue)
+    assert pooled_seed_std([[0.8], [0.9]]) is None and lead_test(a, b, None) is None
+
+
+def test_the_median_bootstrap_is_sure_only_when_the_lead_is_far_beyond_the_noise() -> None:
+    rng = np.random.default_rng(0)
+    randoms = [list(m + 0.005 * rng.standard_normal(3)) for m in (0.850, 0.855, 0.860, 0.865, 0.870)]
+    far = median_lead_pvalue([0.90, 0.901, 0.899], randoms)
+    assert (
+        far["p"] == 0.0
+        and far["low"] > 0.03
+        and far["lead"] == pytest.approx(0.90 - np.median([np.mean(r) for r in randoms]))
+    )
+    level = median_lead_pvalue(randoms[2], randoms)  # the median architecture itself: no lead
+    assert 0.2 < level["p"] < 0.8 and level["low"] < 0 < level["high"]
+    assert median_lead_pvalue(randoms[2], randoms, seed=1)["p"] != level["p"]  # resampled, not computed
 
 
 def test_two_pools_at_once_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
