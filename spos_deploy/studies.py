@@ -79,10 +79,8 @@ def median_lead_pvalue(
     observed = float(a_arr.mean() - np.median([g.mean() for g in groups]))
     a_means = a_arr[rng.integers(0, len(a_arr), (samples, len(a_arr)))].mean(axis=1)
     picks = rng.integers(0, len(groups), (samples, len(groups)))
-    means = np.empty((samples, len(groups)))
-    for j, g in enumerate(groups):  # every architecture's seeds resampled once per resample ...
-        g_means = g[rng.integers(0, len(g), (samples, len(g)))].mean(axis=1)
-        means[picks == j] = np.broadcast_to(g_means[:, None], picks.shape)[picks == j]  # ... wherever it is drawn
-    leads = a_means - np.median(means, axis=1)
+    # every architecture's seeds resampled once per resample, used wherever that resample draws it
+    g_means = np.stack([g[rng.integers(0, len(g), (samples, len(g)))].mean(axis=1) for g in groups], axis=1)
+    leads = a_means - np.median(np.take_along_axis(g_means, picks, axis=1), axis=1)
     lo, hi = np.quantile(leads, [0.025, 0.975])
     return {"lead": observed, "p": float((leads <= 0).mean()), "low": float(lo), "high": float(hi)}
