@@ -62,9 +62,11 @@ def _measure(
     path = work / "table.json"
     cost = work / "build_seconds.json"  # kept beside the table: a rerun that reuses it still reports its cost
     if not path.exists():
+        resumed = path.with_name(path.name + ".partial.jsonl").exists()
         t0 = time.perf_counter()
-        build_latency_table(space, setup, path, resume=path.with_name(path.name + ".partial.jsonl").exists())
-        cost.write_text(json.dumps(time.perf_counter() - t0))
+        build_latency_table(space, setup, path, resume=resumed)
+        if not resumed:  # a resumed build's time is only its last part: reported as not recorded
+            cost.write_text(json.dumps(time.perf_counter() - t0))
     build_s = json.loads(cost.read_text()) if cost.exists() else None
     table = LatencyTable.load(path)
     blocks, channels = random_architectures(space, args.samples, seed=4242)
