@@ -516,6 +516,7 @@ def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, 
     b = [again[r["key"]]["standalone_acc"] for r in picks]
     sup = [r["supernet_acc"] for r in picks]
     diff = np.asarray(b) - np.asarray(a)
+    noise_std = float(diff.std(ddof=1) / np.sqrt(2)) if len(diff) > 1 else None
     return {
         "n": len(picks),
         "keys": [r["key"] for r in picks],
@@ -526,9 +527,22 @@ def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, 
         "supernet_vs_mean_tau": finite_or_none(kendall_tau(sup, (np.asarray(a) + b) / 2)),
         "seed_diff_std_pts": float(100 * diff.std(ddof=1)) if len(diff) > 1 else None,
         "standalone_range_pts": float(100 * (max(a) - min(a))),
-        "separability": separability(
-            [r["standalone_acc"] for r in rows], float(diff.std(ddof=1) / np.sqrt(2)) if len(diff) > 1 else None, 1
-        ),
+        "separability": separability([r["standalone_acc"] for r in rows], noise_std, 1),
+        # the same, for the two seeds' mean of these architectures: the ground truth a second seed buys
+        "mean_separability": separability(list((np.asarray(a) + b) / 2), noise_std, 2),
+        "against_mean": against_mean(picks, b) if len(picks) > 2 else None,
+    }
+
+
+def against_mean(picks: list[dict[str, Any]], second: list[float]) -> dict[str, Any]:
+    """The supernet and every proxy ranked against the two seeds' mean of ``picks`` (intervals and the lead over
+    the best proxy as for one seed): a ground truth with half the seed noise's variance."""
+    rows = [{**r, "standalone_acc": (r["standalone_acc"] + s) / 2} for r, s in zip(picks, second)]
+    full = ranked_correlations(rows)
+    return {
+        "supernet": full.pop("supernet_acc"),
+        "lead_over_best_proxy": full.pop("lead_over_best_proxy"),
+        "proxies": full,
     }
 
 
@@ -546,7 +560,20 @@ def noise_text(st: dict[str, Any]) -> str:
         f"top-1 by {z['seed_diff_std_pts']:.2f} points std, against a {z['standalone_range_pts']:.2f}-point range of "
         f"stand-alone accuracies); on the same architectures the supernet's tau is {f(z['supernet_vs_seed0_tau'])} "
         f"against seed 0, {f(z['supernet_vs_seed1_tau'])} against seed 1, {f(z['supernet_vs_mean_tau'])} against "
-        f"their mean." + separability_text(z.get("separability"), 1)
+        f"their mean." + separability_text(z.get("separability"), 1) + _mean_text(z.get("mean_separability"))
+    ) + (
+        f"\n\n**Against the two seeds' mean** ({z['n']} architectures): " + verdict(z["against_mean"])
+        if z.get("against_mean")
+        else ""
+    )
+
+
+def _mean_text(sep: dict[str, float] | None) -> str:
+    if sep is None:
+        return ""
+    return (
+        f" Against the two seeds' mean of these architectures the ceiling is about {sep['tau_ceiling']:.2f} "
+        f"(the means' variance {sep['f_ratio']:.2f} times what the noise alone gives)."
     )
 
 

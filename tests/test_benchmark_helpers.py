@@ -165,6 +165,23 @@ def test_separability_splits_the_spread_of_the_means_into_architectures_and_nois
     assert separability([0.0, 1.0], noise_std=None, seeds=1) is None
 
 
+def test_the_ranking_against_two_seeds_mean_uses_the_mean_as_ground_truth() -> None:
+    """A supernet that orders the architectures exactly as the two seeds' mean does reaches tau 1 against it,
+    although it disagrees with each seed alone; FLOPs, ordered like seed 0 only, ranks worse."""
+    seed0 = [0.80, 0.81, 0.82, 0.83, 0.84, 0.85]
+    seed1 = [0.86, 0.83, 0.84, 0.85, 0.82, 0.87]
+    mean = [(a + b) / 2 for a, b in zip(seed0, seed1)]
+    picks = [
+        {"key": f"a{i}", "standalone_acc": a, "supernet_acc": m, "flops": float(i)}
+        for i, (a, m) in enumerate(zip(seed0, mean))
+    ]
+    out = supernet_ranking.against_mean(picks, seed1)
+    assert out["supernet"]["kendall_tau"] == pytest.approx(1.0)
+    assert out["proxies"]["flops"]["kendall_tau"] < 1.0
+    assert out["lead_over_best_proxy"]["proxy"] == "flops" and out["lead_over_best_proxy"]["share_above"] > 0.5
+    assert picks[0]["standalone_acc"] == 0.80  # the rows given are left as they were
+
+
 def test_the_lead_test_is_scipys_pooled_t_test_when_the_pool_is_the_two_architectures() -> None:
     from scipy.stats import ttest_ind
 
