@@ -180,6 +180,14 @@ def test_the_ranking_against_two_seeds_mean_uses_the_mean_as_ground_truth() -> N
     assert out["proxies"]["flops"]["kendall_tau"] < 1.0
     assert out["lead_over_best_proxy"]["proxy"] == "flops" and out["lead_over_best_proxy"]["share_above"] > 0.5
     assert picks[0]["standalone_acc"] == 0.80  # the rows given are left as they were
+    z = {
+        "n": 6, "seed_vs_seed_tau": 0.2, "seed_diff_std_pts": 2.0, "standalone_range_pts": 5.0,
+        "supernet_vs_seed0_tau": 0.3, "supernet_vs_seed1_tau": 0.4, "supernet_vs_mean_tau": 1.0,
+        "mean_separability": separability(mean, noise_std=0.01, seeds=2), "against_mean": out,
+    }  # fmt: skip
+    text = supernet_ranking.noise_text({"seed_noise": z})
+    assert "Against the two seeds' mean** (6 architectures): The supernet (tau 1.000) ranks better" in text
+    assert f"the ceiling is about {z['mean_separability']['tau_ceiling']:.2f}" in text
 
 
 def test_the_lead_test_is_scipys_pooled_t_test_when_the_pool_is_the_two_architectures() -> None:
