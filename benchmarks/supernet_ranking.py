@@ -489,13 +489,11 @@ def block_table(stats: dict[str, Any]) -> str:
 
 def ranking_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     band = [r for r in rows if r["in_band"]]
-    full, in_band = ranked_correlations(rows), ranked_correlations(band, ["predicted_ms"])
+    full, in_band = split_correlations(ranked_correlations(rows)), ranked_correlations(band, ["predicted_ms"])
     return {
         "block_counts": block_count_correlations(rows),
-        "supernet": full.pop("supernet_acc"),
-        "lead_over_best_proxy": full.pop("lead_over_best_proxy", None),
-        "proxies": full,
-        "proxies_missing": [k for k in PROXIES if k not in full],
+        **full,
+        "proxies_missing": [k for k in PROXIES if k not in full["proxies"]],
         "top5_overlap": top_overlap(rows),
         "band": {"supernet": in_band["supernet_acc"], "predicted_ms": in_band["predicted_ms"]},
     }
@@ -538,10 +536,15 @@ def against_mean(picks: list[dict[str, Any]], second: list[float]) -> dict[str, 
     """The supernet and every proxy ranked against the two seeds' mean of ``picks`` (intervals and the lead over
     the best proxy as for one seed): a ground truth with half the seed noise's variance."""
     rows = [{**r, "standalone_acc": (r["standalone_acc"] + s) / 2} for r, s in zip(picks, second)]
-    full = ranked_correlations(rows)
+    return split_correlations(ranked_correlations(rows))
+
+
+def split_correlations(full: dict[str, Any]) -> dict[str, Any]:
+    """:func:`ranked_correlations` as the reports read it: the supernet, its lead, and the proxies."""
+    full = dict(full)
     return {
         "supernet": full.pop("supernet_acc"),
-        "lead_over_best_proxy": full.pop("lead_over_best_proxy"),
+        "lead_over_best_proxy": full.pop("lead_over_best_proxy", None),
         "proxies": full,
     }
 
