@@ -34,6 +34,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, Provenance, provenance, results_dir, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.counting.profile import profile_spec
 from spos_deploy.data.images import imagenet_samples
 from spos_deploy.machine import has_vnni
@@ -458,4 +459,4 @@ def write_results(
 
 
 if __name__ == "__main__":
-    main()
+    run_script("deploy_latency", main)

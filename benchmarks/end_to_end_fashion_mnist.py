@@ -39,6 +39,7 @@ from tabulate import tabulate
 
 from benchmarks.record import ROOT, write_record
 from spos_deploy.atomic import write_json
+from spos_deploy.cli.common import run_script
 from spos_deploy.space import SPACES
 
 STUDY = "end_to_end_fashion_mnist"
@@ -332,4 +333,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    run_script("end_to_end_fashion_mnist", main)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.record import load_dict, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.runtime.load import probe, summary_line
 from spos_deploy.runtime.registry import runtime_named, runtime_spelled
 from spos_deploy.space import SPACES
@@ -156,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("latency_prediction", main)

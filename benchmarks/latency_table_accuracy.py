@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from benchmarks.record import ROOT, provenance, results_dir, write_record
 from spos_deploy.atomic import write_json
+from spos_deploy.cli.common import run_script
 from spos_deploy.runtime import load
 from spos_deploy.space import SearchSpace
 from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, default_latency_name
@@ -137,4 +138,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("latency_table_accuracy", main)

@@ -39,6 +39,7 @@ from typing import Any
 from tabulate import tabulate
 
 from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.runtime.registry import runtime_spelled
 from spos_deploy.space import SPACES, SearchSpace
 from spos_deploy.tables.core import validation_stats
@@ -298,4 +299,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("latency_table_cycles", main)

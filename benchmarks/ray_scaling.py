@@ -35,6 +35,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import write_record
+from spos_deploy.cli.common import run_script
 
 STUDY = "ray_scaling"
 MODES = {
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("ray_scaling", main)

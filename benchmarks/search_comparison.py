@@ -22,6 +22,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.runtime import load
 from spos_deploy.space import space_for_layout
 from spos_deploy.tables.latency.table import LatencyTable, latency_quantile
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("search_comparison", main)

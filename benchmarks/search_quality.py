@@ -64,6 +64,8 @@ from benchmarks._subnets import (
 )
 from benchmarks.record import Provenance, provenance, results_dir, write_record
 from spos_deploy.atomic import write_json
+from spos_deploy.cli.common import run_script
+from spos_deploy.nets import engine
 from spos_deploy.runtime import load
 from spos_deploy.studies import lead_test, median_lead_pvalue, pooled_seed_std, separability
 from spos_deploy.tables.core import random_architectures
@@ -558,4 +560,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    engine.prefer_serial()  # before MXNet loads: the stand-alone trainings run here without --ray
+    run_script("search_quality", main)

@@ -27,6 +27,7 @@ from typing import Any
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy.cli.common import run_script
 
 STUDY = "supernet_fashion_mnist"
 HEADERS = [
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("supernet_fashion_mnist", main)

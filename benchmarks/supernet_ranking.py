@@ -72,7 +72,9 @@ from benchmarks._subnets import (
 )
 from benchmarks.record import Provenance, provenance, results_dir, write_record
 from spos_deploy.atomic import atomic_path, write_json
+from spos_deploy.cli.common import run_script
 from spos_deploy.errors import BadInputError
+from spos_deploy.nets import engine
 from spos_deploy.space import BLOCK_NAMES
 from spos_deploy.stats import kendall_tau, kendall_tau_bootstrap, kendall_tau_pvalue
 from spos_deploy.studies import separability
@@ -871,4 +873,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    engine.prefer_serial()  # before MXNet loads: the stand-alone trainings run here without --ray
+    run_script("supernet_ranking", main)

@@ -33,6 +33,7 @@ from spos_deploy.training.recipes import SUPERNET_RECIPES
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, write_record
+from spos_deploy.cli.common import run_script
 
 STUDY = "supernet_small"
 SMALL = ["--space", "small"]
@@ -288,4 +289,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("supernet_small", main)

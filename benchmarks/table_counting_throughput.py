@@ -17,6 +17,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime import load
 from spos_deploy.tables.flops.build import count_spec_parts
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("table_counting_throughput", main)

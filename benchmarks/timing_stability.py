@@ -30,6 +30,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.record import provenance, results_dir, write_record
+from spos_deploy.cli.common import run_script
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime import load
@@ -158,4 +159,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("timing_stability", main)

@@ -1,51 +1,110 @@
-"""Supernet training speed: spos-train's supernet step vs a plain imperative per-path loop, side by side.
+"""Training speed: spos-train's supernet and stand-alone steps against the forms they replaced, side by side.
 
-Same supernet (default OneShot space at 32x32, 10 classes), same Fashion-MNIST batches, same paths, one run:
+Every form runs in a fresh process of its own (MXNet fixes its engine when it loads), on the same Fashion-MNIST
+batches and the same paths; the forms take turns over ``--rounds`` rounds (the order reversed every other
+round) and the record keeps each form's median and range. The forms:
 
-* plain imperative per-path loop: channel masks multiplied onto activated outputs, full kernels, no hybridize
-  (a direct port of the seed project's NasBlock design);
-* hybridized plain: the same, each choice block a static graph;
-* spos-train: hybridized, channel masks folded into BN gamma/beta, large kernels cropped to the taps a tiny
-  input can reach (same outputs and gradients: tests/test_supernet.py).
+* ``imperative``: the supernet as a plain imperative per-path loop, channel masks multiplied onto activated
+  outputs, full kernels, no hybridize (a direct port of the seed project's NasBlock design);
+* ``hybrid-plain``: the same, each choice block a static graph;
+* ``supernet-threaded``: hybridized, channel masks folded into BN gamma/beta, large kernels cropped to the taps
+  a tiny input can reach, MXNet's threaded engine and its own depthwise backward (spos-train until 2026-12-07);
+* ``supernet``: the same under the serial engine with the rewritten 5x5/7x7 depthwise backward
+  (:mod:`spos_deploy.nets.dwconv`), what spos-train runs now;
+* ``subnet-threaded`` / ``subnet``: one stand-alone training step of the small space's subnets (the rankings'
+  ground truth), a fixed set of random architectures in turn, before and after the same change.
 
-    python -m benchmarks.train_throughput [--steps 60] [--batch-size 128]
+    python -m benchmarks.train_throughput [--rounds 3] [--steps 30] [--batch-size 128]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
 
-import mxnet as mx
-import numpy as np
-from spos_deploy.search.sampling import UniformSampler
 from tabulate import tabulate
 
-from benchmarks.record import provenance, write_record
-from spos_deploy.data.batches import load_dataset, train_batches
-from spos_deploy.nets.supernet import build_supernet
-from spos_deploy.runtime import load
-from spos_deploy.space import SearchSpace
+from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy.cli.common import run_script
+from spos_deploy.nets import engine
 
 STUDY = "train_throughput"
 
+#: form -> (description, the engine its process runs)
+FORMS: dict[str, tuple[str, str]] = {
+    "imperative": ("supernet, imperative per-path loop (output masks, full kernels)", "ThreadedEnginePerDevice"),
+    "hybrid-plain": ("supernet, hybridized choice blocks, same ops", "ThreadedEnginePerDevice"),
+    "supernet-threaded": (
+        "supernet, spos-train until 2026-12-07: hybridized, BN masks, cropped kernels",
+        "ThreadedEnginePerDevice",
+    ),
+    "supernet": ("supernet, spos-train now: the same + serial engine, rewritten depthwise backward", engine.SERIAL),
+    "subnet-threaded": ("stand-alone small-space subnets, MXNet's depthwise backward", "ThreadedEnginePerDevice"),
+    "subnet": ("stand-alone small-space subnets, serial engine, rewritten backward", engine.SERIAL),
+}
+#: (form, the form it is compared with) for the record's "speed-up" column
+BASELINES = {
+    "hybrid-plain": "imperative",
+    "supernet-threaded": "imperative",
+    "supernet": "supernet-threaded",
+    "subnet": "subnet-threaded",
+}
+SUBNET_ARCHS = 4
 
-def run(hybrid: bool, fast: bool, batches, paths, warmup: int) -> float:
-    space = SearchSpace(input_size=32, num_classes=10)
-    net = build_supernet(space, seed=0) if fast else build_supernet(space, seed=0, mask_mode="multiply", crop=False)
-    if hybrid:
-        net.hybridize_blocks(static_alloc=True, static_shape=True)
-    trainer = mx.gluon.Trainer(net.collect_params(), "nag", {"learning_rate": 0.05, "momentum": 0.9})
+
+def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
+    """Images per second of ``form`` in this process (its engine was chosen by the parent)."""
+    import mxnet as mx
+    import numpy as np
+    from spos_deploy.search.sampling import UniformSampler
+
+    from spos_deploy.data.batches import load_dataset, train_batches
+    from spos_deploy.model_spec import ModelSpec
+    from spos_deploy.nets.network import build_subnet
+    from spos_deploy.nets.supernet import build_supernet
+    from spos_deploy.space import SPACES, SearchSpace
+
+    supernet = form not in ("subnet", "subnet-threaded")
+    space = SearchSpace(input_size=32, num_classes=10) if supernet else SPACES["small"]
+    ds = load_dataset("fashion-mnist:train", 32, train=True, limit=batch_size * (steps + warmup))
+    batches = [(mx.nd.array(x), mx.nd.array(y)) for _, x, y in train_batches(ds, batch_size, 0, seed=0)]
+    sampler = UniformSampler(space, np.random.default_rng(0))
+    if supernet:
+        if form in ("imperative", "hybrid-plain"):
+            net = build_supernet(space, seed=0, mask_mode="multiply", crop=False)
+        else:
+            net = build_supernet(space, seed=0)
+        if form != "imperative":
+            net.hybridize_blocks(static_alloc=True, static_shape=True)
+        b, c = sampler.sample(len(batches), np.arange(space.num_scales))
+        nets = [lambda x, i=i: net(x, b[i].tolist(), c[i].tolist()) for i in range(len(batches))]
+        params = [net.collect_params()]
+    else:  # SUBNET_ARCHS networks, each trained for a share of the steps in turn (their own trainers)
+        b, c = sampler.sample(SUBNET_ARCHS, np.arange(space.num_scales))
+        subnets = [
+            build_subnet(ModelSpec(space, b[k].tolist(), c[k].tolist()), seed=0, crop=True) for k in range(SUBNET_ARCHS)
+        ]
+        for s in subnets:
+            s.hybridize(static_alloc=True, static_shape=True)
+        nets = [subnets[i % SUBNET_ARCHS] for i in range(len(batches))]
+        params = [s.collect_params() for s in subnets]
+    trainers = [mx.gluon.Trainer(p, "nag", {"learning_rate": 0.05, "momentum": 0.9}) for p in params]
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    t0, images = None, 0
-    for i, ((x, y), (b, c)) in enumerate(zip(batches, paths)):
+    t0, images = 0.0, 0
+    for i, (x, y) in enumerate(batches):
         if i == warmup:
             mx.nd.waitall()
             t0 = time.perf_counter()
         with mx.autograd.record():
-            loss = loss_fn(net(mx.nd.array(x), b, c), mx.nd.array(y))
+            loss = loss_fn(nets[i](x), y)
         loss.backward()
-        trainer.step(len(y), ignore_stale_grad=True)
+        trainers[0 if supernet else i % SUBNET_ARCHS].step(len(y), ignore_stale_grad=True)
         loss.wait_to_read()
         if i >= warmup:
             images += len(y)
@@ -53,52 +112,77 @@ def run(hybrid: bool, fast: bool, batches, paths, warmup: int) -> float:
     return images / (time.perf_counter() - t0)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _measure(form: str, args: argparse.Namespace) -> float:
+    env = dict(os.environ, **{engine.VARIABLE: FORMS[form][1]})
+    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--form", form]
+    cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        sys.exit(f"train_throughput: error: form {form} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["images_per_s"])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3, help="turns of every form (order reversed every other round)")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per form and round")
+    ap.add_argument("--warmup", type=int, default=8, help="untimed steps first (graph building, allocation)")
     ap.add_argument("--batch-size", type=int, default=128)
-    return ap.parse_args(argv)
+    ap.add_argument("--forms", nargs="+", choices=list(FORMS), default=list(FORMS))
+    ap.add_argument("--form", choices=list(FORMS), help=argparse.SUPPRESS)  # a child process: one measurement
+    args = ap.parse_args(argv)
+    if min(args.rounds, args.steps, args.batch_size) < 1 or args.warmup < 1:
+        ap.error("--rounds, --steps, --warmup and --batch-size must be at least 1")
+    return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    space = SearchSpace(input_size=32, num_classes=10)
-    ds = load_dataset("fashion-mnist:train", 32, train=True, limit=args.batch_size * (args.steps + args.warmup))
-    batches = [(x, y) for _, x, y in train_batches(ds, args.batch_size, 0, seed=0)]
-    b, c = UniformSampler(space, np.random.default_rng(0)).sample(len(batches), np.arange(space.num_scales))
-    paths = list(zip(b, c))
+    if args.form:
+        print(json.dumps({"images_per_s": _one_form(args.form, args.steps, args.warmup, args.batch_size)}))
+        return
+    from spos_deploy.runtime import load
+
+    runs: dict[str, list[float]] = {f: [] for f in args.forms}
     with load.probe() as probe:
-        imperative = run(False, False, batches, paths, args.warmup)
-        hybrid_plain = run(True, False, batches, paths, args.warmup)
-        hybrid = run(True, True, batches, paths, args.warmup)
-    rows = [
-        ["imperative per-path loop (output masks, full kernels)", f"{imperative:.1f}", "1.00x"],
-        ["hybridized choice blocks, same ops", f"{hybrid_plain:.1f}", f"{hybrid_plain / imperative:.2f}x"],
-        ["spos-train: hybridized, BN masks, cropped kernels", f"{hybrid:.1f}", f"{hybrid / imperative:.2f}x"],
-    ]
+        for r in range(args.rounds):
+            for form in args.forms if r % 2 == 0 else reversed(args.forms):
+                runs[form].append(_measure(form, args))
+                print(f"round {r + 1}: {form} {runs[form][-1]:.1f} images/s", file=sys.stderr)
+    median = {f: statistics.median(v) for f, v in runs.items()}
+    rows = []
+    for f in args.forms:
+        base = BASELINES.get(f)
+        ratio = f"{median[f] / median[base]:.2f}x vs {base}" if base in median else ""
+        rows.append([f, FORMS[f][0], f"{median[f]:.1f}", f"{min(runs[f]):.1f}-{max(runs[f]):.1f}", ratio])
     text = tabulate(
-        rows, headers=["supernet training", "images / s", "speed-up"], tablefmt="github", disable_numparse=True
+        rows,
+        headers=["form", "training step", "images / s (median)", "range", "speed-up"],
+        tablefmt="github",
+        disable_numparse=True,
     )
     print(text)
     prov = provenance(STUDY, argv)
     result = {
-        "benchmark": "train_throughput",
+        "benchmark": STUDY,
         "batch_size": args.batch_size,
-        "steps": len(batches) - args.warmup,
-        "imperative_images_per_s": imperative,
-        "hybrid_plain_images_per_s": hybrid_plain,
-        "hybrid_images_per_s": hybrid,
-        "speedup": hybrid / imperative,
+        "timed_steps": args.steps,
+        "warmup_steps": args.warmup,
+        "rounds": args.rounds,
+        "images_per_s": runs,
+        "median_images_per_s": median,
+        "speedup": {f: median[f] / median[b] for f, b in BASELINES.items() if f in median and b in median},
     }
     md = (
-        f"# Supernet training throughput (OneShot space, 32x32, Fashion-MNIST, batch {args.batch_size})\n\n"
-        f"{prov.where}, MXNet {prov.machine.get('mxnet')}; the same batches and "
-        f"paths for both, {len(batches) - args.warmup} timed steps after {args.warmup} warm-up steps.\n\n"
+        f"# Training throughput (Fashion-MNIST at 32 x 32, batch {args.batch_size})\n\n"
+        f"{prov.where}, MXNet {prov.machine.get('mxnet')}. Supernet rows: the default OneShot space at 32 px with "
+        f"uniformly sampled paths; subnet rows: {SUBNET_ARCHS} random architectures of the small space, trained "
+        f"in turn. Each form in a fresh process, {args.steps} timed steps after {args.warmup} warm-up steps, "
+        f"{args.rounds} interleaved rounds (order reversed every other round); medians and ranges over rounds.\n\n"
         f"{text}\n"
     )
     write_record(STUDY, STUDY, result, md, prov=prov, load=probe.record())
 
 
 if __name__ == "__main__":
-    main()
+    run_script("train_throughput", main)

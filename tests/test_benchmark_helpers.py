@@ -325,3 +325,22 @@ def test_few_shot_routes_by_the_sub_supernets_flops_ranges(tmp_path: Path, capsy
         supernet_ranking.few_shot_accuracies([narrow, wide], outside, E3, 0, tmp_path)
     assert e.value.code == 2
     assert "no sub-supernet's FLOPs range holds b0_c0 (2,000,000,000.0 FLOPs)" in capsys.readouterr().err
+
+
+def test_an_interrupted_benchmark_says_so_in_one_line():
+    """Ctrl-C while a benchmark waits on its measurement processes: one line and status 130, as a command."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.train_throughput", "--rounds", "1", "--steps", "5000", "--forms", "subnet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)  # inside the measurement (its child process imports MXNet and trains)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["train_throughput: interrupted"], err

@@ -39,6 +39,7 @@ from spos_deploy.cli.options import (
 )
 from spos_deploy.data.batches import AUGMENTATIONS
 from spos_deploy.errors import BadInputError
+from spos_deploy.nets import engine
 
 from .recipes import RECIPE_KEYS, SUPERNET_RECIPES, resolve_supernet_options
 from .sampling import PATH_RULES
@@ -250,6 +251,7 @@ def _config(args: argparse.Namespace):
 
 
 def body(args: argparse.Namespace, argv: list[str]) -> int:
+    engine.start_serial()  # before anything here loads MXNet: the fast depthwise backward of the training form
     if args.mode == "sampling-plot":
         return _sampling_plot(args)
     if args.mode == "subnets":

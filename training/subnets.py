@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
+from spos_deploy.nets import engine
 
 from .trainer import SubnetConfig
 
@@ -56,6 +57,7 @@ def plan_runs(base: SubnetConfig, specs: Sequence[Any], out: str | Path) -> list
 
 def train_one(run: SubnetRun) -> dict[str, Any]:
     """Train (or resume, or read back) one run; its ``result.json``. Safe to call again after any crash."""
+    engine.start_serial()  # a Ray task's worker: the engine its runtime_env chose, without MXNet's notice
     from spos_deploy.training.checkpoint import checkpoints
     from spos_deploy.training.trainer import train
 
@@ -104,7 +106,12 @@ def _on_ray(runs: Sequence[SubnetRun], address: str, retries: int, bar: tqdm) ->
     from spos_deploy.cluster import ray_cluster
 
     with ray_cluster(address) as ray:
-        task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(train_one)
+        task = ray.remote(
+            num_cpus=1,
+            max_retries=retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": engine.training_env()},  # chosen before the worker loads MXNet
+        )(train_one)
         refs = [task.remote(r) for r in runs]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[dict[str, Any] | None] = [None] * len(refs)

@@ -26,6 +26,7 @@ from spos_deploy.atomic import write_json, write_text
 from spos_deploy.data.batches import load_dataset, steps_per_epoch, train_batches
 from spos_deploy.errors import BadInputError
 from spos_deploy.model_spec import ModelSpec
+from spos_deploy.nets import dwconv
 from spos_deploy.nets.network import build_subnet
 from spos_deploy.nets.supernet import build_supernet
 from spos_deploy.nets.weights import save_subnet
@@ -409,6 +410,7 @@ def _end_epoch(job: _Job, epoch: int, tally: _Tally) -> None:
         "lr": lr_at(cfg, (epoch + 1) * job.steps_epoch - 1, job.steps_epoch),
         "seconds": time.time() - tally.t0,
         "images_per_second": tally.seen / max(time.time() - tally.t0, 1e-9),
+        "depthwise_backward": "rewritten" if dwconv.rewrite_enabled() else "mxnet",  # the engine: nets.engine
     }
     if tally.sampled:
         entry["sampled"] = {k: [s[k] for s in tally.sampled] for k in tally.sampled[0]}

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from spos_deploy.cli import signals
 from spos_deploy.cli.options import (
@@ -116,7 +116,8 @@ def _run(
     add_version(parser)
     use_help_formatter(parser)
     one_line_usage_errors(parser)
-    try:
+
+    def call() -> int:
         take_aliases_used()  # what an earlier parse in this process met is not this command's
         args = parser.parse_args(argv)
         quiet = getattr(args, "quiet", False)
@@ -126,7 +127,15 @@ def _run(
         for old, new in take_aliases_used():
             log.warning("%s is an old spelling of %s; it goes in the next release", old, new)
         check_force(args)
-        status = int(body(args) or 0)
+        return int(body(args) or 0)
+
+    return _guarded(prog, call)
+
+
+def _guarded(prog: str, call: Callable[[], int | None]) -> int:
+    """``call()``'s status, its failures mapped to one line on stderr and the statuses of the module docstring."""
+    try:
+        status = int(call() or 0)
     except UsageError as e:
         print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
         return 2
@@ -148,6 +157,13 @@ def _run(
     if signals.received() is not None:  # swallowed on its way up (a library caught it): never exit 0 after it
         return _interrupted()
     return status
+
+
+def run_script(prog: str, main: Callable[[], int | None]) -> NoReturn:
+    """The commands' policy for a script that parses its own options (the benchmarks): signals, one-line
+    errors and exit statuses as in :func:`run`, then the process ends. ``main`` may exit by ``SystemExit``."""
+    signals.install(prog)
+    signals.exit_process(_guarded(prog, main))
 
 
 def print_json(obj: Any) -> None:
