@@ -77,7 +77,7 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.nets import engine
 from spos_deploy.space import BLOCK_NAMES
 from spos_deploy.stats import kendall_tau, kendall_tau_bootstrap, kendall_tau_pvalue
-from spos_deploy.studies import separability
+from spos_deploy.studies import pooled_seed_std, separability
 from spos_deploy.tables.core import random_architectures, width_level_architectures
 
 STUDY = "supernet_ranking"
@@ -120,6 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="also train this many of the architectures again with the next seed: the tau of the stand-alone\n"
         "recipe against itself, the ceiling any proxy can reach against it (default 0: not measured)",
+    )
+    ap.add_argument(
+        "--noise-seeds",
+        type=int,
+        default=1,
+        help="how many more seeds the --noise-archs architectures are trained with (seed + 1 ... seed + N,\n"
+        "default 1): the supernet and the proxies are also ranked against the mean of all the seeds, a ground\n"
+        "truth whose ceiling rises with N",
     )
     ap.add_argument(
         "--archs-from",
@@ -166,8 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         fail("--rescore only recomputes a recorded result: drop --archs-from, --ray and --quick")
     if args.full_width and args.width_levels:
         fail("--full-width and --width-levels are two different pools: give one")
-    if args.archs < 2 or args.band < 0 or args.bn_images < 0:
-        fail("--archs must be >= 2, --band >= 0 and --bn-images >= 0")
+    if args.archs < 2 or args.band < 0 or args.bn_images < 0 or args.noise_seeds < 1:
+        fail("--archs must be >= 2, --band >= 0, --bn-images >= 0 and --noise-seeds >= 1")
     return args
 
 
@@ -507,37 +515,58 @@ def noise_picks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [order[int(i)] for i in np.linspace(0, len(order) - 1, min(n, len(order)))]
 
 
-def seed_noise(rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, ray: str | None) -> dict[str, Any]:
-    """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seed + 1``: how
-    well the stand-alone recipe ranks against itself, beside the supernet on the same architectures."""
+def seed_noise(
+    rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, ray: str | None, seeds: int = 1
+) -> dict[str, Any]:
+    """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seeds`` more seeds
+    (``seed + 1`` ...): how well the stand-alone recipe ranks against itself, beside the supernet on the same
+    architectures, and every ranking against the mean of all the seeds."""
     picks = noise_picks(rows, n)
-    again = train_all(picks, replace(recipe, seed=recipe.seed + 1), cache, ray)
+    extra = []
+    for k in range(1, seeds + 1):
+        again = train_all(picks, replace(recipe, seed=recipe.seed + k), cache, ray)
+        extra.append([again[r["key"]]["standalone_acc"] for r in picks])
+    return noise_stats(rows, picks, extra)
+
+
+def noise_stats(rows: list[dict[str, Any]], picks: list[dict[str, Any]], extra: list[list[float]]) -> dict[str, Any]:
+    """:func:`seed_noise`'s statistics: ``picks`` (some of ``rows``) with their seed-0 top-1, ``extra`` the top-1
+    of the same architectures under each further seed."""
     a = [r["standalone_acc"] for r in picks]
-    b = [again[r["key"]]["standalone_acc"] for r in picks]
+    b = extra[0]
     sup = [r["supernet_acc"] for r in picks]
+    accs = np.asarray([a, *extra])  # (seeds, architectures)
+    mean = accs.mean(axis=0)
     diff = np.asarray(b) - np.asarray(a)
-    noise_std = float(diff.std(ddof=1) / np.sqrt(2)) if len(diff) > 1 else None
+    # one training's std across seeds, pooled over architectures; a seed's offset shared by all architectures
+    # moves no ranking, so each seed's own mean is taken out first
+    pooled = pooled_seed_std((accs - accs.mean(axis=1, keepdims=True)).T) if len(picks) > 1 else None
+    noise_std = pooled[0] if pooled else None
+    pairs = list(itertools.combinations(range(len(accs)), 2))
     return {
         "n": len(picks),
+        "seeds": len(accs),
         "keys": [r["key"] for r in picks],
         "second_seed_acc": b,
+        "extra_seed_accs": extra,
         "seed_vs_seed_tau": finite_or_none(kendall_tau(a, b)),
+        "pairwise_seed_tau": finite_or_none(float(np.mean([kendall_tau(accs[i], accs[j]) for i, j in pairs]))),
         "supernet_vs_seed0_tau": finite_or_none(kendall_tau(sup, a)),
         "supernet_vs_seed1_tau": finite_or_none(kendall_tau(sup, b)),
-        "supernet_vs_mean_tau": finite_or_none(kendall_tau(sup, (np.asarray(a) + b) / 2)),
+        "supernet_vs_mean_tau": finite_or_none(kendall_tau(sup, mean)),
         "seed_diff_std_pts": float(100 * diff.std(ddof=1)) if len(diff) > 1 else None,
         "standalone_range_pts": float(100 * (max(a) - min(a))),
         "separability": separability([r["standalone_acc"] for r in rows], noise_std, 1),
-        # the same, for the two seeds' mean of these architectures: the ground truth a second seed buys
-        "mean_separability": separability(list((np.asarray(a) + b) / 2), noise_std, 2),
-        "against_mean": against_mean(picks, b) if len(picks) > 2 else None,
+        # the same, for the mean of all the seeds of these architectures: the ground truth more seeds buy
+        "mean_separability": separability(list(mean), noise_std, len(accs)),
+        "against_mean": against_mean(picks, list(mean)) if len(picks) > 2 else None,
     }
 
 
-def against_mean(picks: list[dict[str, Any]], second: list[float]) -> dict[str, Any]:
-    """The supernet and every proxy ranked against the two seeds' mean of ``picks`` (intervals and the lead over
-    the best proxy as for one seed): a ground truth with half the seed noise's variance."""
-    rows = [{**r, "standalone_acc": (r["standalone_acc"] + s) / 2} for r, s in zip(picks, second)]
+def against_mean(picks: list[dict[str, Any]], mean: list[float]) -> dict[str, Any]:
+    """The supernet and every proxy ranked against ``mean``, the seeds' mean top-1 of ``picks`` (intervals and
+    the lead over the best proxy as for one seed): a ground truth with a fraction of one seed's noise."""
+    rows = [{**r, "standalone_acc": m} for r, m in zip(picks, mean)]
     return split_correlations(ranked_correlations(rows))
 
 
@@ -559,25 +588,33 @@ def noise_text(st: dict[str, Any]) -> str:
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    seeds = z.get("seeds", 2)  # records before --noise-seeds have two
+    again = "the next seed" if seeds == 2 else f"{seeds - 1} more seeds"
+    word = "two" if seeds == 2 else str(seeds)
+    pairs = f"; over all pairs of the {seeds} seeds {f(z.get('pairwise_seed_tau'))}" if seeds > 2 else ""
     return (
         f"\n\n**Noise ceiling.** {z['n']} of the architectures (spread over the stand-alone ranking) trained again "
-        f"with the next seed: stand-alone vs stand-alone Kendall tau {f(z['seed_vs_seed_tau'])} (the seed changes "
+        f"with {again}: stand-alone vs stand-alone Kendall tau {f(z['seed_vs_seed_tau'])} (seed 0 against seed 1"
+        f"{pairs}; the seed changes "
         f"top-1 by {z['seed_diff_std_pts']:.2f} points std, against a {z['standalone_range_pts']:.2f}-point range of "
         f"stand-alone accuracies); on the same architectures the supernet's tau is {f(z['supernet_vs_seed0_tau'])} "
         f"against seed 0, {f(z['supernet_vs_seed1_tau'])} against seed 1, {f(z['supernet_vs_mean_tau'])} against "
-        f"their mean." + separability_text(z.get("separability"), 1) + _mean_text(z.get("mean_separability"))
+        f"the mean of {'both' if seeds == 2 else f'all {seeds}'}."
+        + separability_text(z.get("separability"), 1)
+        + _mean_text(z.get("mean_separability"), seeds)
     ) + (
-        f"\n\n**Against the two seeds' mean** ({z['n']} architectures): " + verdict(z["against_mean"])
+        f"\n\n**Against the {word} seeds' mean** ({z['n']} architectures): " + verdict(z["against_mean"])
         if z.get("against_mean")
         else ""
     )
 
 
-def _mean_text(sep: dict[str, float] | None) -> str:
+def _mean_text(sep: dict[str, float] | None, seeds: int) -> str:
     if sep is None:
         return ""
     return (
-        f" Against the two seeds' mean of these architectures the ceiling is about {sep['tau_ceiling']:.2f} "
+        f" Against the {'two' if seeds == 2 else seeds} seeds' mean of these architectures the ceiling is "
+        f"about {sep['tau_ceiling']:.2f} "
         f"(the means' variance {sep['f_ratio']:.2f} times what the noise alone gives)."
     )
 
@@ -834,7 +871,9 @@ def supernet_rows(
     stats = ranking_stats(rows)
     if args.noise_archs:
         with steps.step("seed-noise training"):
-            stats["seed_noise"] = seed_noise(rows, recipe, Path(args.subnet_cache), args.noise_archs, args.ray)
+            stats["seed_noise"] = seed_noise(
+                rows, recipe, Path(args.subnet_cache), args.noise_archs, args.ray, args.noise_seeds
+            )
     return supernet, rows, stats
 
 

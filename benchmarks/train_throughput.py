@@ -11,6 +11,8 @@ round) and the record keeps each form's median and range. The forms:
   a tiny input can reach, MXNet's threaded engine and its own depthwise backward (spos-train until 2026-12-07);
 * ``supernet``: the same under the serial engine with the rewritten 5x5/7x7 depthwise backward
   (:mod:`spos_deploy.nets.dwconv`), what spos-train runs now;
+* ``small-supernet-threaded`` / ``small-supernet``: the same two for the small-image space's supernet (the one
+  the rankings train);
 * ``subnet-threaded`` / ``subnet``: one stand-alone training step of the small space's subnets (the rankings'
   ground truth), a fixed set of random architectures in turn, before and after the same change.
 
@@ -45,6 +47,11 @@ FORMS: dict[str, tuple[str, str]] = {
         "ThreadedEnginePerDevice",
     ),
     "supernet": ("supernet, spos-train now: the same + serial engine, rewritten depthwise backward", engine.SERIAL),
+    "small-supernet-threaded": (
+        "small-space supernet, threaded engine, MXNet's depthwise backward",
+        "ThreadedEnginePerDevice",
+    ),
+    "small-supernet": ("small-space supernet, serial engine, rewritten backward (spos-train now)", engine.SERIAL),
     "subnet-threaded": ("stand-alone small-space subnets, MXNet's depthwise backward", "ThreadedEnginePerDevice"),
     "subnet": ("stand-alone small-space subnets, serial engine, rewritten backward", engine.SERIAL),
 }
@@ -53,6 +60,7 @@ BASELINES = {
     "hybrid-plain": "imperative",
     "supernet-threaded": "imperative",
     "supernet": "supernet-threaded",
+    "small-supernet": "small-supernet-threaded",
     "subnet": "subnet-threaded",
 }
 SUBNET_ARCHS = 4
@@ -71,7 +79,7 @@ def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
     from spos_deploy.space import SPACES, SearchSpace
 
     supernet = form not in ("subnet", "subnet-threaded")
-    space = SearchSpace(input_size=32, num_classes=10) if supernet else SPACES["small"]
+    space = SearchSpace(input_size=32, num_classes=10) if supernet and "small" not in form else SPACES["small"]
     ds = load_dataset("fashion-mnist:train", 32, train=True, limit=batch_size * (steps + warmup))
     batches = [(mx.nd.array(x), mx.nd.array(y)) for _, x, y in train_batches(ds, batch_size, 0, seed=0)]
     sampler = UniformSampler(space, np.random.default_rng(0))
@@ -150,14 +158,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                 runs[form].append(_measure(form, args))
                 print(f"round {r + 1}: {form} {runs[form][-1]:.1f} images/s", file=sys.stderr)
     median = {f: statistics.median(v) for f, v in runs.items()}
+    # each round runs a form and its baseline minutes apart: the ratio within a round is what the VM's drift
+    # between rounds (up to a third here) leaves intact
+    paired = {
+        f: [a / b for a, b in zip(runs[f], runs[base])] for f, base in BASELINES.items() if f in runs and base in runs
+    }
     rows = []
     for f in args.forms:
         base = BASELINES.get(f)
-        ratio = f"{median[f] / median[base]:.2f}x vs {base}" if base in median else ""
+        ratio = ""
+        if f in paired:
+            r = paired[f]
+            ratio = f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}) vs {base}"
         rows.append([f, FORMS[f][0], f"{median[f]:.1f}", f"{min(runs[f]):.1f}-{max(runs[f]):.1f}", ratio])
     text = tabulate(
         rows,
-        headers=["form", "training step", "images / s (median)", "range", "speed-up"],
+        headers=["form", "training step", "images / s (median)", "range", "speed-up within a round: median (range)"],
         tablefmt="github",
         disable_numparse=True,
     )
@@ -171,14 +187,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rounds": args.rounds,
         "images_per_s": runs,
         "median_images_per_s": median,
-        "speedup": {f: median[f] / median[b] for f, b in BASELINES.items() if f in median and b in median},
+        "speedup_per_round": paired,
+        "speedup": {f: statistics.median(r) for f, r in paired.items()},
     }
     md = (
         f"# Training throughput (Fashion-MNIST at 32 x 32, batch {args.batch_size})\n\n"
-        f"{prov.where}, MXNet {prov.machine.get('mxnet')}. Supernet rows: the default OneShot space at 32 px with "
-        f"uniformly sampled paths; subnet rows: {SUBNET_ARCHS} random architectures of the small space, trained "
-        f"in turn. Each form in a fresh process, {args.steps} timed steps after {args.warmup} warm-up steps, "
-        f"{args.rounds} interleaved rounds (order reversed every other round); medians and ranges over rounds.\n\n"
+        f"{prov.where}, MXNet {prov.machine.get('mxnet')}. Supernet rows: the default OneShot space at 32 px (the "
+        f"small-space rows: the small-image space) with uniformly sampled paths; subnet rows: {SUBNET_ARCHS} random "
+        f"architectures of the small space, trained in turn. Each form in a fresh process, {args.steps} timed "
+        f"steps after {args.warmup} warm-up steps, {args.rounds} interleaved rounds (order reversed every other "
+        f"round); medians and ranges over rounds. A speed-up is a form's ratio to the form it is compared with within "
+        f"each round (the pairs run one after the other), its median and range over rounds.\n\n"
         f"{text}\n"
     )
     write_record(STUDY, STUDY, result, md, prov=prov, load=probe.record())

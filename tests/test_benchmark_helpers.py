@@ -17,6 +17,7 @@ from benchmarks import record as records
 from benchmarks import search_quality, supernet_ranking
 from benchmarks._subnets import Recipe, train_all, train_standalone
 from spos_deploy.cluster import LOCAL
+from spos_deploy.stats import kendall_tau
 from spos_deploy.studies import lead_test, median_lead_pvalue, pooled_seed_std, separability
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,7 @@ def test_the_ranking_against_two_seeds_mean_uses_the_mean_as_ground_truth() -> N
         {"key": f"a{i}", "standalone_acc": a, "supernet_acc": m, "flops": float(i)}
         for i, (a, m) in enumerate(zip(seed0, mean))
     ]
-    out = supernet_ranking.against_mean(picks, seed1)
+    out = supernet_ranking.against_mean(picks, mean)
     assert out["supernet"]["kendall_tau"] == pytest.approx(1.0)
     assert out["proxies"]["flops"]["kendall_tau"] < 1.0
     assert out["lead_over_best_proxy"]["proxy"] == "flops" and out["lead_over_best_proxy"]["share_above"] > 0.5
@@ -188,6 +189,31 @@ def test_the_ranking_against_two_seeds_mean_uses_the_mean_as_ground_truth() -> N
     text = supernet_ranking.noise_text({"seed_noise": z})
     assert "Against the two seeds' mean** (6 architectures): The supernet (tau 1.000) ranks better" in text
     assert f"the ceiling is about {z['mean_separability']['tau_ceiling']:.2f}" in text
+
+
+def test_more_seeds_make_their_mean_the_ground_truth() -> None:
+    """With three seeds the ranking is judged against the mean of all three, whose ceiling is that of a 3-seed
+    mean; a seed's offset shared by every architecture is not counted as noise."""
+    rng = np.random.default_rng(3)
+    own = np.linspace(0.80, 0.86, 12)
+    seeds = [own + rng.normal(0, 0.01, 12) + offset for offset in (0.0, 0.02, -0.01)]
+    mean = np.mean(seeds, axis=0)
+    rows = [
+        {"key": f"a{i}", "standalone_acc": float(seeds[0][i]), "supernet_acc": float(mean[i]), "flops": float(i)}
+        for i in range(12)
+    ]
+    z = supernet_ranking.noise_stats(rows, rows, [list(seeds[1]), list(seeds[2])])
+    assert z["seeds"] == 3 and z["against_mean"]["supernet"]["kendall_tau"] == pytest.approx(1.0)
+    assert z["supernet_vs_mean_tau"] == pytest.approx(1.0)
+    centered = np.asarray(seeds) - np.asarray(seeds).mean(axis=1, keepdims=True)
+    noise = pooled_seed_std(centered.T)[0]
+    assert noise < 0.015  # the offsets (0.02, -0.01) are not in it
+    assert z["mean_separability"] == separability(list(mean), noise, 3)
+    assert z["mean_separability"]["tau_ceiling"] > z["separability"]["tau_ceiling"]
+    taus = [kendall_tau(seeds[i], seeds[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert z["pairwise_seed_tau"] == pytest.approx(np.mean(taus))
+    text = supernet_ranking.noise_text({"seed_noise": z})
+    assert "trained again with 2 more seeds" in text and "Against the 3 seeds' mean** (12 architectures)" in text
 
 
 def test_the_lead_test_is_scipys_pooled_t_test_when_the_pool_is_the_two_architectures() -> None:
