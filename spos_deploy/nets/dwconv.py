@@ -11,7 +11,7 @@ speed"). Both gradients are themselves depthwise convolutions, which oneDNN runs
   output gradient as a per-channel kernel (dilated by the stride), summed over the batch.
 
 These are exact rewrites (the same sums in another order): the gradients match MXNet's own within float32
-rounding (tests/test_dwconv.py). The operator is used only by the training form (``crop=True`` networks, never
+rounding (tests/serial_engine_dwconv.py). The operator is used only by the training form (``crop=True`` networks, never
 exported) and only under MXNet's serial engine (:mod:`spos_deploy.nets.engine`); its parameters keep the plain
 convolution's names and shapes, so weights move between the forms.
 """
