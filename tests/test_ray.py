@@ -21,7 +21,8 @@ SEARCH = dict(bn_images=64, batch_size=64, val_limit=128, data_limit=4096, progr
 
 
 def _ray_pids(title: str) -> list[int]:
-    """Processes whose title (Ray sets ``ray::<class or function>``) starts with ``title``."""
+    """This test process's Ray processes (its local instance's, not another suite's on the same machine) whose
+    title (Ray sets ``ray::<class or function>``) starts with ``title``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -29,9 +30,20 @@ def _ray_pids(title: str) -> list[int]:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if cmd.startswith(title):
+            if cmd.startswith(title) and _descends_from(int(entry.name), os.getpid()):
                 pids.append(int(entry.name))
     return pids
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
 
 
 def _results(folder: Path) -> list[tuple[str, float, int]]:
