@@ -21,15 +21,11 @@ from spos_deploy.nets.supernet import build_supernet
 from spos_deploy.space import space_for_layout
 
 from .conftest import ROOT
+from .serial_engine_dwconv import _walk
 
 
 def _rewritten(net) -> int:
-    def walk(block):
-        yield block
-        for child in block._children.values():
-            yield from walk(child)
-
-    return sum(bool(getattr(b, "_rewrite", False)) for b in walk(net))
+    return sum(bool(getattr(b, "_rewrite", False)) for b in _walk(net))
 
 
 def test_operator_cases_pass_under_the_serial_engine():
