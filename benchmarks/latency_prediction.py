@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.record import load_dict, write_record
+from benchmarks.record import load_dict, results_dir, write_record
 from spos_deploy.cli.common import run_script
 from spos_deploy.runtime.load import probe, summary_line
 from spos_deploy.runtime.registry import runtime_named, runtime_spelled
@@ -47,12 +47,36 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
     done = work / "report.json"
     if done.exists():  # measured by an earlier invocation: its own date and load are in it
         return json.loads(done.read_text())
+    kept = recorded_case(args.recorded, space_name, runtime, precision, batch)
+    if kept is not None:  # in the record this run extends: kept with its own date, load and command
+        return kept
     with probe() as p:
         report = _measure(space_name, runtime, precision, batch, work, args)
     report.update(measured_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     report.update(load=load_dict(p.record()))
     done.write_text(json.dumps(report))
     return report
+
+
+def recorded_case(
+    record: dict[str, Any] | None, space: str, runtime: str, precision: str, batch: int
+) -> dict[str, Any] | None:
+    """The case of an earlier record measured for the same space, form and batch, or None.
+
+    Why: one 224 px batch-8 case costs over an hour of a quiet machine; a record is extended form by form,
+    and the cases it holds keep the date and load they were measured under.
+    """
+    if record is None:
+        return None
+    for case in record.get("cases", []):
+        if (case.get("space"), case.get("runtime"), case.get("precision"), case.get("batch")) == (
+            space,
+            runtime,
+            precision,
+            batch,
+        ):
+            return case | {"command": case.get("command", record.get("command"))}
+    return None
 
 
 def _measure(
@@ -149,10 +173,17 @@ def main() -> None:
     ap.add_argument("--fit-networks", type=int, default=FIT_NETWORKS)
     ap.add_argument("--work", default="runs/latency_prediction", help="tables and per-case reports (resumable)")
     ap.add_argument("--tag", default="", help="suffix of the record's name")
+    ap.add_argument(
+        "--keep-recorded",
+        action="store_true",
+        help="cases the record of this name already holds are kept as recorded, not measured again",
+    )
     args = ap.parse_args()
+    name = "latency_prediction" + (f"_{args.tag}" if args.tag else "")
+    existing = results_dir("latency_prediction") / f"{name}.json"
+    args.recorded = json.loads(existing.read_text()) if args.keep_recorded and existing.exists() else None
     cases = [(s, f, b) for s in args.spaces for f in args.forms for b in args.batches]
     reports = [measure_case(s, f, b, args) for s, f, b in cases]
-    name = "latency_prediction" + (f"_{args.tag}" if args.tag else "")
     write_record("latency_prediction", name, {"targets": TARGETS, "cases": reports}, markdown(reports))
 
 

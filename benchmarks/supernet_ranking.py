@@ -135,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="RESULT",
         help="rank the architectures of earlier results (supernet_ranking*.json, pooled, repeats once) against\n"
         "the stand-alone top-1 recorded there, instead of choosing and training them: a new supernet is then\n"
-        "ranked in minutes. The stand-alone recipe options must match the records'",
+        "ranked in minutes. The stand-alone recipe options must match the records'. With --noise-seeds, the\n"
+        "further seeds recorded there are read back too, and only the missing ones trained",
     )
     ap.add_argument(
         "--rescore",
@@ -280,6 +281,28 @@ def recorded_architectures(
             fail(f"--archs-from {p}: not a supernet_ranking result ({type(e).__name__}: {e})")
     selection = {"pool": "recorded", "from": list(paths), "samples": len(archs), "median_ms": float(np.mean(medians))}
     return list(archs.values()), standalone, selection
+
+
+def recorded_seed_accuracies(paths: list[str], recipe: Recipe) -> dict[int, dict[str, float]]:
+    """The further seeds' stand-alone top-1 recorded in earlier ranking results (their ``seed_noise``), by seed
+    offset (1 is ``recipe.seed + 1``) and architecture, the mean where two records hold the same one. Why: an
+    extra seed of 28 architectures is about 1.6 hours of both cores; a ground truth of more seeds is built a seed
+    at a time, each run reading back what the records before it trained."""
+    seen: dict[int, dict[str, list[float]]] = {}
+    want = asdict(recipe) | {"tag": recipe.tag}
+    for p in paths:
+        try:
+            record = json.loads(Path(p).read_text())
+            if record["settings"]["recipe"] != want:
+                continue  # recorded_architectures has refused it already
+            noise = record.get("stats", {}).get("seed_noise") or {}
+            extra = noise.get("extra_seed_accs") or ([noise["second_seed_acc"]] if "second_seed_acc" in noise else [])
+            for k, accs in enumerate(extra, start=1):
+                for key, acc in zip(noise["keys"], accs, strict=True):
+                    seen.setdefault(k, {}).setdefault(key, []).append(float(acc))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            fail(f"--archs-from {p}: its seed-noise part is not readable ({type(e).__name__}: {e})")
+    return {k: {key: float(np.mean(v)) for key, v in by_key.items()} for k, by_key in seen.items()}
 
 
 # ---- step 5: supernet accuracy ----------------------------------------------------------------------------
@@ -516,17 +539,29 @@ def noise_picks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 def seed_noise(
-    rows: list[dict[str, Any]], recipe: Recipe, cache: Path, n: int, ray: str | None, seeds: int = 1
+    rows: list[dict[str, Any]],
+    recipe: Recipe,
+    cache: Path,
+    n: int,
+    ray: str | None,
+    seeds: int = 1,
+    recorded: dict[int, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """``n`` architectures (evenly spread over the stand-alone ranking) trained again with ``seeds`` more seeds
     (``seed + 1`` ...): how well the stand-alone recipe ranks against itself, beside the supernet on the same
-    architectures, and every ranking against the mean of all the seeds."""
+    architectures, and every ranking against the mean of all the seeds. ``recorded``: top-1 of further seeds
+    recorded earlier (:func:`recorded_seed_accuracies`), read back instead of trained."""
     picks = noise_picks(rows, n)
-    extra = []
+    extra, read_back = [], {}
     for k in range(1, seeds + 1):
-        again = train_all(picks, replace(recipe, seed=recipe.seed + k), cache, ray)
-        extra.append([again[r["key"]]["standalone_acc"] for r in picks])
-    return noise_stats(rows, picks, extra)
+        known = (recorded or {}).get(k, {})
+        todo = [r for r in picks if r["key"] not in known]
+        again = train_all(todo, replace(recipe, seed=recipe.seed + k), cache, ray) if todo else {}
+        extra.append([known[r["key"]] if r["key"] in known else again[r["key"]]["standalone_acc"] for r in picks])
+        read_back[str(recipe.seed + k)] = n_read = len(picks) - len(todo)
+        if n_read:
+            log.info("seed %d: %d of %d read back from the records", recipe.seed + k, n_read, len(picks))
+    return noise_stats(rows, picks, extra) | {"read_from_records": read_back}
 
 
 def noise_stats(rows: list[dict[str, Any]], picks: list[dict[str, Any]], extra: list[list[float]]) -> dict[str, Any]:
@@ -592,6 +627,14 @@ def noise_text(st: dict[str, Any]) -> str:
     again = "the next seed" if seeds == 2 else f"{seeds - 1} more seeds"
     word = "two" if seeds == 2 else str(seeds)
     pairs = f"; over all pairs of the {seeds} seeds {f(z.get('pairwise_seed_tau'))}" if seeds > 2 else ""
+    read = {k: v for k, v in (z.get("read_from_records") or {}).items() if v}
+    read_text = (
+        " Read back from the earlier records, not trained again: "
+        + ", ".join(f"seed {k} for {v} of {z['n']}" for k, v in read.items())
+        + "."
+        if read
+        else ""
+    )
     return (
         f"\n\n**Noise ceiling.** {z['n']} of the architectures (spread over the stand-alone ranking) trained again "
         f"with {again}: stand-alone vs stand-alone Kendall tau {f(z['seed_vs_seed_tau'])} (seed 0 against seed 1"
@@ -600,6 +643,7 @@ def noise_text(st: dict[str, Any]) -> str:
         f"stand-alone accuracies); on the same architectures the supernet's tau is {f(z['supernet_vs_seed0_tau'])} "
         f"against seed 0, {f(z['supernet_vs_seed1_tau'])} against seed 1, {f(z['supernet_vs_mean_tau'])} against "
         f"the mean of {'both' if seeds == 2 else f'all {seeds}'}."
+        + read_text
         + separability_text(z.get("separability"), 1)
         + _mean_text(z.get("mean_separability"), seeds)
     ) + (
@@ -871,8 +915,9 @@ def supernet_rows(
     stats = ranking_stats(rows)
     if args.noise_archs:
         with steps.step("seed-noise training"):
+            recorded = recorded_seed_accuracies(args.archs_from, recipe) if args.archs_from else None
             stats["seed_noise"] = seed_noise(
-                rows, recipe, Path(args.subnet_cache), args.noise_archs, args.ray, args.noise_seeds
+                rows, recipe, Path(args.subnet_cache), args.noise_archs, args.ray, args.noise_seeds, recorded
             )
     return supernet, rows, stats
 

@@ -370,3 +370,30 @@ def test_an_interrupted_benchmark_says_so_in_one_line():
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["train_throughput: interrupted"], err
+
+
+def test_extending_a_latency_record_keeps_only_the_cases_it_holds_for_the_same_form_and_batch() -> None:
+    from benchmarks.latency_prediction import recorded_case
+
+    record = json.loads((records.results_dir("latency_prediction") / "latency_prediction_imagenet_b8.json").read_text())
+    kept = recorded_case(record, "imagenet", "ort-cpu", "int8", 8)
+    assert kept is not None and kept["first_ms"] == record["cases"][0]["first_ms"]
+    assert kept["command"] == record["command"]  # the command it was measured by stays with it
+    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 1) is None  # another batch
+    assert recorded_case(record, "imagenet", "openvino-cpu", "bf16", 8) is None  # a form it does not hold
+    assert recorded_case(None, "imagenet", "ort-cpu", "int8", 8) is None
+
+
+def test_further_seeds_recorded_earlier_are_read_back_not_trained(tmp_path: Path) -> None:
+    path = records.results_dir("supernet_ranking") / "supernet_ranking_e3_width_levels_noise28.json"
+    record = json.loads(path.read_text())
+    recorded = supernet_ranking.recorded_seed_accuracies([str(path)], E3)
+    noise = record["stats"]["seed_noise"]
+    assert recorded == {1: dict(zip(noise["keys"], noise["second_seed_acc"]))}
+    cache = tmp_path / "subnets"
+    z = supernet_ranking.seed_noise(record["architectures"], E3, cache, 28, None, 1, recorded)
+    assert not cache.exists()  # nothing trained
+    assert z["read_from_records"] == {"1": 28} and z["keys"] == noise["keys"]
+    assert z["seed_vs_seed_tau"] == pytest.approx(noise["seed_vs_seed_tau"])
+    assert "seed 1 for 28 of 28" in supernet_ranking.noise_text({"seed_noise": z})
+    assert supernet_ranking.recorded_seed_accuracies([str(path)], Recipe(epochs=2, train_limit=60000)) == {}
