@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from benchmarks.record import load_dict, write_record
+from benchmarks.record import load_dict, results_dir, write_record
 from spos_deploy.cli.common import run_script
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import SESSIONS, WARMUP, DeployedLatency, session_matrix
@@ -110,7 +110,7 @@ def markdown(result: dict[str, Any]) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", choices=sorted(SPACES), default="imagenet")
     ap.add_argument("--form", default="onnxruntime:fp32", help="RUNTIME:PRECISION")
@@ -119,14 +119,15 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=SESSIONS, help="fresh sessions per network and measurement")
     ap.add_argument("--calls", type=int, nargs="+", default=[20, 100], help="timed calls per session to compare")
     ap.add_argument("--tag", default="", help="suffix of the record's name")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=results_dir(STUDY), help="folder of the record")
+    args = ap.parse_args(argv)
     if args.networks < 3 or args.sessions < 1 or args.batch < 1 or min(args.calls) < 1:
         ap.error("--networks >= 3, --sessions, --batch and --calls >= 1")
     with probe() as p:
         result = measure(args)
     load = load_dict(p.record())
     name = STUDY + (f"_{args.tag}" if args.tag else "")
-    write_record(STUDY, name, result, markdown(result), load=load)
+    write_record(STUDY, name, result, markdown(result), argv, folder=args.out, load=load)
 
 
 if __name__ == "__main__":
