@@ -403,11 +403,13 @@ def test_session_length_measures_each_length_twice_on_the_same_networks(tmp_path
     from benchmarks import session_length
 
     argv = ["--space", "small", "--form", "onnxruntime:fp32", "--batch", "1", "--networks", "3"]
-    session_length.main([*argv, "--sessions", "2", "--calls", "1", "3", "--out", str(tmp_path)])
+    session_length.main([*argv, "--sessions", "1", "2", "--calls", "1", "3", "--out", str(tmp_path)])
     rec = json.loads((tmp_path / "session_length.json").read_text())
-    assert [r["calls"] for r in rec["lengths"]] == [1, 3] and rec["runtime"] == "ort-cpu"
+    assert [(r["sessions"], r["calls"]) for r in rec["lengths"]] == [(1, 1), (1, 3), (2, 1), (2, 3)]
+    assert rec["runtime"] == "ort-cpu"
     for r in rec["lengths"]:
         assert len(r["first_ms"]) == len(r["second_ms"]) == 3 and min(r["first_ms"] + r["second_ms"]) > 0
         assert r["repeat"]["samples"] == 3 and r["seconds"] > 0
     table = [line for line in (tmp_path / "session_length.md").read_text().splitlines() if line.startswith("|")]
-    assert len(table) == 4 and table[-1].split("|")[1].strip() == "3" and rec["load"] is not None
+    assert len(table) == 6, table
+    assert [c.strip() for c in table[-1].split("|")[1:3]] == ["2", "3"] and rec["load"] is not None
