@@ -66,15 +66,9 @@ def recorded_case(
     Why: one 224 px batch-8 case costs over an hour of a quiet machine; a record is extended form by form,
     and the cases it holds keep the date and load they were measured under.
     """
-    if record is None:
-        return None
-    for case in record.get("cases", []):
-        if (case.get("space"), case.get("runtime"), case.get("precision"), case.get("batch")) == (
-            space,
-            runtime,
-            precision,
-            batch,
-        ):
+    want = (space, runtime, precision, batch)
+    for case in (record or {}).get("cases", []):
+        if tuple(case.get(k) for k in ("space", "runtime", "precision", "batch")) == want:
             return case | {"command": case.get("command", record.get("command"))}
     return None
 
