@@ -20,6 +20,7 @@ import datetime
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from benchmarks.record import load_dict, results_dir, write_record
 from spos_deploy.cli.common import run_script
+from spos_deploy.runtime.deployed import SESSIONS
 from spos_deploy.runtime.load import probe, summary_line
 from spos_deploy.runtime.registry import runtime_named, runtime_spelled
 from spos_deploy.space import SPACES
@@ -46,8 +48,10 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
     work.mkdir(parents=True, exist_ok=True)
     done = work / "report.json"
     if done.exists():  # measured by an earlier invocation: its own date and load are in it
-        return json.loads(done.read_text())
-    kept = recorded_case(args.recorded, space_name, runtime, precision, batch)
+        earlier = json.loads(done.read_text())
+        if earlier.get("truth_sessions", SESSIONS) == args.truth_sessions:
+            return earlier
+    kept = recorded_case(args.recorded, space_name, runtime, precision, batch, args.truth_sessions)
     if kept is not None:  # in the record this run extends: kept with its own date, load and command
         return kept
     with probe() as p:
@@ -59,16 +63,19 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
 
 
 def recorded_case(
-    record: dict[str, Any] | None, space: str, runtime: str, precision: str, batch: int
+    record: dict[str, Any] | None, space: str, runtime: str, precision: str, batch: int, truth_sessions: int = SESSIONS
 ) -> dict[str, Any] | None:
-    """The case of an earlier record measured for the same space, form and batch, or None.
+    """The case of an earlier record measured for the same space, form, batch and held-out sessions, or None.
 
     Why: one 224 px batch-8 case costs over an hour of a quiet machine; a record is extended form by form,
     and the cases it holds keep the date and load they were measured under.
     """
-    want = (space, runtime, precision, batch)
+    want = (space, runtime, precision, batch, truth_sessions)
     for case in (record or {}).get("cases", []):
-        if tuple(case.get(k) for k in ("space", "runtime", "precision", "batch")) == want:
+        got = tuple(case.get(k) for k in ("space", "runtime", "precision", "batch")) + (
+            case.get("truth_sessions", SESSIONS),
+        )
+        if got == want:
             return case | {"command": case.get("command", record.get("command"))}
     return None
 
@@ -92,7 +99,8 @@ def _measure(
     ab, ac = table.anchor_choices()  # timed with the held-out set: the machine's speed at that moment
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_of(table, [*blocks, *ab], [*channels, *ac])
-        runs = measure_deployed_specs(specs, setup_of(table), Path(tmp), seed=1, repeats=2)
+        truth = replace(setup_of(table), sessions=args.truth_sessions)
+        runs = measure_deployed_specs(specs, truth, Path(tmp), seed=1, repeats=2)
     n = len(blocks)
     first, second = ([m.ms for m in run[:n]] for run in runs)
     factors = [reanchor_factor(table.anchor_reference(), [m.ms for m in run[n:]]) for run in runs]
@@ -105,7 +113,7 @@ def _measure(
     )
     report.update(space=space_name, runtime=runtime, precision=precision, batch=batch, table=str(path))
     report.update(build_seconds=build_s, fit=_fit_summary(table), first_ms=first, second_ms=second)
-    report.update(anchor_factors=factors)
+    report.update(anchor_factors=factors, truth_sessions=args.truth_sessions)
     return report
 
 
@@ -153,7 +161,8 @@ def markdown(reports: list[dict[str, Any]]) -> str:
         lines.append(
             f"- {r['space']} {_label(r)} {r['precision']} batch {r['batch']}: measured {r.get('measured_at', '?')}, "
             f"machine {summary_line(load) if load else 'load not recorded'}; anchors ran "
-            f"{', '.join(f'{f:.3f}' for f in r['anchor_factors'])} x the table's prediction in the two measurements"
+            f"{', '.join(f'{f:.3f}' for f in r['anchor_factors'])} x the table's prediction in the two measurements "
+            f"({r.get('truth_sessions', SESSIONS)} fresh sessions per held-out network)"
         )
     return "\n".join(lines) + "\n"
 
@@ -165,6 +174,13 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[1])
     ap.add_argument("--samples", type=int, default=50, help="held-out random architectures per case")
     ap.add_argument("--fit-networks", type=int, default=FIT_NETWORKS)
+    ap.add_argument(
+        "--truth-sessions",
+        type=int,
+        default=SESSIONS,
+        help="fresh sessions per held-out network in each of its two measurements (the table is built with the "
+        f"default {SESSIONS}): 15 pins a 224 px batch-8 network about twice as closely (docs/latency.md)",
+    )
     ap.add_argument("--work", default="runs/latency_prediction", help="tables and per-case reports (resumable)")
     ap.add_argument("--tag", default="", help="suffix of the record's name")
     ap.add_argument(
@@ -173,6 +189,8 @@ def main() -> None:
         help="cases the record of this name already holds are kept as recorded, not measured again",
     )
     args = ap.parse_args()
+    if args.truth_sessions < 1 or args.samples < 3:
+        ap.error("--truth-sessions must be >= 1 and --samples >= 3")
     name = "latency_prediction" + (f"_{args.tag}" if args.tag else "")
     existing = results_dir("latency_prediction") / f"{name}.json"
     args.recorded = json.loads(existing.read_text()) if args.keep_recorded and existing.exists() else None

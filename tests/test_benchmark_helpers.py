@@ -382,6 +382,8 @@ def test_extending_a_latency_record_keeps_only_the_cases_it_holds_for_the_same_f
     assert recorded_case(record, "imagenet", "ort-cpu", "int8", 1) is None  # another batch
     assert recorded_case(record, "imagenet", "openvino-cpu", "bf16", 8) is None  # a form it does not hold
     assert recorded_case(None, "imagenet", "ort-cpu", "int8", 8) is None
+    # measured with 5 sessions per held-out network: not what a 15-session measurement asks for
+    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 8, truth_sessions=15) is None
 
 
 def test_further_seeds_recorded_earlier_are_read_back_not_trained(tmp_path: Path) -> None:
@@ -410,6 +412,34 @@ def test_session_length_measures_each_length_twice_on_the_same_networks(tmp_path
     for r in rec["lengths"]:
         assert len(r["first_ms"]) == len(r["second_ms"]) == 3 and min(r["first_ms"] + r["second_ms"]) > 0
         assert r["repeat"]["samples"] == 3 and r["seconds"] > 0
+        assert [len(m) for m in r["session_ms"]] == [r["sessions"]] * 2  # both measurements, every session kept
+    # the 2-session run judged on its first 1 and 2 sessions; all 2 of them is the run itself
+    assert [(r["sessions"], r["calls"]) for r in rec["fewer"]] == [(1, 1), (2, 1), (1, 3), (2, 3)]
+    assert rec["fewer"][-1]["repeat"] == rec["lengths"][-1]["repeat"]
+    assert session_length.session_counts(16) == [1, 2, 3, 5, 7, 10, 15, 16]
     table = [line for line in (tmp_path / "session_length.md").read_text().splitlines() if line.startswith("|")]
-    assert len(table) == 6, table
+    assert len(table) == 6 + 6, table
     assert [c.strip() for c in table[-1].split("|")[1:3]] == ["2", "3"] and rec["load"] is not None
+    # rescoring recomputes the same statistics from the kept session medians, keeps the run's provenance
+    before = (tmp_path / "session_length.json").read_text()
+    session_length.main(["--rescore", str(tmp_path / "session_length.json")])
+    again = json.loads((tmp_path / "session_length.json").read_text())
+    assert again["rescored"]["command"].endswith("session_length.json") and again["date"] == rec["date"]
+    assert {k: again[k] for k in ("lengths", "fewer", "load", "command")} == {
+        k: json.loads(before)[k] for k in ("lengths", "fewer", "load", "command")
+    }
+    (tmp_path / "bad.json").write_text('{"lengths": [{"sessions": 2}]}')
+    with pytest.raises(SystemExit) as e:
+        session_length.main(["--rescore", str(tmp_path / "bad.json")])
+    assert e.value.code == 2
+
+
+def test_session_agreement_takes_out_the_speed_the_networks_share() -> None:
+    from benchmarks.session_length import agreement
+
+    first = [1.0, 2.0, 4.0, 3.0]
+    shared = agreement(first, [1.5 * v for v in first])  # the machine 1.5x slower for every network
+    assert shared["speed_ratio"] == pytest.approx(1.5) and shared["repeat"]["mape"] == pytest.approx(50)
+    assert shared["repeat_same_speed"]["mape"] == pytest.approx(0) and shared["repeat_same_speed"]["kendall_tau"] == 1
+    own = agreement(first, [1.0, 2.0, 4.0, 3.3])  # one network's own 10 %: not a shared speed
+    assert own["speed_ratio"] == pytest.approx(1.0) and own["repeat_same_speed"]["mape"] == pytest.approx(2.5)
