@@ -11,6 +11,7 @@ hardware does that too: docs/latency.md); and the build's cost.
 Targets: MAPE <= 5 %, >= 95 % within 10 %, Kendall tau >= 0.9 x the repeat tau.
 
     python -m benchmarks.latency_prediction --spaces small --forms onnxruntime:int8 onnxruntime:fp32 --batches 1 8
+    python -m benchmarks.latency_prediction --spaces imagenet --batches 8 --truth-sessions 15   # held-out, 15 sessions
 """
 
 from __future__ import annotations
