@@ -61,6 +61,14 @@ def provenance(study: str, argv: Sequence[str] | None = None) -> Provenance:
     return Provenance(command_line(study, argv), utc_now(), machine_record())
 
 
+def rescoring(study: str, record: dict[str, Any], argv: Sequence[str] | None = None) -> Provenance:
+    """A recorded result being recomputed from what it recorded: this run's date and command go into
+    ``record["rescored"]``; returned is the original run's provenance, which the rewritten record keeps."""
+    now = provenance(study, argv)
+    record["rescored"] = {"date": now.date, "command": now.command}
+    return Provenance(record.get("command"), record.get("date"), record.get("machine", {}))
+
+
 def load_dict(load: LoadRecord | dict[str, Any] | None) -> dict[str, Any] | None:
     """A load record as JSON, with its warning (``None`` on a quiet machine)."""
     if load is None or isinstance(load, dict):

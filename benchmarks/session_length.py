@@ -27,7 +27,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks._subnets import fail
-from benchmarks.record import Provenance, load_dict, provenance, results_dir, write_record
+from benchmarks.record import load_dict, rescoring, results_dir, write_record
 from spos_deploy.cli.common import run_script
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import SESSIONS, WARMUP, DeployedLatency, session_matrix
@@ -184,9 +184,7 @@ def rescore(path: Path, argv: list[str] | None) -> None:
         result = derive(record)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         fail(f"--rescore {path}: not a session_length result ({type(e).__name__}: {e})")
-    now = provenance(STUDY, argv)
-    result["rescored"] = {"date": now.date, "command": now.command}
-    original = Provenance(record.get("command"), record.get("date"), record.get("machine", {}))
+    original = rescoring(STUDY, result, argv)
     write_record(STUDY, path.stem, result, markdown(result), folder=path.parent, prov=original, load=record.get("load"))
 
 

@@ -70,7 +70,7 @@ from benchmarks._subnets import (
     zero_cost_proxies,
     zero_cost_settings,
 )
-from benchmarks.record import Provenance, provenance, results_dir, write_record
+from benchmarks.record import Provenance, provenance, rescoring, results_dir, write_record
 from spos_deploy.atomic import atomic_path, write_json
 from spos_deploy.cli.common import run_script
 from spos_deploy.errors import BadInputError
@@ -797,9 +797,7 @@ def rescore(args: argparse.Namespace, argv: list[str] | None) -> None:
     png = Path(old.results) / f"{result_stem(old)}.png"
     scatter_plot(rows, stats, png)
     record |= {"stats": stats, "plot": png.name}
-    now = provenance(STUDY, argv)
-    record["rescored"] = {"date": now.date, "command": now.command}
-    original = Provenance(record.get("command"), record.get("date"), record.get("machine", {}))
+    original = rescoring(STUDY, record, argv)
     write_report(old, record, rows, png, original)
 
 
