@@ -8,10 +8,16 @@ MAPE, share within 10 %, Kendall tau, worst error, against the two measurements'
 2,000 random architectures each predictor ranks slower than the same network made one width wider (the
 hardware does that too: docs/latency.md); and the build's cost.
 
+Each case also records every session median of its held-out networks, its fit solved again on the first k of
+the table's whole networks (the fit curve: how many a space needs) and the held-out set judged with the
+sessions' lower quartile beside their median. ``--threads`` measures a case at a thread count (small networks
+ship at 1 thread where ``--target auto`` decides so); the count is part of a case's identity.
+
 Targets: MAPE <= 5 %, >= 95 % within 10 %, Kendall tau >= 0.9 x the repeat tau.
 
     python -m benchmarks.latency_prediction --spaces small --forms onnxruntime:int8 onnxruntime:fp32 --batches 1 8
     python -m benchmarks.latency_prediction --spaces imagenet --batches 8 --truth-sessions 15   # held-out, 15 sessions
+    python -m benchmarks.latency_prediction --threads 1 --fit-networks 480 --tag small_b1_t1_fit480
 """
 
 from __future__ import annotations
@@ -29,30 +35,36 @@ import numpy as np
 
 from benchmarks.record import load_dict, results_dir, write_record
 from spos_deploy.cli.common import run_script
+from spos_deploy.cli.options import add_threads
 from spos_deploy.runtime.deployed import SESSIONS
 from spos_deploy.runtime.load import probe, summary_line
 from spos_deploy.runtime.registry import runtime_named, runtime_spelled
 from spos_deploy.space import SPACES
 from spos_deploy.tables.core import random_architectures
-from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, measure_deployed_specs
-from spos_deploy.tables.latency.table import FIT_NETWORKS, LatencyTable, reanchor_factor
+from spos_deploy.tables.latency.build import LatencySetup, build_latency_table, measure_deployed_specs, refit
+from spos_deploy.tables.latency.table import LatencyTable, reanchor_factor
 from spos_deploy.tables.latency.validate import predictor_report, setup_of, specs_of
 
 TARGETS = {"mape": 5.0, "within_10": 0.95, "tau_of_repeat": 0.9}
+FIT_CURVE = (40, 80, 160, 240, 320, 480)  # whole-network counts a case's fit is also judged at
+STATISTICS = {"median": 0.5, "lower quartile": 0.25}  # of the session medians; the median is the definition
 
 
 def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
     """Build the table of one case (or reuse the one built before), measure the held-out set twice, report."""
     spelled, precision = form.split(":")
     runtime = runtime_spelled(spelled).name  # the work folder and the report name it as tables do: ort-cpu
-    work = Path(args.work) / f"{space_name}_{runtime}_{precision}_b{batch}"
+    threads = f"_t{args.threads}" if args.threads else ""  # all cores: named as before
+    work = Path(args.work) / f"{space_name}_{runtime}_{precision}_b{batch}{threads}"
     work.mkdir(parents=True, exist_ok=True)
     done = work / "report.json"
     if done.exists():  # measured by an earlier invocation: its own date and load are in it
         earlier = json.loads(done.read_text())
         if earlier.get("truth_sessions", SESSIONS) == args.truth_sessions:
             return earlier
-    kept = recorded_case(args.recorded, space_name, runtime, precision, batch, args.truth_sessions)
+    kept = recorded_case(
+        args.recorded, space_name, runtime, precision, batch, args.truth_sessions, _threads_of(args.threads)
+    )
     if kept is not None:  # in the record this run extends: kept with its own date, load and command
         return kept
     with probe() as p:
@@ -63,18 +75,32 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
     return report
 
 
+def _threads_of(threads: int | None) -> int:
+    """The thread count a case runs with: ``--threads``, or every core this process may use."""
+    return threads or LatencySetup().resolved_threads()
+
+
 def recorded_case(
-    record: dict[str, Any] | None, space: str, runtime: str, precision: str, batch: int, truth_sessions: int = SESSIONS
+    record: dict[str, Any] | None,
+    space: str,
+    runtime: str,
+    precision: str,
+    batch: int,
+    truth_sessions: int = SESSIONS,
+    threads: int | None = None,
 ) -> dict[str, Any] | None:
-    """The case of an earlier record measured for the same space, form, batch and held-out sessions, or None.
+    """The case of an earlier record measured for the same space, form, batch, threads and held-out sessions,
+    or None (``threads`` None: every core; a case recorded without a count ran on every core of a 2-core
+    machine).
 
     Why: one 224 px batch-8 case costs over an hour of a quiet machine; a record is extended form by form,
     and the cases it holds keep the date and load they were measured under.
     """
-    want = (space, runtime, precision, batch, truth_sessions)
+    want = (space, runtime, precision, batch, truth_sessions, _threads_of(threads))
     for case in (record or {}).get("cases", []):
         got = tuple(case.get(k) for k in ("space", "runtime", "precision", "batch")) + (
             case.get("truth_sessions", SESSIONS),
+            case.get("threads", 2),
         )
         if got == want:
             return case | {"command": case.get("command", record.get("command"))}
@@ -85,7 +111,9 @@ def _measure(
     space_name: str, runtime: str, precision: str, batch: int, work: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     space = SPACES[space_name]
-    setup = LatencySetup(runtime=runtime, precision=precision, batch=batch, fit_networks=args.fit_networks)
+    setup = LatencySetup(
+        runtime=runtime, precision=precision, batch=batch, threads=args.threads, fit_networks=args.fit_networks
+    )
     path = work / "table.json"
     cost = work / "build_seconds.json"  # kept beside the table: a rerun that reuses it still reports its cost
     if not path.exists():
@@ -114,8 +142,55 @@ def _measure(
     )
     report.update(space=space_name, runtime=runtime, precision=precision, batch=batch, table=str(path))
     report.update(build_seconds=build_s, fit=_fit_summary(table), first_ms=first, second_ms=second)
-    report.update(anchor_factors=factors, truth_sessions=args.truth_sessions)
+    # every session median kept (anchors last): another statistic of the sessions can be judged later
+    report.update(first_sessions=[m.session_ms for m in runs[0]], second_sessions=[m.session_ms for m in runs[1]])
+    report.update(anchor_factors=factors, truth_sessions=args.truth_sessions, threads=setup.resolved_threads())
+    anchors = [[m.ms for m in run[n:]] for run in runs]
+    report.update(fit_curve=fit_curve(table, blocks, channels, first, second, anchors))
+    report.update(statistics=statistics(table, blocks, channels, report["first_sessions"], report["second_sessions"]))
     return report
+
+
+def fit_curve(
+    table: LatencyTable, blocks: Any, channels: Any, first: Any, second: Any, anchors: list[list[float]]
+) -> list[dict[str, Any]]:
+    """The fitted predictor solved on the first k of the table's whole networks (:func:`refit`), each judged
+    re-anchored on the held-out set as the table itself is: how many networks a space's table needs."""
+    have = len((table.fitted or {}).get("networks", []))
+    rows = []
+    for k in sorted({k for k in FIT_CURVE if k < have} | ({have} if have else set())):
+        t = refit(table, k)
+        stats = _reanchored(t, blocks, channels, first, second, anchors)["predictors"]["fitted"]["all"]
+        rows.append({"networks": k, "ridge": t.fitted["ridge"], "cv_mape": t.fitted["cv_mape"]} | stats)
+    return rows
+
+
+def _reanchored(
+    table: LatencyTable, blocks: Any, channels: Any, first: Any, second: Any, anchors: list[Any]
+) -> dict[str, Any]:
+    """``table`` (as ``fitted``) against the two measurements, each divided by its anchors' factor."""
+    factors = [reanchor_factor(table.anchor_reference(), a) for a in anchors]
+    truth = np.asarray(first, float) / factors[0], np.asarray(second, float) / factors[1]
+    return predictor_report({"fitted": table}, blocks, channels, *truth)
+
+
+def statistics(
+    table: LatencyTable, blocks: Any, channels: Any, first_sessions: Any, second_sessions: Any
+) -> dict[str, dict[str, Any]]:
+    """The same sessions judged with another statistic than their median (:data:`STATISTICS`): for each, the
+    held-out set's two measurements against each other and the fit solved on that statistic of its own
+    networks' sessions (:func:`refit`), both re-anchored on the anchors (the sessions' last rows) taken the same
+    way. Why: small networks' fresh sessions fall into a fast and a slow mode (docs/latency.md), and a low
+    quantile may be the steadier figure of the two."""
+    n, count = len(blocks), len((table.fitted or {}).get("networks", []))
+    out = {}
+    for name, q in STATISTICS.items():
+        first, second = (np.array([float(np.quantile(s, q)) for s in run]) for run in (first_sessions, second_sessions))
+        t = refit(table, count, quantile=q) if count else table
+        rep = _reanchored(t, blocks, channels, first[:n], second[:n], [first[n:], second[n:]])
+        out[name] = {"quantile": q, "repeat": rep["repeat"], "fitted": rep["predictors"]["fitted"]["all"]}
+        out[name]["cv_mape"] = (t.fitted or {}).get("cv_mape")
+    return out
 
 
 def _fit_summary(table: LatencyTable) -> dict[str, Any]:
@@ -129,9 +204,12 @@ def _seconds(v: float | None) -> str:
     return "not recorded" if v is None else f"{v:.0f}"
 
 
-def _label(report: dict[str, Any]) -> str:
-    """A report's runtime as the commands spell it (``onnxruntime on cpu``)."""
-    return runtime_named(report["runtime"]).label
+def _form(report: dict[str, Any]) -> str:
+    """A report's form as the commands spell it (``onnxruntime on cpu int8, 1 thread``); cases recorded
+    before the thread count was part of a case ran on every core and say nothing."""
+    threads = report.get("threads")
+    count = "" if threads is None else f", {threads} thread" + ("s" if threads > 1 else "")
+    return f"{runtime_named(report['runtime']).label} {report['precision']}{count}"
 
 
 def markdown(reports: list[dict[str, Any]]) -> str:
@@ -146,7 +224,7 @@ def markdown(reports: list[dict[str, Any]]) -> str:
             for name, p in block["predictors"].items():
                 a, f = p["all"], p["fastest"]
                 lines.append(
-                    f"| {r['space']} | {_label(r)} {r['precision']} | {r['batch']} | {name} | {label} | "
+                    f"| {r['space']} | {_form(r)} | {r['batch']} | {name} | {label} | "
                     f"{a['mape']:.1f} | {a['within_10']:.0%} | {a['kendall_tau']:.2f} ({rep['kendall_tau']:.2f}) | "
                     f"{a['max_error']:.0f} | {f['mape']:.1f}, {f['kendall_tau'] or 0:.2f} "
                     f"({block['repeat_fastest']['kendall_tau'] or 0:.2f}) | {p['widening_violations']} | "
@@ -157,10 +235,46 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                 f"{rep['max_error']:.0f} | | | |"
             )
     lines.append("")
+    curves = [r for r in reports if r.get("fit_curve")]
+    if curves:
+        lines += [
+            "The fitted predictor solved on the first k of each table's whole networks, re-anchored, against the same "
+            "held-out measurements (how many networks a table needs):",
+            "",
+            "| space | form | batch | fitted on | ridge | cross-validated MAPE % | MAPE % | within 10 % | tau |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in curves:
+            lines += [
+                f"| {r['space']} | {_form(r)} | {r['batch']} | {c['networks']} | {c['ridge']:g} | {c['cv_mape']:.1f} | "
+                f"{c['mape']:.1f} | {c['within_10']:.0%} | {c['kendall_tau']:.2f} |"
+                for c in r["fit_curve"]
+            ]
+        lines.append("")
+    judged = [r for r in reports if r.get("statistics")]
+    if judged:
+        lines += [
+            "The same sessions judged with another statistic than their median (re-anchored; the fit solved on that "
+            "statistic of its own networks' sessions):",
+            "",
+            "| space | form | batch | statistic | repeat: MAPE %, within 10 %, tau "
+            "| fitted: MAPE %, within 10 %, tau | cross-validated MAPE % |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in judged:
+            for name, st in r["statistics"].items():
+                rep, fit = st["repeat"], st["fitted"]
+                cv = "" if st["cv_mape"] is None else f"{st['cv_mape']:.1f}"
+                lines.append(
+                    f"| {r['space']} | {_form(r)} | {r['batch']} | {name} | {rep['mape']:.1f}, {rep['within_10']:.0%}, "
+                    f"{rep['kendall_tau']:.2f} | {fit['mape']:.1f}, {fit['within_10']:.0%}, {fit['kendall_tau']:.2f} | "
+                    f"{cv} |"
+                )
+        lines.append("")
     for r in reports:
         load = r.get("load")
         lines.append(
-            f"- {r['space']} {_label(r)} {r['precision']} batch {r['batch']}: measured {r.get('measured_at', '?')}, "
+            f"- {r['space']} {_form(r)}, batch {r['batch']}: measured {r.get('measured_at', '?')}, "
             f"machine {summary_line(load) if load else 'load not recorded'}; anchors ran "
             f"{', '.join(f'{f:.3f}' for f in r['anchor_factors'])} x the table's prediction in the two measurements "
             f"({r.get('truth_sessions', SESSIONS)} fresh sessions per held-out network)"
@@ -174,7 +288,14 @@ def main() -> None:
     ap.add_argument("--forms", nargs="+", default=["onnxruntime:fp32", "onnxruntime:int8"], help="RUNTIME:PRECISION")
     ap.add_argument("--batches", nargs="+", type=int, default=[1])
     ap.add_argument("--samples", type=int, default=50, help="held-out random architectures per case")
-    ap.add_argument("--fit-networks", type=int, default=FIT_NETWORKS)
+    add_threads(
+        ap,
+        help="threads of every case's table and measurements (default: every core; the form a "
+        "small network ships with is often 1 thread: spos-export --target auto decides it)",
+    )
+    ap.add_argument(
+        "--fit-networks", type=int, help="whole networks each table is fitted on (default: the space's, as spos-lut)"
+    )
     ap.add_argument(
         "--truth-sessions",
         type=int,

@@ -29,6 +29,7 @@ from tabulate import tabulate
 from benchmarks._subnets import fail
 from benchmarks.record import load_dict, rescoring, results_dir, write_record
 from spos_deploy.cli.common import run_script
+from spos_deploy.cli.options import add_threads
 from spos_deploy.model_spec import ModelSpec
 from spos_deploy.runtime.deployed import SESSIONS, WARMUP, DeployedLatency, session_matrix
 from spos_deploy.runtime.load import probe
@@ -44,7 +45,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Each setting (sessions, calls) measured twice on the same exported networks: every session median kept."""
     space = SPACES[args.space]
     spelled, precision = args.form.split(":")
-    setup = LatencySetup(runtime=runtime_spelled(spelled).name, precision=precision, batch=args.batch)
+    setup = LatencySetup(
+        runtime=runtime_spelled(spelled).name, precision=precision, batch=args.batch, threads=args.threads
+    )
     blocks, channels = random_architectures(space, args.networks, seed=4242)  # latency_prediction's held-out set
     shape = network_shape(space, setup)
     settings = [(n, c) for n in args.sessions for c in args.calls]
@@ -67,6 +70,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for n, c in settings
     ]
     result = {"space": args.space, "runtime": setup.runtime, "precision": precision, "batch": args.batch}
+    result["threads"] = setup.resolved_threads()
     return derive(result | {"warmup": WARMUP, "networks": args.networks, "lengths": rows})
 
 
@@ -156,7 +160,7 @@ def markdown(result: dict[str, Any]) -> str:
     rescored = result.get("rescored")
     return (
         f"# Session length and repeat agreement: {result['space']}, {result['runtime']} {result['precision']}, "
-        f"batch {result['batch']}\n\n"
+        f"batch {result['batch']}" + (f", {result['threads']} thread(s)" if "threads" in result else "") + "\n\n"
         f"{result['networks']} random architectures, each measured twice per setting (fresh sessions per network "
         f"in interleaved passes, {result['warmup']} warm-up calls, the median call of each session, the median "
         "over sessions); the second measurement against the first. Second / first: the median ratio, the "
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--form", default="onnxruntime:fp32", help="RUNTIME:PRECISION")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--networks", type=int, default=16)
+    add_threads(ap, help="threads of every session (default: every core)")
     ap.add_argument("--sessions", type=int, nargs="+", default=[SESSIONS], help="fresh sessions per network to compare")
     ap.add_argument("--calls", type=int, nargs="+", default=[20, 100], help="timed calls per session to compare")
     ap.add_argument("--tag", default="", help="suffix of the record's name")

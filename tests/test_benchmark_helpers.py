@@ -372,18 +372,19 @@ def test_an_interrupted_benchmark_says_so_in_one_line():
     assert err.strip().splitlines() == ["train_throughput: interrupted"], err
 
 
-def test_extending_a_latency_record_keeps_only_the_cases_it_holds_for_the_same_form_and_batch() -> None:
+def test_extending_a_latency_record_keeps_only_the_cases_it_holds_for_the_same_form_batch_and_threads() -> None:
     from benchmarks.latency_prediction import recorded_case
 
     record = json.loads((records.results_dir("latency_prediction") / "latency_prediction_imagenet_b8.json").read_text())
-    kept = recorded_case(record, "imagenet", "ort-cpu", "int8", 8)
+    kept = recorded_case(record, "imagenet", "ort-cpu", "int8", 8, threads=2)  # recorded on both cores of 2
     assert kept is not None and kept["first_ms"] == record["cases"][0]["first_ms"]
     assert kept["command"] == record["command"]  # the command it was measured by stays with it
-    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 1) is None  # another batch
+    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 1, threads=2) is None  # another batch
+    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 8, threads=1) is None  # another thread count
     assert recorded_case(record, "imagenet", "openvino-cpu", "bf16", 8) is None  # a form it does not hold
     assert recorded_case(None, "imagenet", "ort-cpu", "int8", 8) is None
     # measured with 5 sessions per held-out network: not what a 15-session measurement asks for
-    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 8, truth_sessions=15) is None
+    assert recorded_case(record, "imagenet", "ort-cpu", "int8", 8, truth_sessions=15, threads=2) is None
 
 
 def test_further_seeds_recorded_earlier_are_read_back_not_trained(tmp_path: Path) -> None:

@@ -62,6 +62,18 @@ def test_deployed_latency_statistics():
     assert all(len(g.session_ms) == 3 for g in got)
 
 
+def test_a_space_is_fitted_on_its_measured_count_of_networks_by_default():
+    from spos_deploy.space import SearchSpace
+    from spos_deploy.tables.latency.build import LatencySetup
+    from spos_deploy.tables.latency.table import FIT_NETWORKS, FIT_NETWORKS_BY_SPACE, default_fit_networks
+
+    assert default_fit_networks(SMALL) == FIT_NETWORKS_BY_SPACE["small"] > FIT_NETWORKS
+    assert default_fit_networks(SPACES["imagenet"]) == FIT_NETWORKS
+    assert default_fit_networks(SearchSpace(input_size=160)) == FIT_NETWORKS  # no count measured for it
+    assert LatencySetup().resolved_fit_networks(SMALL) == FIT_NETWORKS_BY_SPACE["small"]
+    assert LatencySetup(fit_networks=0).resolved_fit_networks(SMALL) == 0  # asked for: the additive table
+
+
 @pytest.fixture(scope="module")
 def built_table(tmp_path_factory):
     """A quick fitted table of the small space, onnxruntime fp32, built here."""
@@ -258,3 +270,50 @@ def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_t
     assert json.loads(lut.stdout)["table"] == str(user_tables_dir / name)  # up to date: nothing rebuilt
     bad = run_cli("spos-search", *args[:-1], "--runtime", "onnxruntime")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--auto-runtimes" in bad.stderr
+
+
+def test_refitting_on_fewer_networks_is_the_build_s_own_fit_at_its_count(built_table):
+    """``refit`` solves the fit again on the first k networks as recorded: at the build's own count it is the
+    build's fit, on fewer its cross-validated error is its own; the benchmark's fit curve judges each so."""
+    from benchmarks.latency_prediction import fit_curve
+    from spos_deploy.tables.latency.build import refit
+
+    table, _ = built_table
+    again = refit(table, 48)
+    np.testing.assert_allclose(
+        np.nan_to_num(again.fitted["entries"]),
+        np.nan_to_num(np.asarray(table.fitted["entries"], float)),
+        rtol=1e-3,
+        atol=1e-5,
+    )  # the networks' ms are recorded to 6 decimals
+    fewer = refit(table, 20)
+    assert len(fewer.fitted["networks"]) == 20 and len(table.fitted["networks"]) == 48  # the table is unchanged
+    assert not np.allclose(np.nan_to_num(fewer.fitted["entries"]), np.nan_to_num(again.fitted["entries"]))
+    for bad in (0, 49):
+        with pytest.raises(ValueError, match="48 fitted networks"):
+            refit(table, bad)
+    # held-out "measurements" that are the full fit's own predictions, anchors at the table's speed: the full
+    # fit is exact there, a fit on 40 of the 48 networks is not
+    b, c = random_architectures(SMALL, 30, 5)
+    truth = table.predict_as_built(b, c)
+    curve = fit_curve(table, b, c, truth, truth, [table.anchor_reference()] * 2)
+    assert [r["networks"] for r in curve] == [40, 48]
+    assert curve[-1]["mape"] < 1e-3 and curve[0]["mape"] > 10 * curve[-1]["mape"]  # percent
+
+
+def test_other_statistics_of_the_sessions_are_judged_like_the_median(built_table):
+    """Sessions whose median and lower quartile are both the table's own prediction: both statistics' repeat
+    is exact, and the median's fit (the table's, re-anchored on anchors at the table's speed) is exact too."""
+    from benchmarks.latency_prediction import STATISTICS, statistics
+
+    table, _ = built_table
+    b, c = random_architectures(SMALL, 20, 6)
+    ab, ac = table.anchor_choices()
+    pred = np.concatenate([table.predict_as_built(b, c), table.predict_as_built(np.array(ab), np.array(ac))])
+    sessions = [[p, p, p, 1.5 * p, 2.0 * p] for p in pred]  # a slow mode in two of five sessions
+    got = statistics(table, b, c, sessions, sessions)
+    assert set(got) == set(STATISTICS)
+    assert all(s["repeat"]["mape"] < 1e-9 for s in got.values())
+    assert got["median"]["fitted"]["mape"] < 1e-3 and got["median"]["cv_mape"] == pytest.approx(
+        table.fitted["cv_mape"], rel=1e-3
+    )

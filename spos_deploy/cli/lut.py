@@ -45,7 +45,7 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.runtime.deployed import SESSIONS
 from spos_deploy.runtime.registry import DEFAULT_RUNTIME, runtime_for
 from spos_deploy.tables.catalog import TABLES_ENV, is_shipped, resolve_table, user_tables_dir
-from spos_deploy.tables.latency.table import FIT_NETWORKS, STAT_SETS, VALIDATION_PASSES
+from spos_deploy.tables.latency.table import FIT_NETWORKS, FIT_NETWORKS_BY_SPACE, STAT_SETS, VALIDATION_PASSES
 
 DEFAULT_DIR_HELP = f"${TABLES_ENV}, else $XDG_DATA_HOME/spos-deploy/tables (~/.local/share/spos-deploy/tables)"
 """Where a build writes without ``-o`` (:func:`~spos_deploy.tables.catalog.user_tables_dir`), as help texts say it."""
@@ -377,9 +377,9 @@ def _build_parser(sub: Any) -> None:
     lat.add_argument(
         "--fit-networks",
         type=nonneg_int,
-        default=FIT_NETWORKS,
-        help=f"whole networks the fitted predictor is solved on (default {FIT_NETWORKS}; 0: the additive "
-        "predictor only)",
+        help="whole networks the fitted predictor is solved on (default: "
+        + ", ".join(f"{n} on the {s} space" for s, n in FIT_NETWORKS_BY_SPACE.items())
+        + f", {FIT_NETWORKS} on others; 0: the additive predictor only)",
     )
     add_sessions(
         lat, SESSIONS, f"fresh sessions per whole network (default {SESSIONS}: the deployed-latency definition)"

@@ -46,9 +46,9 @@ from spos_deploy.space import SearchSpace, part_key
 from spos_deploy.tables.build_common import uniform_spec
 from spos_deploy.tables.core import random_architectures
 from spos_deploy.tables.latency.table import (
-    FIT_NETWORKS,
     LatencyTable,
     check_fingerprint,
+    default_fit_networks,
     fingerprint_here,
     fit_correction,
 )
@@ -79,7 +79,8 @@ class LatencySetup:
     calibration_networks: int = 12
     seed: int = 0
     anchors: int = ANCHORS
-    fit_networks: int = FIT_NETWORKS  # whole networks the fitted predictor is solved on (0: additive only)
+    fit_networks: int | None = None  # whole networks the fitted predictor is solved on (0: additive only;
+    # None: the space's default, :func:`spos_deploy.tables.latency.table.default_fit_networks`)
     sessions: int = SESSIONS  # fresh sessions per whole network (the deployed-latency definition)
 
     @property
@@ -95,6 +96,10 @@ class LatencySetup:
     def resolved_threads(self) -> int:
         return self.threads or len(os.sched_getaffinity(0))
 
+    def resolved_fit_networks(self, space: SearchSpace) -> int:
+        """``fit_networks``, or the space's default count when it is None."""
+        return default_fit_networks(space) if self.fit_networks is None else self.fit_networks
+
     def runner(self, path: str | Path, shape: tuple[int, ...]) -> Callable[[], Any]:
         """One synchronous inference of the ONNX file ``path`` on a fixed input of ``shape``, in the table's
         runtime, precision and threads (a fresh session or compiled model each time)."""
@@ -107,7 +112,7 @@ class LatencySetup:
         rt.refuse_precision(self.precision)
         if self.batch < 1 or self.resolved_threads() < 1 or self.repeats < 3 or self.anchors < 0:
             raise BadInputError("--batch and --threads must be >= 1, --repeats >= 3 and anchors >= 0")
-        if self.fit_networks < 0 or self.sessions < 1:
+        if (self.fit_networks is not None and self.fit_networks < 0) or self.sessions < 1:
             raise BadInputError("--fit-networks must be >= 0 and --sessions >= 1")
         rt.require(self.precision)
         check_form(self.runtime, self.precision)
@@ -468,12 +473,13 @@ def _measure_fit_networks(
     """The whole networks of the fitted predictor, in ``setup.sessions`` interleaved passes over all of them
     (one fresh session per network a pass, :func:`spos_deploy.runtime.deployed.session_matrix`), so that the
     machine's drift over the minutes this takes moves every network alike; each pass is checkpointed."""
-    if not setup.onnx_runtime or setup.fit_networks == 0:
+    count = setup.resolved_fit_networks(space)
+    if not setup.onnx_runtime or count == 0:
         return
     todo = [s for s in range(setup.sessions) if f"fitpass:{s}" not in prog.done]
     if not todo:
         return
-    blocks, channels = fit_architectures(space, setup.fit_networks, setup.seed)
+    blocks, channels = fit_architectures(space, count, setup.seed)
     if "fitnets" not in prog.done:
         prog.add({"key": "fitnets", "blocks": blocks.tolist(), "channels": channels.tolist()})
     shape = network_shape(space, setup)
@@ -520,7 +526,7 @@ def build_latency_table(
     partial = out.with_name(out.name + ".partial.jsonl")
     prog = Progress(partial, header, resume)
     entries = sum(space.channel_valid(p, c) for p in space.positions() for c in range(space.num_scales))
-    fits = setup.sessions if setup.onnx_runtime and setup.fit_networks else 0
+    fits = setup.sessions if setup.onnx_runtime and setup.resolved_fit_networks(space) else 0
     bar = tqdm(
         total=entries * space.num_blocks + 2 + setup.calibration_networks + fits + (setup.anchors > 0),
         initial=len(prog.done),
@@ -604,12 +610,8 @@ def assemble(
 def _fitted(table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, per_pass: np.ndarray) -> dict[str, Any]:
     """The fitted predictor's record: entries solved on the whole networks' deployed latencies (``per_pass``:
     ``[passes, networks]`` session medians), the part-timed table as prior."""
-    from spos_deploy.tables.latency.fit import fit_entries
-
     lat = DeployedLatency.from_passes(per_pass)
-    measured = np.array([m.ms for m in lat])
-    prior_fixed = table.slope * (table.stem_ms + table.head_ms) + table.intercept
-    fit = fit_entries(table.space, table.slope * table.entries, prior_fixed, blocks, channels, measured)
+    fit = _solve_on(table, blocks, channels, np.array([m.ms for m in lat]))
     return {
         "model": "predicted = fixed_ms + sum of entries; entries fitted on whole networks (relative least "
         "squares, ridge towards the part-timed entries scaled to the networks' level)",
@@ -624,6 +626,41 @@ def _fitted(table: LatencyTable, blocks: np.ndarray, channels: np.ndarray, per_p
             for b, c, m in zip(blocks, channels, lat)
         ],
     }
+
+
+def _solve_on(table: LatencyTable, blocks: Any, channels: Any, measured_ms: Any) -> Any:
+    """:func:`~spos_deploy.tables.latency.fit.fit_entries` with the table's part-timed entries, scaled by its
+    correction, as the prior."""
+    from spos_deploy.tables.latency.fit import fit_entries
+
+    prior_fixed = table.slope * (table.stem_ms + table.head_ms) + table.intercept
+    return fit_entries(table.space, table.slope * table.entries, prior_fixed, blocks, channels, measured_ms)
+
+
+def refit(table: LatencyTable, count: int, quantile: float | None = None) -> LatencyTable:
+    """``table`` with its fitted predictor solved again on the first ``count`` of its whole networks, as they
+    were measured: what a build with ``--fit-networks count`` would have fitted, without measuring again
+    (how many networks a space needs: :data:`~spos_deploy.tables.latency.table.FIT_NETWORKS_BY_SPACE`).
+    ``quantile``: solved on that quantile of each network's session medians instead of their median (how
+    another statistic of the same sessions would predict)."""
+    nets = (table.fitted or {}).get("networks", [])
+    if not 0 < count <= len(nets):
+        raise ValueError(f"the table holds {len(nets)} fitted networks, not {count}")
+    nets = nets[:count]
+    ms = [n["ms"] if quantile is None else float(np.quantile(n["session_ms"], quantile)) for n in nets]
+    fit = _solve_on(table, [n["blocks"] for n in nets], [n["channels"] for n in nets], ms)
+    out = replace(table)
+    out.set_fitted(
+        table.fitted
+        | {
+            "entries": fit.entries,
+            "fixed_ms": fit.fixed_ms,
+            "ridge": fit.ridge,
+            "cv_mape": fit.cv_mape,
+            "networks": nets,
+        }
+    )
+    return out
 
 
 def _anchor_records(anchors: list[ModelSpec], rec: dict[str, Any], scale: float) -> list[dict[str, Any]]:

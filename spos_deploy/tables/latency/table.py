@@ -28,7 +28,7 @@ import numpy as np
 
 from spos_deploy.atomic import write_json
 from spos_deploy.errors import BadInputError
-from spos_deploy.space import BLOCK_NAMES, SearchSpace
+from spos_deploy.space import BLOCK_NAMES, SPACES, SearchSpace
 from spos_deploy.tables.core import (
     LAYOUT_NOTE,
     EntrySum,
@@ -46,9 +46,24 @@ from spos_deploy.tables.core import (
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # format 1: the additive predictor alone
-FIT_NETWORKS = (
-    80  # whole networks a fitted predictor is solved on by default: every (block, width) uniform, then random
-)
+FIT_NETWORKS = 80
+"""Whole networks a fitted predictor is solved on by default (every (block, width) uniform, then random), on
+a space with no measured count of its own (:data:`FIT_NETWORKS_BY_SPACE`). On the 224 px space a pass over
+80 networks takes minutes at batch 1 and up to 11 min at batch 8: more would cost hours."""
+FIT_NETWORKS_BY_SPACE = {"small": 480}
+"""Measured counts. Small space (201 free entries), onnxruntime at 1 thread on a 2-core AMD EPYC, 2026-12-07
+(benchmarks/results/latency_prediction/latency_prediction_small_b1_t1_fit480.md): the fit solved on the first
+k of 480 whole networks has a cross-validated MAPE of 10.9 % at k = 80, 8.0 % at 240, 6.7 % at 320 and 6.6 %
+at 480 (fp32); against 50 held-out networks measured twice, re-anchored, 7.8 % at 80, 6.6 % at 320, 5.4 % at
+480 (int8: 16.3, 14.7, 14.1 %). Its networks take 0.1-0.4 ms, so 480 of them cost about 7 min (fp32) to
+14 min (int8: its quantized exports) of a build on 2 cores."""
+
+
+def default_fit_networks(space: SearchSpace) -> int:
+    """The default count of whole networks a table of ``space`` is fitted on (:data:`FIT_NETWORKS_BY_SPACE`)."""
+    name = next((n for n, s in SPACES.items() if s == space), None)
+    return FIT_NETWORKS_BY_SPACE.get(name, FIT_NETWORKS)
+
 
 # Fingerprint keys that must match the machine a prediction is made for (the date need not).
 MATCH_KEYS = (
