@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tabulate import tabulate
 
 from benchmarks.record import load_dict, results_dir, write_record
 from spos_deploy.cli.common import run_script
@@ -235,42 +236,26 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                 f"{rep['max_error']:.0f} | | | |"
             )
     lines.append("")
-    curves = [r for r in reports if r.get("fit_curve")]
-    if curves:
-        lines += [
-            "The fitted predictor solved on the first k of each table's whole networks, re-anchored, against the same "
-            "held-out measurements (how many networks a table needs):",
-            "",
-            "| space | form | batch | fitted on | ridge | cross-validated MAPE % | MAPE % | within 10 % | tau |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in curves:
-            lines += [
-                f"| {r['space']} | {_form(r)} | {r['batch']} | {c['networks']} | {c['ridge']:g} | {c['cv_mape']:.1f} | "
-                f"{c['mape']:.1f} | {c['within_10']:.0%} | {c['kendall_tau']:.2f} |"
-                for c in r["fit_curve"]
-            ]
-        lines.append("")
-    judged = [r for r in reports if r.get("statistics")]
-    if judged:
-        lines += [
-            "The same sessions judged with another statistic than their median (re-anchored; the fit solved on that "
-            "statistic of its own networks' sessions):",
-            "",
-            "| space | form | batch | statistic | repeat: MAPE %, within 10 %, tau "
-            "| fitted: MAPE %, within 10 %, tau | cross-validated MAPE % |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in judged:
-            for name, st in r["statistics"].items():
-                rep, fit = st["repeat"], st["fitted"]
-                cv = "" if st["cv_mape"] is None else f"{st['cv_mape']:.1f}"
-                lines.append(
-                    f"| {r['space']} | {_form(r)} | {r['batch']} | {name} | {rep['mape']:.1f}, {rep['within_10']:.0%}, "
-                    f"{rep['kendall_tau']:.2f} | {fit['mape']:.1f}, {fit['within_10']:.0%}, {fit['kendall_tau']:.2f} | "
-                    f"{cv} |"
-                )
-        lines.append("")
+    lines += _section(
+        "The fitted predictor solved on the first k of each table's whole networks, re-anchored, against the same "
+        "held-out measurements (how many networks a table needs):",
+        ["space", "form", "batch", "fitted on", "ridge", "cross-validated MAPE %", "MAPE %", "within 10 %", "tau"],
+        [
+            [*_case(r), c["networks"], f"{c['ridge']:g}", f"{c['cv_mape']:.1f}", *_stats(c)]
+            for r in reports
+            for c in r.get("fit_curve", [])
+        ],
+    )
+    lines += _section(
+        "The same sessions judged with another statistic than their median (re-anchored; the fit solved on that "
+        "statistic of its own networks' sessions):",
+        ["space", "form", "batch", "statistic", "repeat: MAPE %, within 10 %, tau", "fitted: the same", "CV MAPE %"],
+        [
+            [*_case(r), name, ", ".join(_stats(st["repeat"])), ", ".join(_stats(st["fitted"])), _cv(st["cv_mape"])]
+            for r in reports
+            for name, st in r.get("statistics", {}).items()
+        ],
+    )
     for r in reports:
         load = r.get("load")
         lines.append(
@@ -280,6 +265,24 @@ def markdown(reports: list[dict[str, Any]]) -> str:
             f"({r.get('truth_sessions', SESSIONS)} fresh sessions per held-out network)"
         )
     return "\n".join(lines) + "\n"
+
+
+def _case(report: dict[str, Any]) -> list[Any]:
+    return [report["space"], _form(report), report["batch"]]
+
+
+def _stats(s: dict[str, Any]) -> list[str]:
+    """MAPE, share within 10 % and tau of one :func:`~spos_deploy.tables.core.validation_stats`, as printed."""
+    return [f"{s['mape']:.1f}", f"{s['within_10']:.0%}", f"{s['kendall_tau']:.2f}"]
+
+
+def _cv(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f}"
+
+
+def _section(intro: str, head: list[str], rows: list[list[Any]]) -> list[str]:
+    """A titled Markdown table, or nothing for no rows (records from before the table existed)."""
+    return [intro, "", tabulate(rows, head, tablefmt="github", disable_numparse=True), ""] if rows else []
 
 
 def main() -> None:

@@ -444,3 +444,16 @@ def test_session_agreement_takes_out_the_speed_the_networks_share() -> None:
     assert shared["repeat_same_speed"]["mape"] == pytest.approx(0) and shared["repeat_same_speed"]["kendall_tau"] == 1
     own = agreement(first, [1.0, 2.0, 4.0, 3.3])  # one network's own 10 %: not a shared speed
     assert own["speed_ratio"] == pytest.approx(1.0) and own["repeat_same_speed"]["mape"] == pytest.approx(2.5)
+
+
+def test_a_latency_record_prints_its_fit_curve_and_statistics_only_where_it_measured_them() -> None:
+    from benchmarks.latency_prediction import markdown
+
+    folder = records.results_dir("latency_prediction")
+    new = json.loads((folder / "latency_prediction_small_b1_t1_fit480.json").read_text())["cases"]
+    old = json.loads((folder / "latency_prediction_small_b1.json").read_text())["cases"]
+    text = markdown(new)
+    curve = [line for line in text.splitlines() if line.startswith("| small ") and line.count("|") == 10]
+    assert len(curve) == sum(len(c["fit_curve"]) for c in new) == 12  # 40 ... 480 networks, two forms
+    assert "fp32, 1 thread" in text and "lower quartile" in text
+    assert "fitted on" not in markdown(old) and "lower quartile" not in markdown(old)  # recorded before both
