@@ -64,7 +64,7 @@ def test_deployed_latency_statistics():
 
 def test_a_space_is_fitted_on_its_measured_count_of_networks_by_default():
     from spos_deploy.space import SearchSpace
-    from spos_deploy.tables.latency.build import LatencySetup
+    from spos_deploy.tables.latency.build import LatencySetup, progress_header
     from spos_deploy.tables.latency.table import FIT_NETWORKS, FIT_NETWORKS_BY_SPACE, default_fit_networks
 
     assert default_fit_networks(SMALL) == FIT_NETWORKS_BY_SPACE["small"] > FIT_NETWORKS
@@ -72,6 +72,9 @@ def test_a_space_is_fitted_on_its_measured_count_of_networks_by_default():
     assert default_fit_networks(SearchSpace(input_size=160)) == FIT_NETWORKS  # no count measured for it
     assert LatencySetup().resolved_fit_networks(SMALL) == FIT_NETWORKS_BY_SPACE["small"]
     assert LatencySetup(fit_networks=0).resolved_fit_networks(SMALL) == 0  # asked for: the additive table
+    # an interrupted build's progress file names the count it used, not "the default" of its day
+    assert progress_header(SMALL, LatencySetup())["setup"]["fit_networks"] == FIT_NETWORKS_BY_SPACE["small"]
+    assert progress_header(SMALL, LatencySetup(fit_networks=80)) != progress_header(SMALL, LatencySetup())
 
 
 @pytest.fixture(scope="module")

@@ -516,13 +516,20 @@ def _measure_anchors(
     bar.update(1)
 
 
+def progress_header(space: SearchSpace, setup: LatencySetup) -> dict[str, Any]:
+    """The first line of a build's progress file: what a resumed build must match. The fit count is written
+    resolved, so a build interrupted under one default resumes only with the same count."""
+    settings = asdict(setup) | {"fit_networks": setup.resolved_fit_networks(space)}
+    return {"fingerprint": fingerprint(setup, space), "config": space.to_config(), "setup": settings}
+
+
 def build_latency_table(
     space: SearchSpace, setup: LatencySetup, out: Path, resume: bool = False, progress: bool = True
 ) -> LatencyTable:
     """Measure every entry (checkpointed to ``out.partial.jsonl``) and write the table to ``out`` atomically."""
     setup.check()
-    fp = fingerprint(setup, space)
-    header = {"fingerprint": fp, "config": space.to_config(), "setup": asdict(setup)}
+    header = progress_header(space, setup)
+    fp = header["fingerprint"]
     partial = out.with_name(out.name + ".partial.jsonl")
     prog = Progress(partial, header, resume)
     entries = sum(space.channel_valid(p, c) for p in space.positions() for c in range(space.num_scales))
