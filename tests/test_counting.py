@@ -85,18 +85,29 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.slow  # 200 graph walks per configuration: 10-60 s each on 2 shared cores
+def covering_choices(space: SearchSpace, extra: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Block and channel choices of networks that use every (position, block, channel) entry at least once:
+    network k puts choice ``(k + 7 p) mod (blocks x scales)`` at position p (a bijection over k at every
+    position, and neighbours differ), then ``extra`` random networks for other neighbourhoods."""
+    L, B, S = space.num_positions, space.num_blocks, space.num_scales
+    k = (np.arange(B * S)[:, None] + 7 * np.arange(L)[None, :]) % (B * S)
+    rng = np.random.default_rng(seed)
+    blocks = np.vstack([k // S, rng.integers(0, B, (extra, L))])
+    channels = np.vstack([k % S, rng.integers(0, S, (extra, L))])
+    return blocks, channels
+
+
+@pytest.mark.slow  # 32-60 graph walks per configuration (200 random ones checked fewer entries, 4x slower)
 @pytest.mark.parametrize("space", CONFIGS, ids=[s.describe() for s in CONFIGS])
 def test_table_counting_equals_graph_counting(space, tmp_path):
     table = build_flops_table(space, progress=False)
     table.save(tmp_path / "t.json")
     table = FlopsTable.load(tmp_path / "t.json", expect=space)
-    rng = np.random.default_rng(7)
-    n = 200
-    blocks = rng.integers(0, space.num_blocks, (n, space.num_positions))
-    channels = rng.integers(0, space.num_scales, (n, space.num_positions))
+    blocks, channels = covering_choices(space, extra=20)
+    used = {(p, b, c) for bs, cs in zip(blocks, channels) for p, (b, c) in enumerate(zip(bs, cs))}
+    assert len(used) == space.num_positions * space.num_blocks * space.num_scales  # every entry is checked
     t_flops, t_params = table.count(blocks, channels)
-    for i in range(n):
+    for i in range(len(blocks)):
         spec = ModelSpec(space, tuple(map(int, blocks[i])), tuple(map(int, channels[i])))
         parts = count_spec_parts(spec)
         assert sum(p.flops for p in parts.values()) == t_flops[i]

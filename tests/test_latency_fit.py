@@ -4,6 +4,8 @@ only orderings that hold by a wide margin, bounds that a working predictor meets
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import tempfile
@@ -86,7 +88,20 @@ def built_table(tmp_path_factory):
         runtime="ort-cpu", precision="fp32", repeats=8, calibration_networks=4, anchors=3, fit_networks=48, sessions=3
     )
     path = tmp_path_factory.mktemp("lut") / "small_fp32.json"
-    return build_latency_table(SMALL, setup, path, progress=False), path
+    shown = io.StringIO()
+    with contextlib.redirect_stderr(shown):  # the bars as a user sees them, kept for the test below
+        table = build_latency_table(SMALL, setup, path, progress=True)
+    path.with_name("progress.txt").write_text(shown.getvalue())
+    return table, path
+
+
+def test_a_build_shows_its_fit_networks_exported_and_timed(built_table):
+    """A build's last step (exporting the whole networks of its fit, then timing them in passes) takes half an
+    hour at 480 quantized networks: it has bars of its own, so the build's bar never sits still that long."""
+    text = built_table[1].with_name("progress.txt").read_text()
+    assert "latency table (onnxruntime on cpu, fp32)" in text
+    assert "fit networks: export" in text and "/48 [" in text
+    assert all(f"fit networks: pass {s} of 3" in text for s in (1, 2, 3)), text[-2000:]
 
 
 def test_a_quick_build_predicts_held_out_networks_and_orders_widths(built_table):

@@ -101,6 +101,7 @@ def session_matrix(
     seed: int = 0,
     progress: bool = False,
     desc: str = "deployed latency",
+    leave: bool = True,
 ) -> np.ndarray:
     """``[sessions, networks]`` session medians (ms) of the networks whose sessions ``makers[i]`` makes,
     measured interleaved (module docstring; the rounds' orders of :func:`spos_deploy.runtime.interleave.
@@ -116,7 +117,7 @@ def session_matrix(
     orders = shuffled_orders(len(makers), 1 + sessions, seed)
     for i in next(orders):  # one untimed pass: a process's first sessions run slow
         time_session(makers[i](), warmup, 1)
-    with tqdm(total=sessions * len(makers), desc=desc, unit="session", disable=not progress) as bar:
+    with tqdm(total=sessions * len(makers), desc=desc, unit="session", disable=not progress, leave=leave) as bar:
         for s, order in enumerate(orders):
             for i in order:
                 run = makers[i]()

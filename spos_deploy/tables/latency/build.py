@@ -485,6 +485,14 @@ def _measure_fit_networks(
     shape = network_shape(space, setup)
     folder = tmp / "fit"
     folder.mkdir(exist_ok=True)
+    # the exports and each pass take minutes (480 quantized networks): their own bars, under the build's
+    nets = tqdm(
+        list(enumerate(zip(blocks, channels))),
+        desc="  fit networks: export",
+        unit="net",
+        leave=False,
+        disable=bar.disable,
+    )
     paths = [
         export_deployed(
             ModelSpec(space, tuple(map(int, b)), tuple(map(int, c)), f"fit{k}", shuffle=setup.shuffle),
@@ -493,11 +501,12 @@ def _measure_fit_networks(
             setup.seed,
             setup.runtime,
         )
-        for k, (b, c) in enumerate(zip(blocks, channels))
+        for k, (b, c) in nets
     ]
     makers = [lambda p=p: setup.runner(p, shape) for p in paths]
     for s in todo:
-        row = session_matrix(makers, 1, seed=setup.seed + 100 + s)[0]
+        desc = f"  fit networks: pass {s + 1} of {setup.sessions}"
+        row = session_matrix(makers, 1, seed=setup.seed + 100 + s, progress=not bar.disable, desc=desc, leave=False)[0]
         prog.add({"key": f"fitpass:{s}", "ref": probe(), "ms": [float(v) for v in row]})
         bar.update(1)
 
