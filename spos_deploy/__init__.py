@@ -21,7 +21,7 @@ from spos_deploy.mxnet_import import install as _install_mxnet_import
 from spos_deploy.privacy import keep_local as _keep_local
 
 _keep_local()  # before any command, API call, test or benchmark can import openvino, nncf, matplotlib or ray
-_install_mxnet_import()  # MXNet loads 1.3 s faster without scikit-learn (spos_deploy.mxnet_import)
+_install_mxnet_import()  # MXNet loads about 1 s faster without scikit-learn (spos_deploy.mxnet_import)
 
 _API = {
     "SearchSpace": "spos_deploy.space",
