@@ -56,7 +56,8 @@ FIT_NETWORKS_BY_SPACE = {"small": 480}
 k of 480 whole networks has a cross-validated MAPE of 10.9 % at k = 80, 8.0 % at 240, 6.7 % at 320 and 6.6 %
 at 480 (fp32); against 50 held-out networks measured twice, re-anchored, 7.8 % at 80, 6.6 % at 320, 5.4 % at
 480 (int8: 16.3, 14.7, 14.1 %). Its networks take 0.1-0.4 ms, so 480 of them cost about 7 min (fp32) to
-14 min (int8: its quantized exports) of a build on 2 cores."""
+14 min (int8: its quantized exports) of an onnxruntime build on 2 cores; an OpenVINO int8 build about 70 min
+(26 min of NNCF exports, then each fresh session compiles: more than 9 min a pass; measured 2026-12-07)."""
 
 
 def default_fit_networks(space: SearchSpace) -> int:
