@@ -18,6 +18,7 @@ Targets: MAPE <= 5 %, >= 95 % within 10 %, Kendall tau >= 0.9 x the repeat tau.
     python -m benchmarks.latency_prediction --spaces small --forms onnxruntime:int8 onnxruntime:fp32 --batches 1 8
     python -m benchmarks.latency_prediction --spaces imagenet --batches 8 --truth-sessions 15   # held-out, 15 sessions
     python -m benchmarks.latency_prediction --threads 1 --fit-networks 480 --tag small_b1_t1_fit480
+    python -m benchmarks.latency_prediction --threads 1 --remeasure --tag small_b1_t1_again   # same tables, again
 """
 
 from __future__ import annotations
@@ -59,10 +60,9 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
     work = Path(args.work) / f"{space_name}_{runtime}_{precision}_b{batch}{threads}"
     work.mkdir(parents=True, exist_ok=True)
     done = work / "report.json"
-    if done.exists():  # measured by an earlier invocation: its own date and load are in it
-        earlier = json.loads(done.read_text())
-        if earlier.get("truth_sessions", SESSIONS) == args.truth_sessions:
-            return earlier
+    earlier = finished_report(work, args.truth_sessions, args.remeasure)
+    if earlier is not None:
+        return earlier
     kept = recorded_case(
         args.recorded, space_name, runtime, precision, batch, args.truth_sessions, _threads_of(args.threads)
     )
@@ -74,6 +74,16 @@ def measure_case(space_name: str, form: str, batch: int, args: argparse.Namespac
     report.update(load=load_dict(p.record()))
     done.write_text(json.dumps(report))
     return report
+
+
+def finished_report(work: Path, truth_sessions: int, remeasure: bool = False) -> dict[str, Any] | None:
+    """The report an earlier invocation left in a case's work folder (its own date and load are in it), when it
+    answers this one: measured with the same sessions per held-out network, and not ``--remeasure``."""
+    done = work / "report.json"
+    if remeasure or not done.exists():
+        return None
+    earlier = json.loads(done.read_text())
+    return earlier if earlier.get("truth_sessions", SESSIONS) == truth_sessions else None
 
 
 def _threads_of(threads: int | None) -> int:
@@ -313,7 +323,15 @@ def main() -> None:
         action="store_true",
         help="cases the record of this name already holds are kept as recorded, not measured again",
     )
+    ap.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure the held-out networks again with the tables the work folder holds (a case's finished "
+        "report is otherwise reused): a second, independent measurement of the same tables",
+    )
     args = ap.parse_args()
+    if args.remeasure and args.keep_recorded:
+        ap.error("--remeasure measures every case again: drop --keep-recorded")
     if args.truth_sessions < 1 or args.samples < 3:
         ap.error("--truth-sessions must be >= 1 and --samples >= 3")
     name = "latency_prediction" + (f"_{args.tag}" if args.tag else "")

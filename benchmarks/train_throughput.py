@@ -14,9 +14,18 @@ round) and the record keeps each form's median and range. The forms:
 * ``small-supernet-threaded`` / ``small-supernet``: the same two for the small-image space's supernet (the one
   the rankings train);
 * ``subnet-threaded`` / ``subnet``: one stand-alone training step of the small space's subnets (the rankings'
-  ground truth), a fixed set of random architectures in turn, before and after the same change.
+  ground truth), a fixed set of random architectures in turn, before and after the same change;
+* ``supernet-half-cores`` / ``small-supernet-half-cores`` / ``subnet-half-cores``: ``supernet``, ``small-supernet``
+  and ``subnet`` on the OpenMP threads MXNet chooses by itself on x86 (half the logical CPUs), which spos-train
+  ran on until 2026-12-07; the forms without the suffix run on every physical core
+  (:mod:`spos_deploy.mxnet_import`). On a machine without hyperthreads the suffix means half the cores.
+
+The forms without ``-half-cores`` run on every physical core (what spos-train does now); the forms measured
+before 2026-12-07 ran on half the logical CPUs, so their older records compare within that setting only.
 
     python -m benchmarks.train_throughput [--rounds 3] [--steps 30] [--batch-size 128]
+    python -m benchmarks.train_throughput --tag threads --forms supernet supernet-half-cores small-supernet \\
+        small-supernet-half-cores subnet subnet-half-cores
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from collections.abc import Sequence
 from tabulate import tabulate
 
 from benchmarks.record import ROOT, provenance, write_record
+from spos_deploy import mxnet_import
 from spos_deploy.cli.common import run_script
 from spos_deploy.nets import engine
 
@@ -54,20 +64,30 @@ FORMS: dict[str, tuple[str, str]] = {
     "small-supernet": ("small-space supernet, serial engine, rewritten backward (spos-train now)", engine.SERIAL),
     "subnet-threaded": ("stand-alone small-space subnets, MXNet's depthwise backward", "ThreadedEnginePerDevice"),
     "subnet": ("stand-alone small-space subnets, serial engine, rewritten backward", engine.SERIAL),
+    "supernet-half-cores": ("supernet, as spos-train now, on MXNet's own thread count", engine.SERIAL),
+    "small-supernet-half-cores": ("small-space supernet, as spos-train now, MXNet's own thread count", engine.SERIAL),
+    "subnet-half-cores": ("stand-alone small-space subnets, as now, on MXNet's own thread count", engine.SERIAL),
 }
-#: (form, the form it is compared with) for the record's "speed-up" column
-BASELINES = {
-    "hybrid-plain": "imperative",
-    "supernet-threaded": "imperative",
-    "supernet": "supernet-threaded",
-    "small-supernet": "small-supernet-threaded",
-    "subnet": "subnet-threaded",
-}
+HALF_CORES = "-half-cores"
+"""The suffix of the forms that run on the OpenMP threads MXNet 1.9 picks on x86 when nothing sets them."""
+#: (form, the form it is compared with) for the record's "speed-up" column: a form may have several
+COMPARISONS: list[tuple[str, str]] = [
+    ("hybrid-plain", "imperative"),
+    ("supernet-threaded", "imperative"),
+    ("supernet", "supernet-threaded"),
+    ("small-supernet", "small-supernet-threaded"),
+    ("subnet", "subnet-threaded"),
+    ("supernet", "supernet-half-cores"),
+    ("small-supernet", "small-supernet-half-cores"),
+    ("subnet", "subnet-half-cores"),
+]
 SUBNET_ARCHS = 4
 
 
 def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
     """Images per second of ``form`` in this process (its engine was chosen by the parent)."""
+    if form.endswith(HALF_CORES):  # MXNet loads as it does by itself: no thread count set before it loads
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, mxnet_import.MXNetImportHook)]
     import mxnet as mx
     import numpy as np
     from spos_deploy.search.sampling import UniformSampler
@@ -78,6 +98,7 @@ def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
     from spos_deploy.nets.supernet import build_supernet
     from spos_deploy.space import SPACES, SearchSpace
 
+    form = form.removesuffix(HALF_CORES)  # the same step; only the thread count differs
     supernet = form not in ("subnet", "subnet-threaded")
     space = SearchSpace(input_size=32, num_classes=10) if supernet and "small" not in form else SPACES["small"]
     ds = load_dataset("fashion-mnist:train", 32, train=True, limit=batch_size * (steps + warmup))
@@ -122,6 +143,9 @@ def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
 
 def _measure(form: str, args: argparse.Namespace) -> float:
     env = dict(os.environ, **{engine.VARIABLE: FORMS[form][1]})
+    if form.endswith(HALF_CORES):  # nothing set: what MXNet 1.9 does on x86 then (see _one_form)
+        env.pop("MXNET_OMP_MAX_THREADS", None)
+        env.pop("OMP_NUM_THREADS", None)
     cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--form", form]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
@@ -137,6 +161,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first (graph building, allocation)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--forms", nargs="+", choices=list(FORMS), default=list(FORMS))
+    ap.add_argument("--tag", default="", help="suffix of the record's name (a run of some forms keeps its own)")
     ap.add_argument("--form", choices=list(FORMS), help=argparse.SUPPRESS)  # a child process: one measurement
     args = ap.parse_args(argv)
     if min(args.rounds, args.steps, args.batch_size) < 1 or args.warmup < 1:
@@ -152,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from spos_deploy.runtime import load
 
     runs: dict[str, list[float]] = {f: [] for f in args.forms}
-    with load.probe() as probe:
+    with load.probe(children=True) as probe:  # the forms' processes are this run's own work, not other load
         for r in range(args.rounds):
             for form in args.forms if r % 2 == 0 else reversed(args.forms):
                 runs[form].append(_measure(form, args))
@@ -161,16 +186,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     # each round runs a form and its baseline minutes apart: the ratio within a round is what the VM's drift
     # between rounds (up to a third here) leaves intact
     paired = {
-        f: [a / b for a, b in zip(runs[f], runs[base])] for f, base in BASELINES.items() if f in runs and base in runs
+        f"{f} vs {base}": [a / b for a, b in zip(runs[f], runs[base])]
+        for f, base in COMPARISONS
+        if f in runs and base in runs
     }
     rows = []
     for f in args.forms:
-        base = BASELINES.get(f)
-        ratio = ""
-        if f in paired:
-            r = paired[f]
-            ratio = f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}) vs {base}"
-        rows.append([f, FORMS[f][0], f"{median[f]:.1f}", f"{min(runs[f]):.1f}-{max(runs[f]):.1f}", ratio])
+        ratios = [
+            f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}) vs {pair.split(' vs ')[1]}"
+            for pair, r in paired.items()
+            if pair.split(" vs ")[0] == f
+        ]
+        rows.append([f, FORMS[f][0], f"{median[f]:.1f}", f"{min(runs[f]):.1f}-{max(runs[f]):.1f}", "; ".join(ratios)])
     text = tabulate(
         rows,
         headers=["form", "training step", "images / s (median)", "range", "speed-up within a round: median (range)"],
@@ -200,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"each round (the pairs run one after the other), its median and range over rounds.\n\n"
         f"{text}\n"
     )
-    write_record(STUDY, STUDY, result, md, prov=prov, load=probe.record())
+    write_record(STUDY, STUDY + (f"_{args.tag}" if args.tag else ""), result, md, prov=prov, load=probe.record())
 
 
 if __name__ == "__main__":

@@ -31,6 +31,22 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyperthread siblings counted once), from the
+    kernel's topology files; the usable logical count where those cannot be read."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    try:
+        for cpu in usable:
+            topology = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+            with open(f"{topology}/physical_package_id") as a, open(f"{topology}/core_id") as b:
+                cores.add((a.read().strip(), b.read().strip()))
+    except OSError:
+        return max(1, len(usable))
+    return max(1, len(cores))
+
+
 def has_vnni() -> bool:
     return any(f in cpu_info()["cpu_flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 

@@ -1,17 +1,30 @@
-"""A faster ``import mxnet``: scikit-learn is hidden from MXNet's own modules while they load.
+"""How MXNet loads in a spos-deploy process: faster, and with an OpenMP thread for every physical core.
 
-``import mxnet`` loads ``mxnet.model``, which subclasses scikit-learn's ``BaseEstimator`` when scikit-learn is
-installed, for MXNet's old ``FeedForward`` API (spos-deploy never uses it). NNCF installs scikit-learn, and
-importing it (with pandas and scipy.stats) took 1.3 s of MXNet's 4.1 s import on a 2-core AMD EPYC
-(2026-12-07, ``python -X importtime -c "import mxnet"``): every command that builds a network paid it before
-doing anything. While ``mxnet`` is being imported, an import of scikit-learn fails as if it were not installed
-and ``mxnet.model`` falls back to ``object``, as its own code provides; at any other time scikit-learn imports
-as usual (NNCF still finds it). ``import spos_deploy`` installs this (:func:`install`).
+**Scikit-learn stays out of MXNet's import.** ``import mxnet`` loads ``mxnet.model``, which subclasses
+scikit-learn's ``BaseEstimator`` when scikit-learn is installed, for MXNet's old ``FeedForward`` API (spos-deploy
+never uses it). NNCF installs scikit-learn, and importing it (with pandas and scipy.stats) took 1.3 s of MXNet's
+4.1 s import on a 2-core AMD EPYC (2026-12-07, ``python -X importtime -c "import mxnet"``): every command that
+builds a network paid it before doing anything. While ``mxnet`` is being imported, an import of scikit-learn
+fails as if it were not installed and ``mxnet.model`` falls back to ``object``, as its own code provides; at any
+other time scikit-learn imports as usual (NNCF still finds it).
+
+**Every physical core computes.** Unless ``OMP_NUM_THREADS`` or ``MXNET_OMP_MAX_THREADS`` says otherwise, MXNet
+1.9 on x86 gives its operators half the logical CPUs, assuming two hyperthreads per core: on a machine without
+hyperthreads (this 2-core AMD EPYC VM among them) that is half the cores. Just before MXNet loads,
+``MXNET_OMP_MAX_THREADS`` is set to the physical cores this process may use
+(:func:`spos_deploy.machine.physical_cores`): MXNet's own choice where cores have two hyperthreads, all of them
+where they have one. MXNet runs the smaller of OpenMP's thread count and ``MXNET_OMP_MAX_THREADS``, so a count
+set for a worker (Ray's per-task ``OMP_NUM_THREADS``, ``spos-bench --threads``, the search's worker pools) still
+holds. Training ran 1.31-1.41x as fast on that machine (2026-12-07,
+``benchmarks/results/train_throughput/train_throughput_threads.md``).
+
+``import spos_deploy`` installs both (:func:`install`).
 """
 
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
@@ -24,18 +37,35 @@ def mxnet_is_loading() -> bool:
     return bool(getattr(spec, "_initializing", False))
 
 
-class HideSklearnFromMXNet(importlib.abc.MetaPathFinder):
-    """Reports scikit-learn as missing while MXNet loads; defers to the other finders otherwise."""
+THREADS_VARIABLE = "MXNET_OMP_MAX_THREADS"
+
+
+def use_physical_cores() -> None:
+    """Let MXNet, when it loads, run its operators on every physical core, unless the environment already
+    sets a thread count (read at that moment: a command may set ``OMP_NUM_THREADS`` after ``import
+    spos_deploy``)."""
+    if "OMP_NUM_THREADS" in os.environ or THREADS_VARIABLE in os.environ:
+        return
+    from spos_deploy.machine import physical_cores
+
+    os.environ[THREADS_VARIABLE] = str(physical_cores())
+
+
+class MXNetImportHook(importlib.abc.MetaPathFinder):
+    """Sets MXNet's thread count just before it loads and reports scikit-learn as missing while it loads;
+    defers to the other finders for everything."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname.partition(".")[0] == "sklearn" and mxnet_is_loading():
+        if fullname == "mxnet":  # asked only while mxnet is not yet in sys.modules
+            use_physical_cores()
+        elif fullname.partition(".")[0] == "sklearn" and mxnet_is_loading():
             raise ModuleNotFoundError(f"No module named {fullname!r} (hidden while mxnet loads)", name=fullname)
         return None
 
 
 def install() -> None:
     """Put the finder first on ``sys.meta_path`` (once)."""
-    if not any(isinstance(f, HideSklearnFromMXNet) for f in sys.meta_path):
-        sys.meta_path.insert(0, HideSklearnFromMXNet())
+    if not any(isinstance(f, MXNetImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, MXNetImportHook())

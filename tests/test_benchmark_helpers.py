@@ -374,6 +374,23 @@ def test_an_interrupted_benchmark_says_so_in_one_line():
     assert err.strip().splitlines() == ["train_throughput: interrupted"], err
 
 
+def test_a_finished_case_is_reused_unless_it_had_other_sessions_or_is_remeasured(tmp_path) -> None:
+    from benchmarks.latency_prediction import finished_report
+
+    assert finished_report(tmp_path, 5) is None  # nothing measured yet
+    (tmp_path / "report.json").write_text(json.dumps({"truth_sessions": 5, "measured_at": "then"}))
+    assert finished_report(tmp_path, 5) == {"truth_sessions": 5, "measured_at": "then"}
+    assert finished_report(tmp_path, 15) is None  # a steadier ground truth is a new measurement
+    assert finished_report(tmp_path, 5, remeasure=True) is None
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.latency_prediction", "--remeasure", "--keep-recorded"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "drop --keep-recorded" in proc.stderr, proc.stderr
+
+
 def test_extending_a_latency_record_keeps_only_the_cases_it_holds_for_the_same_form_batch_and_threads() -> None:
     from benchmarks.latency_prediction import recorded_case
 

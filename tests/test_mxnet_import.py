@@ -1,11 +1,16 @@
-"""``import spos_deploy`` keeps scikit-learn out of MXNet's import, and only out of that."""
+"""``import spos_deploy`` keeps scikit-learn out of MXNet's import, and only out of that, and gives MXNet every
+physical core."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from spos_deploy.machine import physical_cores
 
 from .conftest import ROOT
 
@@ -31,3 +36,44 @@ def test_without_spos_deploy_mxnet_imports_scikit_learn() -> None:
     code = "import sys, mxnet\nprint('sklearn' in sys.modules)\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
+
+
+_OMP_WORKERS = (
+    "import os, spos_deploy, mxnet as mx\n"
+    "before = len(os.listdir('/proc/self/task'))\n"
+    "x = mx.nd.random.normal(shape=(8, 64, 64, 64))\n"
+    "w = mx.nd.random.normal(shape=(64, 64, 3, 3))\n"
+    "mx.nd.Convolution(x, w, kernel=(3, 3), num_filter=64, no_bias=True).wait_to_read()\n"
+    "print(len(os.listdir('/proc/self/task')) - before, os.environ.get('MXNET_OMP_MAX_THREADS'))\n"
+)
+"""Under the serial engine an operator runs in the calling thread; OpenMP adds (threads - 1) workers to it."""
+
+
+def _omp_workers(**env: str) -> tuple[int, str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _OMP_WORKERS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**base, "MXNET_ENGINE_TYPE": "NaiveEngine", **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    added, variable = proc.stdout.split()
+    return int(added), variable
+
+
+@pytest.mark.skipif(physical_cores() < 2, reason="one physical core: nothing to tell apart")
+def test_mxnet_computes_on_every_physical_core_unless_told_otherwise() -> None:
+    cores = physical_cores()
+    assert _omp_workers() == (cores - 1, str(cores))
+    assert _omp_workers(OMP_NUM_THREADS="1") == (0, "None")  # a worker's own count (Ray's, --threads) holds
+    assert _omp_workers(MXNET_OMP_MAX_THREADS="3")[1] == "3"  # the user's own limit is left as it is
+
+
+def test_physical_cores_are_counted_once_per_core() -> None:
+    usable = len(os.sched_getaffinity(0))
+    assert 1 <= physical_cores() <= usable
+    siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+    if siblings.exists() and siblings.read_text().strip() == "0":  # no hyperthreads: every CPU is a core
+        assert physical_cores() == usable
