@@ -8,8 +8,8 @@ The public API, imported lazily (``import spos_deploy`` stays light; MXNet loads
 Importing the package first switches off what would send data off the machine or write into the home folder
 (OpenVINO's and NNCF's usage telemetry, Ray's usage statistics, matplotlib's caches under ``~``); see
 :mod:`spos_deploy.privacy` and ``docs/privacy.md`` (``SPOS_TELEMETRY=on`` leaves the libraries as shipped).
-It also keeps scikit-learn, which MXNet does not need, out of MXNet's import and gives MXNet every physical core
-(:mod:`spos_deploy.mxnet_import`).
+It also keeps scikit-learn and SciPy, which MXNet does not need, out of MXNet's import and gives MXNet every
+physical core (:mod:`spos_deploy.mxnet_import`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from spos_deploy.mxnet_import import install as _install_mxnet_import
 from spos_deploy.privacy import keep_local as _keep_local
 
 _keep_local()  # before any command, API call, test or benchmark can import openvino, nncf, matplotlib or ray
-_install_mxnet_import()  # MXNet loads about 1 s faster and computes on every core (spos_deploy.mxnet_import)
+_install_mxnet_import()  # MXNet loads about 1.8 s faster and computes on every core (spos_deploy.mxnet_import)
 
 _API = {
     "SearchSpace": "spos_deploy.space",

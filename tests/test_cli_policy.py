@@ -86,6 +86,15 @@ def body(args):
             s = Slow()
             del s
         return 0
+    elif args.mode == "half-built":  # the signal stops a constructor; the object's destructor then fails
+        class HalfBuilt:  # (an MXNet Symbol interrupted before its handle is set)
+            def __init__(self):
+                time.sleep(30)
+                self.handle = 1
+            def __del__(self):
+                self.handle
+        HalfBuilt()
+        return 0
     elif args.mode == "teardown":  # done, but the interpreter's teardown is slow (MXNet: half a second)
         class Slow:
             def __del__(self):
@@ -126,6 +135,7 @@ def _signal_run(mode: str, sig: int, delay: float, *extra: str) -> subprocess.Co
         ("sleep", signal.SIGTERM, 143, "terminated"),
         ("swallow", signal.SIGINT, 130, "interrupted"),
         ("destructor", signal.SIGINT, 130, "interrupted"),
+        ("half-built", signal.SIGINT, 130, "interrupted"),
         ("import", signal.SIGINT, 130, "interrupted"),
     ],
 )

@@ -20,6 +20,7 @@ def test_mxnet_loads_without_scikit_learn_which_imports_as_usual_afterwards() ->
     code = (
         "import sys, spos_deploy, mxnet as mx\n"
         "assert 'sklearn' not in sys.modules, 'scikit-learn was imported with mxnet'\n"
+        "assert 'scipy' not in sys.modules, 'scipy was imported with mxnet'\n"
         "assert mx.model.BASE_ESTIMATOR is object\n"
         "assert float(mx.nd.ones((2, 2)).sum().asscalar()) == 4.0\n"
         "from sklearn.base import BaseEstimator\n"
@@ -30,12 +31,36 @@ def test_mxnet_loads_without_scikit_learn_which_imports_as_usual_afterwards() ->
     assert proc.stdout.strip() == "BaseEstimator"
 
 
-def test_without_spos_deploy_mxnet_imports_scikit_learn() -> None:
-    """The property above is spos_deploy's doing (if MXNet stopped importing scikit-learn, the finder can go)."""
+def test_without_spos_deploy_mxnet_imports_scikit_learn_and_scipy() -> None:
+    """The property above is spos_deploy's doing (if MXNet stopped importing them, the finder can go)."""
     pytest.importorskip("sklearn")
-    code = "import sys, mxnet\nprint('sklearn' in sys.modules)\n"
+    code = "import sys, mxnet\nprint('sklearn' in sys.modules, 'scipy.stats' in sys.modules)\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
+    assert proc.returncode == 0 and proc.stdout.strip() == "True True", proc.stderr
+
+
+def test_mxnet_entropy_calibration_gets_scipy_stats_back() -> None:
+    """MXNet's KL-divergence thresholds (``spos-export --mxnet-calib entropy``) refuse to run without
+    ``scipy.stats``, which MXNet looked for while it was hidden; handed back, they compute."""
+    code = (
+        "import sys, numpy as np, spos_deploy, mxnet\n"
+        "from mxnet.contrib import quantization as q\n"
+        "assert q.stats is None\n"
+        "x = np.random.default_rng(0).normal(size=100000)\n"
+        "hist, edges = np.histogram(x, bins=8001, range=(-5, 5))\n"
+        "data = {'a': (hist, edges, x.min(), x.max(), 5.0)}\n"
+        "try:\n"
+        "    q._get_optimal_thresholds(dict(data), 'int8')\n"
+        "except ImportError:\n"
+        "    print('refused')\n"
+        "from spos_deploy.mxnet_import import give_mxnet_scipy_stats\n"
+        "give_mxnet_scipy_stats()\n"
+        "print(float(q._get_optimal_thresholds(dict(data), 'int8')['a'][1]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    refused, threshold = proc.stdout.split()
+    assert refused == "refused" and 1.5 < float(threshold) < 5.0  # a clipping threshold for N(0, 1) samples
 
 
 _OMP_WORKERS = (

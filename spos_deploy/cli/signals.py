@@ -109,8 +109,14 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> Non
 
 
 def _unraisable(info: Any) -> None:
-    if isinstance(info.exc_value, KeyboardInterrupt) and _ours():
-        hard_exit(_state["signal"])
+    """An interrupt inside a destructor ends the process with its line. Once a signal has been taken, what a
+    destructor raises is left unsaid: objects the interrupt stopped half-built (an MXNet ``Symbol`` without
+    its handle) fail as they are collected, after the command's one line."""
+    if _ours():
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            hard_exit(_state["signal"])
+        if _state["signal"] is not None:
+            return
     sys.__unraisablehook__(info)
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from spos_deploy.deploy.choices import CALIBRATION_METHODS, MIN_CALIBRATION_IMAGES, MXNET_CALIB_MODES
 from spos_deploy.errors import BadInputError
 from spos_deploy.machine import has_vnni
+from spos_deploy.mxnet_import import give_mxnet_scipy_stats
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,8 @@ def quantize_mxnet(
     if calib_mode not in MXNET_CALIB_MODES:
         raise BadInputError(f"unknown MXNet calibration mode {calib_mode!r}; use one of {', '.join(MXNET_CALIB_MODES)}")
     check_calibration_images(images, input_size)
+    if calib_mode == "entropy":
+        give_mxnet_scipy_stats()
     loader = mx.io.NDArrayIter(data={"data": images}, batch_size=batch, last_batch_handle="discard")
     net.hybridize()
     net(mx.nd.zeros((1, 3, input_size, input_size)))
