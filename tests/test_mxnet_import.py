@@ -15,6 +15,11 @@ from spos_deploy.machine import physical_cores
 from .conftest import ROOT
 
 
+def _python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter (MXNet loads once per process), both streams captured."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+
+
 def test_mxnet_loads_without_scikit_learn_which_imports_as_usual_afterwards() -> None:
     pytest.importorskip("sklearn")  # installed with NNCF: what made MXNet's import 1.3 s slower
     code = (
@@ -26,7 +31,7 @@ def test_mxnet_loads_without_scikit_learn_which_imports_as_usual_afterwards() ->
         "from sklearn.base import BaseEstimator\n"
         "print(BaseEstimator.__name__)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "BaseEstimator"
 
@@ -35,7 +40,7 @@ def test_without_spos_deploy_mxnet_imports_scikit_learn_and_scipy() -> None:
     """The property above is spos_deploy's doing (if MXNet stopped importing them, the finder can go)."""
     pytest.importorskip("sklearn")
     code = "import sys, mxnet\nprint('sklearn' in sys.modules, 'scipy.stats' in sys.modules)\n"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0 and proc.stdout.strip() == "True True", proc.stderr
 
 
@@ -57,7 +62,7 @@ def test_mxnet_entropy_calibration_gets_scipy_stats_back() -> None:
         "give_mxnet_scipy_stats()\n"
         "print(float(q._get_optimal_thresholds(dict(data), 'int8')['a'][1]))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     refused, threshold = proc.stdout.split()
     assert refused == "refused" and 1.5 < float(threshold) < 5.0  # a clipping threshold for N(0, 1) samples
@@ -76,13 +81,7 @@ _OMP_WORKERS = (
 
 def _omp_workers(**env: str) -> tuple[int, str]:
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")}
-    proc = subprocess.run(
-        [sys.executable, "-c", _OMP_WORKERS],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**base, "MXNET_ENGINE_TYPE": "NaiveEngine", **env},
-    )
+    proc = _python(_OMP_WORKERS, env={**base, "MXNET_ENGINE_TYPE": "NaiveEngine", **env})
     assert proc.returncode == 0, proc.stderr
     added, variable = proc.stdout.split()
     return int(added), variable
