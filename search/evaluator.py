@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from spos_deploy.errors import BadInputError, SposError, short_message
+from spos_deploy.machine import physical_cores
 from spos_deploy.space import SearchSpace
 from spos_deploy.tables.core import config_diff
 
@@ -242,7 +243,7 @@ class PoolEvaluator:
         # CPU workers share the cores: each gets its share of OpenMP threads (read when MXNet loads).
         self._env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")}
         if not gpus:
-            threads = str(max(1, (os.cpu_count() or 1) // workers))
+            threads = str(max(1, physical_cores() // workers))  # as a single process gets (mxnet_import)
             os.environ["OMP_NUM_THREADS"] = os.environ["MXNET_OMP_MAX_THREADS"] = threads
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
