@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv with the pinned stack when needed, then runs
 #   ./run.sh spos-profile oneshot-s+    (or any spos-* command)
-#   ./run.sh test [pytest args]         (the whole test suite)
+#   ./run.sh test [pytest args]         (the whole test suite; with arguments, plain pytest)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -30,6 +30,13 @@ export PATH="$PWD/$VENV/bin:$PATH"
 cmd=${1:-spos-profile}
 shift || true
 if [ "$cmd" = test ]; then
-  exec python -m pytest -q "$@"
+  [ $# -gt 0 ] && exec python -m pytest -q "$@"
+  # The tests that time networks or read the machine's load (marker `timing`) run alone; then the others run
+  # side by side, one worker per core, each test file on one worker (its module fixtures built once).
+  trap 'exit 130' INT # Ctrl-C ends both phases, not only the running one
+  status=0
+  python -m pytest -q -m timing || status=$?
+  python -m pytest -q -m "not timing" -n auto --dist loadfile || status=$?
+  exit $status
 fi
 exec "$cmd" "$@"

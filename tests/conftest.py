@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 import spos_deploy  # noqa: F401  (its privacy settings, spos_deploy.privacy, cover the test process too)
+from spos_deploy.machine import physical_cores
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Test files run side by side (./run.sh test): each worker's MXNet, and every command it starts, gets its
+    # share of the cores rather than all of them, which would leave OpenMP threads spinning against each other.
+    # Set before MXNet loads; OMP_NUM_THREADS, where the user set it, still holds (MXNet takes the smaller).
+    _share = physical_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("MXNET_OMP_MAX_THREADS", str(max(1, _share)))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPOS_SHARED", ROOT.parent / "shared"))

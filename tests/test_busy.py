@@ -18,6 +18,8 @@ import pytest
 from spos_deploy.runtime import load, timing
 from spos_deploy.runtime.load import Snapshot, chunk_spread, load_record, others_limit, verdict
 
+pytestmark = pytest.mark.timing  # measures: run alone (pyproject.toml's markers)
+
 STAT = """cpu  900 0 100 5000 10 0 0 0 0 0
 cpu0 100 0 50 2000 5 0 0 0 0 0
 cpu1 300 10 40 2000 5 2 3 7 0 0

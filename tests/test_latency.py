@@ -22,6 +22,8 @@ from spos_deploy.tables.latency.table import LatencyTable, check_fingerprint, fi
 
 from .conftest import ROOT, space_args
 
+pytestmark = pytest.mark.timing  # measures: run alone (pyproject.toml's markers)
+
 SMALL = SearchSpace(input_size=32, num_classes=10, stage_repeats=(1, 1, 1, 1), channel_scales=(1.0, 2.0))
 SMALL_ARGS = space_args(input_size=32, num_classes=10, stage_repeats=(1, 1, 1, 1), channel_scales=(1.0, 2.0))
 

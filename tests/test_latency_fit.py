@@ -22,6 +22,8 @@ from spos_deploy.tables.latency.fit import RIDGE_GRID, fit_entries
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.timing  # measures: run alone (pyproject.toml's markers)
+
 SMALL = SPACES["small"]
 
 

@@ -20,6 +20,8 @@ from spos_deploy.tables.latency.table import LatencyTable
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.timing  # measures: run alone (pyproject.toml's markers)
+
 SPACE_ARGS = ["--space", "small", "--channel-scales", "1.0", "2.0", "--se"]  # SE: hard-swish activations
 SPACE = dataclasses.replace(SPACES["small"], channel_scales=(1.0, 2.0), use_se=True)
 QDQ = ("QuantizeLinear", "DequantizeLinear")

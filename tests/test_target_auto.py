@@ -15,6 +15,8 @@ from spos_deploy.errors import BadInputError
 from spos_deploy.runtime import interleave
 from tests.conftest import TINY_MODEL, run_cli
 
+pytestmark = pytest.mark.timing  # measures: run alone (pyproject.toml's markers)
+
 ALL = Machine(openvino=True, nncf=True, native_bf16=True)
 
 
