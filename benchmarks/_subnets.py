@@ -356,6 +356,32 @@ def ensure_supernet(path: Path, args: argparse.Namespace) -> Path:
     return path
 
 
+SUPERNET_TRAINING_KEYS = (
+    "epochs", "train_limit", "batch_size", "lr", "warmup_epochs", "label_smoothing", "augment", "seed",
+    "path_rule", "sandwich_random", "inplace_distill", "cs_start_epoch", "cs_warmup", "cs_pace", "constraint",
+    "bounds", "block_weights", "init_from", "teacher", "kd_weight", "max_steps",
+)  # fmt: skip
+"""The options of a supernet's training that decide what it learned (its config.json holds them all)."""
+
+
+def supernet_training(path: Path) -> dict[str, Any]:
+    """The training options of the supernet in ``path`` (:data:`SUPERNET_TRAINING_KEYS` of its config.json):
+    a ranking record names the recipe of the supernet it ranked, which the run folder may not outlive."""
+    cfg = json.loads((path / "config.json").read_text())
+    return {k: cfg[k] for k in SUPERNET_TRAINING_KEYS if k in cfg}
+
+
+def supernet_training_text(training: dict[str, Any]) -> str:
+    """One line of :func:`supernet_training`'s options: the schedule's always, the others where they differ from
+    the training configuration's defaults."""
+    from spos_deploy.training.trainer import SupernetConfig
+
+    defaults = SupernetConfig(out="").to_json()
+    always = ("epochs", "train_limit", "batch_size", "lr", "seed")
+    shown = {k: v for k, v in training.items() if k in always or v != defaults.get(k)}
+    return ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
 def supernet_channels(path: Path) -> list[int]:
     """Channel choices the supernet trained in its last epoch (a path narrower than these was never trained)."""
     from spos_deploy.training.sampling import warmup_for
@@ -373,7 +399,8 @@ def ensure_table(lut: str | None, default: Path, quick: bool) -> Path:
     if not default.exists():
         cmd = [tool("spos-lut"), "build", "--kind", "latency", "--space", "small", "--runtime", "onnxruntime"]
         cmd += ["--precision", "int8", "--batch", "1", "--threads", "2", "-o", str(default), "--resume"]
-        cmd += ["--no-progress"] + (["--repeats", "5", "--calibration-networks", "3"] if quick else [])
+        quick_args = ["--repeats", "5", "--calibration-networks", "3", "--fit-networks", "0"]  # additive: minutes
+        cmd += ["--no-progress"] + (quick_args if quick else [])
         run_tool(cmd)
     return default
 

@@ -65,6 +65,8 @@ from benchmarks._subnets import (
     separability_text,
     setup_logging,
     supernet_channels,
+    supernet_training,
+    supernet_training_text,
     table_record,
     train_all,
     zero_cost_proxies,
@@ -834,8 +836,13 @@ def write_report(
             else "with the running BN statistics"
         )
         + f"; both on the first {s['recipe']['val_limit']} test images. "
-        f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}.\n\n"
-        f"{stats_table(st)}\n\nStand-alone top 5 found in the supernet's top 5: {st['top5_overlap']:.0%}. "
+        f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}"
+        + (
+            f"; trained with {supernet_training_text(s['supernet']['training'])} (other options at their defaults).\n\n"
+            if s["supernet"].get("training")
+            else ".\n\n"
+        )
+        + f"{stats_table(st)}\n\nStand-alone top 5 found in the supernet's top 5: {st['top5_overlap']:.0%}. "
         f"{verdict(st)}{noise_text(st)}\n\n{block_table(st['block_counts'])}\n\n"
         f"![supernet vs stand-alone]({png.name})\n\n{arch_table(rows)}\n\n"
         f"| step | minutes |\n|---|---|\n{steps}\n\nPer architecture: {t['per_arch_train_wall_s_mean']:.0f} s "
@@ -939,7 +946,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = {
         "args": vars(args),
         "recipe": asdict(recipe) | {"tag": recipe.tag},
-        "supernet": {"path": str(supernet), "last_epoch_channels": supernet_channels(supernet)}
+        "supernet": {
+            "path": str(supernet),
+            "last_epoch_channels": supernet_channels(supernet),
+            "training": supernet_training(supernet),
+        }
         | ({"few_shot": {str(d): flops_region(Path(d)) for d in args.few_shot}} if args.few_shot else {}),
         "table": table_info,
     }

@@ -476,3 +476,22 @@ def test_a_latency_record_prints_its_fit_curve_and_statistics_only_where_it_meas
     assert len(curve) == sum(len(c["fit_curve"]) for c in new) == 12  # 40 ... 480 networks, two forms
     assert "fp32, 1 thread" in text and "lower quartile" in text
     assert "fitted on" not in markdown(old) and "lower quartile" not in markdown(old)  # recorded before both
+
+
+def test_a_ranking_record_names_the_recipe_of_its_supernet(tmp_path: Path) -> None:
+    """The record keeps what the supernet was trained with, so that the ranking can be reproduced after the run
+    folder is gone; the report's line names the schedule and what differs from the defaults."""
+    from spos_deploy.training.trainer import SupernetConfig
+
+    from benchmarks._subnets import SPACE, supernet_training, supernet_training_text
+
+    cfg = SupernetConfig(out=str(tmp_path), space=SPACE, epochs=4, lr=0.2, train_limit=60000, path_rule="sandwich")
+    cfg.cs_start_epoch, cfg.cs_warmup = 1, False
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_json()))
+    training = supernet_training(tmp_path)
+    assert (training["epochs"], training["path_rule"], training["cs_start_epoch"]) == (4, "sandwich", 1)
+    assert "space" not in training and "out" not in training
+    assert supernet_training_text(training) == (
+        "epochs 4, train_limit 60000, batch_size 128, lr 0.2, seed 0, path_rule sandwich, cs_start_epoch 1, "
+        "cs_warmup False"
+    )
