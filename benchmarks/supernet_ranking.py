@@ -156,6 +156,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sub-supernets (spos-train supernet --init-from ONE_SHOT --constraint random --flops-range LO HI) in\n"
         "place of --supernet: each architecture is evaluated on the first one whose FLOPs range holds it",
     )
+    ap.add_argument(
+        "--supernet-scores",
+        metavar="RESULT",
+        help="take the supernet's path top-1 of each architecture from a recorded result (supernet_ranking*.json,\n"
+        "with --archs-from) instead of evaluating a supernet: a recorded supernet ranked against a ground truth\n"
+        "of more seeds, without its run folder",
+    )
     ap.add_argument("--tag", help="suffix of the result files (supernet_ranking_TAG.md/.json/.png)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny supernet, 4 architectures, 512 images")
     add_ray_arg(ap)
@@ -167,6 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for k, v in quick.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.supernet_scores and (args.supernet or args.few_shot or not args.archs_from):
+        fail("--supernet-scores ranks a recorded supernet on recorded architectures: give --archs-from, no --supernet")
     if not args.rescore:  # a rescore caches (its zero-cost proxies) only where --out says
         args.out = args.out or str(RUNS / ("ranking-quick" if args.quick else "ranking"))
         args.supernet = args.supernet or str(Path(args.out) / "supernet")
@@ -373,6 +382,33 @@ def few_shot_accuracies(
             if any(a["key"] == key for a in group):
                 acc[key] = {**r, "sub_supernet": folder.name}
     return acc
+
+
+def recorded_supernet_scores(
+    path: str, archs: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
+    """``--supernet-scores``: each architecture's supernet top-1 as recorded in an earlier result, that result's
+    supernet settings (the supernet's own, which the report names) and its exact-BN image count. Refused in one
+    line when the record is unreadable or lacks one of ``archs``."""
+    try:
+        record = json.loads(Path(path).read_text())
+        rows = {r["key"]: r for r in record["architectures"]}
+        settings = dict(record["settings"]["supernet"])
+        bn_images = int(record["settings"]["args"]["bn_images"])
+        scores = {
+            a["key"]: {
+                "supernet_acc": float(rows[a["key"]]["supernet_acc"]),
+                "seconds": float(rows[a["key"]].get("supernet_eval_s", 0.0)),  # as that record timed it
+            }
+            for a in archs
+            if a["key"] in rows
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"--supernet-scores {path}: not a supernet_ranking result ({type(e).__name__}: {e})")
+    missing = [a["key"] for a in archs if a["key"] not in scores]
+    if missing:
+        fail(f"--supernet-scores {path}: no supernet score for {len(missing)} of the architectures ({missing[0]}, ...)")
+    return scores, settings | {"scores_from": str(path)}, bn_images
 
 
 def _running_bn(ev: Any) -> Any:
@@ -836,7 +872,12 @@ def write_report(
             else "with the running BN statistics"
         )
         + f"; both on the first {s['recipe']['val_limit']} test images. "
-        f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}"
+        + (
+            f"Supernet scores as recorded in {Path(s['supernet']['scores_from']).name}. "
+            if "scores_from" in s["supernet"]
+            else ""
+        )
+        + f"Supernet channel choices trained in its last epoch: {s['supernet']['last_epoch_channels']}"
         + (
             f"; trained with {supernet_training_text(s['supernet']['training'])} (other options at their defaults).\n\n"
             if s["supernet"].get("training")
@@ -897,20 +938,30 @@ def architectures_and_standalone(
     return archs, standalone, selection, table_info
 
 
+def supernet_settings(path: Path) -> dict[str, Any]:
+    """What a record says of the supernet it ranked: where it was, the channels of its last epoch, its training."""
+    return {"path": str(path), "last_epoch_channels": supernet_channels(path), "training": supernet_training(path)}
+
+
 def supernet_rows(
     args: argparse.Namespace, recipe: Recipe, out: Path, steps: StepTimes, archs: list[dict[str, Any]], standalone: Any
-) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
-    """Steps 4-7: the supernet (trained if missing), every architecture as its path and by its zero-cost proxies,
-    and the statistics."""
-    if args.few_shot:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Steps 4-7: the supernet (trained if missing; or its scores as recorded), every architecture as its path and
+    by its zero-cost proxies, and the statistics; first the record's settings of the supernet."""
+    if args.supernet_scores:
+        with steps.step("supernet evaluation"):
+            supernet_acc, supernet, args.bn_images = recorded_supernet_scores(args.supernet_scores, archs)
+    elif args.few_shot:
         with steps.step("supernet evaluation"):
             supernet_acc = few_shot_accuracies([Path(d) for d in args.few_shot], archs, recipe, args.bn_images, out)
-        supernet = Path(args.few_shot[0])
+        supernet = supernet_settings(Path(args.few_shot[0]))
+        supernet["few_shot"] = {str(d): flops_region(Path(d)) for d in args.few_shot}
     else:
         with steps.step("supernet"):
-            supernet = ensure_supernet(Path(args.supernet), args)
+            folder = ensure_supernet(Path(args.supernet), args)
         with steps.step("supernet evaluation"):
-            supernet_acc = supernet_accuracies(supernet, archs, recipe, args.bn_images, out)
+            supernet_acc = supernet_accuracies(folder, archs, recipe, args.bn_images, out)
+        supernet = supernet_settings(folder)
     with steps.step("zero-cost proxies"):
         try:
             zero_cost = zero_cost_proxies(archs, out)
@@ -946,12 +997,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {
         "args": vars(args),
         "recipe": asdict(recipe) | {"tag": recipe.tag},
-        "supernet": {
-            "path": str(supernet),
-            "last_epoch_channels": supernet_channels(supernet),
-            "training": supernet_training(supernet),
-        }
-        | ({"few_shot": {str(d): flops_region(Path(d)) for d in args.few_shot}} if args.few_shot else {}),
+        "supernet": supernet,
         "table": table_info,
     }
     record = {

@@ -495,3 +495,35 @@ def test_a_ranking_record_names_the_recipe_of_its_supernet(tmp_path: Path) -> No
         "epochs 4, train_limit 60000, batch_size 128, lr 0.2, seed 0, path_rule sandwich, cs_start_epoch 1, "
         "cs_warmup False"
     )
+
+
+RANKINGS = ROOT / "benchmarks" / "results" / "supernet_ranking"
+
+
+def test_a_recorded_supernet_is_ranked_by_its_recorded_scores(tmp_path: Path, capsys) -> None:
+    """``--supernet-scores``: the path top-1 of every architecture as an earlier record has it, refused in one
+    line where the record is not one or lacks an architecture."""
+    record = RANKINGS / "supernet_ranking_e3_width_levels_progressive.json"
+    rows = json.loads(record.read_text())["architectures"]
+    archs = [{"key": r["key"]} for r in rows[::-1]]
+    scores, settings, bn_images = supernet_ranking.recorded_supernet_scores(str(record), archs)
+    assert {k: v["supernet_acc"] for k, v in scores.items()} == {r["key"]: r["supernet_acc"] for r in rows}
+    assert settings["scores_from"] == str(record) and settings["path"] == "runs/ablation/progressive"
+    assert bn_images == 2000
+    for bad, why in (
+        ([*archs, {"key": "b00000_c00000"}], "no supernet score for 1 of the architectures (b00000_c00000, ...)"),
+        (archs, "not a supernet_ranking result"),
+    ):
+        path = str(record) if len(bad) > len(archs) else str(tmp_path / "none.json")
+        with pytest.raises(SystemExit) as e:
+            supernet_ranking.recorded_supernet_scores(path, bad)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and why in err and len(err.splitlines()) == 1, err
+    for argv in (
+        ["--supernet-scores", str(record)],
+        ["--supernet-scores", str(record), "--archs-from", "x", "--supernet", "d"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            supernet_ranking.parse_args(argv)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and "give --archs-from, no --supernet" in err, err
