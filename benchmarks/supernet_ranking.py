@@ -395,19 +395,18 @@ def recorded_supernet_scores(
         rows = {r["key"]: r for r in record["architectures"]}
         settings = dict(record["settings"]["supernet"])
         bn_images = int(record["settings"]["args"]["bn_images"])
-        scores = {
-            a["key"]: {
-                "supernet_acc": float(rows[a["key"]]["supernet_acc"]),
-                "seconds": float(rows[a["key"]].get("supernet_eval_s", 0.0)),  # as that record timed it
-            }
-            for a in archs
-            if a["key"] in rows
-        }
     except (OSError, ValueError, KeyError, TypeError) as e:
         fail(f"--supernet-scores {path}: not a supernet_ranking result ({type(e).__name__}: {e})")
-    missing = [a["key"] for a in archs if a["key"] not in scores]
+    missing = [a["key"] for a in archs if a["key"] not in rows]
     if missing:
         fail(f"--supernet-scores {path}: no supernet score for {len(missing)} of the architectures ({missing[0]}, ...)")
+    scores = {
+        a["key"]: {
+            "supernet_acc": float(rows[a["key"]]["supernet_acc"]),
+            "seconds": float(rows[a["key"]].get("supernet_eval_s", 0.0)),  # as that record timed it
+        }
+        for a in archs
+    }
     return scores, settings | {"scores_from": str(path)}, bn_images
 
 

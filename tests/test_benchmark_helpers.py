@@ -510,13 +510,14 @@ def test_a_recorded_supernet_is_ranked_by_its_recorded_scores(tmp_path: Path, ca
     assert {k: v["supernet_acc"] for k, v in scores.items()} == {r["key"]: r["supernet_acc"] for r in rows}
     assert settings["scores_from"] == str(record) and settings["path"] == "runs/ablation/progressive"
     assert bn_images == 2000
-    for bad, why in (
-        ([*archs, {"key": "b00000_c00000"}], "no supernet score for 1 of the architectures (b00000_c00000, ...)"),
-        (archs, "not a supernet_ranking result"),
+    (tmp_path / "other.json").write_text(json.dumps({"architectures": [{"key": "b00000_c00000"}]}))
+    for path, why in (
+        (record, "no supernet score for 1 of the architectures (b00000_c00000, ...)"),
+        (tmp_path / "none.json", "not a supernet_ranking result (FileNotFoundError"),
+        (tmp_path / "other.json", "not a supernet_ranking result (KeyError"),
     ):
-        path = str(record) if len(bad) > len(archs) else str(tmp_path / "none.json")
         with pytest.raises(SystemExit) as e:
-            supernet_ranking.recorded_supernet_scores(path, bad)
+            supernet_ranking.recorded_supernet_scores(str(path), [*archs, {"key": "b00000_c00000"}])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and why in err and len(err.splitlines()) == 1, err
     for argv in (
