@@ -172,38 +172,62 @@ def train_export_bench(args: argparse.Namespace, out: Path, steps: Steps) -> dic
 SIDE_BY_SIDE_ROUNDS = 3
 
 
-def side_by_side(table: Path, best: dict[str, Any], shipped: Path, rounds: int = SIDE_BY_SIDE_ROUNDS) -> dict[str, Any]:
-    """The shipped file and the search's own export of the same architecture (the table's deployed form, random
-    weights: what the closed loop measured), measured interleaved in the same rounds of fresh sessions.
+def side_by_side(
+    table: Path, best: dict[str, Any], shipped: Path, search_speed: float | None, rounds: int = SIDE_BY_SIDE_ROUNDS
+) -> dict[str, Any]:
+    """The shipped file, the search's own export of the same architecture (the table's deployed form, random
+    weights: what the closed loop measured) and the table's anchor networks, measured interleaved in the same
+    rounds of fresh sessions.
 
     A small network's deployed latency on a shared VM moves between modes over minutes (2026-12-06, this
     AMD EPYC: 0.13 and 0.20-0.22 ms for the same file, on either core), so the closed loop and the benchmark,
-    minutes apart, can measure different machines. Side by side, their ratio says whether the shipped file is
-    what the search measured, and each round's median shows the mode the machine was in."""
+    minutes apart, can measure different machines. Side by side, the first ratio says whether the shipped file
+    is what the search measured; the anchors say how fast the machine runs now against the table
+    (:func:`~spos_deploy.tables.latency.table.reanchor_factor`), and against ``search_speed``, the same factor
+    when the search ran, how much of a difference from the closed loop is the machine's."""
     import tempfile
 
     from spos_deploy.runtime.deployed import measure_deployed
     from spos_deploy.tables.files import load_table
     from spos_deploy.tables.latency.build import export_deployed, network_shape
+    from spos_deploy.tables.latency.table import reanchor_factor
     from spos_deploy.tables.latency.validate import setup_of, specs_of
 
     t = load_table(table)
     setup = setup_of(t)
     spec = specs_of(t, [best["block_choices"]], [best["channel_choices"]], "search-export")[0]
+    anchors = specs_of(t, *t.anchor_choices(), "anchor")
     shape = network_shape(spec.space, setup)
     with tempfile.TemporaryDirectory() as tmp:
-        searched = export_deployed(spec, Path(tmp), setup.precision, setup.seed, setup.runtime)
-        makers = [lambda p=shipped: setup.runner(p, shape), lambda p=searched: setup.runner(p, shape)]
-        per_round = [measure_deployed(makers, sessions=7, seed=r) for r in range(rounds)]
-    ship = [r[0].ms for r in per_round]
-    search = [r[1].ms for r in per_round]
-    return {
+        files = [shipped] + [
+            export_deployed(s, Path(tmp), setup.precision, setup.seed, setup.runtime) for s in [spec, *anchors]
+        ]
+        makers = [lambda p=p: setup.runner(p, shape) for p in files]
+        per_round = [[m.ms for m in measure_deployed(makers, sessions=7, seed=r)] for r in range(rounds)]
+    ship = [r[0] for r in per_round]
+    search = [r[1] for r in per_round]
+    speed = [reanchor_factor(t.anchor_reference(), r[2:]) for r in per_round] if anchors else []
+    out = {
         "rounds": rounds,
         "sessions": 7,
         "shipped_round_ms": ship,
         "search_export_round_ms": search,
         "ratio_median": float(np.median(np.array(ship) / np.array(search))),
+        "speed_factor_round": speed,
+        "speed_factor_search": search_speed,
     }
+    at_search = at_search_speed(ship, speed, search_speed)
+    if at_search is not None:
+        out["shipped_at_search_speed_round_ms"] = at_search
+    return out
+
+
+def at_search_speed(ms: list[float], speed_now: list[float], speed_search: float | None) -> list[float] | None:
+    """Latencies measured while the anchors ran ``speed_now`` x the table, scaled to the machine speed the search
+    measured in (``speed_search`` x the table); ``None`` without both factors (a table without anchors)."""
+    if not speed_now or not speed_search:
+        return None
+    return [v * speed_search / f for v, f in zip(ms, speed_now, strict=True)]
 
 
 def summarize(out: Path, steps: Steps, space: Any, table: Path, budget: float, done: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +265,9 @@ def summarize(out: Path, steps: Steps, space: Any, table: Path, budget: float, d
         "measured_session_ms": deployed["session_ms"],
         "bench_p50_ms": bench["latency"]["p50_ms"],
         "latency_error_pct": 100 * (predicted - deployed["ms"]) / deployed["ms"],
-        "side_by_side": side_by_side(table, best, out / "deploy" / done["shipped"]),
+        "side_by_side": side_by_side(
+            table, best, out / "deploy" / done["shipped"], search.get("latency_table", {}).get("speed_factor")
+        ),
         "meets_budget": deployed["budget_ms"] <= budget,
         "minutes": {k: v / 60 for k, v in steps.times.items()},
         "total_minutes": sum(steps.times.values()) / 60,  # every step as measured, also across an interrupted run
@@ -290,6 +316,16 @@ def summary_tables(summary: dict[str, Any]) -> tuple[str, str]:
         rows[-1:-1] = [
             ["side by side: shipped / the search's export, each round's median (ms)", rounds],
             ["side by side: shipped / the search's export (median ratio)", f"{side['ratio_median']:.3f}"],
+        ]
+    if side and side.get("shipped_at_search_speed_round_ms"):  # recorded since 2026-12-07
+        speeds = ", ".join(f"{f:.2f}" for f in side["speed_factor_round"])
+        at_search = ", ".join(f"{v:.3f}" for v in side["shipped_at_search_speed_round_ms"])
+        rows[-1:-1] = [
+            [
+                "machine speed against the table: search / each side-by-side round (anchors, x)",
+                f"{side['speed_factor_search']:.2f} / {speeds}",
+            ],
+            ["side by side: shipped, at the machine speed of the search (ms, each round)", at_search],
         ]
     text = tabulate(rows, headers=["end to end, Fashion-MNIST", "value"], tablefmt="github", disable_numparse=True)
     step_rows = [[k, f"{v:.1f}"] for k, v in summary["minutes"].items()]

@@ -404,7 +404,13 @@ def finish(job: SearchJob, checked: _Checked, state: SearchState, cache: ResultC
     if job.lut:
         from spos_deploy.tables.latency.table import LatencyTable
 
-        results["latency_table"] = {"path": job.lut, "fingerprint": LatencyTable.load(job.lut).fingerprint}
+        results["latency_table"] = {
+            "path": job.lut,
+            "fingerprint": LatencyTable.load(job.lut).fingerprint,
+            # the machine's speed against the table when this search ran (its anchors re-measured; 1: as built),
+            # so a later measurement of the shipped file can tell a changed machine from a wrong prediction
+            "speed_factor": checked.latency.speed_factor if checked.latency is not None else None,
+        }
     write_json(out / "results.json", results)
     return results
 

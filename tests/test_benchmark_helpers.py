@@ -528,3 +528,26 @@ def test_a_recorded_supernet_is_ranked_by_its_recorded_scores(tmp_path: Path, ca
             supernet_ranking.parse_args(argv)
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and "give --archs-from, no --supernet" in err, err
+
+
+def test_the_end_to_end_record_renders_with_and_without_the_machine_s_speed() -> None:
+    """The shipped file measured while the machine runs 1.6x slower than when the search ran reads, at the
+    search's speed, as 1/1.6 of its time; a record from before the anchors were measured renders without the
+    rows."""
+    from benchmarks.end_to_end_fashion_mnist import at_search_speed, summary_tables
+
+    assert at_search_speed([0.2, 0.13], [1.6, 1.0], 1.0) == pytest.approx([0.125, 0.13])
+    assert at_search_speed([0.2], [], 1.0) is None and at_search_speed([0.2], [1.2], None) is None
+    with pytest.raises(ValueError):
+        at_search_speed([0.2, 0.13], [1.6], 1.0)
+    path = ROOT / "benchmarks/results/end_to_end_fashion_mnist/end_to_end_fashion_mnist.json"
+    summary = json.loads(path.read_text())
+    side = summary["side_by_side"]
+    old = {k: v for k, v in side.items() if not k.startswith(("speed_factor", "shipped_at"))}
+    text, steps = summary_tables({**summary, "side_by_side": old})
+    assert "machine speed" not in text and "total time" in text and "train subnet" in steps
+    speeds = [1.6] + [1.0] * (len(old["shipped_round_ms"]) - 1)
+    new = {**old, "speed_factor_round": speeds, "speed_factor_search": 1.0}
+    new["shipped_at_search_speed_round_ms"] = at_search_speed(old["shipped_round_ms"], speeds, 1.0)
+    text, _ = summary_tables({**summary, "side_by_side": new})
+    assert "1.00 / 1.60, 1.00" in text and f"{old['shipped_round_ms'][0] / 1.6:.3f}" in text

@@ -281,6 +281,7 @@ def test_search_target_auto_searches_on_the_table_of_the_form_that_ships(built_t
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["latency_table"]["path"] == str(user_tables_dir / name)
+    assert 0.2 < res["latency_table"]["speed_factor"] < 5  # re-anchored when the search began: recorded
     assert res["target"]["runtime"] == "ort-cpu" and res["target"]["decision"] == str(target.path)
     assert "--format onnx" in res["target"]["ship"]["export"] and "--int8" not in res["target"]["ship"]["export"]
     assert res["deployed"]["measured_ms"] > 0 and res["best"]["measured_latency_ms"] == res["deployed"]["measured_ms"]
