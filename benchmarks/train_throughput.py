@@ -10,7 +10,7 @@ round) and the record keeps each form's median and range. The forms:
 * ``supernet-threaded``: hybridized, channel masks folded into BN gamma/beta, large kernels cropped to the taps
   a tiny input can reach, MXNet's threaded engine and its own depthwise backward (spos-train until 2026-12-07);
 * ``supernet``: the same under the serial engine with the rewritten 5x5/7x7 depthwise backward
-  (:mod:`spos_deploy.nets.dwconv`), what spos-train runs now;
+  (:mod:`spos_deploy.nets.dwconv`), opt-in since it was found to train wrongly (docs/training.md);
 * ``small-supernet-threaded`` / ``small-supernet``: the same two for the small-image space's supernet (the one
   the rankings train);
 * ``subnet-threaded`` / ``subnet``: one stand-alone training step of the small space's subnets (the rankings'
@@ -56,17 +56,23 @@ FORMS: dict[str, tuple[str, str]] = {
         "supernet, spos-train until 2026-12-07: hybridized, BN masks, cropped kernels",
         "ThreadedEnginePerDevice",
     ),
-    "supernet": ("supernet, spos-train now: the same + serial engine, rewritten depthwise backward", engine.SERIAL),
+    "supernet": ("supernet: the same + serial engine, rewritten depthwise backward (opt-in)", engine.SERIAL),
     "small-supernet-threaded": (
         "small-space supernet, threaded engine, MXNet's depthwise backward",
         "ThreadedEnginePerDevice",
     ),
-    "small-supernet": ("small-space supernet, serial engine, rewritten backward (spos-train now)", engine.SERIAL),
+    "small-supernet": ("small-space supernet, serial engine, rewritten backward (opt-in)", engine.SERIAL),
     "subnet-threaded": ("stand-alone small-space subnets, MXNet's depthwise backward", "ThreadedEnginePerDevice"),
     "subnet": ("stand-alone small-space subnets, serial engine, rewritten backward", engine.SERIAL),
-    "supernet-half-cores": ("supernet, as spos-train now, on MXNet's own thread count", engine.SERIAL),
-    "small-supernet-half-cores": ("small-space supernet, as spos-train now, MXNet's own thread count", engine.SERIAL),
-    "subnet-half-cores": ("stand-alone small-space subnets, as now, on MXNet's own thread count", engine.SERIAL),
+    "supernet-half-cores": ("supernet, serial engine, rewritten backward, on MXNet's own thread count", engine.SERIAL),
+    "small-supernet-half-cores": (
+        "small-space supernet, serial engine, rewritten backward, MXNet's own thread count",
+        engine.SERIAL,
+    ),
+    "subnet-half-cores": (
+        "stand-alone small-space subnets, serial, rewritten backward, MXNet's own thread count",
+        engine.SERIAL,
+    ),
 }
 HALF_CORES = "-half-cores"
 """The suffix of the forms that run on the OpenMP threads MXNet 1.9 picks on x86 when nothing sets them."""
@@ -143,6 +149,8 @@ def _one_form(form: str, steps: int, warmup: int, batch_size: int) -> float:
 
 def _measure(form: str, args: argparse.Namespace) -> float:
     env = dict(os.environ, **{engine.VARIABLE: FORMS[form][1]})
+    if FORMS[form][1] == engine.SERIAL:  # the serial forms measure the rewritten backward, opt-in since 2026-12-07
+        env[engine.REWRITE_VARIABLE] = "rewritten"
     if form.endswith(HALF_CORES):  # nothing set: what MXNet 1.9 does on x86 then (see _one_form)
         env.pop("MXNET_OMP_MAX_THREADS", None)
         env.pop("OMP_NUM_THREADS", None)

@@ -6,6 +6,7 @@ ONNX nodes and profiler rows say which position and which op they come from.
 
 from __future__ import annotations
 
+import mxnet as mx
 import numpy as np
 from mxnet import init as mx_init
 from mxnet.gluon import HybridBlock, nn
@@ -147,7 +148,9 @@ class CroppedConv2D(nn.Conv2D):
         if c:
             weight = F.slice(weight, begin=(None, None, c, c), end=(None, None, k - c, k - c))
         kwargs = self._kwargs_cropped if c else self._kwargs
-        if self._rewrite:
+        if self._rewrite and (F is mx.sym or mx.autograd.is_recording()):
+            # only where a backward follows: imperative forwards that record nothing (precise BN's statistics
+            # passes, evaluation) read the custom operator's output wrongly, so they run MXNet's own conv
             eff = kwargs["kernel"][0]
             return dwconv.depthwise_conv(F, x, weight, eff, kwargs["stride"][0], eff // 2)
         if bias is None:

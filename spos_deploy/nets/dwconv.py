@@ -14,11 +14,16 @@ These are exact rewrites (the same sums in another order): the gradients match M
 rounding (tests/serial_engine_dwconv.py). The operator is used only by the training form (``crop=True`` networks, never
 exported) and only under MXNet's serial engine (:mod:`spos_deploy.nets.engine`); its parameters keep the plain
 convolution's names and shapes, so weights move between the forms.
+
+**Withdrawn (opt-in only, :data:`OPT_IN`):** whole trainings with it validate wrongly although the per-layer
+gradients check out (docs/training.md, "Speed"); it stays for finding the cause and for the throughput
+benchmark's comparison.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import mxnet as mx
@@ -33,7 +38,12 @@ MIN_KERNEL = 5
 #: The engine MXNet runs in this process: the operator is used only under the serial one (see :mod:`.engine`).
 SERIAL_ENGINE = engine.is_serial()
 
-_enabled = True
+OPT_IN = engine.REWRITE_VARIABLE
+"""Set to ``rewritten`` to train with this operator. Off by default: trainings with it on 2026-12-07 reached
+their usual training loss but validated at 0.13-0.82 top-1 where MXNet's own backward gives 0.85-0.88 (the
+same architectures, Fashion-MNIST, 3 epochs), and the cause is not found; the gradient checks pass."""
+
+_enabled = os.environ.get(OPT_IN, "").strip() == "rewritten"
 
 
 def rewrite_enabled() -> bool:

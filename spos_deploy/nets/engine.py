@@ -1,11 +1,12 @@
 """Which MXNet engine a training process runs, chosen before MXNet loads.
 
 MXNet reads ``MXNET_ENGINE_TYPE`` once, when it is imported. Training processes (``spos-train``, its dist_sync
-workers, the Ray tasks that train stand-alone subnets) run the serial engine (``NaiveEngine``): the rewritten
-depthwise backward (:mod:`spos_deploy.nets.dwconv`) is exact there and gives MXNet's threaded engine wrong
-values and heap corruption, and on its own the serial engine trains as fast as the threaded one on the CPUs
-measured (docs/supernet.md, "Measured facts about speed"). This module does not import MXNet, so a command
-can make the choice first. A user's own ``MXNET_ENGINE_TYPE`` always wins.
+workers, the Ray tasks that train stand-alone subnets) run the serial engine (``NaiveEngine``): it trains
+exactly as the threaded one (the same loss and top-1, tested) and as fast on the CPUs measured
+(docs/supernet.md, "Measured facts about speed"), and it is the only engine under which the opt-in rewritten
+depthwise backward (:mod:`spos_deploy.nets.dwconv`, withdrawn: its trainings validate wrongly) can run at
+all. This module does not import MXNet, so a command can make the choice first. A user's own
+``MXNET_ENGINE_TYPE`` always wins.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 
 VARIABLE = "MXNET_ENGINE_TYPE"
 SERIAL = "NaiveEngine"
+REWRITE_VARIABLE = "SPOS_DEPTHWISE_BACKWARD"
+"""``rewritten`` opts a process in to :mod:`spos_deploy.nets.dwconv`'s backward (withdrawn: see there)."""
 
 
 def prefer_serial() -> bool:
