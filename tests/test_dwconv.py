@@ -85,14 +85,16 @@ def _train(tmp_path, name: str, env: dict[str, str]) -> dict:
 
 def test_spos_train_trains_as_the_threaded_engine_does_and_the_rewrite_is_opt_in(tmp_path):
     """spos-train runs the serial engine with MXNet's own backward and trains exactly as a process on the
-    threaded engine (loss and top-1 over 60 steps: the rewritten backward drifted away within that many and
-    validated at a fraction of the top-1, 2026-12-07); ``SPOS_DEPTHWISE_BACKWARD=rewritten`` opts in, and the
+    threaded engine (loss and top-1 over 60 steps: the rewritten backward validated at a third of the top-1
+    after that many, 2026-12-07); ``SPOS_DEPTHWISE_BACKWARD=rewritten`` opts in, and the
     metrics say which ran."""
     default = _train(tmp_path, "default", {})
     threaded = _train(tmp_path, "threaded", {engine.VARIABLE: "ThreadedEnginePerDevice"})
     assert default["depthwise_backward"] == threaded["depthwise_backward"] == "mxnet"
-    assert default["loss"] == pytest.approx(threaded["loss"], rel=1e-4)
-    assert default["val_acc"] == pytest.approx(threaded["val_acc"], abs=0.005) and default["val_acc"] > 0.5
+    # the threaded engine's order of operations moves the loss by up to 0.2 % (one OpenMP thread per process);
+    # the rewritten backward, at a loss as close, validated at 0.23 against 0.64
+    assert default["loss"] == pytest.approx(threaded["loss"], rel=0.01)
+    assert default["val_acc"] == pytest.approx(threaded["val_acc"], abs=0.05) and default["val_acc"] > 0.5
     assert _opted_in_backward() == "rewritten"
 
 

@@ -2,7 +2,7 @@
 
 MXNet reads ``MXNET_ENGINE_TYPE`` once, when it is imported. Training processes (``spos-train``, its dist_sync
 workers, the Ray tasks that train stand-alone subnets) run the serial engine (``NaiveEngine``): it trains
-exactly as the threaded one (the same loss and top-1, tested) and as fast on the CPUs measured
+as the threaded one (the same loss and top-1; tested) and as fast on the CPUs measured
 (docs/supernet.md, "Measured facts about speed"), and it is the only engine under which the opt-in rewritten
 depthwise backward (:mod:`spos_deploy.nets.dwconv`, withdrawn: its trainings validate wrongly) can run at
 all. This module does not import MXNet, so a command can make the choice first. A user's own
