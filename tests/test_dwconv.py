@@ -1,5 +1,5 @@
 """The rewritten depthwise backward is opt-in (its trainings validate wrongly) and runs only under MXNet's serial
-engine; training processes run that engine with MXNet's own backward, exactly as the threaded engine trains.
+engine; training processes run that engine with MXNet's own backward and train as the threaded engine does.
 
 The operator's own cases (gradients equal to MXNet's, accumulation, whole training networks) run in a process
 of their own under the serial engine (tests/serial_engine_dwconv.py): MXNet chooses its engine once, when it
