@@ -140,7 +140,7 @@ def _measure(
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_of(table, [*blocks, *ab], [*channels, *ac])
         truth = replace(setup_of(table), sessions=args.truth_sessions)
-        runs = measure_deployed_specs(specs, truth, Path(tmp), seed=1, repeats=2)
+        runs = measure_deployed_specs(specs, truth, Path(tmp), seed=1, repeats=2, progress=True)
     n = len(blocks)
     first, second = ([m.ms for m in run[:n]] for run in runs)
     factors = [reanchor_factor(table.anchor_reference(), [m.ms for m in run[n:]]) for run in runs]

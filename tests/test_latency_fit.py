@@ -118,8 +118,10 @@ def test_a_quick_build_predicts_held_out_networks_and_orders_widths(built_table)
     pairs = [(W - 1, W)]  # width 8 against 9 (unaligned, aligned): 2-4x apart; narrowest/widest lie within noise
     ub = [[b] * L for b in range(SMALL.num_blocks) for p in pairs for _ in p]
     uc = [SMALL.fix_channels([c] * L) for _ in range(SMALL.num_blocks) for p in pairs for c in p]
-    with tempfile.TemporaryDirectory() as tmp:
-        lat = [m.ms for m in measure_deployed_specs(specs_of(table, ub, uc), setup_of(table), Path(tmp))]
+    shown = io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(shown):
+        lat = [m.ms for m in measure_deployed_specs(specs_of(table, ub, uc), setup_of(table), Path(tmp), progress=True)]
+    assert "networks: export" in shown.getvalue() and "networks: measurement 1 of 1" in shown.getvalue()
     pred = table.predict(np.array(ub), np.array(uc))
     judged, wrong = 0, []
     for i in range(0, len(ub), 2):  # where the machine tells the two apart clearly, the table orders them as it does

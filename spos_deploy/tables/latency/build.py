@@ -454,16 +454,33 @@ def fit_architectures(space: SearchSpace, n: int, seed: int) -> tuple[np.ndarray
 
 
 def measure_deployed_specs(
-    specs: list[ModelSpec], setup: LatencySetup, folder: Path, seed: int = 0, repeats: int = 1
+    specs: list[ModelSpec],
+    setup: LatencySetup,
+    folder: Path,
+    seed: int = 0,
+    repeats: int = 1,
+    progress: bool = False,
 ) -> list[Any] | list[list[Any]]:
     """:func:`spos_deploy.runtime.deployed.measure_deployed` of ``specs`` exported in the table's deployed form
     and settings (onnxruntime or OpenVINO): each session a fresh one, made from the exported file. With
     ``repeats`` > 1, that many independent measurements of the same exports (seeds ``seed``, ``seed + 1``, ...),
-    a list of lists."""
+    a list of lists. ``progress``: bars for the exports and each measurement (a benchmark's 50 networks in 15
+    sessions each, twice, take a quarter of an hour)."""
     shape = network_shape(specs[0].space, setup)
-    paths = [export_deployed(s, folder, setup.precision, setup.seed, setup.runtime) for s in specs]
+    exports = tqdm(specs, desc="networks: export", unit="net", disable=not progress, leave=False)
+    paths = [export_deployed(s, folder, setup.precision, setup.seed, setup.runtime) for s in exports]
     makers = [lambda p=p: setup.runner(p, shape) for p in paths]
-    runs = [measure_deployed(makers, sessions=setup.sessions, seed=seed + r) for r in range(repeats)]
+    runs = [
+        measure_deployed(
+            makers,
+            sessions=setup.sessions,
+            seed=seed + r,
+            progress=progress,
+            desc=f"networks: measurement {r + 1} of {repeats}",
+            leave=False,
+        )
+        for r in range(repeats)
+    ]
     return runs[0] if repeats == 1 else runs
 
 
