@@ -84,7 +84,7 @@ def _train(tmp_path, name: str, env: dict[str, str]) -> dict:
 
 
 def test_spos_train_trains_as_the_threaded_engine_does_and_the_rewrite_is_opt_in(tmp_path):
-    """spos-train runs the serial engine with MXNet's own backward and trains exactly as a process on the
+    """spos-train runs the serial engine with MXNet's own backward and trains as a process on the
     threaded engine (loss and top-1 over 60 steps: the rewritten backward validated at a third of the top-1
     after that many, 2026-12-07); ``SPOS_DEPTHWISE_BACKWARD=rewritten`` opts in, and the
     metrics say which ran."""

@@ -131,7 +131,7 @@ def test_a_quick_build_predicts_held_out_networks_and_orders_widths(built_table)
                 wrong.append((ub[i], uc[i], uc[i + 1], lat[i : i + 2], pred[i : i + 2]))
     # width 8 against 9 differs 2-4x on the CPUs measured (docs/latency.md). A quick build (8 repeats, 48 fit
     # networks) is allowed one block whose pair it misplaces: a machine that changes speed while that block's
-    # entries are timed does it (seen once in CI, 2026-12-08); a table that gets widths wrong misplaces them all
+    # entries are timed does it (seen in CI, last on 2026-12-08); a table that gets widths wrong misplaces them all
     assert judged >= 3 and len(wrong) <= 1, (lat, wrong)
     blocks, channels = random_architectures(SMALL, 12, 77)
     ab, ac = table.anchor_choices()  # timed with them: the machine's speed now, as a search re-anchors
